@@ -1,0 +1,11 @@
+//! Panics: a `trap` response carrying the panic message.
+
+use muon_sdk::{Request, Response};
+
+#[muon_sdk::handler]
+fn boom(req: Request) -> Response {
+    if req.query_param("calm").is_some() {
+        return Response::text("calm");
+    }
+    panic!("the fixture panicked on purpose");
+}

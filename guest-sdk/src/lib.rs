@@ -1,0 +1,80 @@
+//! Write muon functions in a few lines.
+//!
+//! One attribute turns a Rust function into a component for one of muon's
+//! function kinds. Build it with `cargo build --target wasm32-wasip2` and
+//! deploy the `.wasm` with `muon deploy NAME FILE`.
+//!
+//! ```ignore
+//! use muon_sdk::{Request, Response};
+//!
+//! #[muon_sdk::handler]
+//! fn hello(req: Request) -> Response {
+//!     let who = req.query_param("name").unwrap_or_else(|| "world".to_owned());
+//!     Response::text(format!("hello, {who}\n"))
+//! }
+//! ```
+//!
+//! - [`handler`]: `fn(Request) -> impl IntoResponse`, an HTTP endpoint;
+//! - [`preprocessor`]: `fn(RawRecord) -> Result<Vec<NamedTensor>, E>`;
+//! - [`training_step`]: on `impl TrainingStep for T`.
+
+mod http;
+mod tensor;
+mod training;
+
+pub use http::{IntoResponse, Json};
+pub use muon_sdk_macro::{handler, preprocessor, training_step};
+pub use tensor::TensorError;
+pub use training::{HyperParameters, TrainingStep};
+
+pub use __bindings::handler::muon::function::types::{NamedTensor, Request, Response, Tensor, TensorType};
+pub use __bindings::preprocessor::exports::muon::function::preprocess::RawRecord;
+pub use __bindings::training::exports::muon::function::train::StepOutput;
+
+/// Generated bindings of muon's worlds; used by the macros, not by hand.
+#[doc(hidden)]
+pub mod __bindings {
+    /// The `handler` world, which also defines the shared `types`.
+    pub mod handler {
+        wit_bindgen::generate!({
+            world: "muon:function/handler",
+            path: "../wit/muon-function",
+            pub_export_macro: true,
+            export_macro_name: "export",
+            default_bindings_module: "::muon_sdk::__bindings::handler",
+        });
+    }
+
+    /// The `preprocessor` world.
+    pub mod preprocessor {
+        wit_bindgen::generate!({
+            world: "muon:function/preprocessor",
+            path: "../wit/muon-function",
+            pub_export_macro: true,
+            export_macro_name: "export",
+            default_bindings_module: "::muon_sdk::__bindings::preprocessor",
+            with: { "muon:function/types@0.1.0": crate::__bindings::handler::muon::function::types },
+        });
+    }
+
+    /// The `training-step` world.
+    pub mod training {
+        wit_bindgen::generate!({
+            world: "muon:function/training-step",
+            path: "../wit/muon-function",
+            pub_export_macro: true,
+            export_macro_name: "export",
+            default_bindings_module: "::muon_sdk::__bindings::training",
+            with: { "muon:function/types@0.1.0": crate::__bindings::handler::muon::function::types },
+        });
+    }
+}
+
+/// Support code for the macros.
+#[doc(hidden)]
+pub mod __private {
+    /// A function's `Result` with any displayable error, as the WIT `result<_, string>`.
+    pub fn guest_result<T, E: std::fmt::Display>(result: Result<T, E>) -> Result<T, String> {
+        result.map_err(|err| err.to_string())
+    }
+}

@@ -1,0 +1,27 @@
+//! The training-step kind.
+
+use crate::{NamedTensor, StepOutput};
+
+/// Hyper-parameters of a step, by name.
+#[derive(Debug, Clone, Default)]
+pub struct HyperParameters(pub Vec<(String, f64)>);
+
+impl HyperParameters {
+    /// The value of `name`, or `default` when it was not given.
+    pub fn get_or(&self, name: &str, default: f64) -> f64 {
+        self.0.iter().find(|(n, _)| n == name).map_or(default, |(_, v)| *v)
+    }
+}
+
+/// A model's training step. Put `#[muon_sdk::training_step]` on the impl.
+pub trait TrainingStep {
+    /// Initial parameters from a configuration (JSON text by convention).
+    fn init(config: &str) -> Result<Vec<NamedTensor>, String>;
+
+    /// One step: new parameters, the loss and any metrics.
+    fn step(
+        parameters: Vec<NamedTensor>,
+        batch: Vec<NamedTensor>,
+        hyper_parameters: HyperParameters,
+    ) -> Result<StepOutput, String>;
+}

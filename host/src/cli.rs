@@ -1,0 +1,248 @@
+//! The command line: `muon serve` and the client commands that speak the
+//! HTTP API (`--server` or `MUON_SERVER`). Output is for people unless
+//! `--json` is given; failures exit non-zero with a one-line reason.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
+
+use crate::config::Settings;
+
+/// muon: a serverless WebAssembly function host for AI workloads.
+#[derive(Debug, Parser)]
+#[command(name = "muon", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// TOML file with the same settings as the flags; flags win.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Deploy a component as function NAME (a new version if it exists).
+    Deploy {
+        name: String,
+        /// The component (.wasm built for wasm32-wasip2).
+        file: PathBuf,
+        #[arg(long)]
+        memory_mb: Option<u32>,
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        #[arg(long)]
+        max_concurrency: Option<u32>,
+        /// Callable without an API key.
+        #[arg(long)]
+        public: bool,
+        /// Hosts the function may call over outbound HTTP, comma-separated.
+        #[arg(long)]
+        allowed_hosts: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Call function NAME and print its response body.
+    Invoke {
+        name: String,
+        /// Request body: `@FILE`, `-` for stdin, or the text itself.
+        #[arg(long)]
+        data: Option<String>,
+        /// Path below the function's route, for HTTP functions.
+        #[arg(long, default_value = "/")]
+        path: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List deployed functions.
+    Functions {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Make the previous version of NAME active again.
+    Rollback {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete function NAME and all its versions.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ClientArgs {
+    /// The muon server to talk to.
+    #[arg(long, env = "MUON_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Print the server's JSON instead of a summary.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { config, settings } => serve(config, settings).await,
+            command => client_command(command).await,
+        }
+    })
+}
+
+async fn serve(config_file: Option<PathBuf>, flags: Settings) -> anyhow::Result<()> {
+    crate::telemetry::init_logging();
+    let file = match config_file {
+        Some(path) => Settings::from_file(&path)?,
+        None => Settings::default(),
+    };
+    crate::server::serve(flags.or(file).resolve()?).await
+}
+
+async fn client_command(command: Command) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    match command {
+        Command::Serve { .. } => bail!("serve is not a client command"),
+        Command::Deploy { name, file, memory_mb, timeout_ms, max_concurrency, public, allowed_hosts, client } => {
+            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let mut query: Vec<(&str, String)> = Vec::new();
+            query.extend(memory_mb.map(|v| ("memory_mb", v.to_string())));
+            query.extend(timeout_ms.map(|v| ("timeout_ms", v.to_string())));
+            query.extend(max_concurrency.map(|v| ("max_concurrency", v.to_string())));
+            query.extend(allowed_hosts.map(|v| ("allowed_hosts", v)));
+            if public {
+                query.push(("public", "true".to_owned()));
+            }
+            let request = http
+                .put(format!("{}/v1/functions/{name}", client.server))
+                .query(&query)
+                .header("content-type", "application/wasm")
+                .body(bytes);
+            let out = send_json(request).await?;
+            print_or(&client, &out, || {
+                format!(
+                    "deployed {} version {} ({}, digest {})",
+                    out["name"].as_str().unwrap_or_default(),
+                    out["version"],
+                    out["kind"].as_str().unwrap_or_default(),
+                    out["digest"].as_str().unwrap_or_default().get(..12).unwrap_or_default()
+                )
+            })
+        }
+        Command::Invoke { name, data, path, client } => invoke(&http, &client, &name, data, &path).await,
+        Command::Functions { client } => {
+            let out = send_json(http.get(format!("{}/v1/functions", client.server))).await?;
+            print_or(&client, &out, || {
+                let mut lines = vec![format!("{:<24} {:>7}  {:<14} {:>9} {:>10}", "NAME", "VERSION", "KIND", "MEMORY", "TIMEOUT")];
+                for f in out["functions"].as_array().into_iter().flatten() {
+                    lines.push(format!(
+                        "{:<24} {:>7}  {:<14} {:>6}MiB {:>8}ms",
+                        f["name"].as_str().unwrap_or_default(),
+                        f["version"],
+                        f["kind"].as_str().unwrap_or_default(),
+                        f["limits"]["memory_mb"],
+                        f["limits"]["timeout_ms"],
+                    ));
+                }
+                lines.join("\n")
+            })
+        }
+        Command::Rollback { name, client } => {
+            let out = send_json(http.post(format!("{}/v1/functions/{name}/rollback", client.server))).await?;
+            print_or(&client, &out, || format!("{name} is now at version {}", out["version"]))
+        }
+        Command::Delete { name, client } => {
+            let out = send_json(http.delete(format!("{}/v1/functions/{name}", client.server))).await?;
+            print_or(&client, &out, || format!("deleted {name}"))
+        }
+    }
+}
+
+async fn invoke(
+    http: &reqwest::Client,
+    client: &ClientArgs,
+    name: &str,
+    data: Option<String>,
+    path: &str,
+) -> anyhow::Result<()> {
+    let info = send_json(http.get(format!("{}/v1/functions/{name}", client.server))).await?;
+    let body = match data.as_deref() {
+        None => Vec::new(),
+        Some("-") => {
+            let mut buffer = Vec::new();
+            std::io::stdin().read_to_end(&mut buffer).context("cannot read stdin")?;
+            buffer
+        }
+        Some(arg) => match arg.strip_prefix('@') {
+            Some(file) => std::fs::read(file).with_context(|| format!("cannot read {file}"))?,
+            None => arg.as_bytes().to_vec(),
+        },
+    };
+    let typed = matches!(info["kind"].as_str(), Some("preprocessor" | "training-step"));
+    let request = if typed {
+        http.post(format!("{}/v1/functions/{name}/invoke", client.server)).body(body)
+    } else {
+        let url = format!("{}/fn/default/{name}{}", client.server, normalize_path(path));
+        if data.is_some() { http.post(url).body(body) } else { http.get(url) }
+    };
+    let response = request.send().await.with_context(|| format!("cannot reach {}", client.server))?;
+    let status = response.status();
+    let bytes = response.bytes().await?;
+    if !status.is_success() {
+        bail!("{}", failure_line(status, &bytes));
+    }
+    use std::io::Write;
+    let mut stdout = std::io::stdout();
+    stdout.write_all(&bytes)?;
+    if !bytes.ends_with(b"\n") {
+        stdout.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+fn normalize_path(path: &str) -> String {
+    if path.starts_with('/') { path.to_owned() } else { format!("/{path}") }
+}
+
+async fn send_json(request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    let response = request.send().await.context("cannot reach the muon server (is it running? see --server)")?;
+    let status = response.status();
+    let bytes = response.bytes().await?;
+    if !status.is_success() {
+        bail!("{}", failure_line(status, &bytes));
+    }
+    serde_json::from_slice(&bytes).context("the server answered with invalid JSON")
+}
+
+/// `HTTP 404 not_found: function `x` was not found`, from a JSON error body when there is one.
+fn failure_line(status: reqwest::StatusCode, body: &[u8]) -> String {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) if v["error"]["code"].is_string() => format!(
+            "HTTP {} {}: {}",
+            status.as_u16(),
+            v["error"]["code"].as_str().unwrap_or_default(),
+            v["error"]["message"].as_str().unwrap_or_default()
+        ),
+        _ => format!("HTTP {}: {}", status.as_u16(), String::from_utf8_lossy(body).trim()),
+    }
+}
+
+fn print_or(client: &ClientArgs, json: &Value, human: impl FnOnce() -> String) -> anyhow::Result<()> {
+    if client.json {
+        println!("{}", serde_json::to_string_pretty(json)?);
+    } else {
+        println!("{}", human());
+    }
+    Ok(())
+}

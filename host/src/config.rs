@@ -1,0 +1,238 @@
+//! Server configuration: one struct serves the TOML file and the command line.
+//!
+//! Every field is optional in both places; a flag overrides the file, the file
+//! overrides the documented default. [`Settings::resolve`] turns the merged
+//! settings into the [`Config`] the server runs with, checking that per-function
+//! defaults fit under the host-wide caps.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "./muon-data";
+
+/// Settings given in a TOML file (`--config`) or as `muon serve` flags.
+///
+/// Unknown keys in the file are an error, so a typo never goes unnoticed.
+#[derive(Debug, Clone, Default, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address to listen on [default: 127.0.0.1:8080]. Port 0 picks a free port.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the database, components and compiled artifacts [default: ./muon-data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Memory limit of a function that names none, in MiB [default: 128].
+    #[arg(long)]
+    pub default_memory_mb: Option<u32>,
+    /// Largest memory limit a deploy may ask for, in MiB [default: 1024].
+    #[arg(long)]
+    pub max_memory_mb: Option<u32>,
+    /// Deadline of a function that names none, in milliseconds [default: 30000].
+    #[arg(long)]
+    pub default_timeout_ms: Option<u64>,
+    /// Longest deadline a deploy may ask for, in milliseconds [default: 300000].
+    #[arg(long)]
+    pub max_timeout_ms: Option<u64>,
+    /// Concurrent instances of a function that names no limit [default: 64].
+    #[arg(long)]
+    pub default_max_concurrency: Option<u32>,
+    /// Largest `max_concurrency` a deploy may ask for [default: 1000].
+    #[arg(long)]
+    pub max_concurrency_cap: Option<u32>,
+    /// Requests that may wait for a busy function before `503` [default: 256].
+    #[arg(long)]
+    pub queue_depth: Option<u32>,
+    /// How long a request may wait for a busy function, in milliseconds [default: 1000].
+    #[arg(long)]
+    pub queue_timeout_ms: Option<u64>,
+    /// Largest component upload, in bytes [default: 67108864].
+    #[arg(long)]
+    pub max_deploy_bytes: Option<u64>,
+    /// Largest invocation request body, in bytes [default: 8388608].
+    #[arg(long)]
+    pub max_request_bytes: Option<u64>,
+    /// Largest response a function may return, in bytes [default: 16777216].
+    #[arg(long)]
+    pub max_response_bytes: Option<u64>,
+    /// Most request headers accepted before `431` [default: 64].
+    #[arg(long)]
+    pub max_headers: Option<usize>,
+    /// Largest request head (request line plus headers) before `431`, in bytes [default: 16384].
+    #[arg(long)]
+    pub max_header_bytes: Option<usize>,
+    /// Time a client has to send its request headers, in milliseconds [default: 10000].
+    #[arg(long)]
+    pub header_read_timeout_ms: Option<u64>,
+    /// Time in-flight requests get to finish after SIGTERM/SIGINT, in milliseconds [default: 10000].
+    #[arg(long)]
+    pub shutdown_grace_ms: Option<u64>,
+    /// WebAssembly stack limit per instance, in KiB [default: 512].
+    #[arg(long)]
+    pub max_wasm_stack_kb: Option<usize>,
+    /// Most host resources (streams, handles) one instance may hold [default: 10000].
+    #[arg(long)]
+    pub max_guest_resources: Option<usize>,
+    /// Instances that may exist at once across all functions [default: 1000].
+    #[arg(long)]
+    pub max_instances: Option<u32>,
+    /// Bytes of guest stdout and stderr kept per request for the log [default: 65536].
+    #[arg(long)]
+    pub guest_output_bytes: Option<usize>,
+    /// Let functions that name allowed hosts reach loopback and private addresses [default: false].
+    #[arg(long)]
+    pub allow_private_outbound: Option<bool>,
+}
+
+/// The resolved configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub limits: LimitDefaults,
+    pub queue_depth: u32,
+    pub queue_timeout: Duration,
+    pub max_deploy_bytes: u64,
+    pub max_request_bytes: u64,
+    pub max_headers: usize,
+    pub max_header_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub max_wasm_stack: usize,
+    pub max_guest_resources: usize,
+    pub max_instances: u32,
+    pub guest_output_bytes: usize,
+    pub allow_private_outbound: bool,
+}
+
+/// Per-function limits: the defaults a deploy gets and the caps it may not pass.
+#[derive(Debug, Clone, Copy)]
+pub struct LimitDefaults {
+    pub default_memory_mb: u32,
+    pub max_memory_mb: u32,
+    pub default_timeout_ms: u64,
+    pub max_timeout_ms: u64,
+    pub default_max_concurrency: u32,
+    pub max_concurrency_cap: u32,
+    pub max_response_bytes: u64,
+}
+
+impl Settings {
+    /// Reads a TOML settings file.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// Fills every field unset here from `base` (flags over file).
+    #[must_use]
+    pub fn or(self, base: Settings) -> Settings {
+        macro_rules! merge {
+            ($($field:ident),* $(,)?) => {
+                Settings { $($field: self.$field.or(base.$field)),* }
+            };
+        }
+        merge!(
+            listen,
+            data_dir,
+            default_memory_mb,
+            max_memory_mb,
+            default_timeout_ms,
+            max_timeout_ms,
+            default_max_concurrency,
+            max_concurrency_cap,
+            queue_depth,
+            queue_timeout_ms,
+            max_deploy_bytes,
+            max_request_bytes,
+            max_response_bytes,
+            max_headers,
+            max_header_bytes,
+            header_read_timeout_ms,
+            shutdown_grace_ms,
+            max_wasm_stack_kb,
+            max_guest_resources,
+            max_instances,
+            guest_output_bytes,
+            allow_private_outbound,
+        )
+    }
+
+    /// Applies the documented defaults and checks the result.
+    pub fn resolve(self) -> anyhow::Result<Config> {
+        let limits = LimitDefaults {
+            default_memory_mb: self.default_memory_mb.unwrap_or(128),
+            max_memory_mb: self.max_memory_mb.unwrap_or(1024),
+            default_timeout_ms: self.default_timeout_ms.unwrap_or(30_000),
+            max_timeout_ms: self.max_timeout_ms.unwrap_or(300_000),
+            default_max_concurrency: self.default_max_concurrency.unwrap_or(64),
+            max_concurrency_cap: self.max_concurrency_cap.unwrap_or(1000),
+            max_response_bytes: self.max_response_bytes.unwrap_or(16 << 20),
+        };
+        if limits.default_memory_mb > limits.max_memory_mb
+            || limits.default_timeout_ms > limits.max_timeout_ms
+            || limits.default_max_concurrency > limits.max_concurrency_cap
+        {
+            bail!("a per-function default is larger than its cap (memory, timeout or concurrency)");
+        }
+        if limits.max_memory_mb == 0 || limits.default_timeout_ms == 0 {
+            bail!("memory and timeout limits must be greater than zero");
+        }
+        Ok(Config {
+            listen: self.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            limits,
+            queue_depth: self.queue_depth.unwrap_or(256),
+            queue_timeout: Duration::from_millis(self.queue_timeout_ms.unwrap_or(1000)),
+            max_deploy_bytes: self.max_deploy_bytes.unwrap_or(64 << 20),
+            max_request_bytes: self.max_request_bytes.unwrap_or(8 << 20),
+            max_headers: self.max_headers.unwrap_or(64),
+            max_header_bytes: self.max_header_bytes.unwrap_or(16 * 1024),
+            header_read_timeout: Duration::from_millis(
+                self.header_read_timeout_ms.unwrap_or(10_000),
+            ),
+            shutdown_grace: Duration::from_millis(self.shutdown_grace_ms.unwrap_or(10_000)),
+            max_wasm_stack: self.max_wasm_stack_kb.unwrap_or(512) * 1024,
+            max_guest_resources: self.max_guest_resources.unwrap_or(10_000),
+            max_instances: self.max_instances.unwrap_or(1000),
+            guest_output_bytes: self.guest_output_bytes.unwrap_or(64 * 1024),
+            allow_private_outbound: self.allow_private_outbound.unwrap_or(false),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = toml::from_str::<Settings>("listen = \"127.0.0.1:1\"\nlisten_port = 3\n");
+        assert!(err.is_err_and(|e| e.to_string().contains("listen_port")));
+    }
+
+    #[test]
+    fn flags_override_file_and_defaults_fill_the_rest() -> anyhow::Result<()> {
+        let file: Settings = toml::from_str("default_memory_mb = 64\nmax_headers = 10\n")?;
+        let flags = Settings { max_headers: Some(20), ..Settings::default() };
+        let config = flags.or(file).resolve()?;
+        assert_eq!(config.limits.default_memory_mb, 64);
+        assert_eq!(config.max_headers, 20);
+        assert_eq!(config.limits.default_timeout_ms, 30_000);
+        Ok(())
+    }
+
+    #[test]
+    fn default_above_cap_is_an_error() {
+        let s = Settings { default_memory_mb: Some(2048), ..Settings::default() };
+        assert!(s.resolve().is_err());
+    }
+}

@@ -1,0 +1,284 @@
+//! The wasmtime engine: compilation with an on-disk cache, the linker, and
+//! the per-version entry points that requests instantiate from.
+
+pub(crate) mod bindings;
+mod outbound;
+mod state;
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::{Config as WasmtimeConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+pub use bindings::{NamedTensor, RawRecord, Request, Response, Tensor, TensorType};
+pub use outbound::OutboundPolicy;
+pub use state::{HostState, InstanceLimits};
+
+use crate::config::Config;
+use crate::error::ApiError;
+
+/// What a component is, judged by what it exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FunctionKind {
+    /// Exports `muon:function/handle`.
+    Handler,
+    /// Exports `muon:function/preprocess`.
+    Preprocessor,
+    /// Exports `muon:function/train`.
+    TrainingStep,
+    /// Exports `wasi:http/incoming-handler` (the `wasi:http/proxy` world).
+    Http,
+}
+
+impl FunctionKind {
+    /// The kind's name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Handler => "handler",
+            Self::Preprocessor => "preprocessor",
+            Self::TrainingStep => "training-step",
+            Self::Http => "http",
+        }
+    }
+}
+
+/// A component linked and ready to instantiate, once per version.
+#[derive(Clone)]
+pub enum EntryPoint {
+    Handler(bindings::handler::HandlerPre<HostState>),
+    Preprocessor(bindings::preprocessor::PreprocessorPre<HostState>),
+    TrainingStep(bindings::training::TrainingStepPre<HostState>),
+    Http(wasmtime_wasi_http::p2::bindings::ProxyPre<HostState>),
+}
+
+impl EntryPoint {
+    /// The kind of function behind this entry point.
+    pub fn kind(&self) -> FunctionKind {
+        match self {
+            Self::Handler(_) => FunctionKind::Handler,
+            Self::Preprocessor(_) => FunctionKind::Preprocessor,
+            Self::TrainingStep(_) => FunctionKind::TrainingStep,
+            Self::Http(_) => FunctionKind::Http,
+        }
+    }
+}
+
+/// Whether a compile was served from the on-disk cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    Hit,
+    Miss,
+}
+
+/// Interfaces a guest may import; everything else is refused at deploy.
+const PROVIDED_IMPORTS: &[&str] = &[
+    "wasi:cli/",
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:filesystem/",
+    "wasi:sockets/",
+    "wasi:http/types",
+    "wasi:http/outgoing-handler",
+    "muon:function/types",
+];
+
+/// The engine with its linker and compiled-artifact cache.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    compiled_dir: PathBuf,
+    compatibility: u64,
+}
+
+impl Runtime {
+    /// Builds the engine (Cranelift, pooling allocator, epochs) and the linker.
+    pub fn new(config: &Config) -> anyhow::Result<Self> {
+        let engine = Engine::new(&wasmtime_config(config)?).context("cannot create the wasm engine")?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let compiled_dir = config.data_dir.join("compiled");
+        std::fs::create_dir_all(&compiled_dir)
+            .with_context(|| format!("cannot create {}", compiled_dir.display()))?;
+        Ok(Self { engine, linker, compiled_dir, compatibility: hasher.finish() })
+    }
+
+    /// The underlying wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Starts the process-wide epoch ticker that drives guest deadlines.
+    pub fn start_epoch_ticker(&self, tick: Duration) {
+        let engine = self.engine.weak();
+        let spawned = std::thread::Builder::new().name("muon-epoch".into()).spawn(move || {
+            while let Some(engine) = engine.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(tick);
+            }
+        });
+        if let Err(err) = spawned {
+            tracing::error!(%err, "cannot start the epoch ticker; guests will not yield");
+        }
+    }
+
+    /// Checks that `bytes` are a component, then compiles it, or loads the
+    /// compiled artifact cached for the same digest and engine.
+    ///
+    /// Blocking: call from a blocking thread.
+    pub fn compile(&self, digest: &str, bytes: &[u8]) -> Result<(Component, CacheOutcome), ApiError> {
+        let cached = self.artifact_path(digest);
+        if cached.exists() {
+            match self.load_artifact(&cached) {
+                Ok(component) => return Ok((component, CacheOutcome::Hit)),
+                Err(err) => tracing::warn!(error = format!("{err:#}"), path = %cached.display(), "discarding unreadable compiled artifact"),
+            }
+        }
+        check_component_bytes(bytes)?;
+        let serialized = self
+            .engine
+            .precompile_component(bytes)
+            .map_err(|err| ApiError::InvalidComponent(format!("the component does not validate: {err:#}")))?;
+        write_atomically(&cached, &serialized).context("cannot cache the compiled component")?;
+        let component = self.load_artifact(&cached)?;
+        Ok((component, CacheOutcome::Miss))
+    }
+
+    /// Loads a previously compiled component; `None` when no artifact is cached.
+    pub fn load_cached(&self, digest: &str) -> anyhow::Result<Option<Component>> {
+        let path = self.artifact_path(digest);
+        if !path.exists() {
+            return Ok(None);
+        }
+        self.load_artifact(&path).map(Some)
+    }
+
+    fn load_artifact(&self, path: &Path) -> anyhow::Result<Component> {
+        // SAFETY: only files this process wrote with `precompile_component`
+        // live in `compiled_dir`, named by the engine's compatibility hash;
+        // uploads of precompiled code are refused in `check_component_bytes`.
+        unsafe { Component::deserialize_file(&self.engine, path) }
+            .with_context(|| format!("cannot load compiled component {}", path.display()))
+    }
+
+    fn artifact_path(&self, digest: &str) -> PathBuf {
+        self.compiled_dir.join(format!("{digest}-{:016x}.cwasm", self.compatibility))
+    }
+
+    /// Checks the imports, links the component and finds its kind.
+    pub fn prepare(&self, component: &Component) -> Result<EntryPoint, ApiError> {
+        let component_type = component.component_type();
+        for (name, _) in component_type.imports(&self.engine) {
+            if !PROVIDED_IMPORTS.iter().any(|prefix| name.starts_with(prefix)) {
+                let detail = if name.starts_with("wasi:nn/") {
+                    "; wasi:nn inference is not available on this host yet".to_owned()
+                } else {
+                    "; muon provides wasi:cli, wasi:io, wasi:clocks, wasi:random, wasi:filesystem, \
+                     wasi:sockets, wasi:http/types, wasi:http/outgoing-handler and muon:function/types"
+                        .to_owned()
+                };
+                return Err(ApiError::UnknownImport { import: name.to_owned(), detail });
+            }
+        }
+        let pre = self.linker.instantiate_pre(component).map_err(|err| ApiError::UnknownImport {
+            import: "(see detail)".to_owned(),
+            detail: format!(": {err:#}"),
+        })?;
+        entry_point(pre)
+    }
+}
+
+fn entry_point(pre: InstancePre<HostState>) -> Result<EntryPoint, ApiError> {
+    if let Ok(p) = bindings::handler::HandlerPre::new(pre.clone()) {
+        return Ok(EntryPoint::Handler(p));
+    }
+    if let Ok(p) = wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre.clone()) {
+        return Ok(EntryPoint::Http(p));
+    }
+    if let Ok(p) = bindings::preprocessor::PreprocessorPre::new(pre.clone()) {
+        return Ok(EntryPoint::Preprocessor(p));
+    }
+    if let Ok(p) = bindings::training::TrainingStepPre::new(pre) {
+        return Ok(EntryPoint::TrainingStep(p));
+    }
+    Err(ApiError::InvalidComponent(
+        "the component exports none of muon:function/handle, wasi:http/incoming-handler, \
+         muon:function/preprocess or muon:function/train (at compatible versions)"
+            .to_owned(),
+    ))
+}
+
+/// Refuses what is not a component before handing bytes to Cranelift.
+fn check_component_bytes(bytes: &[u8]) -> Result<(), ApiError> {
+    if Engine::detect_precompiled(bytes).is_some() {
+        return Err(ApiError::InvalidComponent(
+            "precompiled native code is refused; upload the component's .wasm and muon compiles it".into(),
+        ));
+    }
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(ApiError::InvalidComponent(
+            "the body is not WebAssembly (no \\0asm header); upload a component built for wasm32-wasip2".into(),
+        ));
+    }
+    // Bytes 4..8 hold the version and layer: 1/0 is a core module, 0x0d/1 a component.
+    if bytes[4..8] == [1, 0, 0, 0] {
+        return Err(ApiError::InvalidComponent(
+            "this is a core WebAssembly module, not a component; build for wasm32-wasip2 or wrap it \
+             with `wasm-tools component new`"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot rename into {}", path.display()))
+}
+
+fn wasmtime_config(config: &Config) -> anyhow::Result<WasmtimeConfig> {
+    let instances = config.max_instances;
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(8))
+        .total_memories(instances.saturating_mul(2))
+        .total_tables(instances.saturating_mul(8))
+        .total_stacks(instances)
+        .max_memory_size(usize::try_from(config.limits.max_memory_mb)? << 20)
+        // Keep the first pages of each slot mapped: resetting them with memset is
+        // cheaper than madvise + page faults for small guests.
+        .linear_memory_keep_resident(1 << 20)
+        .table_keep_resident(64 << 10);
+    let mut wasmtime = WasmtimeConfig::new();
+    wasmtime
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .epoch_interruption(true)
+        .max_wasm_stack(config.max_wasm_stack)
+        .async_stack_size(config.max_wasm_stack + (256 << 10))
+        .cranelift_opt_level(wasmtime::OptLevel::Speed);
+    Ok(wasmtime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_components_are_told_apart() {
+        let core = b"\0asm\x01\0\0\0";
+        let text = b"hello world";
+        let component = b"\0asm\x0d\0\x01\0";
+        assert!(matches!(check_component_bytes(core), Err(ApiError::InvalidComponent(m)) if m.contains("core")));
+        assert!(matches!(check_component_bytes(text), Err(ApiError::InvalidComponent(m)) if m.contains("not WebAssembly")));
+        assert!(check_component_bytes(component).is_ok());
+    }
+}

@@ -1,0 +1,69 @@
+//! The `muon:function/handler` world: a request record in, a response record out.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, StatusCode};
+
+use super::{GuestCall, record_instantiate};
+use crate::engine::{EntryPoint, Request, Response};
+use crate::error::ApiError;
+use crate::registry::Version;
+use crate::server::App;
+use crate::server::body::{self, Body};
+
+/// Calls a handler function with an HTTP request whose body is already read.
+pub async fn call_handler(
+    app: &App,
+    version: Arc<Version>,
+    parts: &http::request::Parts,
+    path: &str,
+    body: Bytes,
+    request_id: &str,
+) -> Result<http::Response<Body>, ApiError> {
+    let EntryPoint::Handler(pre) = &version.entry else {
+        return Err(ApiError::Internal(anyhow::anyhow!("call_handler on a non-handler function")));
+    };
+    let request = Request {
+        method: parts.method.as_str().to_owned(),
+        path: path.to_owned(),
+        query: parts.uri.query().unwrap_or_default().to_owned(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .collect(),
+        body: body.into(),
+    };
+    let _slot = Arc::clone(&version.admission).enter().await?;
+    let mut call = GuestCall::new(&app.runtime, &app.config, Arc::clone(&version), request_id);
+    let outcome = tokio::time::timeout(call.timeout, async {
+        let started = Instant::now();
+        let instance = pre.instantiate_async(&mut call.store).await?;
+        record_instantiate(started);
+        instance.muon_function_handle().call_handle(&mut call.store, &request).await
+    })
+    .await;
+    let response = call.finish(outcome)?;
+    into_http_response(response, app.config.limits.max_response_bytes)
+}
+
+fn into_http_response(response: Response, limit: u64) -> Result<http::Response<Body>, ApiError> {
+    if response.body.len() as u64 > limit {
+        return Err(ApiError::ResponseTooLarge { limit });
+    }
+    let status = StatusCode::from_u16(response.status).map_err(|_| {
+        ApiError::Trap(format!("the function returned an invalid HTTP status {}", response.status))
+    })?;
+    let mut out = http::Response::new(body::full(response.body));
+    *out.status_mut() = status;
+    for (name, value) in response.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| ApiError::Trap(format!("the function returned an invalid header name `{name}`")))?;
+        let value = HeaderValue::from_str(&value)
+            .map_err(|_| ApiError::Trap(format!("the function returned an invalid value for header `{name}`")))?;
+        out.headers_mut().append(name, value);
+    }
+    Ok(out)
+}

@@ -1,0 +1,131 @@
+//! Running one request in a fresh instance: admission, a new store with the
+//! function's limits, instantiate from the pre-linked component, call, and
+//! turn whatever happened into a response or a typed error.
+
+mod handler;
+mod http;
+pub mod typed;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+pub use handler::call_handler;
+pub use http::call_http;
+
+use crate::config::Config;
+use crate::engine::{HostState, InstanceLimits, OutboundPolicy, Runtime};
+use crate::error::ApiError;
+use crate::registry::Version;
+
+/// One guest invocation: its store and what is needed to judge its outcome.
+pub(crate) struct GuestCall {
+    pub store: Store<HostState>,
+    version: Arc<Version>,
+    request_id: String,
+    pub timeout: Duration,
+    _in_flight: InFlight,
+}
+
+impl GuestCall {
+    /// A fresh store for `version` with its memory, resource and time limits.
+    pub fn new(runtime: &Runtime, config: &Config, version: Arc<Version>, request_id: &str) -> Self {
+        let limits = InstanceLimits {
+            memory_bytes: (version.limits.memory_mb as usize) << 20,
+            max_resources: config.max_guest_resources,
+            output_bytes: config.guest_output_bytes,
+        };
+        let outbound = OutboundPolicy::new(Arc::clone(&version.allowed_hosts), config.allow_private_outbound);
+        let mut store = Store::new(runtime.engine(), HostState::new(limits, outbound));
+        store.limiter(|state| &mut state.limiter);
+        let timeout = Duration::from_millis(version.limits.timeout_ms);
+        let deadline = Instant::now() + timeout;
+        // Every epoch tick the guest yields to the executor, so a spinning
+        // guest cannot starve other requests on its worker thread; past the
+        // deadline it is interrupted. A guest blocked in a host call is
+        // stopped by the async timeout around the call instead.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+        });
+        let in_flight = InFlight::enter(&version.label);
+        Self { store, version, request_id: request_id.to_owned(), timeout, _in_flight: in_flight }
+    }
+
+    /// Judges the outcome of a call made under `self.timeout`, and logs what
+    /// the guest printed.
+    pub fn finish<T>(
+        &self,
+        outcome: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+    ) -> Result<T, ApiError> {
+        self.log_output();
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(self.classify(&err)),
+            Err(_) => Err(ApiError::Timeout { timeout_ms: self.version.limits.timeout_ms }),
+        }
+    }
+
+    fn classify(&self, err: &wasmtime::Error) -> ApiError {
+        let state = self.store.data();
+        if state.limiter.hit_limit {
+            return ApiError::MemoryLimit { limit_mb: self.version.limits.memory_mb };
+        }
+        match err.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => ApiError::Timeout { timeout_ms: self.version.limits.timeout_ms },
+            Some(Trap::StackOverflow) => ApiError::Trap(
+                "stack overflow: the function recursed deeper than its wasm stack limit".to_owned(),
+            ),
+            Some(trap) => ApiError::Trap(with_guest_message(&trap.to_string(), &state.stderr.contents())),
+            None => ApiError::Trap(with_guest_message(&format!("{err:#}"), &state.stderr.contents())),
+        }
+    }
+
+    fn log_output(&self) {
+        let state = self.store.data();
+        for (stream, output) in [("stdout", state.stdout.contents()), ("stderr", state.stderr.contents())] {
+            if !output.is_empty() {
+                tracing::info!(
+                    request_id = %self.request_id,
+                    function = %self.version.label,
+                    stream,
+                    output = %String::from_utf8_lossy(&output).trim_end(),
+                    "guest output"
+                );
+            }
+        }
+    }
+}
+
+/// Adds the guest's last stderr line (a Rust panic message, typically) to a trap message.
+fn with_guest_message(trap: &str, stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    match text.lines().rev().find(|line| !line.trim().is_empty()) {
+        Some(line) => format!("{trap}; guest stderr: {}", line.trim()),
+        None => trap.to_owned(),
+    }
+}
+
+/// Records instantiation time.
+pub(crate) fn record_instantiate(started: Instant) {
+    metrics::histogram!("muon_instantiate_seconds").record(started.elapsed().as_secs_f64());
+}
+
+/// Counts an instance in flight for as long as it lives, cancellation included.
+struct InFlight {
+    label: String,
+}
+
+impl InFlight {
+    fn enter(label: &str) -> Self {
+        metrics::gauge!("muon_instances_in_flight", "function" => label.to_owned()).increment(1.0);
+        Self { label: label.to_owned() }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!("muon_instances_in_flight", "function" => self.label.clone()).decrement(1.0);
+    }
+}

@@ -1,0 +1,316 @@
+//! Typed functions (preprocessor, training-step) called with JSON, for testing
+//! them over `POST /v1/functions/{name}/invoke`.
+//!
+//! Tensors travel as `{"name", "dimensions", "type", "data"}` where `data`
+//! holds the elements as JSON numbers in row-major order.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{GuestCall, record_instantiate};
+use crate::engine::{EntryPoint, NamedTensor, Tensor, TensorType};
+use crate::error::ApiError;
+use crate::registry::Version;
+use crate::server::App;
+
+/// A tensor as JSON.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonTensor {
+    pub name: String,
+    pub dimensions: Vec<u32>,
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub data: Vec<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreprocessInput {
+    content_type: String,
+    /// The record as text.
+    #[serde(default)]
+    data: Option<String>,
+    /// The record as base64, for binary input.
+    #[serde(default)]
+    data_base64: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+enum TrainingInput {
+    Init {
+        #[serde(default)]
+        config: Value,
+    },
+    Step {
+        parameters: Vec<JsonTensor>,
+        batch: Vec<JsonTensor>,
+        #[serde(default)]
+        hyper_parameters: std::collections::BTreeMap<String, f64>,
+    },
+}
+
+/// Invokes a typed function with a JSON input and returns its JSON output.
+pub async fn invoke_typed(
+    app: &App,
+    version: Arc<Version>,
+    input: &[u8],
+    request_id: &str,
+) -> Result<Value, ApiError> {
+    let parse_error = |err: serde_json::Error| ApiError::BadRequest(format!("invalid invoke input: {err}"));
+    match &version.entry {
+        EntryPoint::Preprocessor(pre) => {
+            let input: PreprocessInput = serde_json::from_slice(input).map_err(parse_error)?;
+            let record = raw_record(input)?;
+            let pre = pre.clone();
+            let output = run(app, version, request_id, |mut call| async move {
+                let outcome = tokio::time::timeout(call.timeout, async {
+                    let started = Instant::now();
+                    let instance = pre.instantiate_async(&mut call.store).await?;
+                    record_instantiate(started);
+                    instance.muon_function_preprocess().call_preprocess(&mut call.store, &record).await
+                })
+                .await;
+                call.finish(outcome)
+            })
+            .await?
+            .map_err(guest_error)?;
+            Ok(serde_json::json!({ "tensors": tensors_to_json(&output)? }))
+        }
+        EntryPoint::TrainingStep(pre) => {
+            let input: TrainingInput = serde_json::from_slice(input).map_err(parse_error)?;
+            let pre = pre.clone();
+            match input {
+                TrainingInput::Init { config } => {
+                    let config = match config {
+                        Value::String(text) => text,
+                        other => other.to_string(),
+                    };
+                    let parameters = run(app, version, request_id, |mut call| async move {
+                        let outcome = tokio::time::timeout(call.timeout, async {
+                            let instance = pre.instantiate_async(&mut call.store).await?;
+                            instance.muon_function_train().call_init(&mut call.store, &config).await
+                        })
+                        .await;
+                        call.finish(outcome)
+                    })
+                    .await?
+                    .map_err(guest_error)?;
+                    Ok(serde_json::json!({ "parameters": tensors_to_json(&parameters)? }))
+                }
+                TrainingInput::Step { parameters, batch, hyper_parameters } => {
+                    let parameters = tensors_from_json(parameters)?;
+                    let batch = tensors_from_json(batch)?;
+                    let hyper: Vec<(String, f64)> = hyper_parameters.into_iter().collect();
+                    let output = run(app, version, request_id, |mut call| async move {
+                        let outcome = tokio::time::timeout(call.timeout, async {
+                            let instance = pre.instantiate_async(&mut call.store).await?;
+                            instance
+                                .muon_function_train()
+                                .call_step(&mut call.store, &parameters, &batch, &hyper)
+                                .await
+                        })
+                        .await;
+                        call.finish(outcome)
+                    })
+                    .await?
+                    .map_err(guest_error)?;
+                    let metrics: serde_json::Map<String, Value> =
+                        output.metrics.into_iter().map(|(k, v)| (k, Value::from(v))).collect();
+                    Ok(serde_json::json!({
+                        "parameters": tensors_to_json(&output.parameters)?,
+                        "loss": output.loss,
+                        "metrics": metrics,
+                    }))
+                }
+            }
+        }
+        EntryPoint::Handler(_) | EntryPoint::Http(_) => Err(ApiError::BadRequest(format!(
+            "`{}` is an HTTP function; call it at /fn/{}",
+            version.record.name, version.label
+        ))),
+    }
+}
+
+/// Admits the request, builds the store and runs `body` with it.
+async fn run<T, F, Fut>(app: &App, version: Arc<Version>, request_id: &str, body: F) -> Result<T, ApiError>
+where
+    F: FnOnce(GuestCall) -> Fut,
+    Fut: Future<Output = Result<T, ApiError>>,
+{
+    let _slot = Arc::clone(&version.admission).enter().await?;
+    body(GuestCall::new(&app.runtime, &app.config, version, request_id)).await
+}
+
+/// A function's own `err(string)` result is a 422: the call worked, the input did not.
+fn guest_error(message: String) -> ApiError {
+    ApiError::Unprocessable(message)
+}
+
+fn raw_record(input: PreprocessInput) -> Result<crate::engine::RawRecord, ApiError> {
+    let data = match (input.data, input.data_base64) {
+        (Some(text), None) => text.into_bytes(),
+        (None, Some(encoded)) => base64::engine::general_purpose::STANDARD
+            .decode(encoded.as_bytes())
+            .map_err(|err| ApiError::BadRequest(format!("data_base64 is not valid base64: {err}")))?,
+        _ => {
+            return Err(ApiError::BadRequest(
+                "give exactly one of `data` (text) or `data_base64`".to_owned(),
+            ));
+        }
+    };
+    Ok(crate::engine::RawRecord { content_type: input.content_type, data })
+}
+
+fn tensor_type(name: &str) -> Result<TensorType, ApiError> {
+    Ok(match name {
+        "fp16" => TensorType::Fp16,
+        "fp32" => TensorType::Fp32,
+        "fp64" => TensorType::Fp64,
+        "bf16" => TensorType::Bf16,
+        "u8" => TensorType::U8,
+        "i32" => TensorType::I32,
+        "i64" => TensorType::I64,
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "unknown tensor type `{other}`; use fp16, fp32, fp64, bf16, u8, i32 or i64"
+            )));
+        }
+    })
+}
+
+fn type_name(ty: TensorType) -> &'static str {
+    match ty {
+        TensorType::Fp16 => "fp16",
+        TensorType::Fp32 => "fp32",
+        TensorType::Fp64 => "fp64",
+        TensorType::Bf16 => "bf16",
+        TensorType::U8 => "u8",
+        TensorType::I32 => "i32",
+        TensorType::I64 => "i64",
+    }
+}
+
+fn element_size(ty: TensorType) -> usize {
+    match ty {
+        TensorType::U8 => 1,
+        TensorType::Fp16 | TensorType::Bf16 => 2,
+        TensorType::Fp32 | TensorType::I32 => 4,
+        TensorType::Fp64 | TensorType::I64 => 8,
+    }
+}
+
+fn tensors_from_json(tensors: Vec<JsonTensor>) -> Result<Vec<NamedTensor>, ApiError> {
+    tensors.into_iter().map(tensor_from_json).collect()
+}
+
+fn tensor_from_json(json: JsonTensor) -> Result<NamedTensor, ApiError> {
+    let ty = tensor_type(&json.ty)?;
+    let count = json
+        .dimensions
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d as usize))
+        .ok_or_else(|| ApiError::BadRequest(format!("tensor `{}`: dimensions overflow", json.name)))?;
+    if count != json.data.len() {
+        return Err(ApiError::BadRequest(format!(
+            "tensor `{}`: dimensions {:?} hold {count} elements but data has {}",
+            json.name,
+            json.dimensions,
+            json.data.len()
+        )));
+    }
+    let mut data = Vec::with_capacity(count * element_size(ty));
+    for &x in &json.data {
+        match ty {
+            TensorType::Fp32 => data.extend_from_slice(&(x as f32).to_le_bytes()),
+            TensorType::Fp64 => data.extend_from_slice(&x.to_le_bytes()),
+            TensorType::I32 => data.extend_from_slice(&(x as i32).to_le_bytes()),
+            TensorType::I64 => data.extend_from_slice(&(x as i64).to_le_bytes()),
+            TensorType::U8 => data.push(x as u8),
+            TensorType::Bf16 => data.extend_from_slice(&(((x as f32).to_bits() >> 16) as u16).to_le_bytes()),
+            TensorType::Fp16 => {
+                return Err(ApiError::BadRequest("fp16 tensors are not accepted as JSON; use fp32".into()));
+            }
+        }
+    }
+    Ok(NamedTensor { name: json.name, tensor: Tensor { dimensions: json.dimensions, ty, data } })
+}
+
+fn tensors_to_json(tensors: &[NamedTensor]) -> Result<Vec<JsonTensor>, ApiError> {
+    tensors.iter().map(tensor_to_json).collect()
+}
+
+fn tensor_to_json(named: &NamedTensor) -> Result<JsonTensor, ApiError> {
+    let tensor = &named.tensor;
+    let size = element_size(tensor.ty);
+    if tensor.data.len() % size != 0 {
+        return Err(ApiError::Trap(format!(
+            "the function returned tensor `{}` whose byte length {} is not a multiple of {size}",
+            named.name,
+            tensor.data.len()
+        )));
+    }
+    let data = tensor
+        .data
+        .chunks_exact(size)
+        .map(|b| match tensor.ty {
+            TensorType::Fp32 => f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            TensorType::Fp64 => f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+            TensorType::I32 => f64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            TensorType::I64 => i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f64,
+            TensorType::U8 => f64::from(b[0]),
+            TensorType::Bf16 => f64::from(f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16)),
+            TensorType::Fp16 => f64::from(f16_to_f32(u16::from_le_bytes([b[0], b[1]]))),
+        })
+        .collect();
+    Ok(JsonTensor {
+        name: named.name.clone(),
+        dimensions: tensor.dimensions.clone(),
+        ty: type_name(tensor.ty).to_owned(),
+        data,
+    })
+}
+
+fn f16_to_f32(bits: u16) -> f32 {
+    let sign = if bits & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exponent = i32::from((bits >> 10) & 0x1f);
+    let mantissa = f32::from(bits & 0x3ff);
+    match exponent {
+        0 => sign * mantissa * 2f32.powi(-24),
+        31 if mantissa == 0.0 => sign * f32::INFINITY,
+        31 => f32::NAN,
+        _ => sign * (1.0 + mantissa / 1024.0) * 2f32.powi(exponent - 15),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tensors_round_trip_through_json() -> Result<(), ApiError> {
+        let json = JsonTensor { name: "x".into(), dimensions: vec![2, 2], ty: "fp32".into(), data: vec![1.0, -2.5, 3.0, 0.0] };
+        let tensor = tensor_from_json(json)?;
+        assert_eq!(tensor.tensor.data.len(), 16);
+        let back = tensor_to_json(&tensor)?;
+        assert_eq!(back.data, vec![1.0, -2.5, 3.0, 0.0]);
+        Ok(())
+    }
+
+    #[test]
+    fn wrong_element_count_is_rejected() {
+        let json = JsonTensor { name: "x".into(), dimensions: vec![3], ty: "i64".into(), data: vec![1.0] };
+        assert!(matches!(tensor_from_json(json), Err(ApiError::BadRequest(m)) if m.contains("3 elements")));
+    }
+
+    #[test]
+    fn half_precision_decodes() {
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+    }
+}

@@ -1,0 +1,16 @@
+//! muon: a serverless WebAssembly function host for AI workloads.
+//!
+//! The request path, top to bottom: [`server`] accepts and routes,
+//! [`registry`] finds the function's live version and admits the request,
+//! [`invoke`] runs it in a fresh instance made by [`engine`], and errors
+//! become responses in [`error`].
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod engine;
+pub mod error;
+pub mod invoke;
+pub mod registry;
+pub mod server;
+pub mod telemetry;

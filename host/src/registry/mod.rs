@@ -1,0 +1,323 @@
+//! Deployed functions: the catalog in the database and the live versions in
+//! memory. A deploy or rollback swaps the active version of a function in one
+//! step; requests already running keep the `Arc<Version>` they started with.
+
+mod admission;
+mod name;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use dashmap::DashMap;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+pub use admission::Admission;
+pub use name::FunctionName;
+
+use crate::config::Config;
+use crate::db::{Db, VersionRecord};
+use crate::engine::{CacheOutcome, EntryPoint, Runtime};
+use crate::error::ApiError;
+
+/// The only tenant until tenants exist.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// Limits a function runs under.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct FunctionLimits {
+    pub memory_mb: u32,
+    pub timeout_ms: u64,
+    pub max_concurrency: u32,
+}
+
+/// What a deploy asks for beyond the component itself.
+#[derive(Debug, Clone, Default)]
+pub struct DeployOptions {
+    pub memory_mb: Option<u32>,
+    pub timeout_ms: Option<u64>,
+    pub max_concurrency: Option<u32>,
+    pub public: bool,
+    pub allowed_hosts: Vec<String>,
+}
+
+/// One live version of a function.
+pub struct Version {
+    pub record: VersionRecord,
+    pub limits: FunctionLimits,
+    pub allowed_hosts: Arc<[String]>,
+    pub entry: EntryPoint,
+    pub admission: Arc<Admission>,
+    /// `tenant/name`, the function's label in metrics and logs.
+    pub label: String,
+}
+
+/// The function registry.
+pub struct Registry {
+    db: Db,
+    runtime: Arc<Runtime>,
+    config: Config,
+    components_dir: PathBuf,
+    live: DashMap<String, Arc<Version>>,
+    /// Serialises catalog changes, so two deploys of a name cannot interleave.
+    changes: tokio::sync::Mutex<()>,
+}
+
+fn key(tenant: &str, name: &str) -> String {
+    format!("{tenant}/{name}")
+}
+
+impl Registry {
+    /// Loads every function's active version from the catalog.
+    pub async fn load(db: Db, runtime: Arc<Runtime>, config: Config) -> anyhow::Result<Self> {
+        let components_dir = config.data_dir.join("components");
+        std::fs::create_dir_all(&components_dir)
+            .with_context(|| format!("cannot create {}", components_dir.display()))?;
+        let registry = Self {
+            db,
+            runtime,
+            config,
+            components_dir,
+            live: DashMap::new(),
+            changes: tokio::sync::Mutex::new(()),
+        };
+        for record in registry.db.active_versions().await? {
+            let label = key(&record.tenant, &record.name);
+            match registry.materialize(record).await {
+                Ok(version) => {
+                    registry.live.insert(label, Arc::new(version));
+                }
+                Err(err) => tracing::error!(function = %label, error = %err, "cannot load function"),
+            }
+        }
+        tracing::info!(functions = registry.live.len(), "registry loaded");
+        Ok(registry)
+    }
+
+    /// The active version of a function.
+    pub fn get(&self, tenant: &str, name: &str) -> Option<Arc<Version>> {
+        self.live.get(&key(tenant, name)).map(|v| Arc::clone(v.value()))
+    }
+
+    /// Active versions of a tenant's functions, sorted by name.
+    pub fn list(&self, tenant: &str) -> Vec<Arc<Version>> {
+        let mut versions: Vec<_> = self
+            .live
+            .iter()
+            .filter(|entry| entry.value().record.tenant == tenant)
+            .map(|entry| Arc::clone(entry.value()))
+            .collect();
+        versions.sort_by(|a, b| a.record.name.cmp(&b.record.name));
+        versions
+    }
+
+    /// All stored versions of a function.
+    pub async fn history(&self, tenant: &str, name: &FunctionName) -> Result<Vec<VersionRecord>, ApiError> {
+        Ok(self.db.versions(tenant, name.as_str()).await?)
+    }
+
+    /// Compiles (or finds cached), checks and activates a new version.
+    pub async fn deploy(
+        &self,
+        tenant: &str,
+        name: &FunctionName,
+        bytes: bytes::Bytes,
+        options: DeployOptions,
+    ) -> Result<Arc<Version>, ApiError> {
+        let limits = self.limits_for(&options)?;
+        let digest = hex::encode(Sha256::digest(&bytes));
+        let runtime = Arc::clone(&self.runtime);
+        let compile_digest = digest.clone();
+        let compile_bytes = bytes.clone();
+        let (component, outcome) =
+            tokio::task::spawn_blocking(move || runtime.compile(&compile_digest, &compile_bytes))
+                .await
+                .context("the compile task failed")??;
+        record_cache(outcome);
+        let entry = self.runtime.prepare(&component)?;
+        self.store_component(&digest, &bytes).await?;
+
+        let _guard = self.changes.lock().await;
+        let mut record = VersionRecord {
+            tenant: tenant.to_owned(),
+            name: name.as_str().to_owned(),
+            version: 0,
+            digest,
+            kind: entry.kind().as_str().to_owned(),
+            size_bytes: i64::try_from(bytes.len()).unwrap_or(i64::MAX),
+            memory_mb: i64::from(limits.memory_mb),
+            timeout_ms: i64::try_from(limits.timeout_ms).unwrap_or(i64::MAX),
+            max_concurrency: i64::from(limits.max_concurrency),
+            public: options.public,
+            allowed_hosts: options.allowed_hosts.join(","),
+            created_at_ms: now_ms(),
+        };
+        self.db.insert_version(&mut record).await?;
+        let version = Arc::new(self.build_version(record, limits, entry));
+        self.live.insert(version.label.clone(), Arc::clone(&version));
+        Ok(version)
+    }
+
+    /// Makes the version before the active one active again.
+    pub async fn rollback(&self, tenant: &str, name: &FunctionName) -> Result<Arc<Version>, ApiError> {
+        let _guard = self.changes.lock().await;
+        let current = self
+            .get(tenant, name.as_str())
+            .ok_or_else(|| ApiError::NotFound(format!("function `{name}`")))?;
+        let previous = self
+            .db
+            .versions(tenant, name.as_str())
+            .await?
+            .into_iter()
+            .filter(|r| r.version < current.record.version)
+            .next_back()
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "function `{name}` has no version before {}; nothing to roll back to",
+                    current.record.version
+                ))
+            })?;
+        let version = Arc::new(self.materialize(previous).await?);
+        self.db.activate(tenant, name.as_str(), version.record.version).await?;
+        self.live.insert(version.label.clone(), Arc::clone(&version));
+        Ok(version)
+    }
+
+    /// Removes a function; requests already running finish.
+    pub async fn delete(&self, tenant: &str, name: &FunctionName) -> Result<(), ApiError> {
+        let _guard = self.changes.lock().await;
+        if !self.db.delete_function(tenant, name.as_str()).await? {
+            return Err(ApiError::NotFound(format!("function `{name}`")));
+        }
+        self.live.remove(&key(tenant, name.as_str()));
+        Ok(())
+    }
+
+    /// Whether the catalog database answers.
+    pub async fn ready(&self) -> bool {
+        self.db.ping().await
+    }
+
+    fn limits_for(&self, options: &DeployOptions) -> Result<FunctionLimits, ApiError> {
+        let caps = self.config.limits;
+        let memory_mb = options.memory_mb.unwrap_or(caps.default_memory_mb);
+        let timeout_ms = options.timeout_ms.unwrap_or(caps.default_timeout_ms);
+        let max_concurrency = options.max_concurrency.unwrap_or(caps.default_max_concurrency);
+        let over = |what: &str, asked: u64, cap: u64| {
+            ApiError::BadRequest(format!("{what}={asked} is outside the allowed range 1..={cap}"))
+        };
+        if memory_mb == 0 || memory_mb > caps.max_memory_mb {
+            return Err(over("memory_mb", memory_mb.into(), caps.max_memory_mb.into()));
+        }
+        if timeout_ms == 0 || timeout_ms > caps.max_timeout_ms {
+            return Err(over("timeout_ms", timeout_ms, caps.max_timeout_ms));
+        }
+        if max_concurrency == 0 || max_concurrency > caps.max_concurrency_cap {
+            return Err(over("max_concurrency", max_concurrency.into(), caps.max_concurrency_cap.into()));
+        }
+        Ok(FunctionLimits { memory_mb, timeout_ms, max_concurrency })
+    }
+
+    /// Brings a stored version back to life from its cached artifact,
+    /// recompiling from the stored component only when the cache lacks it.
+    async fn materialize(&self, record: VersionRecord) -> Result<Version, ApiError> {
+        let component = match self.runtime.load_cached(&record.digest)? {
+            Some(component) => {
+                record_cache(CacheOutcome::Hit);
+                component
+            }
+            None => {
+                let path = self.components_dir.join(format!("{}.wasm", record.digest));
+                let bytes = tokio::fs::read(&path)
+                    .await
+                    .with_context(|| format!("component {} is missing", path.display()))?;
+                let runtime = Arc::clone(&self.runtime);
+                let digest = record.digest.clone();
+                let (component, outcome) =
+                    tokio::task::spawn_blocking(move || runtime.compile(&digest, &bytes))
+                        .await
+                        .context("the compile task failed")??;
+                record_cache(outcome);
+                component
+            }
+        };
+        let entry = self.runtime.prepare(&component)?;
+        let limits = FunctionLimits {
+            memory_mb: u32::try_from(record.memory_mb).unwrap_or(self.config.limits.default_memory_mb),
+            timeout_ms: u64::try_from(record.timeout_ms).unwrap_or(self.config.limits.default_timeout_ms),
+            max_concurrency: u32::try_from(record.max_concurrency)
+                .unwrap_or(self.config.limits.default_max_concurrency),
+        };
+        Ok(self.build_version(record, limits, entry))
+    }
+
+    fn build_version(&self, record: VersionRecord, limits: FunctionLimits, entry: EntryPoint) -> Version {
+        let label = key(&record.tenant, &record.name);
+        // Versions of one function share one admission gate while the limit
+        // is unchanged, so a redeploy cannot double the concurrency in flight.
+        let admission = self
+            .get(&record.tenant, &record.name)
+            .filter(|v| v.limits.max_concurrency == limits.max_concurrency)
+            .map(|v| Arc::clone(&v.admission))
+            .unwrap_or_else(|| {
+                Arc::new(Admission::new(
+                    limits.max_concurrency,
+                    self.config.queue_depth,
+                    self.config.queue_timeout,
+                ))
+            });
+        let allowed_hosts: Arc<[String]> = record
+            .allowed_hosts
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Version { record, limits, allowed_hosts, entry, admission, label }
+    }
+
+    async fn store_component(&self, digest: &str, bytes: &[u8]) -> Result<(), ApiError> {
+        let path = self.components_dir.join(format!("{digest}.wasm"));
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            return Ok(());
+        }
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        tokio::fs::write(&tmp, bytes).await.with_context(|| format!("cannot write {}", tmp.display()))?;
+        tokio::fs::rename(&tmp, &path).await.context("cannot store the component")?;
+        Ok(())
+    }
+}
+
+fn record_cache(outcome: CacheOutcome) {
+    let result = match outcome {
+        CacheOutcome::Hit => "hit",
+        CacheOutcome::Miss => "miss",
+    };
+    metrics::counter!("muon_compile_cache_total", "result" => result).increment(1);
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Parses the `allowed_hosts` deploy option (comma-separated host names).
+pub fn parse_allowed_hosts(value: &str) -> Result<Vec<String>, ApiError> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(|host| {
+            let valid = host.len() <= 253
+                && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
+            if valid {
+                Ok(host.to_ascii_lowercase())
+            } else {
+                Err(ApiError::BadRequest(format!(
+                    "allowed_hosts entry `{host}` is not a host name; give names like api.example.com, comma-separated"
+                )))
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,54 @@
+//! Validated function names.
+
+use std::fmt;
+
+use crate::error::ApiError;
+
+/// A function name: lowercase letters, digits and `-`, 1 to 63 characters,
+/// starting with a letter or digit (so it is also a valid DNS label).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FunctionName(String);
+
+impl FunctionName {
+    /// Checks `name` and wraps it.
+    pub fn parse(name: &str) -> Result<Self, ApiError> {
+        let valid = !name.is_empty()
+            && name.len() <= 63
+            && !name.starts_with('-')
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if valid {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(ApiError::BadRequest(format!(
+                "invalid function name `{}`: use 1 to 63 lowercase letters, digits and `-`, not starting with `-`",
+                name.escape_debug()
+            )))
+        }
+    }
+
+    /// The name as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for FunctionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_rules() {
+        for good in ["hello", "a", "my-func-2", &"x".repeat(63)] {
+            assert!(FunctionName::parse(good).is_ok(), "{good}");
+        }
+        for bad in ["", "Hello", "-x", "a_b", "a.b", "a/b", &"x".repeat(64), "héllo"] {
+            assert!(FunctionName::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

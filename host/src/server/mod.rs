@@ -1,0 +1,135 @@
+//! The HTTP server: accept loop, connection limits and graceful shutdown.
+//!
+//! Like `wasmtime serve`: accept -> hyper `service_fn` -> router -> handler.
+//! Every request gets an answer; errors become JSON responses in the router.
+
+pub mod body;
+mod functions_api;
+mod routes;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::engine::Runtime;
+use crate::registry::Registry;
+
+/// How often the epoch advances; guests yield and deadlines are checked this often.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Shared state of a running server.
+pub struct App {
+    pub config: Config,
+    pub runtime: Arc<Runtime>,
+    pub registry: Registry,
+    metrics: PrometheusHandle,
+    shutting_down: AtomicBool,
+}
+
+/// Starts the server and runs it until SIGTERM or SIGINT.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let metrics = crate::telemetry::install_metrics()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let runtime = Arc::new(Runtime::new(&config)?);
+    runtime.start_epoch_ticker(EPOCH_TICK);
+    let db = Db::open_sqlite(&config.data_dir).await?;
+    let registry = Registry::load(db.clone(), Arc::clone(&runtime), config.clone()).await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    // Scripts and tests read this line to learn the port when --listen used port 0.
+    println!("muon listening on http://{address}");
+    tracing::info!(%address, data_dir = %config.data_dir.display(), "muon serving");
+    let app = Arc::new(App { config, runtime, registry, metrics, shutting_down: AtomicBool::new(false) });
+    run(Arc::clone(&app), listener, shutdown_signal()).await;
+    db.close().await;
+    tracing::info!("muon stopped");
+    Ok(())
+}
+
+async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    let graceful = GracefulShutdown::new();
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(app.config.header_read_timeout)
+        .max_headers(app.config.max_headers)
+        .max_buf_size(app.config.max_header_bytes.max(8192));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(err) => {
+                        // Out of file descriptors, typically: back off instead of spinning.
+                        tracing::warn!(%err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                // Responses are written whole; Nagle would only add latency.
+                let _ = stream.set_nodelay(true);
+                let app = Arc::clone(&app);
+                let service = service_fn(move |request| {
+                    let app = Arc::clone(&app);
+                    async move { Ok::<_, Infallible>(routes::handle(&app, request).await) }
+                });
+                let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(err) = connection.await {
+                        tracing::debug!(%err, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    app.shutting_down.store(true, Ordering::Release);
+    tracing::info!("shutting down: finishing in-flight requests");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections finished"),
+        () = tokio::time::sleep(app.config.shutdown_grace) => {
+            tracing::warn!("grace period over; closing remaining connections");
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
+impl App {
+    /// Whether the server accepts new work.
+    pub fn is_ready(&self) -> bool {
+        !self.shutting_down.load(Ordering::Acquire)
+    }
+}
