@@ -56,6 +56,12 @@ pub enum ApiError {
     Internal(#[from] anyhow::Error),
 }
 
+impl From<wasmtime::Error> for ApiError {
+    fn from(err: wasmtime::Error) -> Self {
+        Self::Internal(anyhow::Error::from(err))
+    }
+}
+
 impl ApiError {
     /// The stable, machine-readable code of this error.
     pub fn code(&self) -> &'static str {

@@ -1,11 +1,11 @@
-//! Recurses without bound: a stack-overflow trap, never a host crash.
+//! Recurses without bound on the wasm call stack (no linear-memory frames),
+//! so it hits the host's wasm stack limit: a `trap` naming a stack overflow.
 
 use muon_sdk::{Request, Response};
 
 #[expect(unconditional_recursion, reason = "the fixture exists to overflow the stack")]
 fn descend(depth: u64) -> u64 {
-    let frame = std::hint::black_box([depth; 32]);
-    descend(depth + 1).wrapping_add(frame[(depth % 32) as usize])
+    descend(std::hint::black_box(depth) + 1).wrapping_mul(3)
 }
 
 #[muon_sdk::handler]

@@ -98,7 +98,9 @@ pub struct Runtime {
 impl Runtime {
     /// Builds the engine (Cranelift, pooling allocator, epochs) and the linker.
     pub fn new(config: &Config) -> anyhow::Result<Self> {
-        let engine = Engine::new(&wasmtime_config(config)?).context("cannot create the wasm engine")?;
+        let engine = Engine::new(&wasmtime_config(config)?)
+            .map_err(anyhow::Error::from)
+            .context("cannot create the wasm engine")?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
@@ -166,6 +168,7 @@ impl Runtime {
         // live in `compiled_dir`, named by the engine's compatibility hash;
         // uploads of precompiled code are refused in `check_component_bytes`.
         unsafe { Component::deserialize_file(&self.engine, path) }
+            .map_err(anyhow::Error::from)
             .with_context(|| format!("cannot load compiled component {}", path.display()))
     }
 

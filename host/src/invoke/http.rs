@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use tokio::sync::oneshot;
 use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 use super::{GuestCall, record_instantiate};
 use crate::engine::EntryPoint;
@@ -37,7 +38,7 @@ pub async fn call_http(
     let mut call = GuestCall::new(&app.runtime, &app.config, Arc::clone(&version), request_id);
     let (sender, receiver) = oneshot::channel();
     let mut http = call.store.data_mut().http();
-    let request = http.new_incoming_request(http::uri::Scheme::HTTP, request)?;
+    let request = http.new_incoming_request(Scheme::Http, request)?;
     let outparam = http.new_response_outparam(sender)?;
 
     let guest = tokio::spawn(async move {
@@ -57,7 +58,7 @@ pub async fn call_http(
     match receiver.await {
         Ok(Ok(response)) => Ok(response.map(|body| {
             let body = body.map_err(|code| BoxError::from(format!("the function's body failed: {code:?}")));
-            Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed()
+            Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed_unsync()
         })),
         Ok(Err(code)) => Err(ApiError::Trap(format!("the function answered with error {code:?}"))),
         Err(_) => match guest.await {

@@ -98,12 +98,15 @@ impl GuestCall {
     }
 }
 
-/// Adds the guest's last stderr line (a Rust panic message, typically) to a trap message.
+/// Adds what the guest last printed to stderr (a Rust panic message, typically)
+/// to a trap message, leaving out Rust's backtrace hint.
 fn with_guest_message(trap: &str, stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
-    match text.lines().rev().find(|line| !line.trim().is_empty()) {
-        Some(line) => format!("{trap}; guest stderr: {}", line.trim()),
-        None => trap.to_owned(),
+    let lines: Vec<&str> =
+        text.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with("note: run with")).collect();
+    match lines.len() {
+        0 => trap.to_owned(),
+        n => format!("{trap}; guest stderr: {}", lines[n.saturating_sub(2)..].join(" ")),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use http::{StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
+use http_body_util::{BodyExt, Full, Limited, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
 
 use crate::error::ApiError;
@@ -11,11 +11,11 @@ use crate::error::ApiError;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The body of every response muon sends.
-pub type Body = BoxBody<Bytes, BoxError>;
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A body holding `bytes`.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
 }
 
 /// A JSON response with the given status.
