@@ -115,10 +115,6 @@ impl ApiError {
         if let Self::Overloaded { retry_after_s } = self {
             response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(retry_after_s));
         }
-        if let Self::BodyTooLarge { .. } = self {
-            // The rest of the body is not read, so the connection cannot be reused.
-            response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-        }
         response
     }
 }

@@ -1,1 +1,192 @@
+//! Test support: the real `muon` binary on loopback, real components from
+//! `functions/`, real HTTP.
+//!
+//! Build first: `scripts/build-functions.sh` and `cargo build --release -p muon`
+//! (`scripts/test.sh` does both).
 
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The workspace's target directory.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+    }
+}
+
+/// The `muon` binary under test.
+pub fn muon_bin() -> PathBuf {
+    std::env::var_os("MUON_BIN").map_or_else(|| target_dir().join("release/muon"), PathBuf::from)
+}
+
+/// A component built from `functions/NAME`.
+pub fn component(name: &str) -> anyhow::Result<Vec<u8>> {
+    let path = target_dir().join("wasm32-wasip2/guest").join(format!("{}.wasm", name.replace('-', "_")));
+    std::fs::read(&path).with_context(|| {
+        format!("{} is missing: run scripts/build-functions.sh first", path.display())
+    })
+}
+
+/// A running `muon serve` with its own data directory.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The data directory (kept for restarts).
+    pub data_dir: PathBuf,
+    _temp: Option<Arc<tempfile::TempDir>>,
+    logs: Arc<Mutex<String>>,
+    /// A client with no connection pooling surprises.
+    pub http: reqwest::Client,
+}
+
+impl Server {
+    /// Starts a server on a fresh data directory with extra flags.
+    pub async fn start(flags: &[&str]) -> anyhow::Result<Self> {
+        let temp = Arc::new(tempfile::tempdir()?);
+        let data_dir = temp.path().to_path_buf();
+        Self::start_in(&data_dir, flags, Some(temp)).await
+    }
+
+    /// Starts a server on `data_dir` (for restart tests).
+    pub async fn start_in(
+        data_dir: &Path,
+        flags: &[&str],
+        temp: Option<Arc<tempfile::TempDir>>,
+    ) -> anyhow::Result<Self> {
+        let mut child = Command::new(muon_bin())
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(flags)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", muon_bin().display()))?;
+        let logs = Arc::new(Mutex::new(String::new()));
+        if let Some(stderr) = child.stderr.take() {
+            let logs = Arc::clone(&logs);
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Ok(mut logs) = logs.lock() {
+                        logs.push_str(&line);
+                        logs.push('\n');
+                    }
+                }
+            });
+        }
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let base = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(url) = line.strip_prefix("muon listening on ") {
+                    return Ok(url.trim().to_owned());
+                }
+            }
+            bail!("muon exited before listening")
+        })
+        .await
+        .context("muon did not start within 60 s")??;
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
+        Ok(Self { child, base, data_dir: data_dir.to_path_buf(), _temp: temp, logs, http })
+    }
+
+    /// The temp dir handle, to restart on the same data directory.
+    pub fn temp(&self) -> Option<Arc<tempfile::TempDir>> {
+        self._temp.clone()
+    }
+
+    /// `base + path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Deploys `functions/COMPONENT` as `name` with a query string (may be empty).
+    pub async fn deploy(&self, name: &str, component_name: &str, query: &str) -> anyhow::Result<reqwest::Response> {
+        let bytes = component(component_name)?;
+        let url = if query.is_empty() {
+            self.url(&format!("/v1/functions/{name}"))
+        } else {
+            self.url(&format!("/v1/functions/{name}?{query}"))
+        };
+        Ok(self.http.put(url).header("content-type", "application/wasm").body(bytes).send().await?)
+    }
+
+    /// Deploys and checks for `201`.
+    pub async fn deploy_ok(&self, name: &str, component_name: &str, query: &str) -> anyhow::Result<serde_json::Value> {
+        let response = self.deploy(name, component_name, query).await?;
+        let status = response.status();
+        let body = response.text().await?;
+        if status != reqwest::StatusCode::CREATED {
+            bail!("deploy of {name} answered {status}: {body}");
+        }
+        Ok(serde_json::from_str(&body)?)
+    }
+
+    /// `GET /fn/default/NAME{rest}`.
+    pub async fn get_fn(&self, name: &str, rest: &str) -> anyhow::Result<reqwest::Response> {
+        Ok(self.http.get(self.url(&format!("/fn/default/{name}{rest}"))).send().await?)
+    }
+
+    /// Everything the server logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// The value of a metric line that starts with `prefix` (name and labels).
+    pub async fn metric(&self, prefix: &str) -> anyhow::Result<Option<f64>> {
+        let text = self.http.get(self.url("/metrics")).send().await?.text().await?;
+        Ok(text
+            .lines()
+            .find(|line| line.starts_with(prefix))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|v| v.parse().ok()))
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> anyhow::Result<u32> {
+        self.child.id().context("the server has exited")
+    }
+
+    /// Sends a signal (`TERM`, `INT`, `KILL`).
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let status = std::process::Command::new("kill").arg(format!("-{signal}")).arg(self.pid()?.to_string()).status()?;
+        if !status.success() {
+            bail!("kill -{signal} failed");
+        }
+        Ok(())
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub async fn wait(&mut self, limit: Duration) -> anyhow::Result<Option<i32>> {
+        let status = tokio::time::timeout(limit, self.child.wait()).await.context("the server did not exit in time")??;
+        Ok(status.code())
+    }
+
+    /// Stops the server with SIGTERM and waits for it.
+    pub async fn stop(mut self) -> anyhow::Result<Option<i32>> {
+        self.signal("TERM")?;
+        self.wait(Duration::from_secs(30)).await
+    }
+}
+
+/// Parses a JSON error body and returns `(code, message)`.
+pub async fn error_of(response: reqwest::Response) -> anyhow::Result<(u16, String, String)> {
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.context("error body is not JSON")?;
+    let code = body["error"]["code"].as_str().context("no error.code")?.to_owned();
+    let message = body["error"]["message"].as_str().context("no error.message")?.to_owned();
+    Ok((status, code, message))
+}

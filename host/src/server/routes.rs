@@ -21,9 +21,21 @@ pub const REQUEST_ID_HEADER: &str = "x-muon-request-id";
 /// Answers one request; never fails.
 pub async fn handle(app: &App, request: http::Request<Incoming>) -> http::Response<Body> {
     let request_id = uuid::Uuid::now_v7().simple().to_string();
+    let has_body = request.headers().contains_key(http::header::TRANSFER_ENCODING)
+        || request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|len| len.as_bytes() != b"0");
     let mut response = match route(app, request, &request_id).await {
         Ok(response) => response,
-        Err(err) => err.into_response(),
+        Err(err) => {
+            let mut response = err.into_response();
+            // The body may be unread; a client must not reuse this connection.
+            if has_body {
+                response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
+        }
     };
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);

@@ -1,0 +1,72 @@
+//! The CLI speaks the HTTP API.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use muon_tests::{Server, muon_bin, target_dir};
+
+fn muon(server: &Server, args: &[&str], stdin: Option<&[u8]>) -> anyhow::Result<Output> {
+    let mut child = Command::new(muon_bin())
+        .args(args)
+        .env("MUON_SERVER", &server.base)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    if let Some(mut pipe) = child.stdin.take() {
+        pipe.write_all(stdin.unwrap_or_default())?;
+    }
+    Ok(child.wait_with_output()?)
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_invoke_list_and_rollback_from_the_cli() -> anyhow::Result<()> {
+    let server = Server::start(&[]).await?;
+    let guest = target_dir().join("wasm32-wasip2/guest");
+    let hello = guest.join("hello.wasm").display().to_string();
+    let transform = guest.join("json_transform.wasm").display().to_string();
+
+    let out = muon(&server, &["deploy", "greet", &hello, "--memory-mb", "64"], None)?;
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout(&out).starts_with("deployed greet version 1 (handler"), "{}", stdout(&out));
+
+    let out = muon(&server, &["deploy", "greet", &transform, "--json"], None)?;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(json["version"], 2);
+
+    let out = muon(&server, &["invoke", "greet", "--data", r#"{"values":[1,3]}"#], None)?;
+    assert!(stdout(&out).contains("\"mean\":2.0"), "{}", stdout(&out));
+    let input = std::env::temp_dir().join(format!("muon-cli-{}.json", std::process::id()));
+    std::fs::write(&input, r#"{"values":[5]}"#)?;
+    let out = muon(&server, &["invoke", "greet", "--data", &format!("@{}", input.display())], None)?;
+    assert!(stdout(&out).contains("\"count\":1"), "{}", stdout(&out));
+    let out = muon(&server, &["invoke", "greet", "--data", "-"], Some(br#"{"values":[1,2,3,4]}"#))?;
+    assert!(stdout(&out).contains("\"count\":4"), "{}", stdout(&out));
+
+    let out = muon(&server, &["functions"], None)?;
+    assert!(stdout(&out).lines().any(|l| l.starts_with("greet") && l.contains("handler")), "{}", stdout(&out));
+
+    let out = muon(&server, &["rollback", "greet"], None)?;
+    assert_eq!(stdout(&out).trim(), "greet is now at version 1");
+    let out = muon(&server, &["invoke", "greet"], None)?;
+    assert_eq!(stdout(&out), "hello, world!\n");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_exit_non_zero_with_one_line() -> anyhow::Result<()> {
+    let server = Server::start(&[]).await?;
+    let out = muon(&server, &["invoke", "missing"], None)?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("404 not_found"), "{stderr}");
+    let out = muon(&server, &["deploy", "x", "/no/such/file.wasm"], None)?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+    Ok(())
+}
