@@ -83,3 +83,24 @@ impl NamedTensor {
         tensors.iter().find(|t| t.name == name).map(|t| &t.tensor)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f32_and_i64_round_trip() {
+        let t = Tensor::from_f32([2, 2], &[1.0, -2.0, 0.5, 4.0]);
+        assert_eq!(t.to_f32(), Ok(vec![1.0, -2.0, 0.5, 4.0]));
+        let i = Tensor::from_i64([3], &[7, -1, i64::MAX]);
+        assert_eq!(i.to_i64(), Ok(vec![7, -1, i64::MAX]));
+    }
+
+    #[test]
+    fn mismatches_are_errors() {
+        let t = Tensor::from_f32([2], &[1.0, 2.0]);
+        assert!(matches!(t.to_i64(), Err(TensorError::WrongType { .. })));
+        let short = Tensor { dimensions: vec![3], ty: TensorType::Fp32, data: vec![0; 8] };
+        assert_eq!(short.to_f32(), Err(TensorError::WrongLength { elements: 3, bytes: 8 }));
+    }
+}

@@ -27,7 +27,7 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
         #[command(flatten)]
-        settings: Settings,
+        settings: Box<Settings>,
     },
     /// Deploy a component as function NAME (a new version if it exists).
     Deploy {
@@ -95,7 +95,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve { config, settings } => serve(config, settings).await,
+            Command::Serve { config, settings } => serve(config, *settings).await,
             command => client_command(command).await,
         }
     })

@@ -41,3 +41,81 @@ pub fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
+
+/// Metric handles of one function, registered once per version so the
+/// request path does no registry lookups for the common outcome.
+pub struct FunctionMetrics {
+    label: String,
+    ok: metrics::Counter,
+    duration: metrics::Histogram,
+    in_flight: metrics::Gauge,
+}
+
+impl FunctionMetrics {
+    /// Handles labelled with `function = label`.
+    pub fn new(label: &str) -> Self {
+        Self {
+            label: label.to_owned(),
+            ok: metrics::counter!("muon_requests_total", "function" => label.to_owned(), "outcome" => "ok"),
+            duration: metrics::histogram!("muon_request_duration_seconds", "function" => label.to_owned()),
+            in_flight: metrics::gauge!("muon_instances_in_flight", "function" => label.to_owned()),
+        }
+    }
+
+    /// Counts a finished request; `error_code` is `None` on success.
+    pub fn record(&self, started: std::time::Instant, error_code: Option<&'static str>) {
+        match error_code {
+            None => self.ok.increment(1),
+            Some(code) => {
+                metrics::counter!("muon_requests_total", "function" => self.label.clone(), "outcome" => code)
+                    .increment(1);
+            }
+        }
+        self.duration.record(started.elapsed().as_secs_f64());
+    }
+
+    /// Counts an instance as running until the guard is dropped.
+    pub fn instance_running(&self) -> InFlight {
+        self.in_flight.increment(1.0);
+        InFlight(self.in_flight.clone())
+    }
+}
+
+/// An instance counted in `muon_instances_in_flight`, cancellation included.
+pub struct InFlight(metrics::Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+/// Request ids: unique across restarts and nodes (a random per-process
+/// prefix) and cheap (a counter; no system call per request).
+pub struct RequestIds {
+    prefix: u64,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl RequestIds {
+    /// A generator with a fresh random prefix.
+    pub fn new() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+        hasher.write_u32(std::process::id());
+        Self { prefix: hasher.finish(), next: std::sync::atomic::AtomicU64::new(0) }
+    }
+
+    /// The next id: 32 lowercase hex digits.
+    pub fn next(&self) -> String {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{:016x}{n:016x}", self.prefix)
+    }
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        Self::new()
+    }
+}

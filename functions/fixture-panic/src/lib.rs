@@ -3,6 +3,7 @@
 use muon_sdk::{Request, Response};
 
 #[muon_sdk::handler]
+#[expect(clippy::panic, reason = "the fixture exists to panic")]
 fn boom(req: Request) -> Response {
     if req.query_param("calm").is_some() {
         return Response::text("calm");

@@ -12,7 +12,7 @@ use syn::{FnArg, ItemFn, ItemImpl, parse_macro_input};
 pub fn handler(attr: TokenStream, item: TokenStream) -> TokenStream {
     let function = parse_macro_input!(item as ItemFn);
     let expected = "a #[muon_sdk::handler] function looks like `fn name(req: muon_sdk::Request) -> impl muon_sdk::IntoResponse`";
-    let arg_type = match check_fn(&attr, &function, expected) {
+    let arg_type = match check_fn(attr.is_empty(), &function, expected) {
         Ok(ty) => ty,
         Err(err) => return err.to_compile_error().into(),
     };
@@ -42,7 +42,7 @@ pub fn preprocessor(attr: TokenStream, item: TokenStream) -> TokenStream {
     let function = parse_macro_input!(item as ItemFn);
     let expected = "a #[muon_sdk::preprocessor] function looks like \
                     `fn name(input: muon_sdk::RawRecord) -> Result<Vec<muon_sdk::NamedTensor>, impl Display>`";
-    let arg_type = match check_fn(&attr, &function, expected) {
+    let arg_type = match check_fn(attr.is_empty(), &function, expected) {
         Ok(ty) => ty,
         Err(err) => return err.to_compile_error().into(),
     };
@@ -114,8 +114,8 @@ pub fn training_step(attr: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// Checks the shape of an exported function and returns its argument type.
-fn check_fn(attr: &TokenStream, function: &ItemFn, expected: &str) -> syn::Result<Box<syn::Type>> {
-    if !attr.is_empty() {
+fn check_fn(attr_is_empty: bool, function: &ItemFn, expected: &str) -> syn::Result<Box<syn::Type>> {
+    if !attr_is_empty {
         return Err(syn::Error::new(proc_macro2::Span::call_site(), "this attribute takes no arguments"));
     }
     let sig = &function.sig;
@@ -132,5 +132,34 @@ fn check_fn(attr: &TokenStream, function: &ItemFn, expected: &str) -> syn::Resul
             Err(syn::Error::new(receiver.span(), format!("{expected}; it cannot take self")))
         }
         _ => Err(syn::Error::new(sig.inputs.span(), format!("{expected}; it takes exactly one argument"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(source: &str) -> Result<(), String> {
+        let function: ItemFn = syn::parse_str(source).map_err(|e| e.to_string())?;
+        check_fn(true, &function, "expected shape").map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn good_signatures_pass() {
+        assert_eq!(check("fn f(req: Request) -> Response { todo() }"), Ok(()));
+    }
+
+    #[test]
+    fn wrong_signatures_name_the_problem() {
+        let cases = [
+            ("async fn f(req: Request) -> Response { todo() }", "cannot be async"),
+            ("fn f<T>(req: T) -> Response { todo() }", "cannot be generic"),
+            ("fn f() -> Response { todo() }", "exactly one argument"),
+            ("fn f(a: Request, b: u32) -> Response { todo() }", "exactly one argument"),
+        ];
+        for (source, expected) in cases {
+            let err = check(source).err().unwrap_or_default();
+            assert!(err.contains(expected) && err.contains("expected shape"), "{source}: {err}");
+        }
     }
 }

@@ -24,7 +24,7 @@ impl OutboundPolicy {
 
     fn permits_host(&self, host: &str) -> bool {
         let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
-        self.allowed_hosts.iter().any(|allowed| *allowed == host)
+        self.allowed_hosts.contains(&host)
     }
 }
 

@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::engine::{HostState, InstanceLimits, OutboundPolicy, Runtime};
 use crate::error::ApiError;
 use crate::registry::Version;
+use crate::telemetry::InFlight;
 
 /// One guest invocation: its store and what is needed to judge its outcome.
 pub(crate) struct GuestCall {
@@ -49,7 +50,7 @@ impl GuestCall {
         store.epoch_deadline_callback(move |_| {
             Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
         });
-        let in_flight = InFlight::enter(&version.label);
+        let in_flight = version.metrics.instance_running();
         Self { store, version, request_id: request_id.to_owned(), timeout, _in_flight: in_flight }
     }
 
@@ -113,22 +114,4 @@ fn with_guest_message(trap: &str, stderr: &[u8]) -> String {
 /// Records instantiation time.
 pub(crate) fn record_instantiate(started: Instant) {
     metrics::histogram!("muon_instantiate_seconds").record(started.elapsed().as_secs_f64());
-}
-
-/// Counts an instance in flight for as long as it lives, cancellation included.
-struct InFlight {
-    label: String,
-}
-
-impl InFlight {
-    fn enter(label: &str) -> Self {
-        metrics::gauge!("muon_instances_in_flight", "function" => label.to_owned()).increment(1.0);
-        Self { label: label.to_owned() }
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        metrics::gauge!("muon_instances_in_flight", "function" => self.label.clone()).decrement(1.0);
-    }
 }

@@ -248,7 +248,7 @@ fn tensors_to_json(tensors: &[NamedTensor]) -> Result<Vec<JsonTensor>, ApiError>
 fn tensor_to_json(named: &NamedTensor) -> Result<JsonTensor, ApiError> {
     let tensor = &named.tensor;
     let size = element_size(tensor.ty);
-    if tensor.data.len() % size != 0 {
+    if !tensor.data.len().is_multiple_of(size) {
         return Err(ApiError::Trap(format!(
             "the function returned tensor `{}` whose byte length {} is not a multiple of {size}",
             named.name,

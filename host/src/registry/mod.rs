@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::db::{Db, VersionRecord};
 use crate::engine::{CacheOutcome, EntryPoint, Runtime};
 use crate::error::ApiError;
+use crate::telemetry::FunctionMetrics;
 
 /// The only tenant until tenants exist.
 pub const DEFAULT_TENANT: &str = "default";
@@ -51,6 +52,7 @@ pub struct Version {
     pub admission: Arc<Admission>,
     /// `tenant/name`, the function's label in metrics and logs.
     pub label: String,
+    pub metrics: FunctionMetrics,
 }
 
 /// The function registry.
@@ -170,8 +172,7 @@ impl Registry {
             .versions(tenant, name.as_str())
             .await?
             .into_iter()
-            .filter(|r| r.version < current.record.version)
-            .next_back()
+            .rfind(|r| r.version < current.record.version)
             .ok_or_else(|| {
                 ApiError::BadRequest(format!(
                     "function `{name}` has no version before {}; nothing to roll back to",
@@ -273,7 +274,8 @@ impl Registry {
             .filter(|h| !h.is_empty())
             .map(str::to_owned)
             .collect();
-        Version { record, limits, allowed_hosts, entry, admission, label }
+        let metrics = FunctionMetrics::new(&label);
+        Version { record, limits, allowed_hosts, entry, admission, label, metrics }
     }
 
     async fn store_component(&self, digest: &str, bytes: &[u8]) -> Result<(), ApiError> {

@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::engine::Runtime;
 use crate::registry::Registry;
+use crate::telemetry::RequestIds;
 
 /// How often the epoch advances; guests yield and deadlines are checked this often.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -35,6 +36,7 @@ pub struct App {
     pub runtime: Arc<Runtime>,
     pub registry: Registry,
     metrics: PrometheusHandle,
+    request_ids: RequestIds,
     shutting_down: AtomicBool,
 }
 
@@ -54,7 +56,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Scripts and tests read this line to learn the port when --listen used port 0.
     println!("muon listening on http://{address}");
     tracing::info!(%address, data_dir = %config.data_dir.display(), "muon serving");
-    let app = Arc::new(App { config, runtime, registry, metrics, shutting_down: AtomicBool::new(false) });
+    let app = Arc::new(App {
+        config,
+        runtime,
+        registry,
+        metrics,
+        request_ids: RequestIds::new(),
+        shutting_down: AtomicBool::new(false),
+    });
     run(Arc::clone(&app), listener, shutdown_signal()).await;
     db.close().await;
     tracing::info!("muon stopped");

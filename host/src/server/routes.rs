@@ -20,7 +20,7 @@ pub const REQUEST_ID_HEADER: &str = "x-muon-request-id";
 
 /// Answers one request; never fails.
 pub async fn handle(app: &App, request: http::Request<Incoming>) -> http::Response<Body> {
-    let request_id = uuid::Uuid::now_v7().simple().to_string();
+    let request_id = app.request_ids.next();
     let has_body = request.headers().contains_key(http::header::TRANSFER_ENCODING)
         || request
             .headers()
@@ -147,7 +147,7 @@ async fn invoke_http(
         }
     }
     .await;
-    record_request(&version.label, started, &result);
+    version.metrics.record(started, result.as_ref().err().map(ApiError::code));
     result
 }
 
@@ -171,17 +171,6 @@ async fn invoke_typed(
         Ok(body::json_response(StatusCode::OK, &output))
     }
     .await;
-    record_request(&version.label, started, &result);
+    version.metrics.record(started, result.as_ref().err().map(ApiError::code));
     result
-}
-
-fn record_request(function: &str, started: Instant, result: &Result<http::Response<Body>, ApiError>) {
-    let outcome = match result {
-        Ok(_) => "ok",
-        Err(err) => err.code(),
-    };
-    metrics::counter!("muon_requests_total", "function" => function.to_owned(), "outcome" => outcome)
-        .increment(1);
-    metrics::histogram!("muon_request_duration_seconds", "function" => function.to_owned())
-        .record(started.elapsed().as_secs_f64());
 }
