@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Benchmark, side by side in one run on this machine:
+#  (a) requests/s of `hello` through muon (handler world and wasi:http) against
+#      the same handler written natively on hyper, at 1, 16 and 64 connections;
+#  (b) per-request instantiation time p50/p99 (from muon's /metrics);
+#  (c) deploy-to-first-response time, cold (compile) and warm (cached).
+# Load comes from wrk on the same machine. BENCH_SECONDS sets each run's length.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${BENCH_SECONDS:-5}"
+if ! command -v wrk >/dev/null || ! command -v bc >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq wrk bc >/dev/null
+fi
+./scripts/build-functions.sh >/dev/null 2>&1
+cargo build --release -p muon -p muon-tests >/dev/null 2>&1
+guest=target/wasm32-wasip2/guest
+work=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+# start NAME COMMAND...: runs a server that prints "... listening on URL", echoes URL.
+start() {
+    local name=$1; shift
+    "$@" >"$work/$name.out" 2>"$work/$name.err" &
+    pids+=($!)
+    for _ in $(seq 1 200); do
+        url=$(sed -n 's/.*listening on //p' "$work/$name.out")
+        [ -n "$url" ] && { echo "$url"; return; }
+        sleep 0.05
+    done
+    echo "$name did not start" >&2; cat "$work/$name.err" >&2; exit 1
+}
+now_ms() { date +%s%3N; }
+rps() { # rps URL CONNECTIONS
+    local threads=$(( $2 < 2 ? 1 : 2 ))
+    wrk -t"$threads" -c"$2" -d"${seconds}s" "$1" | awk '/Requests\/sec/ {printf "%.0f", $2}'
+}
+
+native=$(start native target/release/native-hello 127.0.0.1:0)
+muon_url=$(start muon target/release/muon serve --listen 127.0.0.1:0 --data-dir "$work/data")
+
+# (c) cold: the first deploy compiles; warm: the same bytes again hit the cache.
+t0=$(now_ms)
+curl -sf -XPUT --data-binary @$guest/hello.wasm "$muon_url/v1/functions/hello?max_concurrency=1000" >/dev/null
+curl -sf "$muon_url/fn/default/hello" >/dev/null
+t1=$(now_ms)
+curl -sf -XPUT --data-binary @$guest/hello.wasm "$muon_url/v1/functions/hello-warm" >/dev/null
+curl -sf "$muon_url/fn/default/hello-warm" >/dev/null
+t2=$(now_ms)
+curl -sf -XPUT --data-binary @$guest/http_hello.wasm "$muon_url/v1/functions/http-hello?max_concurrency=1000" >/dev/null
+
+# Warm up, then measure.
+wrk -t2 -c64 -d2s "$muon_url/fn/default/hello" >/dev/null
+wrk -t2 -c64 -d2s "$native/" >/dev/null
+echo "muon benchmark: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), wrk on the same machine, ${seconds}s per run"
+echo
+printf "%-12s %14s %14s %8s %16s %8s\n" connections native-hyper muon-handler ratio muon-wasi-http ratio
+for c in 1 16 64; do
+    n=$(rps "$native/" "$c")
+    h=$(rps "$muon_url/fn/default/hello" "$c")
+    w=$(rps "$muon_url/fn/default/http-hello" "$c")
+    printf "%-12s %14s %14s %8.2f %16s %8.2f\n" "$c" "$n" "$h" "$(echo "$h / $n" | bc -l)" "$w" "$(echo "$w / $n" | bc -l)"
+done
+echo
+metrics=$(curl -sf "$muon_url/metrics")
+quantile() { echo "$metrics" | awk -v q="$1" -F'[{}" ]+' '$1=="muon_instantiate_seconds" && $3==q {printf "%.1f", $4*1e6}'; }
+echo "instantiate (fresh instance per request): p50 $(quantile 0.5) µs, p99 $(quantile 0.99) µs"
+echo "deploy to first response: cold (compile) $((t1 - t0)) ms, warm (cached artifact) $((t2 - t1)) ms"
