@@ -152,3 +152,16 @@ async fn every_request_gets_a_fresh_instance() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_resources_per_instance_are_capped() -> anyhow::Result<()> {
+    let server = Server::start(&["--max-guest-resources", "1000"]).await?;
+    server.deploy_ok("web", "http-hello", "").await?;
+    let fine = server.get_fn("web", "/hoard?n=500").await?;
+    assert_eq!(fine.text().await?.trim(), "holding 500 fields");
+    let (status, code, message) = error_of(server.get_fn("web", "/hoard?n=1000000").await?).await?;
+    assert_eq!((status, code.as_str()), (500, "trap"));
+    assert!(message.contains("resource table"), "{message}");
+    assert_eq!(server.get_fn("web", "/hoard?n=10").await?.status(), 200);
+    Ok(())
+}

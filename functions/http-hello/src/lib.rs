@@ -2,7 +2,7 @@
 //! `wasmtime serve` and Spin too. Answers with the method and path it saw;
 //! `/fetch?url=http://host:port/path` makes an outbound request instead and
 //! reports what came back (outbound HTTP is denied unless the deploy allows
-//! the host).
+//! the host); `/hoard?n=N` holds N host resources at once.
 
 use std::io::Write as _;
 
@@ -18,9 +18,12 @@ struct HttpHello;
 impl wasip2::exports::http::incoming_handler::Guest for HttpHello {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         let path = request.path_with_query().unwrap_or_default();
-        let text = match path.strip_prefix("/fetch?url=") {
-            Some(url) => fetch(url),
-            None => format!("hello from wasi:http, {:?} {path}", request.method()),
+        let text = if let Some(url) = path.strip_prefix("/fetch?url=") {
+            fetch(url)
+        } else if let Some(count) = path.strip_prefix("/hoard?n=") {
+            hoard(count.parse().unwrap_or(0))
+        } else {
+            format!("hello from wasi:http, {:?} {path}", request.method())
         };
         let headers = Fields::new();
         let _ = headers.set("content-type", &[b"text/plain".to_vec()]);
@@ -54,4 +57,11 @@ fn fetch(url: &str) -> String {
         }
         Err(code) => format!("error {code:?}"),
     }
+}
+
+/// Creates `count` host resources and keeps them all: past the host's
+/// per-instance resource cap this must fail cleanly.
+fn hoard(count: usize) -> String {
+    let kept: Vec<Fields> = (0..count).map(|_| Fields::new()).collect();
+    format!("holding {} fields", kept.len())
 }

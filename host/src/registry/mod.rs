@@ -19,6 +19,7 @@ pub use name::FunctionName;
 use crate::config::Config;
 use crate::db::{Db, VersionRecord};
 use crate::engine::{CacheOutcome, EntryPoint, Runtime};
+use wasmtime::component::Component;
 use crate::error::ApiError;
 use crate::telemetry::FunctionMetrics;
 
@@ -64,7 +65,11 @@ pub struct Registry {
     live: DashMap<String, Arc<Version>>,
     /// Serialises catalog changes, so two deploys of a name cannot interleave.
     changes: tokio::sync::Mutex<()>,
+    compile_slots: tokio::sync::Semaphore,
 }
+
+/// Compilations that may run at once.
+const COMPILE_SLOTS: usize = 1;
 
 fn key(tenant: &str, name: &str) -> String {
     format!("{tenant}/{name}")
@@ -83,6 +88,7 @@ impl Registry {
             components_dir,
             live: DashMap::new(),
             changes: tokio::sync::Mutex::new(()),
+            compile_slots: tokio::sync::Semaphore::new(COMPILE_SLOTS),
         };
         for record in registry.db.active_versions().await? {
             let label = key(&record.tenant, &record.name);
@@ -129,14 +135,7 @@ impl Registry {
     ) -> Result<Arc<Version>, ApiError> {
         let limits = self.limits_for(&options)?;
         let digest = hex::encode(Sha256::digest(&bytes));
-        let runtime = Arc::clone(&self.runtime);
-        let compile_digest = digest.clone();
-        let compile_bytes = bytes.clone();
-        let (component, outcome) =
-            tokio::task::spawn_blocking(move || runtime.compile(&compile_digest, &compile_bytes))
-                .await
-                .context("the compile task failed")??;
-        record_cache(outcome);
+        let component = self.compile(digest.clone(), bytes.clone()).await?;
         let entry = self.runtime.prepare(&component)?;
         self.store_component(&digest, &bytes).await?;
 
@@ -200,6 +199,18 @@ impl Registry {
         self.db.ping().await
     }
 
+    /// Compiles on a blocking thread, at most [`COMPILE_SLOTS`] at once, so a
+    /// burst of deploys cannot take every core from requests being served.
+    async fn compile(&self, digest: String, bytes: bytes::Bytes) -> Result<Component, ApiError> {
+        let _slot = self.compile_slots.acquire().await.context("compile slots closed")?;
+        let runtime = Arc::clone(&self.runtime);
+        let (component, outcome) = tokio::task::spawn_blocking(move || runtime.compile(&digest, &bytes))
+            .await
+            .context("the compile task failed")??;
+        record_cache(outcome);
+        Ok(component)
+    }
+
     fn limits_for(&self, options: &DeployOptions) -> Result<FunctionLimits, ApiError> {
         let caps = self.config.limits;
         let memory_mb = options.memory_mb.unwrap_or(caps.default_memory_mb);
@@ -233,14 +244,7 @@ impl Registry {
                 let bytes = tokio::fs::read(&path)
                     .await
                     .with_context(|| format!("component {} is missing", path.display()))?;
-                let runtime = Arc::clone(&self.runtime);
-                let digest = record.digest.clone();
-                let (component, outcome) =
-                    tokio::task::spawn_blocking(move || runtime.compile(&digest, &bytes))
-                        .await
-                        .context("the compile task failed")??;
-                record_cache(outcome);
-                component
+                self.compile(record.digest.clone(), bytes.into()).await?
             }
         };
         let entry = self.runtime.prepare(&component)?;
