@@ -78,6 +78,60 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Manage tenants (admin key).
+    Tenants {
+        #[command(subcommand)]
+        command: Option<TenantsCommand>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Issue and revoke API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Usage totals from the ledger.
+    Usage {
+        /// Group by `function`, `day` or `hour`.
+        #[arg(long, default_value = "function")]
+        by: String,
+        /// From (Unix ms or YYYY-MM-DD).
+        #[arg(long)]
+        from: Option<String>,
+        /// To, exclusive (Unix ms or YYYY-MM-DD).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only this function.
+        #[arg(long)]
+        function: Option<String>,
+        /// Another tenant's usage (admin key).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Print CSV instead of a table.
+        #[arg(long)]
+        csv: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantsCommand {
+    /// Create tenant NAME and print its first key (shown once).
+    Create { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Issue a key for a tenant (your own by default) and print it (shown once).
+    Create {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Revoke key ID.
+    Revoke { id: String },
 }
 
 #[derive(Debug, Args)]
@@ -85,9 +139,33 @@ struct ClientArgs {
     /// The muon server to talk to.
     #[arg(long, env = "MUON_SERVER", default_value = "http://127.0.0.1:8080")]
     server: String,
+    /// API key [default: the server's admin key from DATA_DIR/admin.key on this machine].
+    #[arg(long, env = "MUON_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Where to look for admin.key when no key is given.
+    #[arg(long, env = "MUON_DATA_DIR", default_value = crate::config::DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
     /// Print the server's JSON instead of a summary.
     #[arg(long)]
     json: bool,
+}
+
+impl ClientArgs {
+    /// A client that sends the API key with every request.
+    fn http(&self) -> anyhow::Result<reqwest::Client> {
+        let key = match &self.api_key {
+            Some(key) => Some(key.trim().to_owned()),
+            None => std::fs::read_to_string(self.data_dir.join("admin.key")).ok().map(|k| k.trim().to_owned()),
+        };
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(key) = key {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+                .context("the API key has characters a header cannot carry")?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        Ok(reqwest::Client::builder().default_headers(headers).build()?)
+    }
 }
 
 /// Runs a parsed command line.
@@ -111,10 +189,10 @@ async fn serve(config_file: Option<PathBuf>, flags: Settings) -> anyhow::Result<
 }
 
 async fn client_command(command: Command) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
     match command {
         Command::Serve { .. } => bail!("serve is not a client command"),
         Command::Deploy { name, file, memory_mb, timeout_ms, max_concurrency, public, allowed_hosts, client } => {
+            let http = client.http()?;
             let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let mut query: Vec<(&str, String)> = Vec::new();
             query.extend(memory_mb.map(|v| ("memory_mb", v.to_string())));
@@ -140,9 +218,9 @@ async fn client_command(command: Command) -> anyhow::Result<()> {
                 )
             })
         }
-        Command::Invoke { name, data, path, client } => invoke(&http, &client, &name, data, &path).await,
+        Command::Invoke { name, data, path, client } => invoke(&client.http()?, &client, &name, data, &path).await,
         Command::Functions { client } => {
-            let out = send_json(http.get(format!("{}/v1/functions", client.server))).await?;
+            let out = send_json(client.http()?.get(format!("{}/v1/functions", client.server))).await?;
             print_or(&client, &out, || {
                 let mut lines = vec![format!("{:<24} {:>7}  {:<14} {:>9} {:>10}", "NAME", "VERSION", "KIND", "MEMORY", "TIMEOUT")];
                 for f in out["functions"].as_array().into_iter().flatten() {
@@ -159,14 +237,88 @@ async fn client_command(command: Command) -> anyhow::Result<()> {
             })
         }
         Command::Rollback { name, client } => {
-            let out = send_json(http.post(format!("{}/v1/functions/{name}/rollback", client.server))).await?;
+            let out = send_json(client.http()?.post(format!("{}/v1/functions/{name}/rollback", client.server))).await?;
             print_or(&client, &out, || format!("{name} is now at version {}", out["version"]))
         }
         Command::Delete { name, client } => {
-            let out = send_json(http.delete(format!("{}/v1/functions/{name}", client.server))).await?;
+            let out = send_json(client.http()?.delete(format!("{}/v1/functions/{name}", client.server))).await?;
             print_or(&client, &out, || format!("deleted {name}"))
         }
+        Command::Tenants { command, client } => tenants(command, &client).await,
+        Command::Keys { command, client } => keys(command, &client).await,
+        Command::Usage { by, from, to, function, tenant, csv, client } => {
+            let mut query = vec![("group_by", by)];
+            query.extend(from.map(|v| ("from", v)));
+            query.extend(to.map(|v| ("to", v)));
+            query.extend(function.map(|v| ("function", v)));
+            query.extend(tenant.map(|v| ("tenant", v)));
+            let out = send_json(client.http()?.get(format!("{}/v1/usage", client.server)).query(&query)).await?;
+            print_or(&client, &out, || usage_table(&out, csv))
+        }
     }
+}
+
+async fn tenants(command: Option<TenantsCommand>, client: &ClientArgs) -> anyhow::Result<()> {
+    let http = client.http()?;
+    match command {
+        Some(TenantsCommand::Create { name }) => {
+            let request = http.post(format!("{}/v1/tenants", client.server)).json(&serde_json::json!({ "name": name }));
+            let out = send_json(request).await?;
+            print_or(client, &out, || {
+                format!(
+                    "created tenant {name}\nkey {} (shown once): {}",
+                    out["key"]["id"].as_str().unwrap_or_default(),
+                    out["key"]["key"].as_str().unwrap_or_default()
+                )
+            })
+        }
+        None => {
+            let out = send_json(http.get(format!("{}/v1/tenants", client.server))).await?;
+            print_or(client, &out, || {
+                out["tenants"].as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect::<Vec<_>>().join("\n")
+            })
+        }
+    }
+}
+
+async fn keys(command: KeysCommand, client: &ClientArgs) -> anyhow::Result<()> {
+    let http = client.http()?;
+    match command {
+        KeysCommand::Create { tenant } => {
+            let tenant = tenant.unwrap_or_else(|| crate::registry::DEFAULT_TENANT.to_owned());
+            let out = send_json(http.post(format!("{}/v1/tenants/{tenant}/keys", client.server))).await?;
+            print_or(client, &out, || {
+                format!(
+                    "key {} for {tenant} (shown once): {}",
+                    out["id"].as_str().unwrap_or_default(),
+                    out["key"].as_str().unwrap_or_default()
+                )
+            })
+        }
+        KeysCommand::Revoke { id } => {
+            let out = send_json(http.delete(format!("{}/v1/keys/{id}", client.server))).await?;
+            print_or(client, &out, || format!("revoked {id}"))
+        }
+    }
+}
+
+fn usage_table(out: &Value, csv: bool) -> String {
+    let columns = ["group", "requests", "cpu_ms", "wall_ms", "gb_seconds", "compute_ms", "bytes_in", "bytes_out", "cost_micros"];
+    let rows: Vec<Vec<String>> = out["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| columns.iter().map(|c| match &g[*c] { Value::String(s) => s.clone(), other => other.to_string() }).collect())
+        .collect();
+    let mut lines = Vec::new();
+    if csv {
+        lines.push(columns.join(","));
+        lines.extend(rows.iter().map(|r| r.join(",")));
+    } else {
+        lines.push(columns.iter().map(|c| format!("{c:>14}")).collect::<Vec<_>>().join(""));
+        lines.extend(rows.iter().map(|r| r.iter().map(|v| format!("{v:>14}")).collect::<Vec<_>>().join("")));
+    }
+    lines.join("\n")
 }
 
 async fn invoke(

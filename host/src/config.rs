@@ -5,12 +5,16 @@
 //! settings into the [`Config`] the server runs with, checking that per-function
 //! defaults fit under the host-wide caps.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
+
+use crate::ledger::pricing::Plan;
+use crate::tenancy::{Quotas, TenancyConfig, TenantSettings};
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -89,6 +93,21 @@ pub struct Settings {
     /// Let functions that name allowed hosts reach loopback and private addresses [default: false].
     #[arg(long)]
     pub allow_private_outbound: Option<bool>,
+    /// PostgreSQL URL (`postgres://...`) for a shared catalog and ledger [default: SQLite in the data dir].
+    #[arg(long, env = "MUON_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Meter every request and write it to the ledger [default: true].
+    #[arg(long)]
+    pub metering: Option<bool>,
+    /// Default quotas of every tenant (file only: `[quotas]`).
+    #[arg(skip)]
+    pub quotas: Option<Quotas>,
+    /// Price plans by name (file only: `[plans.NAME]`); `default` applies to tenants without one.
+    #[arg(skip)]
+    pub plans: Option<BTreeMap<String, Plan>>,
+    /// Per-tenant plan and quotas (file only: `[tenants.NAME]`).
+    #[arg(skip)]
+    pub tenants: Option<BTreeMap<String, TenantSettings>>,
 }
 
 /// The resolved configuration the server runs with.
@@ -110,6 +129,9 @@ pub struct Config {
     pub max_instances: u32,
     pub guest_output_bytes: usize,
     pub allow_private_outbound: bool,
+    pub database_url: Option<String>,
+    pub metering: bool,
+    pub tenancy: TenancyConfig,
 }
 
 /// Per-function limits: the defaults a deploy gets and the caps it may not pass.
@@ -163,6 +185,11 @@ impl Settings {
             max_instances,
             guest_output_bytes,
             allow_private_outbound,
+            database_url,
+            metering,
+            quotas,
+            plans,
+            tenants,
         )
     }
 
@@ -205,6 +232,13 @@ impl Settings {
             max_instances: self.max_instances.unwrap_or(1000),
             guest_output_bytes: self.guest_output_bytes.unwrap_or(64 * 1024),
             allow_private_outbound: self.allow_private_outbound.unwrap_or(false),
+            database_url: self.database_url,
+            metering: self.metering.unwrap_or(true),
+            tenancy: TenancyConfig {
+                default_quotas: self.quotas.unwrap_or_default(),
+                plans: self.plans.unwrap_or_default(),
+                tenants: self.tenants.unwrap_or_default(),
+            },
         })
     }
 }
@@ -223,10 +257,25 @@ mod tests {
     fn flags_override_file_and_defaults_fill_the_rest() -> anyhow::Result<()> {
         let file: Settings = toml::from_str("default_memory_mb = 64\nmax_headers = 10\n")?;
         let flags = Settings { max_headers: Some(20), ..Settings::default() };
+        assert!(file.plans.is_none());
         let config = flags.or(file).resolve()?;
         assert_eq!(config.limits.default_memory_mb, 64);
         assert_eq!(config.max_headers, 20);
         assert_eq!(config.limits.default_timeout_ms, 30_000);
+        Ok(())
+    }
+
+    #[test]
+    fn plans_quotas_and_tenants_come_from_the_file() -> anyhow::Result<()> {
+        let file: Settings = toml::from_str(
+            "[quotas]\nrequests_per_second = 100\n[plans.default]\nper_request = 5\n\
+             [plans.pro]\nper_cpu_ms = 2\n[tenants.acme]\nplan = \"pro\"\nquotas = { max_functions = 3 }\n",
+        )?;
+        let config = file.resolve()?;
+        assert_eq!(config.tenancy.default_quotas.requests_per_second, Some(100));
+        assert_eq!(config.tenancy.plans["default"].per_request, 5);
+        assert_eq!(config.tenancy.tenants["acme"].quotas.max_functions, Some(3));
+        assert!(toml::from_str::<Settings>("[plans.x]\nper_requests = 1\n").is_err(), "typos in plans are errors");
         Ok(())
     }
 

@@ -27,6 +27,24 @@ pub enum ApiError {
     /// Nothing by that name (or nothing visible to the caller).
     #[error("{0} was not found")]
     NotFound(String),
+    /// No valid API key. The same for missing, malformed, unknown and revoked keys.
+    #[error("missing or invalid API key; send `Authorization: Bearer <key>`")]
+    Unauthorized,
+    /// A tenant quota (functions, storage, memory, deadline, concurrency, budget) is used up.
+    #[error("{message}")]
+    QuotaExceeded { message: String, retry_after_s: u32 },
+    /// The tenant's request rate is over its limit.
+    #[error("the tenant's request rate is over its limit of {limit} per second")]
+    RateLimited { limit: u32, retry_after_s: u32 },
+    /// The usage ledger cannot be written; the request is refused rather than run unbilled.
+    #[error("the usage ledger is unavailable; the request was not served: {0}")]
+    LedgerUnavailable(String),
+    /// The caller is known but may not do this (admin-only routes).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Something with this name already exists.
+    #[error("{0} already exists")]
+    Conflict(String),
     /// The route exists but not for this method.
     #[error("method not allowed; this route accepts {0}")]
     MethodNotAllowed(&'static str),
@@ -71,6 +89,12 @@ impl ApiError {
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::ResponseTooLarge { .. } => "response_too_large",
             Self::NotFound(_) => "not_found",
+            Self::Unauthorized => "unauthorized",
+            Self::QuotaExceeded { .. } => "quota_exceeded",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::LedgerUnavailable(_) => "ledger_unavailable",
+            Self::Conflict(_) => "conflict",
+            Self::Forbidden(_) => "forbidden",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::BadRequest(_) => "bad_request",
             Self::Unprocessable(_) => "function_error",
@@ -91,6 +115,11 @@ impl ApiError {
             }
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::QuotaExceeded { .. } | Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::LedgerUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -112,8 +141,18 @@ impl ApiError {
             "error": { "code": self.code(), "message": self.to_string() }
         });
         let mut response = body::json_response(status, &payload);
-        if let Self::Overloaded { retry_after_s } = self {
-            response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+        let retry_after = match self {
+            Self::Overloaded { retry_after_s }
+            | Self::QuotaExceeded { retry_after_s, .. }
+            | Self::RateLimited { retry_after_s, .. } => Some(retry_after_s),
+            Self::LedgerUnavailable(_) => Some(1),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if matches!(self, Self::Unauthorized) {
+            response.headers_mut().insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

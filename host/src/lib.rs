@@ -5,12 +5,16 @@
 //! [`invoke`] runs it in a fresh instance made by [`engine`], and errors
 //! become responses in [`error`].
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod engine;
 pub mod error;
 pub mod invoke;
+pub mod ledger;
+pub mod metering;
 pub mod registry;
 pub mod server;
 pub mod telemetry;
+pub mod tenancy;

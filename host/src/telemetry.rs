@@ -49,12 +49,18 @@ pub struct FunctionMetrics {
     ok: metrics::Counter,
     duration: metrics::Histogram,
     in_flight: metrics::Gauge,
+    tenant_requests: metrics::Counter,
+    tenant_cost: metrics::Counter,
 }
 
 impl FunctionMetrics {
-    /// Handles labelled with `function = label`.
-    pub fn new(label: &str) -> Self {
+    /// Handles labelled with `function = label` (`tenant/name`) and, for the
+    /// per-tenant totals, `tenant` alone, so cardinality grows with tenants and
+    /// functions, never with requests.
+    pub fn new(label: &str, tenant: &str) -> Self {
         Self {
+            tenant_requests: metrics::counter!("muon_tenant_requests_total", "tenant" => tenant.to_owned()),
+            tenant_cost: metrics::counter!("muon_tenant_cost_micros_total", "tenant" => tenant.to_owned()),
             label: label.to_owned(),
             ok: metrics::counter!("muon_requests_total", "function" => label.to_owned(), "outcome" => "ok"),
             duration: metrics::histogram!("muon_request_duration_seconds", "function" => label.to_owned()),
@@ -72,6 +78,12 @@ impl FunctionMetrics {
             }
         }
         self.duration.record(started.elapsed().as_secs_f64());
+        self.tenant_requests.increment(1);
+    }
+
+    /// Adds a request's cost to its tenant's total.
+    pub fn record_cost(&self, cost_micros: i64) {
+        self.tenant_cost.increment(u64::try_from(cost_micros).unwrap_or(0));
     }
 
     /// Counts an instance as running until the guard is dropped.

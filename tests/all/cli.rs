@@ -9,6 +9,8 @@ fn muon(server: &Server, args: &[&str], stdin: Option<&[u8]>) -> anyhow::Result<
     let mut child = Command::new(muon_bin())
         .args(args)
         .env("MUON_SERVER", &server.base)
+        .env("MUON_DATA_DIR", &server.data_dir)
+        .env_remove("MUON_API_KEY")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

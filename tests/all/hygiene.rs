@@ -34,7 +34,8 @@ async fn too_many_or_too_large_headers_get_431() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn ambiguous_framing_is_refused() -> anyhow::Result<()> {
     let server = Server::start(&[]).await?;
-    server.deploy_ok("hello", "hello", "").await?;
+    // Public, so the body is read without a key.
+    server.deploy_ok("hello", "hello", "public=true").await?;
     let smuggle = b"POST /fn/default/hello HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\ncontent-length: 5\r\n\r\nabcde";
     assert!(raw_exchange(&server, smuggle).await?.starts_with("HTTP/1.1 400"));
     let bad_chunk = b"POST /fn/default/hello HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n";

@@ -43,8 +43,10 @@ pub struct Server {
     pub data_dir: PathBuf,
     _temp: Option<Arc<tempfile::TempDir>>,
     logs: Arc<Mutex<String>>,
-    /// A client with no connection pooling surprises.
+    /// A client that sends the admin key (tenant `default`).
     pub http: reqwest::Client,
+    /// The admin key the server wrote to `DATA_DIR/admin.key`.
+    pub admin_key: String,
 }
 
 impl Server {
@@ -99,8 +101,12 @@ impl Server {
         .await
         .context("muon did not start within 60 s")??;
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
-        Ok(Self { child, base, data_dir: data_dir.to_path_buf(), _temp: temp, logs, http })
+        let admin_key = std::fs::read_to_string(data_dir.join("admin.key"))
+            .context("the server wrote no admin.key")?
+            .trim()
+            .to_owned();
+        let http = client_with_key(Some(&admin_key))?;
+        Ok(Self { child, base, data_dir: data_dir.to_path_buf(), _temp: temp, logs, http, admin_key })
     }
 
     /// The temp dir handle, to restart on the same data directory.
@@ -180,6 +186,15 @@ impl Server {
         self.signal("TERM")?;
         self.wait(Duration::from_secs(30)).await
     }
+}
+
+/// An HTTP client that sends `key` as a bearer token (or no key at all).
+pub fn client_with_key(key: Option<&str>) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(key) = key {
+        headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {key}").parse()?);
+    }
+    Ok(reqwest::Client::builder().default_headers(headers).timeout(Duration::from_secs(120)).build()?)
 }
 
 /// Parses a JSON error body and returns `(code, message)`.

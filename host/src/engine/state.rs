@@ -13,6 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::outbound::OutboundPolicy;
+use crate::metering::MemoryMeter;
 
 /// Limits one request's instance runs under.
 #[derive(Debug, Clone, Copy)]
@@ -51,7 +52,7 @@ impl HostState {
             http: WasiHttpCtx::new(),
             table,
             outbound,
-            limiter: MemoryLimiter { limit: limits.memory_bytes, peak: 0, hit_limit: false },
+            limiter: MemoryLimiter { limit: limits.memory_bytes, meter: MemoryMeter::new(), hit_limit: false },
             stdout,
             stderr,
         }
@@ -74,8 +75,8 @@ impl WasiHttpView for HostState {
 /// that follows a refused `memory.grow` is reported as `memory_limit`.
 pub struct MemoryLimiter {
     limit: usize,
-    /// Largest memory size seen, in bytes.
-    pub peak: usize,
+    /// Memory size over time, for metering.
+    pub meter: MemoryMeter,
     /// Whether a growth was refused.
     pub hit_limit: bool,
 }
@@ -91,7 +92,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
             self.hit_limit = true;
             return Ok(false);
         }
-        self.peak = self.peak.max(desired);
+        self.meter.resize(desired);
         Ok(true)
     }
 

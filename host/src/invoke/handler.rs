@@ -9,6 +9,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use super::{GuestCall, record_instantiate};
 use crate::engine::{EntryPoint, Request, Response};
 use crate::error::ApiError;
+use crate::metering::Measurement;
 use crate::registry::Version;
 use crate::server::App;
 use crate::server::body::{self, Body};
@@ -21,6 +22,7 @@ pub async fn call_handler(
     path: &str,
     body: Bytes,
     request_id: &str,
+    usage: &mut Measurement,
 ) -> Result<http::Response<Body>, ApiError> {
     let EntryPoint::Handler(pre) = &version.entry else {
         return Err(ApiError::Internal(anyhow::anyhow!("call_handler on a non-handler function")));
@@ -38,14 +40,14 @@ pub async fn call_handler(
     };
     let _slot = Arc::clone(&version.admission).enter().await?;
     let mut call = GuestCall::new(&app.runtime, &app.config, Arc::clone(&version), request_id);
-    let outcome = tokio::time::timeout(call.timeout, async {
+    let outcome = call.guard().run(async {
         let started = Instant::now();
         let instance = pre.instantiate_async(&mut call.store).await?;
         record_instantiate(started);
         instance.muon_function_handle().call_handle(&mut call.store, &request).await
     })
     .await;
-    let response = call.finish(outcome)?;
+    let response = call.finish(outcome, usage)?;
     into_http_response(response, app.config.limits.max_response_bytes)
 }
 

@@ -17,10 +17,15 @@ use crate::engine::EntryPoint;
 use crate::error::ApiError;
 use crate::registry::Version;
 use crate::server::App;
-use crate::server::body::{Body, BoxError};
+use crate::metering::Measurement;
+use crate::server::body::{self, Body};
 
 /// Calls a `wasi:http` function. `path_and_query` is what the guest sees as
 /// its request path: the part of the URL below the function's route.
+///
+/// The response body is collected (up to the response cap) before it is
+/// returned, so the request's usage is known, and written to the ledger,
+/// before the client sees a byte of it.
 pub async fn call_http(
     app: &App,
     version: Arc<Version>,
@@ -28,6 +33,7 @@ pub async fn call_http(
     path_and_query: &str,
     body: Bytes,
     request_id: &str,
+    usage: &mut Measurement,
 ) -> Result<http::Response<Body>, ApiError> {
     let EntryPoint::Http(pre) = &version.entry else {
         return Err(ApiError::Internal(anyhow::anyhow!("call_http on a non-http function")));
@@ -41,31 +47,49 @@ pub async fn call_http(
     let request = http.new_incoming_request(Scheme::Http, request)?;
     let outparam = http.new_response_outparam(sender)?;
 
+    // The guest runs in its own task: it sends the response head and then
+    // streams the body while we read it.
     let guest = tokio::spawn(async move {
-        let outcome = tokio::time::timeout(call.timeout, async {
-            let started = Instant::now();
-            let proxy = pre.instantiate_async(&mut call.store).await?;
-            record_instantiate(started);
-            proxy.wasi_http_incoming_handler().call_handle(&mut call.store, request, outparam).await
-        })
-        .await;
-        let result = call.finish(outcome);
+        let outcome = call
+            .guard()
+            .run(async {
+                let started = Instant::now();
+                let proxy = pre.instantiate_async(&mut call.store).await?;
+                record_instantiate(started);
+                proxy.wasi_http_incoming_handler().call_handle(&mut call.store, request, outparam).await
+            })
+            .await;
+        let mut measured = Measurement::default();
+        let result = call.finish(outcome, &mut measured);
         drop(slot);
-        result
+        (result, measured)
     });
 
     let limit = app.config.limits.max_response_bytes;
-    match receiver.await {
-        Ok(Ok(response)) => Ok(response.map(|body| {
-            let body = body.map_err(|code| BoxError::from(format!("the function's body failed: {code:?}")));
-            Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed_unsync()
-        })),
+    let response = match receiver.await {
+        Ok(Ok(response)) => Ok(response),
         Ok(Err(code)) => Err(ApiError::Trap(format!("the function answered with error {code:?}"))),
-        Err(_) => match guest.await {
-            Ok(Err(err)) => Err(err),
-            Ok(Ok(())) => Err(ApiError::Trap("the function returned without setting a response".into())),
-            Err(join) => Err(ApiError::Internal(anyhow::anyhow!("the guest task failed: {join}"))),
-        },
+        Err(_) => Err(ApiError::Trap("the function returned without setting a response".into())),
+    };
+    let collected = match response {
+        Ok(response) => {
+            let (parts, body) = response.into_parts();
+            let cap = usize::try_from(limit).unwrap_or(usize::MAX);
+            match Limited::new(body, cap).collect().await {
+                Ok(body) => Ok(http::Response::from_parts(parts, body::full(body.to_bytes()))),
+                Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(ApiError::ResponseTooLarge { limit }),
+                Err(err) => Err(ApiError::Trap(format!("the function's response body failed: {err}"))),
+            }
+        }
+        Err(err) => Err(err),
+    };
+    let (guest_result, measured) = guest.await.map_err(|join| anyhow::anyhow!("the guest task failed: {join}"))?;
+    *usage = measured;
+    // A guest error (trap, timeout, memory) explains a missing or cut-off
+    // response better than the response side does.
+    match (collected, guest_result) {
+        (Ok(response), Ok(())) => Ok(response),
+        (_, Err(err)) | (Err(err), Ok(())) => Err(err),
     }
 }
 

@@ -6,7 +6,9 @@ mod handler;
 mod http;
 pub mod typed;
 
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::{Store, Trap, UpdateDeadline};
@@ -17,6 +19,7 @@ pub use http::call_http;
 use crate::config::Config;
 use crate::engine::{HostState, InstanceLimits, OutboundPolicy, Runtime};
 use crate::error::ApiError;
+use crate::metering::{CpuTimed, Measurement};
 use crate::registry::Version;
 use crate::telemetry::InFlight;
 
@@ -25,8 +28,23 @@ pub(crate) struct GuestCall {
     pub store: Store<HostState>,
     version: Arc<Version>,
     request_id: String,
-    pub timeout: Duration,
+    timeout: Duration,
+    cpu_ns: Arc<AtomicU64>,
     _in_flight: InFlight,
+}
+
+/// The deadline and CPU meter of a guest call, taken apart from the
+/// `GuestCall` so the call's future can borrow the store.
+pub(crate) struct CallGuard {
+    timeout: Duration,
+    cpu_ns: Arc<AtomicU64>,
+}
+
+impl CallGuard {
+    /// Runs `call` under the deadline, counting the CPU time of its polls.
+    pub async fn run<F: Future>(self, call: F) -> Result<F::Output, tokio::time::error::Elapsed> {
+        CpuTimed::new(tokio::time::timeout(self.timeout, call), self.cpu_ns).await
+    }
 }
 
 impl GuestCall {
@@ -51,15 +69,39 @@ impl GuestCall {
             Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
         });
         let in_flight = version.metrics.instance_running();
-        Self { store, version, request_id: request_id.to_owned(), timeout, _in_flight: in_flight }
+        Self {
+            store,
+            version,
+            request_id: request_id.to_owned(),
+            timeout,
+            cpu_ns: Arc::new(AtomicU64::new(0)),
+            _in_flight: in_flight,
+        }
     }
 
-    /// Judges the outcome of a call made under `self.timeout`, and logs what
-    /// the guest printed.
+    /// The guard to run this call's guest code under.
+    pub fn guard(&self) -> CallGuard {
+        CallGuard { timeout: self.timeout, cpu_ns: Arc::clone(&self.cpu_ns) }
+    }
+
+    /// What the guest used so far.
+    pub fn measurement(&self) -> Measurement {
+        let meter = &self.store.data().limiter.meter;
+        Measurement {
+            cpu: Duration::from_nanos(self.cpu_ns.load(Ordering::Relaxed)),
+            peak_memory_bytes: meter.peak(),
+            memory_byte_ms: meter.byte_ms(),
+        }
+    }
+
+    /// Judges the outcome of a call made under [`GuestCall::guard`], records
+    /// what the guest used into `usage`, and logs what the guest printed.
     pub fn finish<T>(
         &self,
         outcome: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+        usage: &mut Measurement,
     ) -> Result<T, ApiError> {
+        *usage = self.measurement();
         self.log_output();
         match outcome {
             Ok(Ok(value)) => Ok(value),

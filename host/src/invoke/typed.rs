@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::{GuestCall, record_instantiate};
 use crate::engine::{EntryPoint, NamedTensor, Tensor, TensorType};
 use crate::error::ApiError;
+use crate::metering::Measurement;
 use crate::registry::Version;
 use crate::server::App;
 
@@ -61,6 +62,7 @@ pub async fn invoke_typed(
     version: Arc<Version>,
     input: &[u8],
     request_id: &str,
+    usage: &mut Measurement,
 ) -> Result<Value, ApiError> {
     let parse_error = |err: serde_json::Error| ApiError::BadRequest(format!("invalid invoke input: {err}"));
     match &version.entry {
@@ -69,14 +71,14 @@ pub async fn invoke_typed(
             let record = raw_record(input)?;
             let pre = pre.clone();
             let output = run(app, version, request_id, |mut call| async move {
-                let outcome = tokio::time::timeout(call.timeout, async {
+                let outcome = call.guard().run(async {
                     let started = Instant::now();
                     let instance = pre.instantiate_async(&mut call.store).await?;
                     record_instantiate(started);
                     instance.muon_function_preprocess().call_preprocess(&mut call.store, &record).await
                 })
                 .await;
-                call.finish(outcome)
+                call.finish(outcome, usage)
             })
             .await?
             .map_err(guest_error)?;
@@ -92,12 +94,12 @@ pub async fn invoke_typed(
                         other => other.to_string(),
                     };
                     let parameters = run(app, version, request_id, |mut call| async move {
-                        let outcome = tokio::time::timeout(call.timeout, async {
+                        let outcome = call.guard().run(async {
                             let instance = pre.instantiate_async(&mut call.store).await?;
                             instance.muon_function_train().call_init(&mut call.store, &config).await
                         })
                         .await;
-                        call.finish(outcome)
+                        call.finish(outcome, usage)
                     })
                     .await?
                     .map_err(guest_error)?;
@@ -108,7 +110,7 @@ pub async fn invoke_typed(
                     let batch = tensors_from_json(batch)?;
                     let hyper: Vec<(String, f64)> = hyper_parameters.into_iter().collect();
                     let output = run(app, version, request_id, |mut call| async move {
-                        let outcome = tokio::time::timeout(call.timeout, async {
+                        let outcome = call.guard().run(async {
                             let instance = pre.instantiate_async(&mut call.store).await?;
                             instance
                                 .muon_function_train()
@@ -116,7 +118,7 @@ pub async fn invoke_typed(
                                 .await
                         })
                         .await;
-                        call.finish(outcome)
+                        call.finish(outcome, usage)
                     })
                     .await?
                     .map_err(guest_error)?;

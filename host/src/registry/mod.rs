@@ -14,7 +14,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use admission::Admission;
-pub use name::FunctionName;
+pub use name::{FunctionName, check_tenant_name};
 
 use crate::config::Config;
 use crate::db::{Db, VersionRecord};
@@ -138,6 +138,8 @@ impl Registry {
         let component = self.compile(digest.clone(), bytes.clone()).await?;
         let entry = self.runtime.prepare(&component)?;
         self.store_component(&digest, &bytes).await?;
+        // In the database too, so other nodes sharing it can compile it.
+        self.db.put_component(&digest, &bytes).await?;
 
         let _guard = self.changes.lock().await;
         let mut record = VersionRecord {
@@ -194,6 +196,37 @@ impl Registry {
         Ok(())
     }
 
+    /// Keeps the live versions in step with a database other nodes also
+    /// deploy into: new functions, new active versions and deletions show up
+    /// here within one `period`.
+    pub async fn follow(self: Arc<Self>, period: std::time::Duration) {
+        let mut interval = tokio::time::interval(period);
+        loop {
+            interval.tick().await;
+            if let Err(err) = self.sync().await {
+                tracing::warn!(error = %err, "cannot sync functions from the database");
+            }
+        }
+    }
+
+    async fn sync(&self) -> Result<(), ApiError> {
+        let active = self.db.active_versions().await?;
+        let _guard = self.changes.lock().await;
+        let mut seen = std::collections::HashSet::new();
+        for record in active {
+            let label = key(&record.tenant, &record.name);
+            seen.insert(label.clone());
+            let current = self.live.get(&label).map(|v| v.record.version);
+            if current != Some(record.version) {
+                let version = self.materialize(record).await?;
+                tracing::info!(function = %label, version = version.record.version, "picked up from the database");
+                self.live.insert(label, Arc::new(version));
+            }
+        }
+        self.live.retain(|label, _| seen.contains(label));
+        Ok(())
+    }
+
     /// Whether the catalog database answers.
     pub async fn ready(&self) -> bool {
         self.db.ping().await
@@ -211,7 +244,8 @@ impl Registry {
         Ok(component)
     }
 
-    fn limits_for(&self, options: &DeployOptions) -> Result<FunctionLimits, ApiError> {
+    /// The limits a deploy with `options` gets, checked against the host caps.
+    pub fn limits_for(&self, options: &DeployOptions) -> Result<FunctionLimits, ApiError> {
         let caps = self.config.limits;
         let memory_mb = options.memory_mb.unwrap_or(caps.default_memory_mb);
         let timeout_ms = options.timeout_ms.unwrap_or(caps.default_timeout_ms);
@@ -241,9 +275,14 @@ impl Registry {
             }
             None => {
                 let path = self.components_dir.join(format!("{}.wasm", record.digest));
-                let bytes = tokio::fs::read(&path)
-                    .await
-                    .with_context(|| format!("component {} is missing", path.display()))?;
+                let bytes = match tokio::fs::read(&path).await {
+                    Ok(bytes) => bytes,
+                    Err(_) => self
+                        .db
+                        .component(&record.digest)
+                        .await?
+                        .with_context(|| format!("component {} is in neither {} nor the database", record.digest, path.display()))?,
+                };
                 self.compile(record.digest.clone(), bytes.into()).await?
             }
         };
@@ -278,7 +317,7 @@ impl Registry {
             .filter(|h| !h.is_empty())
             .map(str::to_owned)
             .collect();
-        let metrics = FunctionMetrics::new(&label);
+        let metrics = FunctionMetrics::new(&label, &record.tenant);
         Version { record, limits, allowed_hosts, entry, admission, label, metrics }
     }
 

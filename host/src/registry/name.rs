@@ -12,23 +12,32 @@ pub struct FunctionName(String);
 impl FunctionName {
     /// Checks `name` and wraps it.
     pub fn parse(name: &str) -> Result<Self, ApiError> {
-        let valid = !name.is_empty()
-            && name.len() <= 63
-            && !name.starts_with('-')
-            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if valid {
-            Ok(Self(name.to_owned()))
-        } else {
-            Err(ApiError::BadRequest(format!(
-                "invalid function name `{}`: use 1 to 63 lowercase letters, digits and `-`, not starting with `-`",
-                name.escape_debug()
-            )))
-        }
+        check("function", name).map(|()| Self(name.to_owned()))
     }
 
     /// The name as a string.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// Checks a tenant name; the rules are those of function names.
+pub fn check_tenant_name(name: &str) -> Result<(), ApiError> {
+    check("tenant", name)
+}
+
+fn check(what: &str, name: &str) -> Result<(), ApiError> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with('-')
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "invalid {what} name `{}`: use 1 to 63 lowercase letters, digits and `-`, not starting with `-`",
+            name.escape_debug()
+        )))
     }
 }
 

@@ -8,51 +8,54 @@ use super::App;
 use super::body::{self, Body};
 use crate::db::VersionRecord;
 use crate::error::ApiError;
-use crate::registry::{DEFAULT_TENANT, DeployOptions, FunctionName, Version, parse_allowed_hosts};
+use crate::registry::{DeployOptions, FunctionName, Version, parse_allowed_hosts};
 
 /// `PUT /v1/functions/{name}` with the component's bytes.
 pub async fn deploy(
     app: &App,
+    tenant: &str,
     request: http::Request<Incoming>,
     name: &FunctionName,
 ) -> Result<http::Response<Body>, ApiError> {
     let options = deploy_options(request.uri().query().unwrap_or_default())?;
     let (parts, incoming) = request.into_parts();
     let bytes = body::read_limited(&parts.headers, incoming, app.config.max_deploy_bytes).await?;
-    let version = app.registry.deploy(DEFAULT_TENANT, name, bytes, options).await?;
+    let limits = app.registry.limits_for(&options)?;
+    let is_new = app.registry.get(tenant, name.as_str()).is_none();
+    app.tenancy.check_deploy(tenant, limits.memory_mb, limits.timeout_ms, is_new, bytes.len() as u64).await?;
+    let version = app.registry.deploy(tenant, name, bytes, options).await?;
     tracing::info!(function = %version.label, version = version.record.version, kind = %version.record.kind, "deployed");
     Ok(body::json_response(StatusCode::CREATED, &version_json(&version)))
 }
 
 /// `GET /v1/functions`.
-pub fn list(app: &App) -> http::Response<Body> {
-    let functions: Vec<Value> = app.registry.list(DEFAULT_TENANT).iter().map(|v| version_json(v)).collect();
+pub fn list(app: &App, tenant: &str) -> http::Response<Body> {
+    let functions: Vec<Value> = app.registry.list(tenant).iter().map(|v| version_json(v)).collect();
     body::json_response(StatusCode::OK, &json!({ "functions": functions }))
 }
 
 /// `GET /v1/functions/{name}`: the active version and the history.
-pub async fn show(app: &App, name: &FunctionName) -> Result<http::Response<Body>, ApiError> {
+pub async fn show(app: &App, tenant: &str, name: &FunctionName) -> Result<http::Response<Body>, ApiError> {
     let active = app
         .registry
-        .get(DEFAULT_TENANT, name.as_str())
+        .get(tenant, name.as_str())
         .ok_or_else(|| ApiError::NotFound(format!("function `{name}`")))?;
-    let versions: Vec<Value> =
-        app.registry.history(DEFAULT_TENANT, name).await?.iter().map(record_json).collect();
+    let versions: Vec<Value> = app.registry.history(tenant, name).await?.iter().map(record_json).collect();
     let mut out = version_json(&active);
     out["versions"] = Value::Array(versions);
     Ok(body::json_response(StatusCode::OK, &out))
 }
 
 /// `DELETE /v1/functions/{name}`.
-pub async fn delete(app: &App, name: &FunctionName) -> Result<http::Response<Body>, ApiError> {
-    app.registry.delete(DEFAULT_TENANT, name).await?;
+pub async fn delete(app: &App, tenant: &str, name: &FunctionName) -> Result<http::Response<Body>, ApiError> {
+    app.registry.delete(tenant, name).await?;
     tracing::info!(function = %name, "deleted");
     Ok(body::json_response(StatusCode::OK, &json!({ "deleted": name.as_str() })))
 }
 
 /// `POST /v1/functions/{name}/rollback`.
-pub async fn rollback(app: &App, name: &FunctionName) -> Result<http::Response<Body>, ApiError> {
-    let version = app.registry.rollback(DEFAULT_TENANT, name).await?;
+pub async fn rollback(app: &App, tenant: &str, name: &FunctionName) -> Result<http::Response<Body>, ApiError> {
+    let version = app.registry.rollback(tenant, name).await?;
     tracing::info!(function = %version.label, version = version.record.version, "rolled back");
     Ok(body::json_response(StatusCode::OK, &version_json(&version)))
 }
@@ -97,6 +100,7 @@ fn version_json(version: &Version) -> Value {
 
 fn record_json(record: &VersionRecord) -> Value {
     json!({
+        "tenant": record.tenant,
         "name": record.name,
         "version": record.version,
         "digest": record.digest,

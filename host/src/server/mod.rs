@@ -4,8 +4,11 @@
 //! Every request gets an answer; errors become JSON responses in the router.
 
 pub mod body;
+mod calls;
 mod functions_api;
 mod routes;
+mod tenants_api;
+mod usage_api;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -24,17 +27,27 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::db::Db;
 use crate::engine::Runtime;
+use crate::auth::Auth;
+use crate::ledger::Ledger;
 use crate::registry::Registry;
+use crate::tenancy::Tenancy;
 use crate::telemetry::RequestIds;
 
 /// How often the epoch advances; guests yield and deadlines are checked this often.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// How often a node sharing a database picks up other nodes' deploys.
+const REGISTRY_SYNC: Duration = Duration::from_secs(1);
 
 /// Shared state of a running server.
 pub struct App {
     pub config: Config,
     pub runtime: Arc<Runtime>,
-    pub registry: Registry,
+    pub registry: Arc<Registry>,
+    pub db: Db,
+    pub auth: Auth,
+    pub tenancy: Tenancy,
+    /// `None` when metering is off.
+    pub ledger: Option<Ledger>,
     metrics: PrometheusHandle,
     request_ids: RequestIds,
     shutting_down: AtomicBool,
@@ -47,8 +60,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let runtime = Arc::new(Runtime::new(&config)?);
     runtime.start_epoch_ticker(EPOCH_TICK);
-    let db = Db::open_sqlite(&config.data_dir).await?;
-    let registry = Registry::load(db.clone(), Arc::clone(&runtime), config.clone()).await?;
+    let db = match &config.database_url {
+        Some(url) => Db::connect(url).await?,
+        None => Db::open_sqlite(&config.data_dir).await?,
+    };
+    let auth = Auth::bootstrap(db.clone(), &config.data_dir).await?;
+    let registry = Arc::new(Registry::load(db.clone(), Arc::clone(&runtime), config.clone()).await?);
+    if config.database_url.is_some() {
+        // Other nodes may deploy into the shared database.
+        tokio::spawn(Arc::clone(&registry).follow(REGISTRY_SYNC));
+    }
+    let tenancy = Tenancy::new(db.clone(), config.tenancy.clone());
+    let ledger = config.metering.then(|| Ledger::start(db.clone()));
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -60,11 +83,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config,
         runtime,
         registry,
+        db: db.clone(),
+        auth,
+        tenancy,
+        ledger,
         metrics,
         request_ids: RequestIds::new(),
         shutting_down: AtomicBool::new(false),
     });
     run(Arc::clone(&app), listener, shutdown_signal()).await;
+    if let Some(ledger) = &app.ledger {
+        match ledger.flush().await {
+            Ok(()) => tracing::info!("usage ledger flushed"),
+            Err(err) => tracing::error!(%err, "could not flush the usage ledger"),
+        }
+    }
     db.close().await;
     tracing::info!("muon stopped");
     Ok(())

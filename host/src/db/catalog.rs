@@ -1,40 +1,9 @@
-//! The catalog database: functions and their versions.
-//!
-//! SQLite under the data directory by default (bundled, no system library).
-//! Queries are written once, with `$n` placeholders, for both SQLite and
-//! PostgreSQL through sqlx's `Any` driver.
+//! Functions and their versions.
 
-use std::path::Path;
+use sqlx::Row;
+use sqlx::any::AnyRow;
 
-use anyhow::Context;
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
-
-/// Schema migrations, applied in order; an applied one is never edited.
-const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS muon_schema (version BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS functions (
-        tenant TEXT NOT NULL,
-        name TEXT NOT NULL,
-        active_version BIGINT NOT NULL,
-        PRIMARY KEY (tenant, name)
-    )",
-    "CREATE TABLE IF NOT EXISTS function_versions (
-        tenant TEXT NOT NULL,
-        name TEXT NOT NULL,
-        version BIGINT NOT NULL,
-        digest TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        size_bytes BIGINT NOT NULL,
-        memory_mb BIGINT NOT NULL,
-        timeout_ms BIGINT NOT NULL,
-        max_concurrency BIGINT NOT NULL,
-        public BIGINT NOT NULL,
-        allowed_hosts TEXT NOT NULL,
-        created_at_ms BIGINT NOT NULL,
-        PRIMARY KEY (tenant, name, version)
-    )",
-];
+use super::Db;
 
 /// A stored function version.
 #[derive(Debug, Clone)]
@@ -53,55 +22,7 @@ pub struct VersionRecord {
     pub created_at_ms: i64,
 }
 
-/// Handle to the catalog database.
-#[derive(Clone)]
-pub struct Db {
-    pool: AnyPool,
-}
-
 impl Db {
-    /// Opens (creating if needed) the SQLite catalog under `data_dir`.
-    pub async fn open_sqlite(data_dir: &Path) -> anyhow::Result<Self> {
-        let path = data_dir.join("muon.db");
-        let url = format!("sqlite://{}?mode=rwc", path.display());
-        Self::connect(&url).await
-    }
-
-    /// Connects to a database URL (`sqlite://...` or `postgres://...`) and migrates it.
-    pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        sqlx::any::install_default_drivers();
-        let pool = AnyPoolOptions::new()
-            .max_connections(8)
-            .connect(url)
-            .await
-            .with_context(|| format!("cannot open the database at {url}"))?;
-        if url.starts_with("sqlite:") {
-            // WAL lets readers proceed during a write; the setting persists in the file.
-            sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await?;
-        }
-        let db = Self { pool };
-        db.migrate().await?;
-        Ok(db)
-    }
-
-    async fn migrate(&self) -> anyhow::Result<()> {
-        sqlx::query(MIGRATIONS[0]).execute(&self.pool).await?;
-        let applied: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM muon_schema")
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("v")?;
-        let mut tx = self.pool.begin().await?;
-        for (index, sql) in MIGRATIONS.iter().enumerate().skip(1) {
-            let version = i64::try_from(index)?;
-            if version > applied {
-                sqlx::query(sql).execute(&mut *tx).await.with_context(|| format!("migration {version} failed"))?;
-                sqlx::query("INSERT INTO muon_schema (version) VALUES ($1)").bind(version).execute(&mut *tx).await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// Every function's active version.
     pub async fn active_versions(&self) -> anyhow::Result<Vec<VersionRecord>> {
         let rows = sqlx::query(
@@ -186,16 +107,6 @@ impl Db {
         tx.commit().await?;
         Ok(removed > 0)
     }
-
-    /// Whether the database answers.
-    pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
-    }
-
-    /// Closes the pool, waiting for open connections.
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
 }
 
 async fn set_active(
@@ -237,4 +148,56 @@ fn version_from_row(row: &AnyRow) -> anyhow::Result<VersionRecord> {
         allowed_hosts: row.try_get("allowed_hosts")?,
         created_at_ms: row.try_get("created_at_ms")?,
     })
+}
+
+impl Db {
+    /// Stores a component's bytes once per digest, so any node can compile it.
+    pub async fn put_component(&self, digest: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        sqlx::query("INSERT INTO components (digest, bytes) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING")
+            .bind(digest)
+            .bind(bytes.to_vec())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A stored component's bytes.
+    pub async fn component(&self, digest: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT bytes FROM components WHERE digest = $1")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("bytes")).transpose()?)
+    }
+
+    /// The active version of one function.
+    pub async fn active_version(&self, tenant: &str, name: &str) -> anyhow::Result<Option<VersionRecord>> {
+        let row = sqlx::query(
+            "SELECT v.* FROM function_versions v JOIN functions f
+             ON f.tenant = v.tenant AND f.name = v.name AND f.active_version = v.version
+             WHERE f.tenant = $1 AND f.name = $2",
+        )
+        .bind(tenant)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(version_from_row).transpose()
+    }
+
+    /// How many functions a tenant has, and the bytes of all their stored versions.
+    pub async fn tenant_footprint(&self, tenant: &str) -> anyhow::Result<(i64, i64)> {
+        let functions: i64 = sqlx::query("SELECT COUNT(*) AS n FROM functions WHERE tenant = $1")
+            .bind(tenant)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        let bytes: i64 = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) AS n FROM function_versions WHERE tenant = $1",
+        )
+        .bind(tenant)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?;
+        Ok((functions, bytes))
+    }
 }

@@ -1,0 +1,140 @@
+//! The database: the function catalog, tenants and keys, and the usage ledger.
+//!
+//! SQLite under the data directory by default (bundled, no system library).
+//! Queries are written once, with `$n` placeholders, for both SQLite and
+//! PostgreSQL through sqlx's `Any` driver.
+
+use std::path::Path;
+
+use anyhow::Context;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Row};
+
+/// Schema migrations, applied in order; an applied one is never edited.
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS muon_schema (version BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS functions (
+        tenant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        active_version BIGINT NOT NULL,
+        PRIMARY KEY (tenant, name)
+    )",
+    "CREATE TABLE IF NOT EXISTS function_versions (
+        tenant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        digest TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        size_bytes BIGINT NOT NULL,
+        memory_mb BIGINT NOT NULL,
+        timeout_ms BIGINT NOT NULL,
+        max_concurrency BIGINT NOT NULL,
+        public BIGINT NOT NULL,
+        allowed_hosts TEXT NOT NULL,
+        created_at_ms BIGINT NOT NULL,
+        PRIMARY KEY (tenant, name, version)
+    )",
+    "CREATE TABLE IF NOT EXISTS components (
+        digest TEXT PRIMARY KEY,
+        bytes BYTEA NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS tenants (
+        name TEXT PRIMARY KEY,
+        created_at_ms BIGINT NOT NULL,
+        quotas TEXT NOT NULL DEFAULT '{}'
+    )",
+    "CREATE TABLE IF NOT EXISTS api_keys (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        key_hash TEXT NOT NULL UNIQUE,
+        admin BIGINT NOT NULL,
+        created_at_ms BIGINT NOT NULL,
+        revoked_at_ms BIGINT
+    )",
+    "CREATE TABLE IF NOT EXISTS usage_records (
+        request_id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        function TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        start_ms BIGINT NOT NULL,
+        wall_us BIGINT NOT NULL,
+        cpu_us BIGINT NOT NULL,
+        peak_memory_bytes BIGINT NOT NULL,
+        memory_byte_ms BIGINT NOT NULL,
+        nn_cpu_us BIGINT NOT NULL,
+        nn_gpu_us BIGINT NOT NULL,
+        bytes_in BIGINT NOT NULL,
+        bytes_out BIGINT NOT NULL,
+        outcome TEXT NOT NULL,
+        cost_micros BIGINT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS usage_by_tenant_time ON usage_records (tenant, start_ms)",
+];
+
+mod catalog;
+mod tenants;
+mod usage;
+
+pub use catalog::VersionRecord;
+pub use tenants::{KeyRecord, TenantRecord};
+pub use usage::{GroupBy, UsageQuery, UsageRecord, UsageTotals};
+
+/// Handle to the database (SQLite or PostgreSQL).
+#[derive(Clone)]
+pub struct Db {
+    pool: AnyPool,
+}
+
+impl Db {
+    /// Opens (creating if needed) the SQLite catalog under `data_dir`.
+    pub async fn open_sqlite(data_dir: &Path) -> anyhow::Result<Self> {
+        let path = data_dir.join("muon.db");
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        Self::connect(&url).await
+    }
+
+    /// Connects to a database URL (`sqlite://...` or `postgres://...`) and migrates it.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .connect(url)
+            .await
+            .with_context(|| format!("cannot open the database at {url}"))?;
+        if url.starts_with("sqlite:") {
+            // WAL lets readers proceed during a write; the setting persists in the file.
+            sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await?;
+        }
+        let db = Self { pool };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    async fn migrate(&self) -> anyhow::Result<()> {
+        sqlx::query(MIGRATIONS[0]).execute(&self.pool).await?;
+        let applied: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM muon_schema")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("v")?;
+        let mut tx = self.pool.begin().await?;
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(1) {
+            let version = i64::try_from(index)?;
+            if version > applied {
+                sqlx::query(sql).execute(&mut *tx).await.with_context(|| format!("migration {version} failed"))?;
+                sqlx::query("INSERT INTO muon_schema (version) VALUES ($1)").bind(version).execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    /// Closes the pool, waiting for open connections.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

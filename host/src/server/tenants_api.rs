@@ -1,0 +1,113 @@
+//! `/v1/tenants` and `/v1/keys`: tenants, their keys and quotas.
+
+use http::StatusCode;
+use hyper::body::Incoming;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::App;
+use super::body::{self, Body};
+use crate::auth::{Principal, now_ms};
+use crate::error::ApiError;
+use crate::registry::check_tenant_name;
+use crate::tenancy::Quotas;
+
+/// Largest JSON body the management API reads.
+const MAX_JSON_BYTES: u64 = 64 * 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTenant {
+    name: String,
+    #[serde(default)]
+    quotas: Option<Quotas>,
+}
+
+fn require_admin(principal: &Principal) -> Result<(), ApiError> {
+    if principal.admin {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden("this route needs an admin key".to_owned()))
+    }
+}
+
+/// A tenant the caller may act for; another tenant's is `404`, as if absent.
+async fn visible_tenant(app: &App, principal: &Principal, tenant: &str) -> Result<(), ApiError> {
+    if principal.can_access(tenant) && app.db.tenant_exists(tenant).await? {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound(format!("tenant `{tenant}`")))
+    }
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(request: http::Request<Incoming>) -> Result<T, ApiError> {
+    let (parts, incoming) = request.into_parts();
+    let bytes = body::read_limited(&parts.headers, incoming, MAX_JSON_BYTES).await?;
+    serde_json::from_slice(&bytes).map_err(|err| ApiError::BadRequest(format!("invalid JSON body: {err}")))
+}
+
+/// `POST /v1/tenants` (admin): creates a tenant and returns its first key, once.
+pub async fn create(
+    app: &App,
+    principal: &Principal,
+    request: http::Request<Incoming>,
+) -> Result<http::Response<Body>, ApiError> {
+    require_admin(principal)?;
+    let new: NewTenant = read_json(request).await?;
+    check_tenant_name(&new.name)?;
+    if !app.db.insert_tenant(&new.name, now_ms()).await? {
+        return Err(ApiError::Conflict(format!("tenant `{}`", new.name)));
+    }
+    if let Some(quotas) = new.quotas {
+        app.tenancy.set_quotas(&new.name, quotas).await?;
+    }
+    let key = app.auth.issue(&new.name, false).await?;
+    tracing::info!(tenant = %new.name, key_id = %key.id, "tenant created");
+    Ok(body::json_response(StatusCode::CREATED, &json!({ "tenant": new.name, "key": key })))
+}
+
+/// `GET /v1/tenants` (admin).
+pub async fn list(app: &App, principal: &Principal) -> Result<http::Response<Body>, ApiError> {
+    require_admin(principal)?;
+    let mut tenants = Vec::new();
+    for tenant in app.db.tenants().await? {
+        let quotas = app.tenancy.quotas(&tenant.name).await?;
+        tenants.push(json!({ "name": tenant.name, "created_at_ms": tenant.created_at_ms, "quotas": quotas }));
+    }
+    Ok(body::json_response(StatusCode::OK, &json!({ "tenants": tenants })))
+}
+
+/// `POST /v1/tenants/{tenant}/keys`: a new key for the caller's own tenant (or any, for an admin).
+pub async fn issue_key(app: &App, principal: &Principal, tenant: &str) -> Result<http::Response<Body>, ApiError> {
+    visible_tenant(app, principal, tenant).await?;
+    let key = app.auth.issue(tenant, false).await?;
+    tracing::info!(%tenant, key_id = %key.id, "key issued");
+    Ok(body::json_response(StatusCode::CREATED, &json!(key)))
+}
+
+/// `DELETE /v1/keys/{id}`.
+pub async fn revoke_key(app: &App, principal: &Principal, id: &str) -> Result<http::Response<Body>, ApiError> {
+    app.auth.revoke(principal, id).await?;
+    tracing::info!(key_id = %id, "key revoked");
+    Ok(body::json_response(StatusCode::OK, &json!({ "revoked": id })))
+}
+
+/// `PUT /v1/tenants/{tenant}/quotas` (admin): replaces the API layer of a tenant's quotas.
+pub async fn set_quotas(
+    app: &App,
+    principal: &Principal,
+    tenant: &str,
+    request: http::Request<Incoming>,
+) -> Result<http::Response<Body>, ApiError> {
+    require_admin(principal)?;
+    let quotas: Quotas = read_json(request).await?;
+    let effective = app.tenancy.set_quotas(tenant, quotas).await?;
+    Ok(body::json_response(StatusCode::OK, &json!({ "tenant": tenant, "quotas": effective })))
+}
+
+/// `GET /v1/tenants/{tenant}/quotas`: the effective quotas.
+pub async fn quotas(app: &App, principal: &Principal, tenant: &str) -> Result<http::Response<Body>, ApiError> {
+    visible_tenant(app, principal, tenant).await?;
+    let quotas = app.tenancy.quotas(tenant).await?;
+    Ok(body::json_response(StatusCode::OK, &json!({ "tenant": tenant, "quotas": quotas })))
+}

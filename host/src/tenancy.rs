@@ -1,0 +1,314 @@
+//! Tenants' quotas, rate limits, budgets and price plans.
+//!
+//! Quotas come from three layers, field by field: the admin API
+//! (`PUT /v1/tenants/{tenant}/quotas`) over the tenant's `[tenants.NAME]`
+//! config over the default `[quotas]`. Anything unset is unlimited.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::db::Db;
+use crate::error::ApiError;
+use crate::ledger::pricing::Plan;
+
+/// Limits of one tenant. `None` is unlimited.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Quotas {
+    /// Requests of the tenant running at once.
+    pub max_concurrent_requests: Option<u32>,
+    /// Sustained requests per second (token bucket; bursts up to one second's worth).
+    pub requests_per_second: Option<u32>,
+    /// Largest `memory_mb` a deploy may ask for.
+    pub max_memory_mb: Option<u32>,
+    /// Largest `timeout_ms` a deploy may ask for.
+    pub max_timeout_ms: Option<u64>,
+    /// Functions the tenant may have.
+    pub max_functions: Option<u32>,
+    /// Bytes of all stored component versions.
+    pub max_storage_bytes: Option<u64>,
+    /// Spend per calendar month (UTC), in micro-units.
+    pub monthly_budget_micros: Option<i64>,
+}
+
+impl Quotas {
+    /// Each field of `self`, or of `base` where `self` has none.
+    #[must_use]
+    pub fn or(self, base: Quotas) -> Quotas {
+        Quotas {
+            max_concurrent_requests: self.max_concurrent_requests.or(base.max_concurrent_requests),
+            requests_per_second: self.requests_per_second.or(base.requests_per_second),
+            max_memory_mb: self.max_memory_mb.or(base.max_memory_mb),
+            max_timeout_ms: self.max_timeout_ms.or(base.max_timeout_ms),
+            max_functions: self.max_functions.or(base.max_functions),
+            max_storage_bytes: self.max_storage_bytes.or(base.max_storage_bytes),
+            monthly_budget_micros: self.monthly_budget_micros.or(base.monthly_budget_micros),
+        }
+    }
+}
+
+/// A tenant's section in the config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantSettings {
+    /// Name of a plan in `[plans]`; `default` when unset.
+    pub plan: Option<String>,
+    pub quotas: Quotas,
+}
+
+/// Billing and quota configuration.
+#[derive(Debug, Clone, Default)]
+pub struct TenancyConfig {
+    pub default_quotas: Quotas,
+    pub plans: BTreeMap<String, Plan>,
+    pub tenants: BTreeMap<String, TenantSettings>,
+}
+
+/// Live state of one tenant.
+struct TenantState {
+    quotas: Quotas,
+    plan: Plan,
+    concurrency: Option<Arc<Semaphore>>,
+    bucket: Option<Mutex<TokenBucket>>,
+    /// Spend this month as known to this node, and the month it is for.
+    month_cost: AtomicI64,
+    month_start_ms: AtomicI64,
+}
+
+/// A tenant's admission; releases its concurrency slot when dropped.
+pub struct TenantPermit {
+    _slot: Option<OwnedSemaphorePermit>,
+}
+
+/// Quotas, rate limits and plans of all tenants.
+pub struct Tenancy {
+    db: Db,
+    config: TenancyConfig,
+    live: DashMap<String, Arc<TenantState>>,
+}
+
+impl Tenancy {
+    /// Tenancy over `db` with the configured defaults.
+    pub fn new(db: Db, config: TenancyConfig) -> Self {
+        Self { db, config, live: DashMap::new() }
+    }
+
+    /// Admits one request of `tenant` or says which limit it hit.
+    pub async fn admit(&self, tenant: &str) -> Result<TenantPermit, ApiError> {
+        let state = self.state(tenant).await?;
+        if let Some(bucket) = &state.bucket {
+            let mut bucket = bucket.lock().map_err(|_| anyhow::anyhow!("rate limiter poisoned"))?;
+            if !bucket.take() {
+                let limit = state.quotas.requests_per_second.unwrap_or(0);
+                return Err(ApiError::RateLimited { limit, retry_after_s: 1 });
+            }
+        }
+        if let Some(budget) = state.quotas.monthly_budget_micros {
+            self.roll_month(&state).await?;
+            if state.month_cost.load(Ordering::Acquire) >= budget {
+                return Err(ApiError::QuotaExceeded {
+                    message: format!("the tenant's monthly budget of {budget} micro-units is spent"),
+                    retry_after_s: seconds_to_next_month(),
+                });
+            }
+        }
+        let slot = match &state.concurrency {
+            Some(semaphore) => Some(Arc::clone(semaphore).try_acquire_owned().map_err(|_| ApiError::QuotaExceeded {
+                message: format!(
+                    "the tenant already has {} requests running, its limit",
+                    state.quotas.max_concurrent_requests.unwrap_or(0)
+                ),
+                retry_after_s: 1,
+            })?),
+            None => None,
+        };
+        Ok(TenantPermit { _slot: slot })
+    }
+
+    /// Checks a deploy against the tenant's limits.
+    pub async fn check_deploy(&self, tenant: &str, memory_mb: u32, timeout_ms: u64, new_function: bool, size: u64) -> Result<(), ApiError> {
+        let quotas = self.state(tenant).await?.quotas;
+        let exceeded = |message: String| ApiError::QuotaExceeded { message, retry_after_s: 3600 };
+        if let Some(max) = quotas.max_memory_mb.filter(|&max| memory_mb > max) {
+            return Err(exceeded(format!("memory_mb={memory_mb} is over the tenant's limit of {max}")));
+        }
+        if let Some(max) = quotas.max_timeout_ms.filter(|&max| timeout_ms > max) {
+            return Err(exceeded(format!("timeout_ms={timeout_ms} is over the tenant's limit of {max}")));
+        }
+        if quotas.max_functions.is_some() || quotas.max_storage_bytes.is_some() {
+            let (functions, stored) = self.db.tenant_footprint(tenant).await?;
+            if let Some(max) = quotas.max_functions.filter(|&max| new_function && functions >= i64::from(max)) {
+                return Err(exceeded(format!("the tenant already has {functions} functions, its limit is {max}")));
+            }
+            let total = u64::try_from(stored).unwrap_or(0) + size;
+            if let Some(max) = quotas.max_storage_bytes.filter(|&max| total > max) {
+                return Err(exceeded(format!("storing {total} bytes would pass the tenant's limit of {max}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a written record's cost to the tenant's spend this month.
+    pub async fn charge(&self, tenant: &str, cost_micros: i64) {
+        if let Ok(state) = self.state(tenant).await {
+            state.month_cost.fetch_add(cost_micros, Ordering::AcqRel);
+        }
+    }
+
+    /// The price plan of a tenant.
+    pub async fn plan(&self, tenant: &str) -> Result<Plan, ApiError> {
+        Ok(self.state(tenant).await?.plan)
+    }
+
+    /// The effective quotas of a tenant.
+    pub async fn quotas(&self, tenant: &str) -> Result<Quotas, ApiError> {
+        Ok(self.state(tenant).await?.quotas)
+    }
+
+    /// Sets quotas through the admin API; they apply at once on this node.
+    pub async fn set_quotas(&self, tenant: &str, quotas: Quotas) -> Result<Quotas, ApiError> {
+        let json = serde_json::to_string(&quotas).map_err(anyhow::Error::from)?;
+        if !self.db.set_tenant_quotas(tenant, &json).await? {
+            return Err(ApiError::NotFound(format!("tenant `{tenant}`")));
+        }
+        self.live.remove(tenant);
+        self.quotas(tenant).await
+    }
+
+    async fn state(&self, tenant: &str) -> Result<Arc<TenantState>, ApiError> {
+        if let Some(state) = self.live.get(tenant) {
+            return Ok(Arc::clone(state.value()));
+        }
+        let stored = self
+            .db
+            .tenants()
+            .await?
+            .into_iter()
+            .find(|t| t.name == tenant)
+            .map(|t| serde_json::from_str::<Quotas>(&t.quotas).unwrap_or_default())
+            .unwrap_or_default();
+        let settings = self.config.tenants.get(tenant).cloned().unwrap_or_default();
+        let quotas = stored.or(settings.quotas).or(self.config.default_quotas);
+        let plan_name = settings.plan.as_deref().unwrap_or("default");
+        let plan = self.config.plans.get(plan_name).copied().unwrap_or_default();
+        let month_start = month_start_ms(crate::auth::now_ms());
+        let spent = self.db.cost_since(tenant, month_start).await?;
+        let state = Arc::new(TenantState {
+            quotas,
+            plan,
+            concurrency: quotas.max_concurrent_requests.map(|n| Arc::new(Semaphore::new(n as usize))),
+            bucket: quotas.requests_per_second.map(|rate| Mutex::new(TokenBucket::new(rate))),
+            month_cost: AtomicI64::new(spent),
+            month_start_ms: AtomicI64::new(month_start),
+        });
+        Ok(Arc::clone(self.live.entry(tenant.to_owned()).or_insert(state).value()))
+    }
+
+    async fn roll_month(&self, state: &TenantState) -> Result<(), ApiError> {
+        let start = month_start_ms(crate::auth::now_ms());
+        if state.month_start_ms.swap(start, Ordering::AcqRel) != start {
+            state.month_cost.store(0, Ordering::Release);
+        }
+        Ok(())
+    }
+}
+
+/// A token bucket refilled continuously at `rate` tokens per second.
+struct TokenBucket {
+    rate: f64,
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32) -> Self {
+        Self { rate: f64::from(rate), tokens: f64::from(rate), refilled: Instant::now() }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.refilled).as_secs_f64() * self.rate).min(self.rate.max(1.0));
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Start of the current UTC month, in Unix milliseconds.
+fn month_start_ms(now_ms: i64) -> i64 {
+    let days = now_ms.div_euclid(86_400_000);
+    let (year, month, _) = civil_from_days(days);
+    days_from_civil(year, month, 1) * 86_400_000
+}
+
+fn seconds_to_next_month() -> u32 {
+    let now = crate::auth::now_ms();
+    let (year, month, _) = civil_from_days(now.div_euclid(86_400_000));
+    let (next_year, next_month) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
+    let next = days_from_civil(next_year, next_month, 1) * 86_400_000;
+    u32::try_from((next - now) / 1000).unwrap_or(u32::MAX).max(1)
+}
+
+/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian, UTC).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// Days since 1970-01-01 of a date (proleptic Gregorian).
+pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year - era * 400;
+    let month = i64::from(month);
+    let doy = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn month_start_is_the_first_at_midnight_utc() {
+        // 2026-11-27T14:00:00Z -> 2026-11-01T00:00:00Z
+        assert_eq!(month_start_ms(1_795_788_000_000), 1_793_491_200_000);
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+    }
+
+    #[test]
+    fn bucket_allows_a_burst_then_refuses() {
+        let mut bucket = TokenBucket::new(5);
+        let allowed = (0..20).filter(|_| bucket.take()).count();
+        assert_eq!(allowed, 5);
+    }
+
+    #[test]
+    fn quotas_layer_field_by_field() {
+        let api = Quotas { max_functions: Some(3), ..Quotas::default() };
+        let config = Quotas { max_functions: Some(10), max_memory_mb: Some(256), ..Quotas::default() };
+        let merged = api.or(config);
+        assert_eq!(merged.max_functions, Some(3));
+        assert_eq!(merged.max_memory_mb, Some(256));
+        assert_eq!(merged.requests_per_second, None);
+    }
+}
