@@ -1,5 +1,25 @@
 //! Integration tests: each starts the real `muon` binary and talks HTTP to it.
 
+/// Runs each named `async fn(Backend)` as two tests, on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread")]
+                async fn sqlite() -> anyhow::Result<()> {
+                    super::$name(muon_tests::Backend::Sqlite).await
+                }
+
+                #[tokio::test(flavor = "multi_thread")]
+                async fn postgres() -> anyhow::Result<()> {
+                    super::$name(muon_tests::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}
+
 mod cli;
 mod deploy;
 mod hygiene;
@@ -9,3 +29,4 @@ mod outbound;
 mod persistence;
 mod sandbox;
 mod scaling;
+mod tenants;

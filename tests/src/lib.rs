@@ -34,6 +34,48 @@ pub fn component(name: &str) -> anyhow::Result<Vec<u8>> {
     })
 }
 
+/// Which database a server under test uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite in the data directory (the default).
+    Sqlite,
+    /// A fresh database on the PostgreSQL server of `MUON_TEST_POSTGRES_URL`.
+    Postgres,
+}
+
+impl Backend {
+    /// `--database-url` flags for this backend; each call makes a new
+    /// PostgreSQL database, so tests never see each other's data.
+    pub fn flags(self) -> anyhow::Result<Vec<String>> {
+        match self {
+            Backend::Sqlite => Ok(Vec::new()),
+            Backend::Postgres => Ok(vec!["--database-url".to_owned(), fresh_postgres_database()?]),
+        }
+    }
+}
+
+/// Creates an empty database on the test PostgreSQL server and returns its URL.
+pub fn fresh_postgres_database() -> anyhow::Result<String> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let server = std::env::var("MUON_TEST_POSTGRES_URL")
+        .context("MUON_TEST_POSTGRES_URL is not set: run the tests with scripts/test.sh, which starts PostgreSQL")?;
+    let name = format!(
+        "muon_test_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let status = std::process::Command::new("psql")
+        .args([server.as_str(), "-q", "-c", &format!("CREATE DATABASE {name}")])
+        .stdout(Stdio::null())
+        .status()
+        .context("cannot run psql")?;
+    if !status.success() {
+        bail!("psql could not create database {name}");
+    }
+    let base = server.rsplit_once('/').map_or(server.as_str(), |(base, _)| base);
+    Ok(format!("{base}/{name}"))
+}
+
 /// A running `muon serve` with its own data directory.
 pub struct Server {
     child: Child,
@@ -55,6 +97,14 @@ impl Server {
         let temp = Arc::new(tempfile::tempdir()?);
         let data_dir = temp.path().to_path_buf();
         Self::start_in(&data_dir, flags, Some(temp)).await
+    }
+
+    /// Starts a server on a fresh data directory and database of `backend`.
+    pub async fn start_on(backend: Backend, flags: &[&str]) -> anyhow::Result<Self> {
+        let mut all = backend.flags()?;
+        all.extend(flags.iter().map(|f| (*f).to_owned()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        Self::start(&all).await
     }
 
     /// Starts a server on `data_dir` (for restart tests).
@@ -139,6 +189,42 @@ impl Server {
             bail!("deploy of {name} answered {status}: {body}");
         }
         Ok(serde_json::from_str(&body)?)
+    }
+
+    /// A client that sends `key`.
+    pub fn with_key(&self, key: &str) -> anyhow::Result<reqwest::Client> {
+        client_with_key(Some(key))
+    }
+
+    /// Creates tenant `name` with the admin key; returns its first key.
+    pub async fn create_tenant(&self, name: &str) -> anyhow::Result<String> {
+        let response = self.http.post(self.url("/v1/tenants")).json(&serde_json::json!({ "name": name })).send().await?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await?;
+        if status != reqwest::StatusCode::CREATED {
+            bail!("creating tenant {name} answered {status}: {body}");
+        }
+        body["key"]["key"].as_str().map(str::to_owned).context("no key in the answer")
+    }
+
+    /// All usage records visible to `client` (following pages).
+    pub async fn usage_records(&self, client: &reqwest::Client, tenant: Option<&str>) -> anyhow::Result<Vec<serde_json::Value>> {
+        let mut records = Vec::new();
+        let mut after = String::new();
+        loop {
+            let mut query = vec![("after", after.clone()), ("limit", "1000".to_owned())];
+            if let Some(tenant) = tenant {
+                query.push(("tenant", tenant.to_owned()));
+            }
+            let page: serde_json::Value =
+                client.get(self.url("/v1/usage/records")).query(&query).send().await?.error_for_status()?.json().await?;
+            let batch = page["records"].as_array().cloned().unwrap_or_default();
+            if batch.is_empty() {
+                return Ok(records);
+            }
+            after = page["next_after"].as_str().unwrap_or_default().to_owned();
+            records.extend(batch);
+        }
     }
 
     /// `GET /fn/default/NAME{rest}`.
