@@ -7,6 +7,21 @@ cd "$(dirname "$0")/.."
 rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 ./scripts/build-functions.sh
 cargo build --release -p muon -p muon-tests
+# A throwaway PostgreSQL server for the tests that run on both databases.
+pg_dir=$(mktemp -d /tmp/muon-test-pg.XXXXXX)
+MUON_TEST_POSTGRES_URL=$(./scripts/postgres.sh "$pg_dir")
+export MUON_TEST_POSTGRES_URL
+stop_postgres() {
+    local bin
+    bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+    if [ "$(id -u)" = 0 ]; then
+        runuser -u postgres -- "$bin/pg_ctl" -D "$pg_dir/data" -m fast stop >/dev/null 2>&1 || true
+    else
+        "$bin/pg_ctl" -D "$pg_dir/data" -m fast stop >/dev/null 2>&1 || true
+    fi
+    rm -rf "$pg_dir"
+}
+trap stop_postgres EXIT
 # Guests are tested through the host; as native crates they have nothing to run.
 excludes=()
 for dir in functions/*/; do

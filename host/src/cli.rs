@@ -137,16 +137,16 @@ enum KeysCommand {
 #[derive(Debug, Args)]
 struct ClientArgs {
     /// The muon server to talk to.
-    #[arg(long, env = "MUON_SERVER", default_value = "http://127.0.0.1:8080")]
+    #[arg(long, global = true, env = "MUON_SERVER", default_value = "http://127.0.0.1:8080")]
     server: String,
     /// API key [default: the server's admin key from DATA_DIR/admin.key on this machine].
-    #[arg(long, env = "MUON_API_KEY", hide_env_values = true)]
+    #[arg(long, global = true, env = "MUON_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
     /// Where to look for admin.key when no key is given.
-    #[arg(long, env = "MUON_DATA_DIR", default_value = crate::config::DEFAULT_DATA_DIR)]
+    #[arg(long, global = true, env = "MUON_DATA_DIR", default_value = crate::config::DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
     /// Print the server's JSON instead of a summary.
-    #[arg(long)]
+    #[arg(long, global = true)]
     json: bool,
 }
 
@@ -345,7 +345,8 @@ async fn invoke(
     let request = if typed {
         http.post(format!("{}/v1/functions/{name}/invoke", client.server)).body(body)
     } else {
-        let url = format!("{}/fn/default/{name}{}", client.server, normalize_path(path));
+        let tenant = info["tenant"].as_str().unwrap_or(crate::registry::DEFAULT_TENANT);
+        let url = format!("{}/fn/{tenant}/{name}{}", client.server, normalize_path(path));
         if data.is_some() { http.post(url).body(body) } else { http.get(url) }
     };
     let response = request.send().await.with_context(|| format!("cannot reach {}", client.server))?;

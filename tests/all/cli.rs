@@ -72,3 +72,43 @@ async fn failures_exit_non_zero_with_one_line() -> anyhow::Result<()> {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tenants_keys_and_usage_from_the_cli() -> anyhow::Result<()> {
+    let server = Server::start(&[]).await?;
+    let out = muon(&server, &["tenants", "create", "acme"], None)?;
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    let key = text.lines().find_map(|l| l.split("(shown once): ").nth(1)).unwrap_or_default().trim().to_owned();
+    assert!(key.starts_with("muon_sk_"), "{text}");
+
+    // The tenant's own key, from MUON_API_KEY.
+    let guest = target_dir().join("wasm32-wasip2/guest/hello.wasm").display().to_string();
+    let mut acme = Command::new(muon_bin());
+    acme.env("MUON_SERVER", &server.base).env("MUON_API_KEY", &key);
+    let deployed = acme.args(["deploy", "hi", &guest]).output()?;
+    assert!(deployed.status.success(), "{deployed:?}");
+    let listed = Command::new(muon_bin()).env("MUON_SERVER", &server.base).env("MUON_API_KEY", &key).arg("functions").output()?;
+    assert!(stdout(&listed).contains("hi"));
+    let invoked = Command::new(muon_bin()).env("MUON_SERVER", &server.base).env("MUON_API_KEY", &key).args(["invoke", "hi"]).output()?;
+    assert_eq!(stdout(&invoked), "hello, world!\n");
+
+    let usage = muon(&server, &["usage", "--tenant", "acme", "--csv"], None)?;
+    let csv = stdout(&usage);
+    assert!(csv.starts_with("group,requests,"), "{csv}");
+    assert!(csv.lines().any(|l| l.starts_with("hi,1,")), "{csv}");
+
+    let issued = muon(&server, &["keys", "create", "--tenant", "acme", "--json"], None)?;
+    let issued: serde_json::Value = serde_json::from_slice(&issued.stdout)?;
+    let id = issued["id"].as_str().unwrap_or_default();
+    let revoked = muon(&server, &["keys", "revoke", id], None)?;
+    assert_eq!(stdout(&revoked).trim(), format!("revoked {id}"));
+    let denied = Command::new(muon_bin())
+        .env("MUON_SERVER", &server.base)
+        .env("MUON_API_KEY", issued["key"].as_str().unwrap_or_default())
+        .arg("functions")
+        .output()?;
+    assert!(!denied.status.success());
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("401 unauthorized"));
+    Ok(())
+}

@@ -20,6 +20,7 @@ macro_rules! on_both_databases {
     };
 }
 
+mod billing;
 mod cli;
 mod deploy;
 mod hygiene;

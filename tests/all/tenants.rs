@@ -137,3 +137,27 @@ async fn revoked_keys_stop_working_at_once(backend: Backend) -> anyhow::Result<(
     assert_eq!(client.get(server.url("/v1/functions")).send().await?.status(), 401);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_nodes_share_one_postgres_catalog_and_ledger() -> anyhow::Result<()> {
+    let url = muon_tests::fresh_postgres_database()?;
+    let first = Server::start(&["--database-url", &url]).await?;
+    let second = Server::start(&["--database-url", &url]).await?;
+    // The second node did not create the admin key; it uses the first's.
+    let second_http = client_with_key(Some(&first.admin_key))?;
+    first.deploy_ok("hello", "hello", "").await?;
+    let mut served = None;
+    for _ in 0..50 {
+        let response = second_http.get(second.url("/fn/default/hello")).send().await?;
+        if response.status() == 200 {
+            served = Some(response.text().await?);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(served.as_deref(), Some("hello, world!\n"), "deployed on one node, served by the other");
+    assert_eq!(first.get_fn("hello", "").await?.status(), 200);
+    let records = first.usage_records(&first.http, None).await?;
+    assert_eq!(records.len(), 2, "usage of both nodes in one query: {records:#?}");
+    Ok(())
+}

@@ -87,7 +87,7 @@ pub struct Server {
     logs: Arc<Mutex<String>>,
     /// A client that sends the admin key (tenant `default`).
     pub http: reqwest::Client,
-    /// The admin key the server wrote to `DATA_DIR/admin.key`.
+    /// The admin key the server wrote to `DATA_DIR/admin.key` (empty if none).
     pub admin_key: String,
 }
 
@@ -151,11 +151,10 @@ impl Server {
         .await
         .context("muon did not start within 60 s")??;
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let admin_key = std::fs::read_to_string(data_dir.join("admin.key"))
-            .context("the server wrote no admin.key")?
-            .trim()
-            .to_owned();
-        let http = client_with_key(Some(&admin_key))?;
+        // A node joining a shared database finds the admin key already made
+        // (by another node) and writes no file: then the client has no key.
+        let admin_key = std::fs::read_to_string(data_dir.join("admin.key")).unwrap_or_default().trim().to_owned();
+        let http = client_with_key(Some(&admin_key).filter(|k| !k.is_empty()).map(String::as_str))?;
         Ok(Self { child, base, data_dir: data_dir.to_path_buf(), _temp: temp, logs, http, admin_key })
     }
 

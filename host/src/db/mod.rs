@@ -98,6 +98,8 @@ impl Db {
         sqlx::any::install_default_drivers();
         let pool = AnyPoolOptions::new()
             .max_connections(8)
+            // A database outage should fail requests quickly, not hang them.
+            .acquire_timeout(std::time::Duration::from_secs(3))
             .connect(url)
             .await
             .with_context(|| format!("cannot open the database at {url}"))?;
