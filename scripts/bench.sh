@@ -4,7 +4,10 @@
 #      the same handler written natively on hyper, at 1, 16 and 64 connections;
 #  (b) per-request instantiation time p50/p99 (from muon's /metrics);
 #  (c) deploy-to-first-response time, cold (compile) and warm (cached).
+#  (d) requests/s of `hello` with metering and the ledger on against the same
+#      host with them off (--metering false), at 64 connections.
 # Load comes from wrk on the same machine. BENCH_SECONDS sets each run's length.
+# Functions are deployed public=true, so requests carry no API key.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${BENCH_SECONDS:-5}"
@@ -38,17 +41,23 @@ rps() { # rps URL CONNECTIONS
 }
 
 native=$(start native target/release/native-hello 127.0.0.1:0)
-muon_url=$(start muon target/release/muon serve --listen 127.0.0.1:0 --data-dir "$work/data")
+# The first server meters nothing, so (a)-(c) measure the host alone; (d)
+# compares it with a metering server.
+muon_url=$(start muon target/release/muon serve --listen 127.0.0.1:0 --data-dir "$work/data" --metering false)
+metered_url=$(start metered target/release/muon serve --listen 127.0.0.1:0 --data-dir "$work/metered")
+auth=(-H "authorization: Bearer $(cat "$work/data/admin.key")")
+metered_auth=(-H "authorization: Bearer $(cat "$work/metered/admin.key")")
 
 # (c) cold: the first deploy compiles; warm: the same bytes again hit the cache.
 t0=$(now_ms)
-curl -sf -XPUT --data-binary @$guest/hello.wasm "$muon_url/v1/functions/hello?max_concurrency=1000" >/dev/null
+curl -sf "${auth[@]}" -XPUT --data-binary @$guest/hello.wasm "$muon_url/v1/functions/hello?max_concurrency=1000&public=true" >/dev/null
 curl -sf "$muon_url/fn/default/hello" >/dev/null
 t1=$(now_ms)
-curl -sf -XPUT --data-binary @$guest/hello.wasm "$muon_url/v1/functions/hello-warm" >/dev/null
+curl -sf "${auth[@]}" -XPUT --data-binary @$guest/hello.wasm "$muon_url/v1/functions/hello-warm?public=true" >/dev/null
 curl -sf "$muon_url/fn/default/hello-warm" >/dev/null
 t2=$(now_ms)
-curl -sf -XPUT --data-binary @$guest/http_hello.wasm "$muon_url/v1/functions/http-hello?max_concurrency=1000" >/dev/null
+curl -sf "${auth[@]}" -XPUT --data-binary @$guest/http_hello.wasm "$muon_url/v1/functions/http-hello?max_concurrency=1000&public=true" >/dev/null
+curl -sf "${metered_auth[@]}" -XPUT --data-binary @$guest/hello.wasm "$metered_url/v1/functions/hello?max_concurrency=1000&public=true" >/dev/null
 
 # Warm up, then measure.
 wrk -t2 -c64 -d2s "$muon_url/fn/default/hello" >/dev/null
@@ -67,3 +76,17 @@ metrics=$(curl -sf "$muon_url/metrics")
 quantile() { echo "$metrics" | awk -v q="$1" -F'[{}" ]+' '$1=="muon_instantiate_seconds" && $3==q {printf "%.1f", $4*1e6}'; }
 echo "instantiate (fresh instance per request): p50 $(quantile 0.5) µs, p99 $(quantile 0.99) µs"
 echo "deploy to first response: cold (compile) $((t1 - t0)) ms, warm (cached artifact) $((t2 - t1)) ms"
+
+# (d) metering on vs off, interleaved so drift hits both alike.
+wrk -t2 -c64 -d2s "$metered_url/fn/default/hello" >/dev/null
+echo
+printf "%-6s %18s %18s %8s\n" run metering-off metering-on ratio
+for run in 1 2 3; do
+    off=$(rps "$muon_url/fn/default/hello" 64)
+    on=$(rps "$metered_url/fn/default/hello" 64)
+    printf "%-6s %18s %18s %8.2f\n" "$run" "$off" "$on" "$(echo "$on / $off" | bc -l)"
+done
+ledger=$(curl -sf "$metered_url/metrics")
+batch=$(echo "$ledger" | awk -F'[{}" ]+' '$1=="muon_ledger_batch_size" && $3=="0.5" {printf "%.0f", $4}')
+write=$(echo "$ledger" | awk -F'[{}" ]+' '$1=="muon_ledger_write_seconds" && $3=="0.5" {printf "%.0f", $4*1e6}')
+echo "ledger (SQLite, synchronous=FULL): median batch $batch records, median write+sync $write µs"

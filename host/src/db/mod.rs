@@ -83,6 +83,11 @@ pub use usage::{GroupBy, UsageQuery, UsageRecord, UsageTotals};
 #[derive(Clone)]
 pub struct Db {
     pool: AnyPool,
+    /// SQLite binds `?` positionally; naming (`$n`) costs a lookup per
+    /// parameter, which shows in large batched inserts.
+    positional: bool,
+    /// The SQLite file, when the database is one.
+    sqlite_path: Option<std::path::PathBuf>,
 }
 
 impl Db {
@@ -90,7 +95,9 @@ impl Db {
     pub async fn open_sqlite(data_dir: &Path) -> anyhow::Result<Self> {
         let path = data_dir.join("muon.db");
         let url = format!("sqlite://{}?mode=rwc", path.display());
-        Self::connect(&url).await
+        let mut db = Self::connect(&url).await?;
+        db.sqlite_path = Some(path);
+        Ok(db)
     }
 
     /// Connects to a database URL (`sqlite://...` or `postgres://...`) and migrates it.
@@ -107,7 +114,7 @@ impl Db {
             // WAL lets readers proceed during a write; the setting persists in the file.
             sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await?;
         }
-        let db = Self { pool };
+        let db = Self { pool, positional: url.starts_with("sqlite:"), sqlite_path: None };
         db.migrate().await?;
         Ok(db)
     }
@@ -128,6 +135,11 @@ impl Db {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The SQLite file, when the database is one.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        self.sqlite_path.as_deref()
     }
 
     /// Whether the database answers.

@@ -69,47 +69,42 @@ pub struct UsageTotals {
 
 
 impl Db {
-    /// Writes a batch in one transaction; a request id already present is
-    /// skipped, so a retried write never bills twice.
+    /// Writes a batch atomically; a request id already present is skipped,
+    /// so a retried write never bills twice. A batch that fits one statement
+    /// is written without an explicit transaction (one round trip, one sync).
     pub async fn insert_usage(&self, records: &[UsageRecord]) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
         // Bounded by SQLite's 32766 bound parameters per statement.
-        for chunk in records.chunks(1000) {
-            let mut sql = format!("INSERT INTO usage_records ({COLUMNS}) VALUES ");
-            for i in 0..chunk.len() {
-                let base = i * COLUMN_COUNT;
-                let placeholders: Vec<String> = (1..=COLUMN_COUNT).map(|c| format!("${}", base + c)).collect();
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push('(');
-                sql.push_str(&placeholders.join(","));
-                sql.push(')');
-            }
-            sql.push_str(" ON CONFLICT (request_id) DO NOTHING");
-            let mut query = sqlx::query(&sql);
-            for r in chunk {
-                query = query
-                    .bind(&r.request_id)
-                    .bind(&r.tenant)
-                    .bind(&r.function)
-                    .bind(r.version)
-                    .bind(r.start_ms)
-                    .bind(r.wall_us)
-                    .bind(r.cpu_us)
-                    .bind(r.peak_memory_bytes)
-                    .bind(r.memory_byte_ms)
-                    .bind(r.nn_cpu_us)
-                    .bind(r.nn_gpu_us)
-                    .bind(r.bytes_in)
-                    .bind(r.bytes_out)
-                    .bind(&r.outcome)
-                    .bind(r.cost_micros);
-            }
-            query.execute(&mut *tx).await?;
+        const ROWS_PER_STATEMENT: usize = 1000;
+        if records.len() <= ROWS_PER_STATEMENT {
+            let sql = self.insert_usage_sql(records.len());
+            bind_usage(sqlx::query(&sql), records).execute(&self.pool).await?;
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for chunk in records.chunks(ROWS_PER_STATEMENT) {
+            let sql = self.insert_usage_sql(chunk.len());
+            bind_usage(sqlx::query(&sql), chunk).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    fn insert_usage_sql(&self, rows: usize) -> String {
+        let mut sql = format!("INSERT INTO usage_records ({COLUMNS}) VALUES ");
+        for i in 0..rows {
+            let base = i * COLUMN_COUNT;
+            let placeholders: Vec<String> = (1..=COLUMN_COUNT)
+                .map(|c| if self.positional { "?".to_owned() } else { format!("${}", base + c) })
+                .collect();
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push('(');
+            sql.push_str(&placeholders.join(","));
+            sql.push(')');
+        }
+        sql.push_str(" ON CONFLICT (request_id) DO NOTHING");
+        sql
     }
 
     /// Raw records of a tenant after `after` (a request id), in id order.
@@ -181,6 +176,30 @@ impl Db {
         .await?
         .try_get("cost")?)
     }
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+fn bind_usage<'q>(mut query: AnyQuery<'q>, rows: &'q [UsageRecord]) -> AnyQuery<'q> {
+    for r in rows {
+        query = query
+            .bind(&r.request_id)
+            .bind(&r.tenant)
+            .bind(&r.function)
+            .bind(r.version)
+            .bind(r.start_ms)
+            .bind(r.wall_us)
+            .bind(r.cpu_us)
+            .bind(r.peak_memory_bytes)
+            .bind(r.memory_byte_ms)
+            .bind(r.nn_cpu_us)
+            .bind(r.nn_gpu_us)
+            .bind(r.bytes_in)
+            .bind(r.bytes_out)
+            .bind(&r.outcome)
+            .bind(r.cost_micros);
+    }
+    query
 }
 
 fn record_from_row(r: &AnyRow) -> anyhow::Result<UsageRecord> {

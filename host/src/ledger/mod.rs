@@ -9,6 +9,7 @@
 //! twice.
 
 pub mod pricing;
+mod sqlite;
 
 use std::time::Duration;
 
@@ -35,12 +36,22 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Starts the writer task; it ends once every handle is dropped and the
-    /// queue is drained.
-    pub fn start(db: Db) -> Self {
+    /// Starts the writer; it ends once every handle is dropped and the queue
+    /// is drained. SQLite gets a dedicated thread, PostgreSQL a task.
+    pub fn start(db: Db) -> anyhow::Result<Self> {
         let (sender, receiver) = mpsc::channel(QUEUE);
-        tokio::spawn(write_loop(db, receiver));
-        Self { sender }
+        match db.sqlite_path() {
+            Some(path) => {
+                let writer = sqlite::SqliteWriter::open(path)?;
+                std::thread::Builder::new()
+                    .name("muon-ledger".into())
+                    .spawn(move || sqlite_write_loop(writer, receiver))?;
+            }
+            None => {
+                tokio::spawn(write_loop(db, receiver));
+            }
+        }
+        Ok(Self { sender })
     }
 
     /// Writes `record` durably; returns once it is committed.
@@ -67,6 +78,35 @@ impl Ledger {
     }
 }
 
+fn sqlite_write_loop(mut writer: sqlite::SqliteWriter, mut receiver: mpsc::Receiver<Entry>) {
+    while let Some(first) = receiver.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(entry) => batch.push(entry),
+                Err(_) => break,
+            }
+        }
+        let (records, acks): (Vec<Option<UsageRecord>>, Vec<Ack>) = batch.into_iter().unzip();
+        let records: Vec<UsageRecord> = records.into_iter().flatten().collect();
+        let started = std::time::Instant::now();
+        let result = if records.is_empty() { Ok(()) } else { writer.write(&records) };
+        let result = result.map_err(|err| {
+            tracing::error!(error = %err, records = records.len(), "cannot write usage records");
+            err.to_string()
+        });
+        record_batch(records.len(), started);
+        for ack in acks {
+            let _ = ack.send(result.clone());
+        }
+    }
+}
+
+fn record_batch(records: usize, started: std::time::Instant) {
+    metrics::histogram!("muon_ledger_batch_size").record(records as f64);
+    metrics::histogram!("muon_ledger_write_seconds").record(started.elapsed().as_secs_f64());
+}
+
 async fn write_loop(db: Db, mut receiver: mpsc::Receiver<Entry>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -76,11 +116,12 @@ async fn write_loop(db: Db, mut receiver: mpsc::Receiver<Entry>) {
             acks.into_iter().for_each(|ack| drop(ack.send(Ok(()))));
             continue;
         }
+        let started = std::time::Instant::now();
         let result = db.insert_usage(&records).await.map_err(|err| {
             tracing::error!(error = format!("{err:#}"), records = records.len(), "cannot write usage records");
             format!("{err:#}")
         });
-        metrics::histogram!("muon_ledger_batch_size").record(records.len() as f64);
+        record_batch(records.len(), started);
         for ack in acks {
             let _ = ack.send(result.clone());
         }

@@ -71,7 +71,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::spawn(Arc::clone(&registry).follow(REGISTRY_SYNC));
     }
     let tenancy = Tenancy::new(db.clone(), config.tenancy.clone());
-    let ledger = config.metering.then(|| Ledger::start(db.clone()));
+    let ledger = if config.metering { Some(Ledger::start(db.clone())?) } else { None };
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

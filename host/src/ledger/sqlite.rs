@@ -1,0 +1,65 @@
+//! The SQLite ledger writer: one thread, one connection, one prepared
+//! statement, one transaction (and one sync) per batch.
+//!
+//! sqlx's generic path costs about 45 µs a row here (a statement per batch
+//! size, per-parameter conversions, a thread hop per call); this one costs a
+//! few microseconds, which is what keeps metering cheap. PostgreSQL keeps
+//! using sqlx.
+
+use std::path::Path;
+
+use rusqlite::{Connection, params};
+
+use crate::db::UsageRecord;
+
+const INSERT: &str = "INSERT INTO usage_records (request_id, tenant, function, version, start_ms, wall_us, \
+     cpu_us, peak_memory_bytes, memory_byte_ms, nn_cpu_us, nn_gpu_us, bytes_in, bytes_out, outcome, cost_micros)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+     ON CONFLICT (request_id) DO NOTHING";
+
+/// A connection dedicated to writing usage records.
+pub struct SqliteWriter {
+    connection: Connection,
+}
+
+impl SqliteWriter {
+    /// Opens the database file the catalog already migrated.
+    pub fn open(path: &Path) -> rusqlite::Result<Self> {
+        let connection = Connection::open(path)?;
+        connection.busy_timeout(std::time::Duration::from_secs(5))?;
+        // FULL: the WAL is synced at every commit, so a committed batch
+        // survives a power loss, not only a crash of muon. (NORMAL measured no
+        // faster here: the sync is not what limits the ledger.)
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", "FULL")?;
+        Ok(Self { connection })
+    }
+
+    /// Writes a batch in one transaction.
+    pub fn write(&mut self, records: &[UsageRecord]) -> rusqlite::Result<()> {
+        let transaction = self.connection.transaction()?;
+        {
+            let mut insert = transaction.prepare_cached(INSERT)?;
+            for r in records {
+                insert.execute(params![
+                    r.request_id,
+                    r.tenant,
+                    r.function,
+                    r.version,
+                    r.start_ms,
+                    r.wall_us,
+                    r.cpu_us,
+                    r.peak_memory_bytes,
+                    r.memory_byte_ms,
+                    r.nn_cpu_us,
+                    r.nn_gpu_us,
+                    r.bytes_in,
+                    r.bytes_out,
+                    r.outcome,
+                    r.cost_micros,
+                ])?;
+            }
+        }
+        transaction.commit()
+    }
+}
