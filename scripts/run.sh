@@ -21,7 +21,8 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 url=$(sed -n 's/^muon listening on //p' "$log")
-MUON_SERVER="$url" "$muon" deploy hello target/wasm32-wasip2/guest/hello.wasm
+# Public, so the curl line below works without an API key.
+MUON_SERVER="$url" MUON_DATA_DIR="$data_dir" "$muon" deploy hello target/wasm32-wasip2/guest/hello.wasm --public
 echo
 echo "muon is serving at $url with the hello function. Try:"
 echo "  curl '$url/fn/default/hello?name=muon'"
