@@ -47,9 +47,11 @@ pub async fn call_http(
     let request = http.new_incoming_request(Scheme::Http, request)?;
     let outparam = http.new_response_outparam(sender)?;
 
-    // The guest runs in its own task: it sends the response head and then
-    // streams the body while we read it.
-    let guest = tokio::spawn(async move {
+    // The guest and the reading of its response run side by side in this
+    // task: the guest sends the response head, then streams the body while it
+    // is read here. (A task of its own would cost a spawn and a cross-task
+    // wake per request.)
+    let guest = async move {
         let outcome = call
             .guard()
             .run(async {
@@ -61,29 +63,28 @@ pub async fn call_http(
             .await;
         let mut measured = Measurement::default();
         let result = call.finish(outcome, &mut measured);
-        drop(slot);
+        // Dropping the store drops the response outparam too, so a guest that
+        // never answered ends the wait below instead of hanging it.
+        drop(call);
         (result, measured)
-    });
-
+    };
     let limit = app.config.limits.max_response_bytes;
-    let response = match receiver.await {
-        Ok(Ok(response)) => Ok(response),
-        Ok(Err(code)) => Err(ApiError::Trap(format!("the function answered with error {code:?}"))),
-        Err(_) => Err(ApiError::Trap("the function returned without setting a response".into())),
-    };
-    let collected = match response {
-        Ok(response) => {
-            let (parts, body) = response.into_parts();
-            let cap = usize::try_from(limit).unwrap_or(usize::MAX);
-            match Limited::new(body, cap).collect().await {
-                Ok(body) => Ok(http::Response::from_parts(parts, body::full(body.to_bytes()))),
-                Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(ApiError::ResponseTooLarge { limit }),
-                Err(err) => Err(ApiError::Trap(format!("the function's response body failed: {err}"))),
-            }
+    let response = async {
+        let response = match receiver.await {
+            Ok(Ok(response)) => response,
+            Ok(Err(code)) => return Err(ApiError::Trap(format!("the function answered with error {code:?}"))),
+            Err(_) => return Err(ApiError::Trap("the function returned without setting a response".into())),
+        };
+        let (parts, body) = response.into_parts();
+        let cap = usize::try_from(limit).unwrap_or(usize::MAX);
+        match Limited::new(body, cap).collect().await {
+            Ok(body) => Ok(http::Response::from_parts(parts, body::full(body.to_bytes()))),
+            Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(ApiError::ResponseTooLarge { limit }),
+            Err(err) => Err(ApiError::Trap(format!("the function's response body failed: {err}"))),
         }
-        Err(err) => Err(err),
     };
-    let (guest_result, measured) = guest.await.map_err(|join| anyhow::anyhow!("the guest task failed: {join}"))?;
+    let ((guest_result, measured), collected) = tokio::join!(guest, response);
+    drop(slot);
     *usage = measured;
     // A guest error (trap, timeout, memory) explains a missing or cut-off
     // response better than the response side does.
