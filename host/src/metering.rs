@@ -9,36 +9,20 @@
 //! of a `hello` request.
 
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-/// Wraps a future and adds the CPU time of each of its polls to a counter
-/// (nanoseconds), shared so the owner can read it after the future is gone.
-pub struct CpuTimed<F> {
-    inner: Pin<Box<F>>,
-    total_ns: Arc<AtomicU64>,
-}
-
-impl<F: Future> CpuTimed<F> {
-    /// Times `inner`, adding to `total_ns`.
-    pub fn new(inner: F, total_ns: Arc<AtomicU64>) -> Self {
-        Self { inner: Box::pin(inner), total_ns }
-    }
-}
-
-impl<F: Future> Future for CpuTimed<F> {
-    type Output = F::Output;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let before = Instant::now();
-        let result = self.inner.as_mut().poll(cx);
-        let spent = before.elapsed();
-        self.total_ns.fetch_add(u64::try_from(spent.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
-        result
-    }
+/// Runs `future`, returning its output and the time spent inside its polls.
+pub async fn timed<F: Future>(future: F) -> (F::Output, Duration) {
+    let mut future = std::pin::pin!(future);
+    let mut busy = Duration::ZERO;
+    let output = std::future::poll_fn(|cx| {
+        let started = Instant::now();
+        let poll = future.as_mut().poll(cx);
+        busy += started.elapsed();
+        poll
+    })
+    .await;
+    (output, busy)
 }
 
 /// Linear memory of one instance over time.
@@ -100,16 +84,14 @@ mod tests {
 
     #[tokio::test]
     async fn cpu_time_counts_work_not_waiting() {
-        let idle = Arc::new(AtomicU64::new(0));
-        CpuTimed::new(tokio::time::sleep(Duration::from_millis(50)), Arc::clone(&idle)).await;
-        assert!(idle.load(Ordering::Relaxed) < 20_000_000, "sleeping used {idle:?}");
-        let busy = Arc::new(AtomicU64::new(0));
+        let ((), idle) = timed(tokio::time::sleep(Duration::from_millis(50))).await;
+        assert!(idle < Duration::from_millis(20), "sleeping used {idle:?}");
         let spin = async {
             let start = Instant::now();
             while start.elapsed() < Duration::from_millis(30) {}
         };
-        CpuTimed::new(spin, Arc::clone(&busy)).await;
-        assert!(busy.load(Ordering::Relaxed) >= 20_000_000, "spinning used {busy:?}");
+        let ((), busy) = timed(spin).await;
+        assert!(busy >= Duration::from_millis(20), "spinning used {busy:?}");
     }
 }
 

@@ -8,7 +8,6 @@ pub mod typed;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::{Store, Trap, UpdateDeadline};
@@ -19,7 +18,7 @@ pub use http::call_http;
 use crate::config::Config;
 use crate::engine::{HostState, InstanceLimits, OutboundPolicy, Runtime};
 use crate::error::ApiError;
-use crate::metering::{CpuTimed, Measurement};
+use crate::metering::{Measurement, timed};
 use crate::registry::Version;
 use crate::telemetry::InFlight;
 
@@ -29,21 +28,22 @@ pub(crate) struct GuestCall {
     version: Arc<Version>,
     request_id: String,
     timeout: Duration,
-    cpu_ns: Arc<AtomicU64>,
     _in_flight: InFlight,
 }
 
-/// The deadline and CPU meter of a guest call, taken apart from the
-/// `GuestCall` so the call's future can borrow the store.
+/// A guest call's outcome under its deadline, and the CPU time it used.
+pub(crate) type Guarded<T> = (Result<T, tokio::time::error::Elapsed>, Duration);
+
+/// The deadline of a guest call, taken apart from the `GuestCall` so the
+/// call's future can borrow the store.
 pub(crate) struct CallGuard {
     timeout: Duration,
-    cpu_ns: Arc<AtomicU64>,
 }
 
 impl CallGuard {
-    /// Runs `call` under the deadline, counting the CPU time of its polls.
-    pub async fn run<F: Future>(self, call: F) -> Result<F::Output, tokio::time::error::Elapsed> {
-        CpuTimed::new(tokio::time::timeout(self.timeout, call), self.cpu_ns).await
+    /// Runs `call` under the deadline, timing the polls that run the guest.
+    pub async fn run<F: Future>(self, call: F) -> Guarded<F::Output> {
+        timed(tokio::time::timeout(self.timeout, call)).await
     }
 }
 
@@ -74,34 +74,25 @@ impl GuestCall {
             version,
             request_id: request_id.to_owned(),
             timeout,
-            cpu_ns: Arc::new(AtomicU64::new(0)),
             _in_flight: in_flight,
         }
     }
 
     /// The guard to run this call's guest code under.
     pub fn guard(&self) -> CallGuard {
-        CallGuard { timeout: self.timeout, cpu_ns: Arc::clone(&self.cpu_ns) }
+        CallGuard { timeout: self.timeout }
     }
 
-    /// What the guest used so far.
-    pub fn measurement(&self) -> Measurement {
+    /// What the guest used, given the CPU time of its call.
+    fn measurement(&self, cpu: Duration) -> Measurement {
         let meter = &self.store.data().limiter.meter;
-        Measurement {
-            cpu: Duration::from_nanos(self.cpu_ns.load(Ordering::Relaxed)),
-            peak_memory_bytes: meter.peak(),
-            memory_byte_ms: meter.byte_ms(),
-        }
+        Measurement { cpu, peak_memory_bytes: meter.peak(), memory_byte_ms: meter.byte_ms() }
     }
 
     /// Judges the outcome of a call made under [`GuestCall::guard`], records
     /// what the guest used into `usage`, and logs what the guest printed.
-    pub fn finish<T>(
-        &self,
-        outcome: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
-        usage: &mut Measurement,
-    ) -> Result<T, ApiError> {
-        *usage = self.measurement();
+    pub fn finish<T>(&self, (outcome, cpu): Guarded<wasmtime::Result<T>>, usage: &mut Measurement) -> Result<T, ApiError> {
+        *usage = self.measurement(cpu);
         self.log_output();
         match outcome {
             Ok(Ok(value)) => Ok(value),
