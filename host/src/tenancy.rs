@@ -187,11 +187,9 @@ impl Tenancy {
         }
         let stored = self
             .db
-            .tenants()
+            .tenant_quotas(tenant)
             .await?
-            .into_iter()
-            .find(|t| t.name == tenant)
-            .map(|t| serde_json::from_str::<Quotas>(&t.quotas).unwrap_or_default())
+            .map(|json| serde_json::from_str::<Quotas>(&json).unwrap_or_default())
             .unwrap_or_default();
         let settings = self.config.tenants.get(tenant).cloned().unwrap_or_default();
         let quotas = stored.or(settings.quotas).or(self.config.default_quotas);

@@ -13,12 +13,17 @@ use anyhow::{Context, bail};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// The workspace's target directory.
+/// The workspace's target directory: `CARGO_TARGET_DIR`, else found from the
+/// running test binary (`TARGET/release/deps/all-…`), so a binary built in one
+/// checkout never looks for fixtures in another.
 pub fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir);
     }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.ancestors().find(|dir| dir.join("release").is_dir() && dir.join("wasm32-wasip2").is_dir()).map(Path::to_path_buf))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
 }
 
 /// The `muon` binary under test.

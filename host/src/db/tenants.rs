@@ -48,6 +48,12 @@ impl Db {
             .collect()
     }
 
+    /// The quotas (JSON) set through the API for one tenant.
+    pub async fn tenant_quotas(&self, name: &str) -> anyhow::Result<Option<String>> {
+        let row = sqlx::query("SELECT quotas FROM tenants WHERE name = $1").bind(name).fetch_optional(&self.pool).await?;
+        Ok(row.map(|r| r.try_get("quotas")).transpose()?)
+    }
+
     /// Whether a tenant exists.
     pub async fn tenant_exists(&self, name: &str) -> anyhow::Result<bool> {
         Ok(sqlx::query("SELECT 1 AS one FROM tenants WHERE name = $1").bind(name).fetch_optional(&self.pool).await?.is_some())

@@ -154,7 +154,7 @@ impl Registry {
             max_concurrency: i64::from(limits.max_concurrency),
             public: options.public,
             allowed_hosts: options.allowed_hosts.join(","),
-            created_at_ms: now_ms(),
+            created_at_ms: crate::auth::now_ms(),
         };
         self.db.insert_version(&mut record).await?;
         let version = Arc::new(self.build_version(record, limits, entry));
@@ -339,12 +339,6 @@ fn record_cache(outcome: CacheOutcome) {
         CacheOutcome::Miss => "miss",
     };
     metrics::counter!("muon_compile_cache_total", "result" => result).increment(1);
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Parses the `allowed_hosts` deploy option (comma-separated host names).
