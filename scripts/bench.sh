@@ -16,7 +16,8 @@ if ! command -v wrk >/dev/null || ! command -v bc >/dev/null; then
 fi
 ./scripts/build-functions.sh >/dev/null 2>&1
 cargo build --release -p muon -p muon-tests >/dev/null 2>&1
-guest=target/wasm32-wasip2/guest
+target="${CARGO_TARGET_DIR:-target}"
+guest="$target/wasm32-wasip2/guest"
 work=$(mktemp -d)
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
@@ -40,11 +41,11 @@ rps() { # rps URL CONNECTIONS
     wrk -t"$threads" -c"$2" -d"${seconds}s" "$1" | awk '/Requests\/sec/ {printf "%.0f", $2}'
 }
 
-native=$(start native target/release/native-hello 127.0.0.1:0)
+native=$(start native "$target/release/native-hello" 127.0.0.1:0)
 # The first server meters nothing, so (a)-(c) measure the host alone; (d)
 # compares it with a metering server.
-muon_url=$(start muon target/release/muon serve --listen 127.0.0.1:0 --data-dir "$work/data" --metering false)
-metered_url=$(start metered target/release/muon serve --listen 127.0.0.1:0 --data-dir "$work/metered")
+muon_url=$(start muon "$target/release/muon" serve --listen 127.0.0.1:0 --data-dir "$work/data" --metering false)
+metered_url=$(start metered "$target/release/muon" serve --listen 127.0.0.1:0 --data-dir "$work/metered")
 auth=(-H "authorization: Bearer $(cat "$work/data/admin.key")")
 metered_auth=(-H "authorization: Bearer $(cat "$work/metered/admin.key")")
 

@@ -8,8 +8,9 @@ listen="${MUON_LISTEN:-127.0.0.1:8080}"
 data_dir="${MUON_DATA_DIR:-./muon-data}"
 rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 ./scripts/build-functions.sh
-cargo build --release -p muon
-muon=target/release/muon
+cargo build --release -p muon -p muon-tests
+target="${CARGO_TARGET_DIR:-target}"
+muon="$target/release/muon"
 
 log=$(mktemp)
 "$muon" serve --listen "$listen" --data-dir "$data_dir" >"$log" &
@@ -22,7 +23,7 @@ for _ in $(seq 1 100); do
 done
 url=$(sed -n 's/^muon listening on //p' "$log")
 # Public, so the curl line below works without an API key.
-MUON_SERVER="$url" MUON_DATA_DIR="$data_dir" "$muon" deploy hello target/wasm32-wasip2/guest/hello.wasm --public
+MUON_SERVER="$url" MUON_DATA_DIR="$data_dir" "$muon" deploy hello "$target/wasm32-wasip2/guest/hello.wasm" --public
 echo
 echo "muon is serving at $url with the hello function. Try:"
 echo "  curl '$url/fn/default/hello?name=muon'"
