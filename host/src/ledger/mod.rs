@@ -1,12 +1,11 @@
 //! The billing ledger: every request's usage record is durable before its
 //! response is sent.
 //!
-//! Requests hand their record to one writer task and wait. The writer takes
-//! everything queued, writes it in one transaction (one sync), and answers
-//! all of them: group commit, so many concurrent requests share one commit.
-//! If the write fails, every waiting request fails with `503` instead of
-//! running unbilled. A unique request id keeps a record from being written
-//! twice.
+//! Group commit: many concurrent requests share one transaction and one
+//! sync. On SQLite the requests themselves take turns as the writer (see
+//! [`SqliteGroup`]); on PostgreSQL they hand records to a writer task. If the
+//! write fails, every waiting request fails with `503` instead of running
+//! unbilled. A unique request id keeps a record from being written twice.
 
 pub mod pricing;
 mod sqlite;
@@ -32,26 +31,33 @@ type Entry = (Option<UsageRecord>, Ack);
 /// Handle to the ledger writer.
 #[derive(Clone)]
 pub struct Ledger {
-    sender: mpsc::Sender<Entry>,
+    writer: Writer,
+}
+
+#[derive(Clone)]
+enum Writer {
+    /// A writer task fed by a channel (PostgreSQL).
+    Task(mpsc::Sender<Entry>),
+    /// Leader/follower group commit on the requests' own threads (SQLite).
+    Group(std::sync::Arc<SqliteGroup>),
 }
 
 impl Ledger {
     /// Starts the writer; it ends once every handle is dropped and the queue
     /// is drained. SQLite gets a dedicated thread, PostgreSQL a task.
     pub fn start(db: Db) -> anyhow::Result<Self> {
-        let (sender, receiver) = mpsc::channel(QUEUE);
-        match db.sqlite_path() {
-            Some(path) => {
-                let writer = sqlite::SqliteWriter::open(path)?;
-                std::thread::Builder::new()
-                    .name("muon-ledger".into())
-                    .spawn(move || sqlite_write_loop(writer, receiver))?;
-            }
+        let writer = match db.sqlite_path() {
+            Some(path) => Writer::Group(std::sync::Arc::new(SqliteGroup {
+                queue: std::sync::Mutex::new(Vec::new()),
+                writer: tokio::sync::Mutex::new(sqlite::SqliteWriter::open(path)?),
+            })),
             None => {
+                let (sender, receiver) = mpsc::channel(QUEUE);
                 tokio::spawn(write_loop(db, receiver));
+                Writer::Task(sender)
             }
-        }
-        Ok(Self { sender })
+        };
+        Ok(Self { writer })
     }
 
     /// Writes `record` durably; returns once it is committed.
@@ -65,8 +71,18 @@ impl Ledger {
     }
 
     async fn send(&self, entry: Option<UsageRecord>) -> Result<(), ApiError> {
+        let sender = match &self.writer {
+            Writer::Group(group) => {
+                return match tokio::time::timeout(WRITE_TIMEOUT, group.commit(entry)).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(message)) => Err(ApiError::LedgerUnavailable(message)),
+                    Err(_) => Err(ApiError::LedgerUnavailable("the write did not finish in time".to_owned())),
+                };
+            }
+            Writer::Task(sender) => sender,
+        };
         let (ack, done) = oneshot::channel();
-        self.sender
+        sender
             .try_send((entry, ack))
             .map_err(|_| ApiError::LedgerUnavailable("the ledger queue is full".to_owned()))?;
         match tokio::time::timeout(WRITE_TIMEOUT, done).await {
@@ -78,27 +94,47 @@ impl Ledger {
     }
 }
 
-fn sqlite_write_loop(mut writer: sqlite::SqliteWriter, mut receiver: mpsc::Receiver<Entry>) {
-    while let Some(first) = receiver.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(entry) => batch.push(entry),
-                Err(_) => break,
+/// SQLite group commit without a writer thread: a request queues its record
+/// and takes the writer lock; whoever gets the lock first writes everything
+/// queued in one transaction and answers all of it, and those behind find
+/// their record already written. No record crosses to another thread, so a
+/// request pays no thread wake-ups for its ledger write.
+struct SqliteGroup {
+    queue: std::sync::Mutex<Vec<(UsageRecord, Ack)>>,
+    writer: tokio::sync::Mutex<sqlite::SqliteWriter>,
+}
+
+impl SqliteGroup {
+    async fn commit(&self, record: Option<UsageRecord>) -> Result<(), String> {
+        let (ack, mut done) = oneshot::channel();
+        if let Some(record) = record {
+            let mut queue = self.queue.lock().map_err(|_| "the ledger queue is poisoned".to_owned())?;
+            if queue.len() >= QUEUE {
+                return Err("the ledger queue is full".to_owned());
             }
+            queue.push((record, ack));
+        } else {
+            drop(ack.send(Ok(())));
         }
-        let (records, acks): (Vec<Option<UsageRecord>>, Vec<Ack>) = batch.into_iter().unzip();
-        let records: Vec<UsageRecord> = records.into_iter().flatten().collect();
+        let mut writer = self.writer.lock().await;
+        if let Ok(result) = done.try_recv() {
+            return result;
+        }
+        let batch = std::mem::take(&mut *self.queue.lock().map_err(|_| "the ledger queue is poisoned".to_owned())?);
+        let (records, acks): (Vec<UsageRecord>, Vec<Ack>) = batch.into_iter().unzip();
         let started = std::time::Instant::now();
-        let result = if records.is_empty() { Ok(()) } else { writer.write(&records) };
-        let result = result.map_err(|err| {
+        // A short blocking write on this worker thread: handing it to another
+        // thread costs more in wake-ups than the write itself.
+        let result = writer.write(&records).map_err(|err| {
             tracing::error!(error = %err, records = records.len(), "cannot write usage records");
             err.to_string()
         });
         record_batch(records.len(), started);
         for ack in acks {
-            let _ = ack.send(result.clone());
+            drop(ack.send(result.clone()));
         }
+        drop(writer);
+        done.try_recv().unwrap_or_else(|_| Err("the usage record was lost".to_owned()))
     }
 }
 

@@ -1,5 +1,5 @@
-//! The SQLite ledger writer: one thread, one connection, one prepared
-//! statement, one transaction (and one sync) per batch.
+//! The SQLite ledger writer: one connection, one prepared statement, one
+//! transaction (and one sync) per batch.
 //!
 //! sqlx's generic path costs about 45 µs a row here (a statement per batch
 //! size, per-parameter conversions, a thread hop per call); this one costs a
