@@ -105,22 +105,25 @@ struct SqliteGroup {
 }
 
 impl SqliteGroup {
+    /// Commits `record`, or with `None` whatever is queued (a flush).
     async fn commit(&self, record: Option<UsageRecord>) -> Result<(), String> {
         let (ack, mut done) = oneshot::channel();
+        let flush = record.is_none();
         if let Some(record) = record {
             let mut queue = self.queue.lock().map_err(|_| "the ledger queue is poisoned".to_owned())?;
             if queue.len() >= QUEUE {
                 return Err("the ledger queue is full".to_owned());
             }
             queue.push((record, ack));
-        } else {
-            drop(ack.send(Ok(())));
         }
         let mut writer = self.writer.lock().await;
         if let Ok(result) = done.try_recv() {
             return result;
         }
         let batch = std::mem::take(&mut *self.queue.lock().map_err(|_| "the ledger queue is poisoned".to_owned())?);
+        if batch.is_empty() {
+            return Ok(());
+        }
         let (records, acks): (Vec<UsageRecord>, Vec<Ack>) = batch.into_iter().unzip();
         let started = std::time::Instant::now();
         // A short blocking write on this worker thread: handing it to another
@@ -134,6 +137,9 @@ impl SqliteGroup {
             drop(ack.send(result.clone()));
         }
         drop(writer);
+        if flush {
+            return result;
+        }
         done.try_recv().unwrap_or_else(|_| Err("the usage record was lost".to_owned()))
     }
 }
