@@ -170,20 +170,6 @@ impl Db {
         Ok(row.map(|r| r.try_get("bytes")).transpose()?)
     }
 
-    /// The active version of one function.
-    pub async fn active_version(&self, tenant: &str, name: &str) -> anyhow::Result<Option<VersionRecord>> {
-        let row = sqlx::query(
-            "SELECT v.* FROM function_versions v JOIN functions f
-             ON f.tenant = v.tenant AND f.name = v.name AND f.active_version = v.version
-             WHERE f.tenant = $1 AND f.name = $2",
-        )
-        .bind(tenant)
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(version_from_row).transpose()
-    }
-
     /// How many functions a tenant has, and the bytes of all their stored versions.
     pub async fn tenant_footprint(&self, tenant: &str) -> anyhow::Result<(i64, i64)> {
         let functions: i64 = sqlx::query("SELECT COUNT(*) AS n FROM functions WHERE tenant = $1")

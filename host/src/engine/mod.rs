@@ -21,8 +21,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 
 /// What a component is, judged by what it exports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FunctionKind {
     /// Exports `muon:function/handle`.
     Handler,

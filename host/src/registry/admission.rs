@@ -14,7 +14,6 @@ use crate::error::ApiError;
 #[derive(Debug)]
 pub struct Admission {
     permits: Arc<Semaphore>,
-    max_concurrency: u32,
     waiting: AtomicU32,
     queue_depth: u32,
     queue_timeout: Duration,
@@ -25,16 +24,10 @@ impl Admission {
     pub fn new(max_concurrency: u32, queue_depth: u32, queue_timeout: Duration) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(max_concurrency as usize)),
-            max_concurrency,
             waiting: AtomicU32::new(0),
             queue_depth,
             queue_timeout,
         }
-    }
-
-    /// The concurrency limit.
-    pub fn max_concurrency(&self) -> u32 {
-        self.max_concurrency
     }
 
     /// Waits for a slot; the slot is held until the permit is dropped.
