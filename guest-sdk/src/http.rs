@@ -75,6 +75,13 @@ impl Response {
         }
     }
 
+    /// An error in muon's shape, `{"error": {"code": ..., "message": ...}}`:
+    /// a `code` for programs to match on and a `message` that says what to fix.
+    pub fn error(status: u16, code: &str, message: impl std::fmt::Display) -> Self {
+        let body = serde_json::json!({ "error": { "code": code, "message": message.to_string() } });
+        Self::json(&body).with_status(status)
+    }
+
     /// A `200` response with raw bytes.
     pub fn bytes(body: impl Into<Vec<u8>>) -> Self {
         Self::new(200).with_header("content-type", "application/octet-stream").with_body(body)

@@ -17,8 +17,35 @@
 //! - [`handler`]: `fn(Request) -> impl IntoResponse`, an HTTP endpoint;
 //! - [`preprocessor`]: `fn(RawRecord) -> Result<Vec<NamedTensor>, E>`;
 //! - [`training_step`]: on `impl TrainingStep for T`.
+//!
+//! Any of them can run models through the standard `wasi:nn` interface with
+//! [`nn::Model`]:
+//!
+//! ```no_run
+//! use muon_sdk::nn::{ErrorCode, Model, NnError};
+//! use muon_sdk::{Request, Response, Tensor};
+//!
+//! #[muon_sdk::handler]
+//! fn classify(req: Request) -> Response {
+//!     let Ok(pixels) = req.json::<Vec<f32>>() else {
+//!         return Response::error(400, "bad_request", "send a JSON array of 64 numbers");
+//!     };
+//!     match probabilities(&pixels) {
+//!         Ok(probabilities) => Response::json(&probabilities),
+//!         Err(err) if err.code == ErrorCode::Timeout => Response::error(504, err.code.as_str(), err),
+//!         Err(err) => Response::error(422, err.code.as_str(), err),
+//!     }
+//! }
+//!
+//! fn probabilities(pixels: &[f32]) -> Result<Vec<f32>, NnError> {
+//!     let model = Model::load("digits")?; // uploaded with PUT /v1/models/digits
+//!     let outputs = model.run(&[("x", Tensor::from_f32([1, 64], pixels))])?;
+//!     Ok(outputs.get("probabilities").and_then(|t| t.to_f32().ok()).unwrap_or_default())
+//! }
+//! ```
 
 mod http;
+pub mod nn;
 mod tensor;
 mod training;
 
@@ -54,6 +81,14 @@ pub mod __bindings {
             export_macro_name: "export",
             default_bindings_module: "::muon_sdk::__bindings::preprocessor",
             with: { "muon:function/types@0.1.0": crate::__bindings::handler::muon::function::types },
+        });
+    }
+
+    /// The `wasi:nn/ml` world: imports only, wrapped by [`crate::nn`].
+    pub mod nn {
+        wit_bindgen::generate!({
+            world: "wasi:nn/ml",
+            path: "../wit/deps/wasi-nn",
         });
     }
 
