@@ -75,7 +75,8 @@ fn answer(request: IncomingRequest) -> Result<Value, Failure> {
         return Err(Failure::bad_request(format!("expected 64 pixels, got {}", input.pixels.len())));
     }
     let probabilities = classify(&input.pixels)?;
-    let digit = probabilities.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
+    // The first of equal maxima, as numpy's argmax (`max_by` keeps the last).
+    let digit = probabilities.iter().enumerate().rev().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
     Ok(json!({ "digit": digit, "probabilities": probabilities }))
 }
 

@@ -35,7 +35,9 @@ fn wine(req: Request) -> Response {
     Response::json(&json!({ "classes": classes, "probabilities": probabilities }))
 }
 
-/// The index of the largest value; `total_cmp` so a NaN cannot upset the comparison.
+/// The index of the largest value, the first of equal ones as in numpy;
+/// `total_cmp` so a NaN cannot upset the comparison.
 fn argmax(values: &[f32]) -> usize {
-    values.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i)
+    // `max_by` keeps the last of equal maxima, so search from the end.
+    values.iter().enumerate().rev().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i)
 }
