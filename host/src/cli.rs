@@ -46,6 +46,9 @@ enum Command {
         /// Hosts the function may call over outbound HTTP, comma-separated.
         #[arg(long)]
         allowed_hosts: Option<String>,
+        /// Models the function may load by name, comma-separated [default: all of the tenant's].
+        #[arg(long)]
+        models: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -75,6 +78,13 @@ enum Command {
     /// Delete function NAME and all its versions.
     Delete {
         name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List models, or push and delete them.
+    Models {
+        #[command(subcommand)]
+        command: Option<ModelsCommand>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -115,6 +125,23 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// Upload FILE (ONNX) as model NAME, replacing what NAME held.
+    Push {
+        name: String,
+        file: PathBuf,
+        /// `tract` or `onnxruntime` [default: the server's].
+        #[arg(long)]
+        backend: Option<String>,
+        /// `cpu` or `gpu` [default: cpu].
+        #[arg(long)]
+        target: Option<String>,
+    },
+    /// Delete model NAME.
+    Delete { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -191,7 +218,7 @@ async fn serve(config_file: Option<PathBuf>, flags: Settings) -> anyhow::Result<
 async fn client_command(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { .. } => bail!("serve is not a client command"),
-        Command::Deploy { name, file, memory_mb, timeout_ms, max_concurrency, public, allowed_hosts, client } => {
+        Command::Deploy { name, file, memory_mb, timeout_ms, max_concurrency, public, allowed_hosts, models, client } => {
             let http = client.http()?;
             let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let mut query: Vec<(&str, String)> = Vec::new();
@@ -199,6 +226,7 @@ async fn client_command(command: Command) -> anyhow::Result<()> {
             query.extend(timeout_ms.map(|v| ("timeout_ms", v.to_string())));
             query.extend(max_concurrency.map(|v| ("max_concurrency", v.to_string())));
             query.extend(allowed_hosts.map(|v| ("allowed_hosts", v)));
+            query.extend(models.map(|v| ("models", v)));
             if public {
                 query.push(("public", "true".to_owned()));
             }
@@ -244,6 +272,7 @@ async fn client_command(command: Command) -> anyhow::Result<()> {
             let out = send_json(client.http()?.delete(format!("{}/v1/functions/{name}", client.server))).await?;
             print_or(&client, &out, || format!("deleted {name}"))
         }
+        Command::Models { command, client } => models(command, &client).await,
         Command::Tenants { command, client } => tenants(command, &client).await,
         Command::Keys { command, client } => keys(command, &client).await,
         Command::Usage { by, from, to, function, tenant, csv, client } => {
@@ -254,6 +283,65 @@ async fn client_command(command: Command) -> anyhow::Result<()> {
             query.extend(tenant.map(|v| ("tenant", v)));
             let out = send_json(client.http()?.get(format!("{}/v1/usage", client.server)).query(&query)).await?;
             print_or(&client, &out, || usage_table(&out, csv))
+        }
+    }
+}
+
+async fn models(command: Option<ModelsCommand>, client: &ClientArgs) -> anyhow::Result<()> {
+    let http = client.http()?;
+    match command {
+        Some(ModelsCommand::Push { name, file, backend, target }) => {
+            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let mut query: Vec<(&str, String)> = Vec::new();
+            query.extend(backend.map(|v| ("backend", v)));
+            query.extend(target.map(|v| ("target", v)));
+            let request = http
+                .put(format!("{}/v1/models/{name}", client.server))
+                .query(&query)
+                .header("content-type", "application/octet-stream")
+                .body(bytes);
+            let out = send_json(request).await?;
+            print_or(client, &out, || {
+                let specs = |key: &str| {
+                    out[key]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|t| format!("{} {} {}", t["name"].as_str().unwrap_or_default(), t["type"].as_str().unwrap_or_default(), t["shape"]))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                format!(
+                    "pushed model {name} ({} bytes, {} on {}, digest {})\n  inputs:  {}\n  outputs: {}",
+                    out["size"],
+                    out["backend"].as_str().unwrap_or_default(),
+                    out["target"].as_str().unwrap_or_default(),
+                    out["digest"].as_str().unwrap_or_default().get(..12).unwrap_or_default(),
+                    specs("inputs"),
+                    specs("outputs"),
+                )
+            })
+        }
+        Some(ModelsCommand::Delete { name }) => {
+            let out = send_json(http.delete(format!("{}/v1/models/{name}", client.server))).await?;
+            print_or(client, &out, || format!("deleted model {name}"))
+        }
+        None => {
+            let out = send_json(http.get(format!("{}/v1/models", client.server))).await?;
+            print_or(client, &out, || {
+                let mut lines = vec![format!("{:<24} {:>12}  {:<12} {:<4} {}", "NAME", "BYTES", "BACKEND", "ON", "DIGEST")];
+                for m in out["models"].as_array().into_iter().flatten() {
+                    lines.push(format!(
+                        "{:<24} {:>12}  {:<12} {:<4} {}",
+                        m["name"].as_str().unwrap_or_default(),
+                        m["size"],
+                        m["backend"].as_str().unwrap_or_default(),
+                        m["target"].as_str().unwrap_or_default(),
+                        m["digest"].as_str().unwrap_or_default().get(..12).unwrap_or_default(),
+                    ));
+                }
+                lines.join("\n")
+            })
         }
     }
 }

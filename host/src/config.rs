@@ -14,6 +14,8 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use crate::ledger::pricing::Plan;
+use crate::nn::NnConfig;
+use crate::nn::backend::BackendKind;
 use crate::tenancy::{Quotas, TenancyConfig, TenantSettings};
 
 /// Default listen address.
@@ -108,6 +110,77 @@ pub struct Settings {
     /// Per-tenant plan and quotas (file only: `[tenants.NAME]`).
     #[arg(skip)]
     pub tenants: Option<BTreeMap<String, TenantSettings>>,
+    /// Inference (`[nn]` in the file).
+    #[command(flatten)]
+    #[serde(default)]
+    pub nn: NnSettings,
+}
+
+/// Inference settings: the `[nn]` table of the file, `--nn-*` flags.
+#[derive(Debug, Clone, Default, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct NnSettings {
+    /// Inference threads that load and run models [default: the number of CPUs].
+    #[arg(long = "nn-threads")]
+    pub threads: Option<usize>,
+    /// ONNX Runtime sessions per model, i.e. requests computing on one model at once [default: nn-threads].
+    #[arg(long = "nn-sessions-per-model")]
+    pub sessions_per_model: Option<usize>,
+    /// Threads each ONNX Runtime session uses for one inference [default: 1].
+    #[arg(long = "nn-intra-op-threads")]
+    pub intra_op_threads: Option<usize>,
+    /// Path of libonnxruntime.so [default: beside the binary, or ../onnxruntime/ from it].
+    #[arg(long = "onnxruntime-library", env = "MUON_ORT_DYLIB")]
+    pub onnxruntime_library: Option<PathBuf>,
+    /// Backend of models uploaded without one: tract or onnxruntime [default: onnxruntime when it loads, else tract].
+    #[arg(long = "nn-default-backend")]
+    pub default_backend: Option<String>,
+    /// Serve `target=gpu` models on CPU, with a warning, when no GPU is usable [default: false: refuse them].
+    #[arg(long = "gpu-fallback-to-cpu")]
+    pub gpu_fallback_to_cpu: Option<bool>,
+    /// Largest model upload, in bytes [default: 536870912].
+    #[arg(long = "max-model-bytes")]
+    pub max_model_bytes: Option<u64>,
+    /// Largest model a guest may pass to wasi-nn `load`, in bytes [default: 67108864].
+    #[arg(long = "nn-max-load-bytes")]
+    pub max_load_bytes: Option<u64>,
+}
+
+impl NnSettings {
+    fn or(self, base: NnSettings) -> NnSettings {
+        NnSettings {
+            threads: self.threads.or(base.threads),
+            sessions_per_model: self.sessions_per_model.or(base.sessions_per_model),
+            intra_op_threads: self.intra_op_threads.or(base.intra_op_threads),
+            onnxruntime_library: self.onnxruntime_library.or(base.onnxruntime_library),
+            default_backend: self.default_backend.or(base.default_backend),
+            gpu_fallback_to_cpu: self.gpu_fallback_to_cpu.or(base.gpu_fallback_to_cpu),
+            max_model_bytes: self.max_model_bytes.or(base.max_model_bytes),
+            max_load_bytes: self.max_load_bytes.or(base.max_load_bytes),
+        }
+    }
+
+    fn resolve(self) -> anyhow::Result<NnConfig> {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let threads = self.threads.unwrap_or(cpus).max(1);
+        let default_backend = match self.default_backend.as_deref() {
+            None => None,
+            Some(name) => Some(
+                BackendKind::parse(name)
+                    .with_context(|| format!("unknown nn default_backend `{name}`; use tract or onnxruntime"))?,
+            ),
+        };
+        Ok(NnConfig {
+            threads,
+            sessions_per_model: self.sessions_per_model.unwrap_or(threads).max(1),
+            intra_op_threads: self.intra_op_threads.unwrap_or(1).max(1),
+            onnxruntime_library: self.onnxruntime_library,
+            default_backend,
+            gpu_fallback_to_cpu: self.gpu_fallback_to_cpu.unwrap_or(false),
+            max_model_bytes: self.max_model_bytes.unwrap_or(512 << 20),
+            max_load_bytes: self.max_load_bytes.unwrap_or(64 << 20),
+        })
+    }
 }
 
 /// The resolved configuration the server runs with.
@@ -132,6 +205,7 @@ pub struct Config {
     pub database_url: Option<String>,
     pub metering: bool,
     pub tenancy: TenancyConfig,
+    pub nn: NnConfig,
 }
 
 /// Per-function limits: the defaults a deploy gets and the caps it may not pass.
@@ -159,7 +233,7 @@ impl Settings {
     pub fn or(self, base: Settings) -> Settings {
         macro_rules! merge {
             ($($field:ident),* $(,)?) => {
-                Settings { $($field: self.$field.or(base.$field)),* }
+                Settings { $($field: self.$field.or(base.$field)),*, nn: self.nn.or(base.nn) }
             };
         }
         merge!(
@@ -239,6 +313,7 @@ impl Settings {
                 plans: self.plans.unwrap_or_default(),
                 tenants: self.tenants.unwrap_or_default(),
             },
+            nn: self.nn.resolve()?,
         })
     }
 }
@@ -276,6 +351,17 @@ mod tests {
         assert_eq!(config.tenancy.plans["default"].per_request, 5);
         assert_eq!(config.tenancy.tenants["acme"].quotas.max_functions, Some(3));
         assert!(toml::from_str::<Settings>("[plans.x]\nper_requests = 1\n").is_err(), "typos in plans are errors");
+        Ok(())
+    }
+
+    #[test]
+    fn nn_settings_come_from_their_table_and_flags() -> anyhow::Result<()> {
+        let file: Settings = toml::from_str("[nn]\nthreads = 3\ndefault_backend = \"tract\"\n")?;
+        let flags = Settings { nn: NnSettings { intra_op_threads: Some(2), ..NnSettings::default() }, ..Settings::default() };
+        let config = flags.or(file).resolve()?;
+        assert_eq!((config.nn.threads, config.nn.sessions_per_model, config.nn.intra_op_threads), (3, 3, 2));
+        assert_eq!(config.nn.default_backend, Some(BackendKind::Tract));
+        assert!(toml::from_str::<Settings>("[nn]\nthread = 3\n").is_err(), "typos in [nn] are errors");
         Ok(())
     }
 

@@ -15,6 +15,9 @@ pub enum ApiError {
     /// The upload is not a component muon can run.
     #[error("{0}")]
     InvalidComponent(String),
+    /// The upload is not a model muon can serve.
+    #[error("{0}")]
+    InvalidModel(String),
     /// The component imports an interface muon does not provide.
     #[error("the component imports `{import}`, which muon does not provide{detail}")]
     UnknownImport { import: String, detail: String },
@@ -85,6 +88,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidComponent(_) => "invalid_component",
+            Self::InvalidModel(_) => "invalid_model",
             Self::UnknownImport { .. } => "unknown_import",
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::ResponseTooLarge { .. } => "response_too_large",
@@ -110,7 +114,7 @@ impl ApiError {
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidComponent(_) | Self::UnknownImport { .. } | Self::BadRequest(_) => {
+            Self::InvalidComponent(_) | Self::InvalidModel(_) | Self::UnknownImport { .. } | Self::BadRequest(_) => {
                 StatusCode::BAD_REQUEST
             }
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

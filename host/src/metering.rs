@@ -101,4 +101,8 @@ pub struct Measurement {
     pub cpu: Duration,
     pub peak_memory_bytes: usize,
     pub memory_byte_ms: u128,
+    /// wasi-nn compute on CPU, in microseconds.
+    pub nn_cpu_us: u64,
+    /// wasi-nn compute on GPU, in microseconds.
+    pub nn_gpu_us: u64,
 }

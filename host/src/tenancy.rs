@@ -141,6 +141,17 @@ impl Tenancy {
         if let Some(max) = quotas.max_timeout_ms.filter(|&max| timeout_ms > max) {
             return Err(exceeded(format!("timeout_ms={timeout_ms} is over the tenant's limit of {max}")));
         }
+        self.check_footprint(tenant, &quotas, new_function, size).await
+    }
+
+    /// Checks a model upload of `size` bytes against the tenant's storage limit.
+    pub async fn check_model_upload(&self, tenant: &str, size: u64) -> Result<(), ApiError> {
+        let quotas = self.state(tenant).await?.quotas;
+        self.check_footprint(tenant, &quotas, false, size).await
+    }
+
+    async fn check_footprint(&self, tenant: &str, quotas: &Quotas, new_function: bool, size: u64) -> Result<(), ApiError> {
+        let exceeded = |message: String| ApiError::QuotaExceeded { message, retry_after_s: 3600 };
         if quotas.max_functions.is_some() || quotas.max_storage_bytes.is_some() {
             let (functions, stored) = self.db.tenant_footprint(tenant).await?;
             if let Some(max) = quotas.max_functions.filter(|&max| new_function && functions >= i64::from(max)) {
@@ -148,7 +159,7 @@ impl Tenancy {
             }
             let total = u64::try_from(stored).unwrap_or(0) + size;
             if let Some(max) = quotas.max_storage_bytes.filter(|&max| total > max) {
-                return Err(exceeded(format!("storing {total} bytes would pass the tenant's limit of {max}")));
+                return Err(exceeded(format!("storing {total} bytes (functions and models) would pass the tenant's limit of {max}")));
             }
         }
         Ok(())

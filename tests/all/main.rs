@@ -25,6 +25,7 @@ mod cli;
 mod deploy;
 mod hygiene;
 mod invoke;
+mod nn;
 mod observability;
 mod outbound;
 mod persistence;

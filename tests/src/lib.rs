@@ -39,6 +39,18 @@ pub fn component(name: &str) -> anyhow::Result<Vec<u8>> {
     })
 }
 
+/// A file of the repository (an example's model or data).
+pub fn repo_file(path: &str) -> anyhow::Result<Vec<u8>> {
+    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+    std::fs::read(&full).with_context(|| format!("cannot read {}", full.display()))
+}
+
+/// A model made by `scripts/make-models.sh` into `TARGET/models`.
+pub fn generated_model(name: &str) -> anyhow::Result<Vec<u8>> {
+    let path = target_dir().join("models").join(name);
+    std::fs::read(&path).with_context(|| format!("{} is missing: run scripts/make-models.sh first", path.display()))
+}
+
 /// Which database a server under test uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -191,6 +203,23 @@ impl Server {
         let body = response.text().await?;
         if status != reqwest::StatusCode::CREATED {
             bail!("deploy of {name} answered {status}: {body}");
+        }
+        Ok(serde_json::from_str(&body)?)
+    }
+
+    /// Uploads a model with `client` (`query` may be empty).
+    pub async fn push_model(&self, client: &reqwest::Client, name: &str, bytes: Vec<u8>, query: &str) -> anyhow::Result<reqwest::Response> {
+        let url = self.url(&format!("/v1/models/{name}?{query}"));
+        Ok(client.put(url).header("content-type", "application/octet-stream").body(bytes).send().await?)
+    }
+
+    /// Uploads a model with the admin key and checks for `201`.
+    pub async fn push_model_ok(&self, name: &str, bytes: Vec<u8>, query: &str) -> anyhow::Result<serde_json::Value> {
+        let response = self.push_model(&self.http, name, bytes, query).await?;
+        let status = response.status();
+        let body = response.text().await?;
+        if status != reqwest::StatusCode::CREATED {
+            bail!("upload of model {name} answered {status}: {body}");
         }
         Ok(serde_json::from_str(&body)?)
     }

@@ -19,6 +19,8 @@ pub struct VersionRecord {
     pub max_concurrency: i64,
     pub public: bool,
     pub allowed_hosts: String,
+    /// Models the function may load by name, comma-separated; `None`: all of its tenant's.
+    pub models: Option<String>,
     pub created_at_ms: i64,
 }
 
@@ -60,8 +62,8 @@ impl Db {
         record.version = latest + 1;
         sqlx::query(
             "INSERT INTO function_versions (tenant, name, version, digest, kind, size_bytes, memory_mb,
-             timeout_ms, max_concurrency, public, allowed_hosts, created_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             timeout_ms, max_concurrency, public, allowed_hosts, created_at_ms, models)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(&record.tenant)
         .bind(&record.name)
@@ -75,6 +77,7 @@ impl Db {
         .bind(i64::from(record.public))
         .bind(&record.allowed_hosts)
         .bind(record.created_at_ms)
+        .bind(&record.models)
         .execute(&mut *tx)
         .await?;
         set_active(&mut tx, &record.tenant, &record.name, record.version).await?;
@@ -146,6 +149,7 @@ fn version_from_row(row: &AnyRow) -> anyhow::Result<VersionRecord> {
         max_concurrency: row.try_get("max_concurrency")?,
         public: row.try_get::<i64, _>("public")? != 0,
         allowed_hosts: row.try_get("allowed_hosts")?,
+        models: row.try_get("models")?,
         created_at_ms: row.try_get("created_at_ms")?,
     })
 }
@@ -178,8 +182,10 @@ impl Db {
             .await?
             .try_get("n")?;
         let bytes: i64 = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) AS n FROM function_versions WHERE tenant = $1",
+            "SELECT CAST(COALESCE((SELECT SUM(size_bytes) FROM function_versions WHERE tenant = $1), 0)
+                  + COALESCE((SELECT SUM(size_bytes) FROM models WHERE tenant = $2), 0) AS BIGINT) AS n",
         )
+        .bind(tenant)
         .bind(tenant)
         .fetch_one(&self.pool)
         .await?

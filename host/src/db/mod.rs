@@ -69,13 +69,28 @@ const MIGRATIONS: &[&str] = &[
         cost_micros BIGINT NOT NULL
     )",
     "CREATE INDEX IF NOT EXISTS usage_by_tenant_time ON usage_records (tenant, start_ms)",
+    // NULL: the function may use every model of its tenant.
+    "ALTER TABLE function_versions ADD COLUMN models TEXT",
+    "CREATE TABLE IF NOT EXISTS models (
+        tenant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        size_bytes BIGINT NOT NULL,
+        backend TEXT NOT NULL,
+        target TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        created_at_ms BIGINT NOT NULL,
+        PRIMARY KEY (tenant, name)
+    )",
 ];
 
 mod catalog;
+mod models;
 mod tenants;
 mod usage;
 
 pub use catalog::VersionRecord;
+pub use models::ModelRow;
 pub use tenants::{KeyRecord, TenantRecord};
 pub use usage::{GroupBy, UsageQuery, UsageRecord, UsageTotals};
 

@@ -83,6 +83,7 @@ const PROVIDED_IMPORTS: &[&str] = &[
     "wasi:sockets/",
     "wasi:http/types",
     "wasi:http/outgoing-handler",
+    "wasi:nn/",
     "muon:function/types",
 ];
 
@@ -103,6 +104,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        crate::nn::wasi::add_to_linker(&mut linker, HostState::nn)?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let compiled_dir = config.data_dir.join("compiled");
@@ -180,13 +182,10 @@ impl Runtime {
         let component_type = component.component_type();
         for (name, _) in component_type.imports(&self.engine) {
             if !PROVIDED_IMPORTS.iter().any(|prefix| name.starts_with(prefix)) {
-                let detail = if name.starts_with("wasi:nn/") {
-                    "; wasi:nn inference is not available on this host yet".to_owned()
-                } else {
-                    "; muon provides wasi:cli, wasi:io, wasi:clocks, wasi:random, wasi:filesystem, \
-                     wasi:sockets, wasi:http/types, wasi:http/outgoing-handler and muon:function/types"
-                        .to_owned()
-                };
+                let detail = "; muon provides wasi:cli, wasi:io, wasi:clocks, wasi:random, wasi:filesystem, \
+                     wasi:sockets, wasi:http/types, wasi:http/outgoing-handler, wasi:nn@0.2.0-rc-2024-10-28 \
+                     and muon:function/types"
+                    .to_owned();
                 return Err(ApiError::UnknownImport { import: name.to_owned(), detail });
             }
         }

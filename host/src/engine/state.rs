@@ -14,6 +14,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::outbound::OutboundPolicy;
 use crate::metering::MemoryMeter;
+use crate::nn::wasi::{NnCtx, WasiNnView};
 
 /// Limits one request's instance runs under.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +33,7 @@ pub struct HostState {
     http: WasiHttpCtx,
     table: ResourceTable,
     outbound: OutboundPolicy,
+    nn: NnCtx,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) stdout: CapturedOutput,
     pub(crate) stderr: CapturedOutput,
@@ -39,7 +41,7 @@ pub struct HostState {
 
 impl HostState {
     /// Fresh state with no filesystem, environment or network access.
-    pub fn new(limits: InstanceLimits, outbound: OutboundPolicy) -> Self {
+    pub fn new(limits: InstanceLimits, outbound: OutboundPolicy, nn: NnCtx) -> Self {
         let stdout = CapturedOutput::new(limits.output_bytes);
         let stderr = CapturedOutput::new(limits.output_bytes);
         // WasiCtxBuilder's defaults already grant nothing: no preopens, no
@@ -52,10 +54,18 @@ impl HostState {
             http: WasiHttpCtx::new(),
             table,
             outbound,
+            nn,
             limiter: MemoryLimiter { limit: limits.memory_bytes, meter: MemoryMeter::new(), hit_limit: false },
             stdout,
             stderr,
         }
+    }
+}
+
+impl HostState {
+    /// The wasi-nn view: its context and the shared resource table.
+    pub fn nn(&mut self) -> WasiNnView<'_> {
+        WasiNnView { ctx: &mut self.nn, table: &mut self.table }
     }
 }
 

@@ -39,7 +39,7 @@ pub async fn call_handler(
         body: body.into(),
     };
     let _slot = Arc::clone(&version.admission).enter().await?;
-    let mut call = GuestCall::new(&app.runtime, &app.config, Arc::clone(&version), request_id);
+    let mut call = GuestCall::new(app, Arc::clone(&version), request_id);
     let outcome = call.guard().run(async {
         let started = Instant::now();
         let instance = pre.instantiate_async(&mut call.store).await?;

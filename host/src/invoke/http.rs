@@ -41,7 +41,7 @@ pub async fn call_http(
     let pre = pre.clone();
     let request = guest_request(parts, path_and_query, body)?;
     let slot = Arc::clone(&version.admission).enter().await?;
-    let mut call = GuestCall::new(&app.runtime, &app.config, Arc::clone(&version), request_id);
+    let mut call = GuestCall::new(app, Arc::clone(&version), request_id);
     let (sender, receiver) = oneshot::channel();
     let mut http = call.store.data_mut().http();
     let request = http.new_incoming_request(Scheme::Http, request)?;

@@ -15,8 +15,10 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 pub use handler::call_handler;
 pub use http::call_http;
 
-use crate::config::Config;
-use crate::engine::{HostState, InstanceLimits, OutboundPolicy, Runtime};
+use crate::engine::{HostState, InstanceLimits, OutboundPolicy};
+use crate::nn::ComputeMeter;
+use crate::nn::wasi::NnCtx;
+use crate::server::App;
 use crate::error::ApiError;
 use crate::metering::{Measurement, timed};
 use crate::registry::Version;
@@ -28,6 +30,8 @@ pub(crate) struct GuestCall {
     version: Arc<Version>,
     request_id: String,
     timeout: Duration,
+    /// wasi-nn compute time by device.
+    compute: Arc<ComputeMeter>,
     _in_flight: InFlight,
 }
 
@@ -49,14 +53,17 @@ impl CallGuard {
 
 impl GuestCall {
     /// A fresh store for `version` with its memory, resource and time limits.
-    pub fn new(runtime: &Runtime, config: &Config, version: Arc<Version>, request_id: &str) -> Self {
+    pub fn new(app: &App, version: Arc<Version>, request_id: &str) -> Self {
+        let config = &app.config;
         let limits = InstanceLimits {
             memory_bytes: (version.limits.memory_mb as usize) << 20,
             max_resources: config.max_guest_resources,
             output_bytes: config.guest_output_bytes,
         };
         let outbound = OutboundPolicy::new(Arc::clone(&version.allowed_hosts), config.allow_private_outbound);
-        let mut store = Store::new(runtime.engine(), HostState::new(limits, outbound));
+        let compute = Arc::new(ComputeMeter::default());
+        let nn = NnCtx::new(Arc::clone(&app.models), Arc::clone(&version.nn_scope), Arc::clone(&compute));
+        let mut store = Store::new(app.runtime.engine(), HostState::new(limits, outbound, nn));
         store.limiter(|state| &mut state.limiter);
         let timeout = Duration::from_millis(version.limits.timeout_ms);
         let deadline = Instant::now() + timeout;
@@ -74,6 +81,7 @@ impl GuestCall {
             version,
             request_id: request_id.to_owned(),
             timeout,
+            compute,
             _in_flight: in_flight,
         }
     }
@@ -86,7 +94,8 @@ impl GuestCall {
     /// What the guest used, given the CPU time of its call.
     fn measurement(&self, cpu: Duration) -> Measurement {
         let meter = &self.store.data().limiter.meter;
-        Measurement { cpu, peak_memory_bytes: meter.peak(), memory_byte_ms: meter.byte_ms() }
+        let (nn_cpu_us, nn_gpu_us) = self.compute.totals();
+        Measurement { cpu, peak_memory_bytes: meter.peak(), memory_byte_ms: meter.byte_ms(), nn_cpu_us, nn_gpu_us }
     }
 
     /// Judges the outcome of a call made under [`GuestCall::guard`], records

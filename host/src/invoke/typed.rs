@@ -146,7 +146,7 @@ where
     Fut: Future<Output = Result<T, ApiError>>,
 {
     let _slot = Arc::clone(&version.admission).enter().await?;
-    body(GuestCall::new(&app.runtime, &app.config, version, request_id)).await
+    body(GuestCall::new(app, version, request_id)).await
 }
 
 /// A function's own `err(string)` result is a 422: the call worked, the input did not.

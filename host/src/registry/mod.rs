@@ -14,13 +14,15 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use admission::Admission;
-pub use name::{FunctionName, check_tenant_name};
+pub use name::{FunctionName, check_model_name, check_tenant_name};
 
 use crate::config::Config;
 use crate::db::{Db, VersionRecord};
 use crate::engine::{CacheOutcome, EntryPoint, Runtime};
 use wasmtime::component::Component;
 use crate::error::ApiError;
+use crate::nn::ModelAccess;
+use crate::nn::wasi::NnScope;
 use crate::telemetry::FunctionMetrics;
 
 /// The only tenant until tenants exist.
@@ -42,6 +44,8 @@ pub struct DeployOptions {
     pub max_concurrency: Option<u32>,
     pub public: bool,
     pub allowed_hosts: Vec<String>,
+    /// Models the function may load by name; `None`: every model of its tenant.
+    pub models: Option<Vec<String>>,
 }
 
 /// One live version of a function.
@@ -49,6 +53,8 @@ pub struct Version {
     pub record: VersionRecord,
     pub limits: FunctionLimits,
     pub allowed_hosts: Arc<[String]>,
+    /// The models its instances may load.
+    pub nn_scope: Arc<NnScope>,
     pub entry: EntryPoint,
     pub admission: Arc<Admission>,
     /// `tenant/name`, the function's label in metrics and logs.
@@ -154,6 +160,7 @@ impl Registry {
             max_concurrency: i64::from(limits.max_concurrency),
             public: options.public,
             allowed_hosts: options.allowed_hosts.join(","),
+            models: options.models.as_ref().map(|names| names.join(",")),
             created_at_ms: crate::auth::now_ms(),
         };
         self.db.insert_version(&mut record).await?;
@@ -318,7 +325,11 @@ impl Registry {
             .map(str::to_owned)
             .collect();
         let metrics = FunctionMetrics::new(&label, &record.tenant);
-        Version { record, limits, allowed_hosts, entry, admission, label, metrics }
+        let nn_scope = Arc::new(NnScope {
+            tenant: Arc::from(record.tenant.as_str()),
+            access: ModelAccess::from_stored(record.models.as_deref()),
+        });
+        Version { record, limits, allowed_hosts, nn_scope, entry, admission, label, metrics }
     }
 
     async fn store_component(&self, digest: &str, bytes: &[u8]) -> Result<(), ApiError> {
@@ -339,6 +350,17 @@ fn record_cache(outcome: CacheOutcome) {
         CacheOutcome::Miss => "miss",
     };
     metrics::counter!("muon_compile_cache_total", "result" => result).increment(1);
+}
+
+/// Parses the `models` deploy option: model names, comma-separated, or `*`
+/// for every model of the tenant (the default).
+pub fn parse_models(value: &str) -> Result<Option<Vec<String>>, ApiError> {
+    if value == "*" {
+        return Ok(None);
+    }
+    let names: Vec<String> = value.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect();
+    names.iter().try_for_each(|name| check_model_name(name))?;
+    Ok(Some(names))
 }
 
 /// Parses the `allowed_hosts` deploy option (comma-separated host names).

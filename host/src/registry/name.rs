@@ -26,6 +26,11 @@ pub fn check_tenant_name(name: &str) -> Result<(), ApiError> {
     check("tenant", name)
 }
 
+/// Checks a model name; the rules are those of function names.
+pub fn check_model_name(name: &str) -> Result<(), ApiError> {
+    check("model", name)
+}
+
 fn check(what: &str, name: &str) -> Result<(), ApiError> {
     let valid = !name.is_empty()
         && name.len() <= 63

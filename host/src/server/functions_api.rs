@@ -8,7 +8,7 @@ use super::App;
 use super::body::{self, Body};
 use crate::db::VersionRecord;
 use crate::error::ApiError;
-use crate::registry::{DeployOptions, FunctionName, Version, parse_allowed_hosts};
+use crate::registry::{DeployOptions, FunctionName, Version, parse_allowed_hosts, parse_models};
 
 /// `PUT /v1/functions/{name}` with the component's bytes.
 pub async fn deploy(
@@ -82,9 +82,10 @@ fn deploy_options(query: &str) -> Result<DeployOptions, ApiError> {
                 };
             }
             "allowed_hosts" => options.allowed_hosts = parse_allowed_hosts(&value)?,
+            "models" => options.models = parse_models(&value)?,
             other => {
                 return Err(ApiError::BadRequest(format!(
-                    "unknown deploy option `{other}`; use memory_mb, timeout_ms, max_concurrency, public, allowed_hosts"
+                    "unknown deploy option `{other}`; use memory_mb, timeout_ms, max_concurrency, public, allowed_hosts, models"
                 )));
             }
         }
@@ -108,6 +109,7 @@ fn record_json(record: &VersionRecord) -> Value {
         "size_bytes": record.size_bytes,
         "public": record.public,
         "allowed_hosts": record.allowed_hosts.split(',').filter(|h| !h.is_empty()).collect::<Vec<_>>(),
+        "models": record.models.as_ref().map(|names| names.split(',').filter(|n| !n.is_empty()).collect::<Vec<_>>()),
         "created_at_ms": record.created_at_ms,
         "limits": {
             "memory_mb": record.memory_mb,

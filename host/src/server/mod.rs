@@ -6,6 +6,7 @@
 pub mod body;
 mod calls;
 mod functions_api;
+mod models_api;
 mod routes;
 mod tenants_api;
 mod usage_api;
@@ -29,6 +30,7 @@ use crate::db::Db;
 use crate::engine::Runtime;
 use crate::auth::Auth;
 use crate::ledger::Ledger;
+use crate::nn::{Inference, ModelStore};
 use crate::registry::Registry;
 use crate::tenancy::Tenancy;
 use crate::telemetry::RequestIds;
@@ -43,6 +45,8 @@ pub struct App {
     pub config: Config,
     pub runtime: Arc<Runtime>,
     pub registry: Arc<Registry>,
+    /// Tenants' models and the inference service.
+    pub models: Arc<ModelStore>,
     pub db: Db,
     pub auth: Auth,
     pub tenancy: Tenancy,
@@ -70,6 +74,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         // Other nodes may deploy into the shared database.
         tokio::spawn(Arc::clone(&registry).follow(REGISTRY_SYNC));
     }
+    let inference = Arc::new(Inference::start(config.nn.clone())?);
+    let models = Arc::new(ModelStore::open(db.clone(), &config.data_dir, inference).await?);
     let tenancy = Tenancy::new(db.clone(), config.tenancy.clone());
     let ledger = if config.metering { Some(Ledger::start(db.clone())?) } else { None };
     let listener = TcpListener::bind(config.listen)
@@ -83,6 +89,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config,
         runtime,
         registry,
+        models,
         db: db.clone(),
         auth,
         tenancy,

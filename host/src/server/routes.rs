@@ -7,7 +7,7 @@ use http::{HeaderValue, Method, StatusCode};
 use hyper::body::Incoming;
 
 use super::body::{self, Body};
-use super::{App, calls, functions_api, tenants_api, usage_api};
+use super::{App, calls, functions_api, models_api, tenants_api, usage_api};
 use crate::error::ApiError;
 use crate::registry::FunctionName;
 
@@ -87,6 +87,13 @@ async fn api(
         (["functions", name, "invoke"], &Method::POST) => {
             calls::call_typed_function(app, &principal, request, &FunctionName::parse(name)?, request_id).await
         }
+        (["models"], &Method::GET) => Ok(models_api::list(app, &tenant)),
+        (["models", name], _) => match method {
+            Method::PUT => models_api::upload(app, &tenant, request, name).await,
+            Method::GET => models_api::show(app, &tenant, name),
+            Method::DELETE => models_api::delete(app, &tenant, name).await,
+            _ => Err(ApiError::MethodNotAllowed("GET, PUT, DELETE")),
+        },
         (["tenants"], &Method::POST) => tenants_api::create(app, &principal, request).await,
         (["tenants"], &Method::GET) => tenants_api::list(app, &principal).await,
         (["tenants", tenant, "keys"], &Method::POST) => tenants_api::issue_key(app, &principal, tenant).await,
@@ -97,7 +104,7 @@ async fn api(
         (["keys", id], &Method::DELETE) => tenants_api::revoke_key(app, &principal, id).await,
         (["usage"], &Method::GET) => usage_api::totals(app, &principal, request.uri().query()).await,
         (["usage", "records"], &Method::GET) => usage_api::records(app, &principal, request.uri().query()).await,
-        (["functions" | "tenants" | "keys" | "usage", ..], _) => {
+        (["functions" | "models" | "tenants" | "keys" | "usage", ..], _) => {
             Err(ApiError::MethodNotAllowed("the methods listed in the API reference"))
         }
         _ => Err(ApiError::NotFound(format!("route `/v1/{}`", segments.join("/")))),

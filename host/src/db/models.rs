@@ -1,0 +1,74 @@
+//! The model catalog: which models each tenant has, under which names.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::Db;
+
+/// A stored model (its bytes live in the data directory, by digest).
+#[derive(Debug, Clone)]
+pub struct ModelRow {
+    pub tenant: String,
+    pub name: String,
+    pub digest: String,
+    pub size_bytes: i64,
+    pub backend: String,
+    pub target: String,
+    /// The signature as JSON.
+    pub signature: String,
+    pub created_at_ms: i64,
+}
+
+impl Db {
+    /// Every model of every tenant.
+    pub async fn models(&self) -> anyhow::Result<Vec<ModelRow>> {
+        let rows = sqlx::query("SELECT * FROM models ORDER BY tenant, name").fetch_all(&self.pool).await?;
+        rows.iter().map(model_from_row).collect()
+    }
+
+    /// Stores a model under its name, replacing what the name held.
+    pub async fn put_model(&self, row: &ModelRow) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO models (tenant, name, digest, size_bytes, backend, target, signature, created_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (tenant, name) DO UPDATE SET digest = excluded.digest, size_bytes = excluded.size_bytes,
+             backend = excluded.backend, target = excluded.target, signature = excluded.signature,
+             created_at_ms = excluded.created_at_ms",
+        )
+        .bind(&row.tenant)
+        .bind(&row.name)
+        .bind(&row.digest)
+        .bind(row.size_bytes)
+        .bind(&row.backend)
+        .bind(&row.target)
+        .bind(&row.signature)
+        .bind(row.created_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes a model's name; true if it existed.
+    pub async fn delete_model(&self, tenant: &str, name: &str) -> anyhow::Result<bool> {
+        let removed = sqlx::query("DELETE FROM models WHERE tenant = $1 AND name = $2")
+            .bind(tenant)
+            .bind(name)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(removed > 0)
+    }
+}
+
+fn model_from_row(row: &AnyRow) -> anyhow::Result<ModelRow> {
+    Ok(ModelRow {
+        tenant: row.try_get("tenant")?,
+        name: row.try_get("name")?,
+        digest: row.try_get("digest")?,
+        size_bytes: row.try_get("size_bytes")?,
+        backend: row.try_get("backend")?,
+        target: row.try_get("target")?,
+        signature: row.try_get("signature")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+    })
+}

@@ -1,0 +1,206 @@
+//! ONNX Runtime through the `ort` crate, with `libonnxruntime` loaded at run
+//! time so that a build never links or downloads it.
+//!
+//! An ONNX Runtime session runs one inference at a time (`run` takes `&mut`),
+//! so each model keeps a pool of sessions, created as concurrency asks for
+//! them, up to the configured number. A deadline terminates a running
+//! inference through its run options.
+
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
+
+use ort::environment::Environment;
+use ort::session::{RunOptions, Session};
+use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
+
+use super::{Backend, Cancel, Device, LoadedModel};
+use crate::nn::error::{ErrorCode, NnError};
+use crate::nn::signature::Signature;
+use crate::nn::tensor::{ElementType, HostTensor};
+
+/// The ONNX Runtime backend, present when the library could be loaded.
+pub struct OnnxRuntime {
+    environment: Environment,
+    sessions_per_model: usize,
+    intra_op_threads: usize,
+    gpu_fallback_to_cpu: bool,
+}
+
+impl OnnxRuntime {
+    /// Loads `libonnxruntime` from `library` and creates the environment.
+    pub fn load(
+        library: &Path,
+        sessions_per_model: usize,
+        intra_op_threads: usize,
+        gpu_fallback_to_cpu: bool,
+    ) -> anyhow::Result<Self> {
+        let environment = ort::init_from(library)
+            .map_err(|err| anyhow::anyhow!("cannot load {}: {err}", library.display()))?
+            .with_name("muon")
+            .build()
+            .map_err(|err| anyhow::anyhow!("cannot start ONNX Runtime from {}: {err}", library.display()))?;
+        Ok(Self { environment, sessions_per_model: sessions_per_model.max(1), intra_op_threads, gpu_fallback_to_cpu })
+    }
+
+    fn session(&self, bytes: &[u8], device: Device) -> Result<Session, NnError> {
+        let failed = |err: &dyn std::fmt::Display| NnError::runtime("ONNX Runtime cannot create a session", err);
+        let mut builder = Session::builder(&self.environment)
+            .map_err(|err| failed(&err))?
+            .with_intra_threads(self.intra_op_threads)
+            .and_then(|b| b.with_inter_threads(1))
+            .map_err(|err| failed(&err))?;
+        if device == Device::Gpu {
+            builder = builder
+                .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
+                .map_err(|err| {
+                    NnError::new(
+                        ErrorCode::UnsupportedOperation,
+                        format!("the CUDA execution provider is not available: {err}"),
+                    )
+                })?;
+        }
+        builder.commit_from_memory(bytes).map_err(|err| {
+            NnError::new(ErrorCode::InvalidEncoding, format!("ONNX Runtime cannot load the model: {err}"))
+        })
+    }
+}
+
+impl Backend for OnnxRuntime {
+    fn load(&self, bytes: &[u8], signature: &Signature, device: Device) -> Result<Arc<dyn LoadedModel>, NnError> {
+        let (first, device) = match self.session(bytes, device) {
+            Ok(session) => (session, device),
+            Err(err) if device == Device::Gpu && self.gpu_fallback_to_cpu => {
+                tracing::warn!(error = %err, "GPU unavailable; this model runs on CPU (gpu_fallback_to_cpu is set)");
+                (self.session(bytes, Device::Cpu)?, Device::Cpu)
+            }
+            Err(err) => return Err(err),
+        };
+        let spare = (1..self.sessions_per_model)
+            .map(|_| self.session(bytes, device))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut idle = spare;
+        idle.push(first);
+        Ok(Arc::new(OrtModel {
+            idle: Mutex::new(idle),
+            returned: Condvar::new(),
+            input_names: signature.inputs.iter().map(|spec| spec.name.clone()).collect(),
+            device,
+        }))
+    }
+}
+
+struct OrtModel {
+    idle: Mutex<Vec<Session>>,
+    returned: Condvar,
+    input_names: Vec<String>,
+    device: Device,
+}
+
+impl OrtModel {
+    fn checkout(&self) -> Result<Session, NnError> {
+        let poisoned = |_| NnError::new(ErrorCode::RuntimeError, "the session pool is unusable after a crash");
+        let mut idle = self.idle.lock().map_err(poisoned)?;
+        loop {
+            if let Some(session) = idle.pop() {
+                return Ok(session);
+            }
+            idle = self.returned.wait(idle).map_err(poisoned)?;
+        }
+    }
+
+    fn give_back(&self, session: Session) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(session);
+            self.returned.notify_one();
+        }
+    }
+}
+
+impl LoadedModel for OrtModel {
+    fn device(&self) -> Device {
+        self.device
+    }
+
+    fn run(&self, inputs: Vec<HostTensor>, cancel: &Cancel) -> Result<Vec<HostTensor>, NnError> {
+        let values = self
+            .input_names
+            .iter()
+            .zip(inputs)
+            .map(|(name, tensor)| Ok((name.clone(), to_ort(tensor)?)))
+            .collect::<Result<Vec<(String, DynValue)>, NnError>>()?;
+        let options = Arc::new(RunOptions::new().map_err(|err| NnError::runtime("ONNX Runtime run options", err))?);
+        let terminate = Arc::clone(&options);
+        cancel.set_hook(Some(Box::new(move || {
+            let _ = terminate.terminate();
+        })));
+        let mut session = self.checkout()?;
+        let result = session
+            .run_with_options(values, &options)
+            .map_err(|err| {
+                if cancel.is_cancelled() {
+                    NnError::new(ErrorCode::Timeout, "the compute was stopped at the request's deadline")
+                } else {
+                    NnError::runtime("ONNX Runtime inference failed", err)
+                }
+            })
+            .and_then(|outputs| outputs.values().map(from_ort).collect());
+        self.give_back(session);
+        cancel.set_hook(None);
+        result
+    }
+}
+
+fn to_ort(tensor: HostTensor) -> Result<DynValue, NnError> {
+    let shape: Vec<i64> = tensor.dimensions.iter().map(|&d| i64::from(d)).collect();
+    fn typed<T: ort::value::PrimitiveTensorElementType + Clone + std::fmt::Debug + 'static, const N: usize>(
+        shape: Vec<i64>,
+        data: &[u8],
+        decode: fn([u8; N]) -> T,
+    ) -> Result<DynValue, NnError> {
+        let values: Vec<T> =
+            data.chunks_exact(N).map(|chunk| decode(chunk.try_into().unwrap_or([0; N]))).collect();
+        Tensor::from_array((shape, values))
+            .map(|tensor| tensor.into_dyn())
+            .map_err(|err| NnError::new(ErrorCode::InvalidArgument, err.to_string()))
+    }
+    match tensor.ty {
+        ElementType::Fp32 => typed(shape, &tensor.data, f32::from_le_bytes),
+        ElementType::Fp64 => typed(shape, &tensor.data, f64::from_le_bytes),
+        ElementType::U8 => typed(shape, &tensor.data, u8::from_le_bytes),
+        ElementType::I32 => typed(shape, &tensor.data, i32::from_le_bytes),
+        ElementType::I64 => typed(shape, &tensor.data, i64::from_le_bytes),
+        other @ (ElementType::Fp16 | ElementType::Bf16) => Err(NnError::new(
+            ErrorCode::UnsupportedOperation,
+            format!("the onnxruntime backend takes no {} tensors; use the tract backend", other.as_str()),
+        )),
+    }
+}
+
+fn from_ort(value: ort::value::DynValueRef<'_>) -> Result<HostTensor, NnError> {
+    let failed = |err: ort::Error| NnError::runtime("cannot read an ONNX Runtime output", err);
+    let ValueType::Tensor { ty, .. } = value.dtype() else {
+        return Err(NnError::new(ErrorCode::UnsupportedOperation, "the model produced a non-tensor output"));
+    };
+    fn bytes<T: ort::value::PrimitiveTensorElementType + Copy, const N: usize>(
+        value: &ort::value::DynValueRef<'_>,
+        encode: fn(T) -> [u8; N],
+    ) -> Result<(Vec<u32>, Vec<u8>), ort::Error> {
+        let (shape, data) = value.try_extract_tensor::<T>()?;
+        let dimensions = shape.iter().map(|&d| u32::try_from(d).unwrap_or(u32::MAX)).collect();
+        Ok((dimensions, data.iter().flat_map(|&v| encode(v)).collect()))
+    }
+    let (element, (dimensions, data)) = match ty {
+        TensorElementType::Float32 => (ElementType::Fp32, bytes(&value, f32::to_le_bytes).map_err(failed)?),
+        TensorElementType::Float64 => (ElementType::Fp64, bytes(&value, f64::to_le_bytes).map_err(failed)?),
+        TensorElementType::Uint8 => (ElementType::U8, bytes(&value, u8::to_le_bytes).map_err(failed)?),
+        TensorElementType::Int32 => (ElementType::I32, bytes(&value, i32::to_le_bytes).map_err(failed)?),
+        TensorElementType::Int64 => (ElementType::I64, bytes(&value, i64::to_le_bytes).map_err(failed)?),
+        other => {
+            return Err(NnError::new(
+                ErrorCode::UnsupportedOperation,
+                format!("the model produced {other:?} elements, which this backend does not return"),
+            ));
+        }
+    };
+    Ok(HostTensor { dimensions, ty: element, data })
+}

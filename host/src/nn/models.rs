@@ -1,0 +1,251 @@
+//! Models as tenant objects: upload, list, delete, and the lookup behind
+//! wasi-nn's `load-by-name`.
+//!
+//! Bytes are stored once per digest under `DATA_DIR/models`, the names in the
+//! catalog database; a model is loaded into its backend at upload (so a bad
+//! model is refused at once) and lazily after a restart.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use bytes::Bytes;
+use dashmap::DashMap;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::backend::{BackendKind, Device};
+use super::error::NnError;
+use super::signature::{Signature, inspect_onnx};
+use super::{Graph, Inference};
+use crate::db::{Db, ModelRow};
+use crate::error::ApiError;
+
+/// A tenant's model, as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelRecord {
+    pub name: String,
+    #[serde(skip)]
+    pub tenant: String,
+    pub digest: String,
+    pub size: u64,
+    pub backend: BackendKind,
+    pub target: Device,
+    pub inputs: Vec<super::TensorSpec>,
+    pub outputs: Vec<super::TensorSpec>,
+    pub created_at_ms: i64,
+    #[serde(skip)]
+    signature: Arc<Signature>,
+}
+
+/// What an upload asks for beyond the bytes.
+#[derive(Debug, Clone, Default)]
+pub struct ModelOptions {
+    /// `onnx` or `autodetect` (the default).
+    pub encoding: Option<String>,
+    /// The backend; the host's default when unset.
+    pub backend: Option<BackendKind>,
+    /// Where to compute; CPU when unset.
+    pub target: Option<Device>,
+}
+
+/// Which of its tenant's models a function may load by name.
+#[derive(Debug, Clone)]
+pub enum ModelAccess {
+    /// Every model of the tenant.
+    All,
+    /// Only these names.
+    Only(Arc<[String]>),
+}
+
+impl ModelAccess {
+    /// Parses the stored form: `None` for all, else a comma-separated list.
+    pub fn from_stored(stored: Option<&str>) -> Self {
+        match stored {
+            None => Self::All,
+            Some(list) => Self::Only(list.split(',').filter(|n| !n.is_empty()).map(str::to_owned).collect()),
+        }
+    }
+
+    fn allows(&self, name: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(names) => names.iter().any(|n| n == name),
+        }
+    }
+}
+
+/// The model catalog of every tenant.
+pub struct ModelStore {
+    db: Db,
+    dir: PathBuf,
+    inference: Arc<Inference>,
+    records: DashMap<String, Arc<ModelRecord>>,
+    /// Serialises uploads and deletes, so a name never points at half a change.
+    changes: tokio::sync::Mutex<()>,
+}
+
+impl ModelStore {
+    /// Opens the catalog; models are loaded into backends on first use.
+    pub async fn open(db: Db, data_dir: &Path, inference: Arc<Inference>) -> anyhow::Result<Self> {
+        let dir = data_dir.join("models");
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let records = DashMap::new();
+        for row in db.models().await? {
+            let record = record_from_row(row)?;
+            records.insert(key(&record.tenant, &record.name), Arc::new(record));
+        }
+        Ok(Self { db, dir, inference, records, changes: tokio::sync::Mutex::new(()) })
+    }
+
+    /// The inference service models are loaded into.
+    pub fn inference(&self) -> &Arc<Inference> {
+        &self.inference
+    }
+
+    /// Stores `bytes` as `tenant/name`: checks the model, loads it into its
+    /// backend, then records it, replacing what the name held.
+    pub async fn put(&self, tenant: &str, name: &str, bytes: Bytes, options: ModelOptions) -> Result<Arc<ModelRecord>, ApiError> {
+        match options.encoding.as_deref() {
+            None | Some("onnx" | "autodetect") => {}
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "encoding `{other}` is not supported; muon serves ONNX models (encoding=onnx or autodetect)"
+                )));
+            }
+        }
+        let invalid = |err: NnError| ApiError::InvalidModel(err.message);
+        let backend = self.inference.choose_backend(options.backend).map_err(|err| ApiError::BadRequest(err.message))?;
+        let target = options.target.unwrap_or(Device::Cpu);
+        let digest = hex::encode(Sha256::digest(&bytes));
+        let bytes: Arc<[u8]> = Arc::from(bytes.as_ref());
+        let parse_bytes = Arc::clone(&bytes);
+        let signature = Arc::new(self.inference.run_blocking(move || inspect_onnx(&parse_bytes)).await.map_err(invalid)?.map_err(invalid)?);
+        self.write_file(&digest, &bytes).await?;
+        let load_bytes = Arc::clone(&bytes);
+        let graph = self
+            .inference
+            .load(&digest, backend, target, Arc::clone(&signature), move || Ok(load_bytes))
+            .await
+            .map_err(invalid)?;
+        let record = Arc::new(ModelRecord {
+            name: name.to_owned(),
+            tenant: tenant.to_owned(),
+            digest,
+            size: bytes.len() as u64,
+            backend,
+            target: graph.model.device(),
+            inputs: signature.inputs.clone(),
+            outputs: signature.outputs.clone(),
+            created_at_ms: crate::auth::now_ms(),
+            signature,
+        });
+        let _guard = self.changes.lock().await;
+        self.db.put_model(&row_from_record(&record)?).await?;
+        let replaced = self.records.insert(key(tenant, name), Arc::clone(&record));
+        if let Some(old) = replaced.filter(|old| old.digest != record.digest) {
+            self.forget_if_unused(&old.digest).await;
+        }
+        Ok(record)
+    }
+
+    /// A tenant's model by name.
+    pub fn get(&self, tenant: &str, name: &str) -> Option<Arc<ModelRecord>> {
+        self.records.get(&key(tenant, name)).map(|r| Arc::clone(r.value()))
+    }
+
+    /// A tenant's models, by name.
+    pub fn list(&self, tenant: &str) -> Vec<Arc<ModelRecord>> {
+        let mut models: Vec<_> =
+            self.records.iter().filter(|r| r.tenant == tenant).map(|r| Arc::clone(r.value())).collect();
+        models.sort_by(|a, b| a.name.cmp(&b.name));
+        models
+    }
+
+    /// Deletes a model's name; its bytes go when no name uses them.
+    pub async fn delete(&self, tenant: &str, name: &str) -> Result<(), ApiError> {
+        let _guard = self.changes.lock().await;
+        if !self.db.delete_model(tenant, name).await? {
+            return Err(ApiError::NotFound(format!("model `{name}`")));
+        }
+        if let Some((_, old)) = self.records.remove(&key(tenant, name)) {
+            self.forget_if_unused(&old.digest).await;
+        }
+        Ok(())
+    }
+
+    /// The loaded model behind `name`, if `access` allows it: what
+    /// `load-by-name` returns. Microseconds once loaded.
+    pub async fn graph(&self, tenant: &str, name: &str, access: &ModelAccess) -> Result<Graph, NnError> {
+        let record = self
+            .get(tenant, name)
+            .filter(|_| access.allows(name))
+            .ok_or_else(|| NnError::new(super::ErrorCode::NotFound, format!("no model named `{name}` is available to this function")))?;
+        let path = self.path(&record.digest);
+        self.inference
+            .load(&record.digest, record.backend, record.target, Arc::clone(&record.signature), move || {
+                std::fs::read(&path)
+                    .map(Arc::from)
+                    .map_err(|err| NnError::runtime(&format!("cannot read {}", path.display()), err))
+            })
+            .await
+    }
+
+    fn path(&self, digest: &str) -> PathBuf {
+        self.dir.join(format!("{digest}.onnx"))
+    }
+
+    async fn write_file(&self, digest: &str, bytes: &[u8]) -> Result<(), ApiError> {
+        let path = self.path(digest);
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            return Ok(());
+        }
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        tokio::fs::write(&tmp, bytes).await.with_context(|| format!("cannot write {}", tmp.display()))?;
+        tokio::fs::rename(&tmp, &path).await.context("cannot store the model")?;
+        Ok(())
+    }
+
+    async fn forget_if_unused(&self, digest: &str) {
+        if self.records.iter().any(|r| r.digest == digest) {
+            return;
+        }
+        self.inference.unload(digest);
+        if let Err(err) = tokio::fs::remove_file(self.path(digest)).await {
+            tracing::warn!(%err, digest, "cannot remove an unused model file");
+        }
+    }
+}
+
+fn key(tenant: &str, name: &str) -> String {
+    format!("{tenant}/{name}")
+}
+
+fn row_from_record(record: &ModelRecord) -> anyhow::Result<ModelRow> {
+    Ok(ModelRow {
+        tenant: record.tenant.clone(),
+        name: record.name.clone(),
+        digest: record.digest.clone(),
+        size_bytes: i64::try_from(record.size)?,
+        backend: record.backend.as_str().to_owned(),
+        target: record.target.as_str().to_owned(),
+        signature: serde_json::to_string(record.signature.as_ref())?,
+        created_at_ms: record.created_at_ms,
+    })
+}
+
+fn record_from_row(row: ModelRow) -> anyhow::Result<ModelRecord> {
+    let signature: Signature = serde_json::from_str(&row.signature).context("unreadable model signature")?;
+    Ok(ModelRecord {
+        backend: BackendKind::parse(&row.backend).with_context(|| format!("unknown backend `{}`", row.backend))?,
+        target: Device::parse(&row.target).with_context(|| format!("unknown target `{}`", row.target))?,
+        size: u64::try_from(row.size_bytes)?,
+        inputs: signature.inputs.clone(),
+        outputs: signature.outputs.clone(),
+        signature: Arc::new(signature),
+        name: row.name,
+        tenant: row.tenant,
+        digest: row.digest,
+        created_at_ms: row.created_at_ms,
+    })
+}
