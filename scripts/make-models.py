@@ -1,0 +1,208 @@
+"""Generates the models that tests and benchmarks need but git does not keep.
+
+    python scripts/make-models.py OUT_DIR [--heavy]
+
+- slow.onnx: a deliberately slow model for deadline and cancellation tests.
+- resnet50.onnx (only with --heavy, about 100 MB): ResNet-50 with random
+  weights, for timing only.
+
+Weights are seeded, so the files are the same on every machine. A model is
+skipped when it exists and its stamp (the hash of this script) matches, so a
+second run costs nothing. Each model is checked by onnx.checker, run under ONNX
+Runtime with one intra-op thread, and its latency printed.
+"""
+
+import argparse
+import hashlib
+import os
+import pathlib
+import statistics
+import sys
+import time
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+# ONNX IR 8 / opset 13: what both ONNX Runtime 1.32 and tract-onnx 0.23 accept.
+IR_VERSION = 8
+OPSET = 13
+
+# 200 MatMul+Tanh layers take about 1.1-1.4 s with ONNX Runtime on one thread
+# (and about as long with tract) on the 2-core x86-64 (AVX-512) development
+# machine: long enough that a deadline of a few hundred milliseconds surely
+# cuts it short, short enough that a test which lets it finish stays quick.
+SLOW_LAYERS = 200
+SLOW_SHAPE = (256, 1024)
+
+
+def finish(graph, doc):
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        ir_version=IR_VERSION,
+        producer_name="muon scripts/make-models.py",
+        doc_string=doc,
+    )
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def slow_model():
+    """x [256,1024] -> (MatMul w -> Tanh) x SLOW_LAYERS -> y [256,1024].
+
+    One weight matrix shared by every layer keeps the file at 4 MB. Its scale,
+    1/sqrt(1024), gives each layer a gain of about one, so activations stay
+    near 0.1 all the way: a smaller scale lets them shrink layer after layer
+    (towards denormals, whose speed differs from CPU to CPU), a larger one
+    makes the network chaotic, amplifying rounding differences until two
+    backends' answers no longer agree.
+    """
+    rng = np.random.default_rng(0)
+    n = SLOW_SHAPE[1]
+    w = (rng.standard_normal((n, n)) / np.sqrt(n)).astype(np.float32)
+    nodes, prev = [], "x"
+    for i in range(SLOW_LAYERS):
+        out = "y" if i == SLOW_LAYERS - 1 else f"tanh{i}"
+        nodes.append(helper.make_node("MatMul", [prev, "w"], [f"matmul{i}"], name=f"matmul{i}"))
+        nodes.append(helper.make_node("Tanh", [f"matmul{i}"], [out], name=f"tanh{i}"))
+        prev = out
+    graph = helper.make_graph(
+        nodes,
+        "slow",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(SLOW_SHAPE))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(SLOW_SHAPE))],
+        [numpy_helper.from_array(w, "w")],
+    )
+    return finish(graph, f"{SLOW_LAYERS} x (MatMul 1024x1024 + Tanh): slow on purpose, for deadline tests")
+
+
+class ResNetBuilder:
+    """Collects the nodes and seeded weights of a ResNet-50 graph.
+
+    Batch normalization is taken as already folded into each convolution's
+    weights and bias, as inference exporters do, so the graph is only Conv,
+    Relu, Add, MaxPool, GlobalAveragePool, Flatten, Gemm and Softmax.
+    """
+
+    def __init__(self, seed):
+        self.rng = np.random.default_rng(seed)
+        self.nodes, self.weights = [], []
+
+    def conv(self, x, c_in, c_out, kernel, stride=1, relu=True, gain=1.0):
+        name = f"conv{len(self.weights) // 2}"
+        # He initialization keeps the signal's scale through the Relus.
+        std = gain * np.sqrt(2.0 / (c_in * kernel * kernel))
+        w = self.rng.standard_normal((c_out, c_in, kernel, kernel)) * std
+        b = self.rng.standard_normal(c_out) * 0.01
+        self.weights += [numpy_helper.from_array(w.astype(np.float32), f"{name}.w"),
+                         numpy_helper.from_array(b.astype(np.float32), f"{name}.b")]
+        pad = kernel // 2
+        self.nodes.append(helper.make_node(
+            "Conv", [x, f"{name}.w", f"{name}.b"], [name], name=name,
+            kernel_shape=[kernel, kernel], strides=[stride, stride], pads=[pad] * 4))
+        return self.relu(name) if relu else name
+
+    def relu(self, x):
+        self.nodes.append(helper.make_node("Relu", [x], [f"{x}.relu"], name=f"{x}.relu"))
+        return f"{x}.relu"
+
+    def bottleneck(self, x, c_in, width, stride):
+        # ResNet v1: the stride sits on the first 1x1 convolution (v1.5, as in
+        # torchvision, moves it to the 3x3; the cost is almost the same).
+        h = self.conv(x, c_in, width, 1, stride)
+        h = self.conv(h, width, width, 3)
+        # A small gain on the block's last convolution stands in for the small
+        # folded batch-norm scales of a trained network: without it the
+        # residual sums grow block after block.
+        h = self.conv(h, width, width * 4, 1, relu=False, gain=0.2)
+        if stride != 1 or c_in != width * 4:
+            x = self.conv(x, c_in, width * 4, 1, stride, relu=False)
+        out = f"add{len(self.nodes)}"
+        self.nodes.append(helper.make_node("Add", [h, x], [out], name=out))
+        return self.relu(out)
+
+
+def resnet50_model():
+    """data [1,3,224,224] -> ResNet-50 v1 -> output [1,1000] (softmax).
+
+    Random weights: the model recognizes nothing. It exists to time a real
+    network's shape and size (25.5 M parameters, about 4 GFLOPs) on muon's
+    backends, not to classify images.
+    """
+    b = ResNetBuilder(seed=50)
+    x = b.conv("data", 3, 64, 7, stride=2)
+    b.nodes.append(helper.make_node(
+        "MaxPool", [x], ["pool"], name="pool", kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4))
+    x, c = "pool", 64
+    for width, blocks, stride in [(64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)]:
+        for i in range(blocks):
+            x = b.bottleneck(x, c, width, stride if i == 0 else 1)
+            c = width * 4
+    fc_w = b.rng.standard_normal((c, 1000)) * np.sqrt(1.0 / c)
+    b.weights += [numpy_helper.from_array(fc_w.astype(np.float32), "fc.w"),
+                  numpy_helper.from_array(np.zeros(1000, np.float32), "fc.b")]
+    b.nodes += [
+        helper.make_node("GlobalAveragePool", [x], ["gap"], name="gap"),
+        helper.make_node("Flatten", ["gap"], ["flat"], name="flatten"),
+        helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["logits"], name="fc"),
+        helper.make_node("Softmax", ["logits"], ["output"], name="softmax", axis=1),
+    ]
+    graph = helper.make_graph(
+        b.nodes,
+        "resnet50",
+        [helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, 224, 224])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 1000])],
+        b.weights,
+    )
+    return finish(graph, "ResNet-50 v1 with random seeded weights, BN folded: for timing only")
+
+
+def one_thread_latency(path, runs):
+    """Median seconds of one run under ONNX Runtime with one intra-op thread."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    (meta,) = session.get_inputs()
+    x = np.random.default_rng(1).uniform(-1, 1, meta.shape).astype(np.float32)
+    (y,) = session.run(None, {meta.name: x})  # warm-up, and a sanity check
+    assert np.isfinite(y).all(), f"{path.name} produced non-finite values"
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, {meta.name: x})
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def generate(out_dir, name, build, runs):
+    path = out_dir / name
+    stamp = out_dir / f"{name}.stamp"
+    # The script is the model's recipe: a changed script means a changed model.
+    recipe = hashlib.sha256(pathlib.Path(__file__).read_bytes()).hexdigest()
+    if path.exists() and stamp.exists() and stamp.read_text().strip() == recipe:
+        return
+    tmp = path.with_suffix(".onnx.tmp")
+    onnx.save(build(), tmp)
+    os.replace(tmp, path)
+    stamp.write_text(recipe + "\n")
+    latency = one_thread_latency(path, runs)
+    size = path.stat().st_size / 1e6
+    print(f"{name}: {size:.1f} MB, {latency * 1000:.0f} ms per run (onnxruntime, 1 thread)")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out_dir", type=pathlib.Path)
+    parser.add_argument("--heavy", action="store_true", help="also make resnet50.onnx (~100 MB)")
+    args = parser.parse_args()
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    generate(args.out_dir, "slow.onnx", slow_model, runs=3)
+    if args.heavy:
+        generate(args.out_dir, "resnet50.onnx", resnet50_model, runs=5)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
