@@ -5,6 +5,8 @@
 - slow.onnx: a deliberately slow model for deadline and cancellation tests.
 - resnet50.onnx (only with --heavy, about 100 MB): ResNet-50 with random
   weights, for timing only.
+- external-data.onnx: a tiny model whose weight points outside its own
+  directory (../../../etc/passwd), which the host must refuse at upload.
 
 Weights are seeded, so the files are the same on every machine. A model is
 skipped when it exists and its stamp (the hash of this script) matches, so a
@@ -159,6 +161,30 @@ def resnet50_model():
     return finish(graph, "ResNet-50 v1 with random seeded weights, BN folded: for timing only")
 
 
+def external_data_model():
+    """y = x + w, with w stored "externally" at a path outside the model's
+    directory: what a hostile upload would use to make a backend read host
+    files. Not checked or run here: no backend should ever follow it."""
+    w = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[1, 4])
+    w.data_location = TensorProto.EXTERNAL
+    for key, value in [("location", "../../../etc/passwd"), ("offset", "0"), ("length", "16")]:
+        entry = w.external_data.add()
+        entry.key, entry.value = key, value
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])],
+        "external_data",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        initializer=[w],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
+
+
+def save(model, path):
+    # onnx.save would try to follow external data; write the protobuf as is.
+    path.write_bytes(model.SerializeToString())
+
+
 def one_thread_latency(path, runs):
     """Median seconds of one run under ONNX Runtime with one intra-op thread."""
     options = ort.SessionOptions()
@@ -185,9 +211,12 @@ def generate(out_dir, name, build, runs):
     if path.exists() and stamp.exists() and stamp.read_text().strip() == recipe:
         return
     tmp = path.with_suffix(".onnx.tmp")
-    onnx.save(build(), tmp)
+    save(build(), tmp)
     os.replace(tmp, path)
     stamp.write_text(recipe + "\n")
+    if runs == 0:
+        print(f"{name}: {path.stat().st_size} bytes (not run)")
+        return
     latency = one_thread_latency(path, runs)
     size = path.stat().st_size / 1e6
     print(f"{name}: {size:.1f} MB, {latency * 1000:.0f} ms per run (onnxruntime, 1 thread)")
@@ -200,6 +229,7 @@ def main():
     args = parser.parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     generate(args.out_dir, "slow.onnx", slow_model, runs=3)
+    generate(args.out_dir, "external-data.onnx", external_data_model, runs=0)
     if args.heavy:
         generate(args.out_dir, "resnet50.onnx", resnet50_model, runs=5)
 

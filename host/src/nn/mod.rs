@@ -24,7 +24,7 @@ use backend::{Backend, BackendKind, Device, LoadedModel, OnnxRuntime, Tract};
 pub use error::{ErrorCode, NnError};
 pub use models::{ModelAccess, ModelOptions, ModelRecord, ModelStore};
 use pool::ComputePool;
-pub use signature::{Dim, Signature, TensorSpec};
+pub use signature::{Dim, Signature, TensorSpec, inspect_onnx};
 pub use tensor::{ElementType, HostTensor};
 
 /// Inference settings, resolved from the `[nn]` configuration.
