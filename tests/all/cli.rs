@@ -112,3 +112,35 @@ async fn tenants_keys_and_usage_from_the_cli() -> anyhow::Result<()> {
     assert!(String::from_utf8_lossy(&denied.stderr).contains("401 unauthorized"));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn models_are_pushed_listed_used_and_deleted_from_the_cli() -> anyhow::Result<()> {
+    let server = Server::start(&[]).await?;
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/digits/digits.onnx");
+    let model = model.display().to_string();
+    let out = muon(&server, &["models", "push", "digits", &model, "--backend", "tract"], None)?;
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    assert!(text.starts_with("pushed model digits (") && text.contains("tract on cpu"), "{text}");
+    assert!(text.contains(r#"x fp32 ["N",64]"#), "{text}");
+
+    let out = muon(&server, &["models"], None)?;
+    assert!(stdout(&out).lines().any(|l| l.starts_with("digits") && l.contains("tract")), "{}", stdout(&out));
+
+    let digits = target_dir().join("wasm32-wasip2/guest/digits.wasm").display().to_string();
+    let out = muon(&server, &["deploy", "digits", &digits, "--models", "digits", "--json"], None)?;
+    let deployed: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(deployed["models"], serde_json::json!(["digits"]));
+    let pixels = serde_json::json!({ "pixels": [0,0,5,13,9,1,0,0,0,0,13,15,10,15,5,0,0,3,15,2,0,11,8,0,0,4,12,0,0,8,8,0,0,5,8,0,0,9,8,0,0,4,11,0,1,12,7,0,0,2,14,5,10,12,0,0,0,0,6,13,10,0,0,0] });
+    let out = muon(&server, &["invoke", "digits", "--data", &pixels.to_string()], None)?;
+    assert!(stdout(&out).starts_with(r#"{"digit":0,"#), "{}", stdout(&out));
+
+    let missing = muon(&server, &["models", "push", "broken", "/nonexistent.onnx"], None)?;
+    assert!(!missing.status.success());
+    let out = muon(&server, &["models", "delete", "digits"], None)?;
+    assert_eq!(stdout(&out).trim(), "deleted model digits");
+    let out = muon(&server, &["models", "delete", "digits"], None)?;
+    assert!(!out.status.success(), "deleting twice fails");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"), "{out:?}");
+    Ok(())
+}

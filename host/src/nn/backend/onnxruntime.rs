@@ -44,11 +44,9 @@ impl OnnxRuntime {
 
     fn session(&self, bytes: &[u8], device: Device) -> Result<Session, NnError> {
         let failed = |err: &dyn std::fmt::Display| NnError::runtime("ONNX Runtime cannot create a session", err);
-        let mut builder = Session::builder(&self.environment)
-            .map_err(|err| failed(&err))?
-            .with_intra_threads(self.intra_op_threads)
-            .and_then(|b| b.with_inter_threads(1))
-            .map_err(|err| failed(&err))?;
+        let builder = Session::builder(&self.environment).map_err(|err| failed(&err))?;
+        let builder = builder.with_intra_threads(self.intra_op_threads).map_err(|err| failed(&err))?;
+        let mut builder = builder.with_inter_threads(1).map_err(|err| failed(&err))?;
         if device == Device::Gpu {
             builder = builder
                 .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])

@@ -60,7 +60,7 @@ impl LoadedModel for TractModel {
                     NnError::runtime("tract inference failed", format!("{err:#}"))
                 }
             })?;
-        outputs.iter().map(|value| from_tract(value)).collect()
+        outputs.iter().map(from_tract).collect()
     }
 }
 
