@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod engine;
 pub mod error;
+pub mod files;
 pub mod invoke;
 pub mod ledger;
 pub mod metering;

@@ -150,7 +150,7 @@ impl Runtime {
             .engine
             .precompile_component(bytes)
             .map_err(|err| ApiError::InvalidComponent(format!("the component does not validate: {err:#}")))?;
-        write_atomically(&cached, &serialized).context("cannot cache the compiled component")?;
+        crate::files::write_atomically(&cached, &serialized).context("cannot cache the compiled component")?;
         let component = self.load_artifact(&cached)?;
         Ok((component, CacheOutcome::Miss))
     }
@@ -238,12 +238,6 @@ fn check_component_bytes(bytes: &[u8]) -> Result<(), ApiError> {
         ));
     }
     Ok(())
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot rename into {}", path.display()))
 }
 
 fn wasmtime_config(config: &Config) -> anyhow::Result<WasmtimeConfig> {

@@ -63,6 +63,11 @@ impl HostState {
 }
 
 impl HostState {
+    /// wasi-nn compute so far, in microseconds on CPU and on GPU.
+    pub fn nn_compute(&self) -> (u64, u64) {
+        self.nn.compute_totals()
+    }
+
     /// The wasi-nn view: its context and the shared resource table.
     pub fn nn(&mut self) -> WasiNnView<'_> {
         WasiNnView { ctx: &mut self.nn, table: &mut self.table }

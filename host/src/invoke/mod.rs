@@ -16,7 +16,6 @@ pub use handler::call_handler;
 pub use http::call_http;
 
 use crate::engine::{HostState, InstanceLimits, OutboundPolicy};
-use crate::nn::ComputeMeter;
 use crate::nn::wasi::NnCtx;
 use crate::server::App;
 use crate::error::ApiError;
@@ -30,8 +29,6 @@ pub(crate) struct GuestCall {
     version: Arc<Version>,
     request_id: String,
     timeout: Duration,
-    /// wasi-nn compute time by device.
-    compute: Arc<ComputeMeter>,
     _in_flight: InFlight,
 }
 
@@ -61,8 +58,7 @@ impl GuestCall {
             output_bytes: config.guest_output_bytes,
         };
         let outbound = OutboundPolicy::new(Arc::clone(&version.allowed_hosts), config.allow_private_outbound);
-        let compute = Arc::new(ComputeMeter::default());
-        let nn = NnCtx::new(Arc::clone(&app.models), Arc::clone(&version.nn_scope), Arc::clone(&compute));
+        let nn = NnCtx::new(Arc::clone(&app.models), Arc::clone(&version.nn_scope));
         let mut store = Store::new(app.runtime.engine(), HostState::new(limits, outbound, nn));
         store.limiter(|state| &mut state.limiter);
         let timeout = Duration::from_millis(version.limits.timeout_ms);
@@ -81,7 +77,6 @@ impl GuestCall {
             version,
             request_id: request_id.to_owned(),
             timeout,
-            compute,
             _in_flight: in_flight,
         }
     }
@@ -94,7 +89,7 @@ impl GuestCall {
     /// What the guest used, given the CPU time of its call.
     fn measurement(&self, cpu: Duration) -> Measurement {
         let meter = &self.store.data().limiter.meter;
-        let (nn_cpu_us, nn_gpu_us) = self.compute.totals();
+        let (nn_cpu_us, nn_gpu_us) = self.store.data().nn_compute();
         Measurement { cpu, peak_memory_bytes: meter.peak(), memory_byte_ms: meter.byte_ms(), nn_cpu_us, nn_gpu_us }
     }
 

@@ -121,7 +121,7 @@ impl ModelStore {
         let bytes: Arc<[u8]> = Arc::from(bytes.as_ref());
         let parse_bytes = Arc::clone(&bytes);
         let signature = Arc::new(self.inference.run_blocking(move || inspect_onnx(&parse_bytes)).await.map_err(invalid)?.map_err(invalid)?);
-        self.write_file(&digest, &bytes).await?;
+        crate::files::store_once(&self.path(&digest), &bytes).await.context("cannot store the model")?;
         let load_bytes = Arc::clone(&bytes);
         let graph = self
             .inference
@@ -193,17 +193,6 @@ impl ModelStore {
 
     fn path(&self, digest: &str) -> PathBuf {
         self.dir.join(format!("{digest}.onnx"))
-    }
-
-    async fn write_file(&self, digest: &str, bytes: &[u8]) -> Result<(), ApiError> {
-        let path = self.path(digest);
-        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
-            return Ok(());
-        }
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        tokio::fs::write(&tmp, bytes).await.with_context(|| format!("cannot write {}", tmp.display()))?;
-        tokio::fs::rename(&tmp, &path).await.context("cannot store the model")?;
-        Ok(())
     }
 
     async fn forget_if_unused(&self, digest: &str) {

@@ -56,14 +56,19 @@ pub struct NnScope {
 pub struct NnCtx {
     models: Arc<ModelStore>,
     scope: Arc<NnScope>,
-    meter: Arc<ComputeMeter>,
+    /// Made at the first compute, so requests without inference allocate nothing.
+    meter: Option<Arc<ComputeMeter>>,
 }
 
 impl NnCtx {
-    /// State for one instance of a function with `scope`; compute time is
-    /// added to `meter`.
-    pub fn new(models: Arc<ModelStore>, scope: Arc<NnScope>, meter: Arc<ComputeMeter>) -> Self {
-        Self { models, scope, meter }
+    /// State for one instance of a function with `scope`.
+    pub fn new(models: Arc<ModelStore>, scope: Arc<NnScope>) -> Self {
+        Self { models, scope, meter: None }
+    }
+
+    /// Microseconds of compute on CPU and on GPU so far.
+    pub fn compute_totals(&self) -> (u64, u64) {
+        self.meter.as_ref().map_or((0, 0), |meter| meter.totals())
     }
 }
 
@@ -176,7 +181,8 @@ impl inference::HostGraphExecutionContext for WasiNnView<'_> {
             tensors.push((name, self.table.delete(tensor)?));
         }
         let inference = Arc::clone(self.ctx.models.inference());
-        let outcome = inference.compute(&graph, tensors, Arc::clone(&self.ctx.meter)).await;
+        let meter = Arc::clone(self.ctx.meter.get_or_insert_default());
+        let outcome = inference.compute(&graph, tensors, meter).await;
         let outputs = match outcome {
             Ok(outputs) => outputs,
             Err(err) => return self.answer(Err(err)),

@@ -334,12 +334,7 @@ impl Registry {
 
     async fn store_component(&self, digest: &str, bytes: &[u8]) -> Result<(), ApiError> {
         let path = self.components_dir.join(format!("{digest}.wasm"));
-        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
-            return Ok(());
-        }
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        tokio::fs::write(&tmp, bytes).await.with_context(|| format!("cannot write {}", tmp.display()))?;
-        tokio::fs::rename(&tmp, &path).await.context("cannot store the component")?;
+        crate::files::store_once(&path, bytes).await.context("cannot store the component")?;
         Ok(())
     }
 }
