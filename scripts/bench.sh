@@ -19,15 +19,16 @@ cargo build --release -p muon -p muon-tests >/dev/null 2>&1
 target="${CARGO_TARGET_DIR:-target}"
 guest="$target/wasm32-wasip2/guest"
 work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
+# Servers' pids go to files: `start` runs in a command substitution, a
+# subshell, whose variables the cleanup would never see.
+cleanup() { for pid in "$work"/*.pid; do [ -e "$pid" ] && kill "$(cat "$pid")" 2>/dev/null; done; rm -rf "$work"; }
 trap cleanup EXIT
 
 # start NAME COMMAND...: runs a server that prints "... listening on URL", echoes URL.
 start() {
     local name=$1; shift
     "$@" >"$work/$name.out" 2>"$work/$name.err" &
-    pids+=($!)
+    echo $! >"$work/$name.pid"
     for _ in $(seq 1 200); do
         url=$(sed -n 's/.*listening on //p' "$work/$name.out")
         [ -n "$url" ] && { echo "$url"; return; }

@@ -49,7 +49,7 @@ impl Ledger {
         let writer = match db.sqlite_path() {
             Some(path) => Writer::Group(std::sync::Arc::new(SqliteGroup {
                 queue: std::sync::Mutex::new(Vec::new()),
-                writer: tokio::sync::Mutex::new(sqlite::SqliteWriter::open(path)?),
+                writer: tokio::sync::Mutex::new(SyncThread::start(sqlite::SqliteWriter::open(path)?)?),
             })),
             None => {
                 let (sender, receiver) = mpsc::channel(QUEUE);
@@ -94,14 +94,44 @@ impl Ledger {
     }
 }
 
-/// SQLite group commit without a writer thread: a request queues its record
-/// and takes the writer lock; whoever gets the lock first writes everything
-/// queued in one transaction and answers all of it, and those behind find
-/// their record already written. No record crosses to another thread, so a
-/// request pays no thread wake-ups for its ledger write.
+/// SQLite group commit: a request queues its record and takes the writer
+/// lock; whoever gets the lock first hands everything queued to the writer
+/// thread as one transaction and answers all of it, and those behind find
+/// their record already written. One thread wake-up per batch, not per
+/// record, and no tokio worker ever blocks in a sync.
 struct SqliteGroup {
     queue: std::sync::Mutex<Vec<(UsageRecord, Ack)>>,
-    writer: tokio::sync::Mutex<sqlite::SqliteWriter>,
+    writer: tokio::sync::Mutex<SyncThread>,
+}
+
+type Batch = (Vec<UsageRecord>, oneshot::Sender<Result<(), String>>);
+
+/// The thread that owns the SQLite connection and runs each batch's
+/// transaction and sync.
+struct SyncThread {
+    batches: std::sync::mpsc::Sender<Batch>,
+}
+
+impl SyncThread {
+    fn start(mut writer: sqlite::SqliteWriter) -> anyhow::Result<Self> {
+        let (batches, incoming) = std::sync::mpsc::channel::<Batch>();
+        std::thread::Builder::new().name("muon-ledger".into()).spawn(move || {
+            for (records, done) in incoming {
+                let result = writer.write(&records).map_err(|err| {
+                    tracing::error!(error = %err, records = records.len(), "cannot write usage records");
+                    err.to_string()
+                });
+                drop(done.send(result));
+            }
+        })?;
+        Ok(Self { batches })
+    }
+
+    async fn write(&self, records: Vec<UsageRecord>) -> Result<(), String> {
+        let (done, result) = oneshot::channel();
+        self.batches.send((records, done)).map_err(|_| "the ledger writer stopped".to_owned())?;
+        result.await.unwrap_or_else(|_| Err("the ledger writer stopped".to_owned()))
+    }
 }
 
 impl SqliteGroup {
@@ -116,23 +146,21 @@ impl SqliteGroup {
             }
             queue.push((record, ack));
         }
-        let mut writer = self.writer.lock().await;
+        let writer = self.writer.lock().await;
         if let Ok(result) = done.try_recv() {
             return result;
         }
+        // Let the requests queued behind this one on its thread reach the
+        // ledger first: each record that joins this batch is one sync fewer.
+        tokio::task::yield_now().await;
         let batch = std::mem::take(&mut *self.queue.lock().map_err(|_| "the ledger queue is poisoned".to_owned())?);
         if batch.is_empty() {
             return Ok(());
         }
         let (records, acks): (Vec<UsageRecord>, Vec<Ack>) = batch.into_iter().unzip();
-        let started = std::time::Instant::now();
-        // A short blocking write on this worker thread: handing it to another
-        // thread costs more in wake-ups than the write itself.
-        let result = writer.write(&records).map_err(|err| {
-            tracing::error!(error = %err, records = records.len(), "cannot write usage records");
-            err.to_string()
-        });
-        record_batch(records.len(), started);
+        let (count, started) = (records.len(), std::time::Instant::now());
+        let result = writer.write(records).await;
+        record_batch(count, started);
         for ack in acks {
             drop(ack.send(result.clone()));
         }
