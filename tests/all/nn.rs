@@ -344,3 +344,33 @@ async fn load_from_bytes_runs_the_same_model() -> anyhow::Result<()> {
     assert_eq!(out["outputs"][0]["dims"], json!([1, 10]));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_stays_responsive_while_models_compute() -> anyhow::Result<()> {
+    let server = Server::start(&[]).await?;
+    server.push_model_ok("slow", generated_model("slow.onnx")?, "backend=tract").await?;
+    server.deploy_ok("probe", "fixture-nn-probe", "").await?;
+    server.deploy_ok("hello", "hello", "").await?;
+    let slow_input = json!({ "name": "x", "type": "fp32", "dims": [256, 1024], "fill_f32": 0.5 });
+    // As many slow computes as there are CPUs: every inference thread busy.
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let busy: Vec<_> = (0..cpus)
+        .map(|_| {
+            let (http, url) = (server.http.clone(), server.url("/fn/default/probe"));
+            let body = json!({ "model": "slow", "inputs": [slow_input] });
+            tokio::spawn(async move { http.post(url).json(&body).send().await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..20 {
+        let started = Instant::now();
+        let response = server.get_fn("hello", "").await?;
+        assert_eq!(response.status(), 200);
+        assert!(started.elapsed() < Duration::from_millis(250), "hello took {:?} while models computed", started.elapsed());
+    }
+    for task in busy {
+        let out: Value = task.await??.json().await?;
+        assert_eq!(out["ok"], true, "{out}");
+    }
+    Ok(())
+}
