@@ -133,27 +133,21 @@ impl Inference {
 
     /// The backend a model asking for `requested` gets.
     pub fn choose_backend(&self, requested: Option<BackendKind>) -> Result<BackendKind, NnError> {
-        match requested.unwrap_or(self.default_backend) {
-            BackendKind::OnnxRuntime if self.onnxruntime.is_none() => Err(NnError::new(
+        let kind = requested.unwrap_or(self.default_backend);
+        self.backend(kind).map(|_| kind)
+    }
+
+    fn backend(&self, kind: BackendKind) -> Result<&dyn Backend, NnError> {
+        match (kind, &self.onnxruntime) {
+            (BackendKind::Tract, _) => Ok(&self.tract),
+            (BackendKind::OnnxRuntime, Some(runtime)) => Ok(runtime),
+            (BackendKind::OnnxRuntime, None) => Err(NnError::new(
                 ErrorCode::UnsupportedOperation,
                 format!(
                     "the onnxruntime backend is not available on this host: {}",
                     self.onnxruntime_error.as_deref().unwrap_or("unknown reason")
                 ),
             )),
-            kind => Ok(kind),
-        }
-    }
-
-    fn backend(&self, kind: BackendKind) -> Result<&dyn Backend, NnError> {
-        match kind {
-            BackendKind::Tract => Ok(&self.tract),
-            BackendKind::OnnxRuntime => match &self.onnxruntime {
-                Some(runtime) => Ok(runtime),
-                None => Err(self.choose_backend(Some(kind)).err().unwrap_or_else(|| {
-                    NnError::new(ErrorCode::UnsupportedOperation, "the onnxruntime backend is not available")
-                })),
-            },
         }
     }
 
@@ -173,29 +167,60 @@ impl Inference {
     {
         let key = (digest.to_owned(), backend, device);
         let cell = Arc::clone(self.loaded.entry(key.clone()).or_default().value());
-        let loaded = cell
-            .get_or_try_init(|| async {
-                self.backend(backend)?;
-                let inference = Arc::clone(self);
-                let load_signature = Arc::clone(&signature);
-                let started = Instant::now();
-                let model = self
-                    .pool
-                    .run(move |_cancel| {
-                        let bytes = bytes()?;
-                        inference.backend(backend)?.load(&bytes, &load_signature, device)
-                    })
-                    .await??;
-                tracing::info!(digest = key.0, backend = backend.as_str(), device = model.device().as_str(),
-                    load_ms = started.elapsed().as_millis() as u64, "model loaded");
-                Ok::<_, NnError>(Graph { model, signature })
-            })
-            .await;
+        let loaded = cell.get_or_try_init(|| self.load_now(digest, backend, device, signature, bytes)).await;
         if loaded.is_err() {
             // A failed load is not cached: the next use tries again.
             self.loaded.remove_if(&key, |_, cell| cell.get().is_none());
         }
         loaded.cloned()
+    }
+
+    /// Like [`Inference::load`], but a model not loaded already is not kept:
+    /// for bytes a guest passes to wasi-nn `load`, so that guests cannot fill
+    /// the host's memory with models. Uploaded models are the ones to share.
+    pub async fn load_transient<B>(
+        self: &Arc<Self>,
+        digest: &str,
+        backend: BackendKind,
+        device: Device,
+        signature: Arc<Signature>,
+        bytes: B,
+    ) -> Result<Graph, NnError>
+    where
+        B: FnOnce() -> Result<Arc<[u8]>, NnError> + Send + 'static,
+    {
+        let key = (digest.to_owned(), backend, device);
+        if let Some(graph) = self.loaded.get(&key).and_then(|cell| cell.get().cloned()) {
+            return Ok(graph);
+        }
+        self.load_now(digest, backend, device, signature, bytes).await
+    }
+
+    async fn load_now<B>(
+        self: &Arc<Self>,
+        digest: &str,
+        backend: BackendKind,
+        device: Device,
+        signature: Arc<Signature>,
+        bytes: B,
+    ) -> Result<Graph, NnError>
+    where
+        B: FnOnce() -> Result<Arc<[u8]>, NnError> + Send + 'static,
+    {
+        self.backend(backend)?;
+        let inference = Arc::clone(self);
+        let load_signature = Arc::clone(&signature);
+        let started = Instant::now();
+        let model = self
+            .pool
+            .run(move |_cancel| {
+                let bytes = bytes()?;
+                inference.backend(backend)?.load(&bytes, &load_signature, device)
+            })
+            .await??;
+        tracing::info!(digest, backend = backend.as_str(), device = model.device().as_str(),
+            load_ms = started.elapsed().as_millis() as u64, "model loaded");
+        Ok(Graph { model, signature })
     }
 
     /// Forgets a loaded model (after its last catalog entry is deleted).

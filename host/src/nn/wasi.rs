@@ -131,7 +131,7 @@ impl WasiNnView<'_> {
         let bytes: Arc<[u8]> = Arc::from(bytes);
         let parse_bytes = Arc::clone(&bytes);
         let signature = Arc::new(inference.run_blocking(move || inspect_onnx(&parse_bytes)).await??);
-        inference.load(&digest, backend, device, signature, move || Ok(bytes)).await
+        inference.load_transient(&digest, backend, device, signature, move || Ok(bytes)).await
     }
 }
 
