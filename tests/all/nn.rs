@@ -374,3 +374,24 @@ async fn http_stays_responsive_while_models_compute() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_is_loaded_once_and_shared_by_every_function() -> anyhow::Result<()> {
+    let server = Server::start(&[]).await?;
+    let pushed = server.push_model_ok("digits", repo_file("examples/digits/digits.onnx")?, "backend=tract").await?;
+    server.deploy_ok("digits", "digits", "").await?;
+    server.deploy_ok("classify", "nn-digits-http", "").await?;
+    let split = digits_split()?;
+    let requests = (0..16).map(|i| {
+        let name = if i % 2 == 0 { "digits" } else { "classify" };
+        let (http, url, pixels) = (server.http.clone(), server.url(&format!("/fn/default/{name}")), split.pixels[i].clone());
+        tokio::spawn(async move { http.post(url).json(&json!({ "pixels": pixels })).send().await })
+    });
+    for request in requests.collect::<Vec<_>>() {
+        assert_eq!(request.await??.status(), 200);
+    }
+    let digest = pushed["digest"].as_str().unwrap_or_default();
+    let loads = server.logs().lines().filter(|line| line.contains("model loaded") && line.contains(digest)).count();
+    assert_eq!(loads, 1, "one load at upload, shared by 16 requests of two functions");
+    Ok(())
+}
