@@ -79,14 +79,25 @@ quantile() { echo "$metrics" | awk -v q="$1" -F'[{}" ]+' '$1=="muon_instantiate_
 echo "instantiate (fresh instance per request): p50 $(quantile 0.5) µs, p99 $(quantile 0.99) µs"
 echo "deploy to first response: cold (compile) $((t1 - t0)) ms, warm (cached artifact) $((t2 - t1)) ms"
 
-# (d) metering on vs off, interleaved so drift hits both alike.
+# (d) metering on vs off, interleaved so drift hits both alike. Besides
+# requests/s (closed loop: wrk waits for each response, so added latency costs
+# throughput even on an idle CPU), the server's own CPU time per request.
 wrk -t2 -c64 -d2s "$metered_url/fn/default/hello" >/dev/null
+cpu_us() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.0f", ($14 + $15) * 1000000 / hz}' "/proc/$(cat "$work/$1.pid")/stat"; }
+measure() { # measure SERVER URL: "requests/s CPU-µs-per-request"
+    local before after out
+    before=$(cpu_us "$1")
+    out=$(wrk -t2 -c64 -d"${seconds}s" "$2")
+    after=$(cpu_us "$1")
+    echo "$out" | awk -v cpu=$((after - before)) '/requests in/ {n=$1} /Requests\/sec/ {printf "%.0f %.1f", $2, cpu / n}'
+}
 echo
-printf "%-6s %18s %18s %8s\n" run metering-off metering-on ratio
+printf "%-6s %14s %14s %8s %18s %18s %8s\n" run off-req/s on-req/s ratio off-cpu-µs/req on-cpu-µs/req ratio
 for run in 1 2 3; do
-    off=$(rps "$muon_url/fn/default/hello" 64)
-    on=$(rps "$metered_url/fn/default/hello" 64)
-    printf "%-6s %18s %18s %8.2f\n" "$run" "$off" "$on" "$(echo "$on / $off" | bc -l)"
+    read -r off off_cpu <<<"$(measure muon "$muon_url/fn/default/hello")"
+    read -r on on_cpu <<<"$(measure metered "$metered_url/fn/default/hello")"
+    printf "%-6s %14s %14s %8.2f %18s %18s %8.2f\n" "$run" "$off" "$on" "$(echo "$on / $off" | bc -l)" \
+        "$off_cpu" "$on_cpu" "$(echo "$off_cpu / $on_cpu" | bc -l)"
 done
 ledger=$(curl -sf "$metered_url/metrics")
 batch=$(echo "$ledger" | awk -F'[{}" ]+' '$1=="muon_ledger_batch_size" && $3=="0.5" {printf "%.0f", $4}')
