@@ -330,6 +330,9 @@ async fn load_from_bytes_is_bounded_and_external_data_is_refused() -> anyhow::Re
     let (status, code, message) = error_of(response).await?;
     assert_eq!((status, code.as_str()), (400, "invalid_model"));
     assert!(message.contains("external data"), "{message}");
+    let junk = server.push_model(&server.http, "digits", b"\x08\x07not onnx".to_vec(), "").await?;
+    assert_eq!(error_of(junk).await?.1, "invalid_model");
+    // A refused upload leaves the name's model as it was.
     assert_good_request_works(&server, "probe").await?;
     Ok(())
 }
