@@ -81,6 +81,23 @@ pub struct Graph {
 
 type LoadKey = (String, BackendKind, Device);
 
+/// A model to load: its digest, where to run it, and its signature.
+pub struct ModelSpec {
+    pub digest: String,
+    pub backend: BackendKind,
+    pub device: Device,
+    pub signature: Arc<Signature>,
+}
+
+impl ModelSpec {
+    fn key(&self) -> LoadKey {
+        (self.digest.clone(), self.backend, self.device)
+    }
+}
+
+/// Reads a model's bytes, on the inference pool, when it must be loaded.
+pub type ModelBytes = Box<dyn FnOnce() -> Result<Arc<[u8]>, NnError> + Send>;
+
 /// The backends, the loaded-model cache and the inference pool.
 pub struct Inference {
     tract: Tract,
@@ -151,23 +168,13 @@ impl Inference {
         }
     }
 
-    /// The loaded model for `digest` on `backend` and `device`, loading it on
-    /// the inference pool the first time (concurrent first uses wait for one
-    /// load). `bytes` is called only for that load.
-    pub async fn load<B>(
-        self: &Arc<Self>,
-        digest: &str,
-        backend: BackendKind,
-        device: Device,
-        signature: Arc<Signature>,
-        bytes: B,
-    ) -> Result<Graph, NnError>
-    where
-        B: FnOnce() -> Result<Arc<[u8]>, NnError> + Send + 'static,
-    {
-        let key = (digest.to_owned(), backend, device);
+    /// The loaded model for `spec`, loading it on the inference pool the first
+    /// time (concurrent first uses wait for one load). `bytes` is called only
+    /// for that load.
+    pub async fn load(self: &Arc<Self>, spec: ModelSpec, bytes: ModelBytes) -> Result<Graph, NnError> {
+        let key = spec.key();
         let cell = Arc::clone(self.loaded.entry(key.clone()).or_default().value());
-        let loaded = cell.get_or_try_init(|| self.load_now(digest, backend, device, signature, bytes)).await;
+        let loaded = cell.get_or_try_init(|| self.load_now(spec, bytes)).await;
         if loaded.is_err() {
             // A failed load is not cached: the next use tries again.
             self.loaded.remove_if(&key, |_, cell| cell.get().is_none());
@@ -178,35 +185,15 @@ impl Inference {
     /// Like [`Inference::load`], but a model not loaded already is not kept:
     /// for bytes a guest passes to wasi-nn `load`, so that guests cannot fill
     /// the host's memory with models. Uploaded models are the ones to share.
-    pub async fn load_transient<B>(
-        self: &Arc<Self>,
-        digest: &str,
-        backend: BackendKind,
-        device: Device,
-        signature: Arc<Signature>,
-        bytes: B,
-    ) -> Result<Graph, NnError>
-    where
-        B: FnOnce() -> Result<Arc<[u8]>, NnError> + Send + 'static,
-    {
-        let key = (digest.to_owned(), backend, device);
-        if let Some(graph) = self.loaded.get(&key).and_then(|cell| cell.get().cloned()) {
+    pub async fn load_transient(self: &Arc<Self>, spec: ModelSpec, bytes: ModelBytes) -> Result<Graph, NnError> {
+        if let Some(graph) = self.loaded.get(&spec.key()).and_then(|cell| cell.get().cloned()) {
             return Ok(graph);
         }
-        self.load_now(digest, backend, device, signature, bytes).await
+        self.load_now(spec, bytes).await
     }
 
-    async fn load_now<B>(
-        self: &Arc<Self>,
-        digest: &str,
-        backend: BackendKind,
-        device: Device,
-        signature: Arc<Signature>,
-        bytes: B,
-    ) -> Result<Graph, NnError>
-    where
-        B: FnOnce() -> Result<Arc<[u8]>, NnError> + Send + 'static,
-    {
+    async fn load_now(self: &Arc<Self>, spec: ModelSpec, bytes: ModelBytes) -> Result<Graph, NnError> {
+        let ModelSpec { digest, backend, device, signature } = spec;
         self.backend(backend)?;
         let inference = Arc::clone(self);
         let load_signature = Arc::clone(&signature);

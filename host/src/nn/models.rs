@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use super::backend::{BackendKind, Device};
 use super::error::NnError;
 use super::signature::{Signature, inspect_onnx};
-use super::{Graph, Inference};
+use super::{Graph, Inference, ModelBytes, ModelSpec};
 use crate::db::{Db, ModelRow};
 use crate::error::ApiError;
 
@@ -123,11 +123,8 @@ impl ModelStore {
         let signature = Arc::new(self.inference.run_blocking(move || inspect_onnx(&parse_bytes)).await.map_err(invalid)?.map_err(invalid)?);
         crate::files::store_once(&self.path(&digest), &bytes).await.context("cannot store the model")?;
         let load_bytes = Arc::clone(&bytes);
-        let graph = self
-            .inference
-            .load(&digest, backend, target, Arc::clone(&signature), move || Ok(load_bytes))
-            .await
-            .map_err(invalid)?;
+        let spec = ModelSpec { digest: digest.clone(), backend, device: target, signature: Arc::clone(&signature) };
+        let graph = self.inference.load(spec, Box::new(move || Ok(load_bytes))).await.map_err(invalid)?;
         let record = Arc::new(ModelRecord {
             name: name.to_owned(),
             tenant: tenant.to_owned(),
@@ -182,13 +179,16 @@ impl ModelStore {
             .filter(|_| access.allows(name))
             .ok_or_else(|| NnError::new(super::ErrorCode::NotFound, format!("no model named `{name}` is available to this function")))?;
         let path = self.path(&record.digest);
-        self.inference
-            .load(&record.digest, record.backend, record.target, Arc::clone(&record.signature), move || {
-                std::fs::read(&path)
-                    .map(Arc::from)
-                    .map_err(|err| NnError::runtime(&format!("cannot read {}", path.display()), err))
-            })
-            .await
+        let spec = ModelSpec {
+            digest: record.digest.clone(),
+            backend: record.backend,
+            device: record.target,
+            signature: Arc::clone(&record.signature),
+        };
+        let bytes: ModelBytes = Box::new(move || {
+            std::fs::read(&path).map(Arc::from).map_err(|err| NnError::runtime(&format!("cannot read {}", path.display()), err))
+        });
+        self.inference.load(spec, bytes).await
     }
 
     fn path(&self, digest: &str) -> PathBuf {

@@ -15,7 +15,7 @@ use super::backend::Device;
 use super::error::{ErrorCode, NnError};
 use super::signature::inspect_onnx;
 use super::tensor::{ElementType, HostTensor};
-use super::{ComputeMeter, Graph, ModelAccess, ModelStore};
+use super::{ComputeMeter, Graph, ModelAccess, ModelSpec, ModelStore};
 
 mod generated {
     wasmtime::component::bindgen!({
@@ -131,7 +131,7 @@ impl WasiNnView<'_> {
         let bytes: Arc<[u8]> = Arc::from(bytes);
         let parse_bytes = Arc::clone(&bytes);
         let signature = Arc::new(inference.run_blocking(move || inspect_onnx(&parse_bytes)).await??);
-        inference.load_transient(&digest, backend, device, signature, move || Ok(bytes)).await
+        inference.load_transient(ModelSpec { digest, backend, device, signature }, Box::new(move || Ok(bytes))).await
     }
 }
 
