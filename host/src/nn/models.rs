@@ -81,7 +81,8 @@ pub struct ModelStore {
     dir: PathBuf,
     inference: Arc<Inference>,
     records: DashMap<String, Arc<ModelRecord>>,
-    /// Serialises uploads and deletes, so a name never points at half a change.
+    /// Serialises uploads and deletes, so a name never points at half a change
+    /// and a model file is never removed while an upload is using it.
     changes: tokio::sync::Mutex<()>,
 }
 
@@ -117,6 +118,9 @@ impl ModelStore {
         let invalid = |err: NnError| ApiError::InvalidModel(err.message);
         let backend = self.inference.choose_backend(options.backend).map_err(|err| ApiError::BadRequest(err.message))?;
         let target = options.target.unwrap_or(Device::Cpu);
+        // One change at a time, from the file written to the name recorded,
+        // so a failed upload never removes a file another one is about to use.
+        let _guard = self.changes.lock().await;
         let digest = hex::encode(Sha256::digest(&bytes));
         let bytes: Arc<[u8]> = Arc::from(bytes.as_ref());
         let parse_bytes = Arc::clone(&bytes);
@@ -124,7 +128,14 @@ impl ModelStore {
         crate::files::store_once(&self.path(&digest), &bytes).await.context("cannot store the model")?;
         let load_bytes = Arc::clone(&bytes);
         let spec = ModelSpec { digest: digest.clone(), backend, device: target, signature: Arc::clone(&signature) };
-        let graph = self.inference.load(spec, Box::new(move || Ok(load_bytes))).await.map_err(invalid)?;
+        let graph = match self.inference.load(spec, Box::new(move || Ok(load_bytes))).await {
+            Ok(graph) => graph,
+            Err(err) => {
+                // Leave no orphan file behind a model no backend can load.
+                self.forget_if_unused(&digest).await;
+                return Err(invalid(err));
+            }
+        };
         let record = Arc::new(ModelRecord {
             name: name.to_owned(),
             tenant: tenant.to_owned(),
@@ -137,7 +148,6 @@ impl ModelStore {
             created_at_ms: crate::auth::now_ms(),
             signature,
         });
-        let _guard = self.changes.lock().await;
         self.db.put_model(&row_from_record(&record)?).await?;
         let replaced = self.records.insert(key(tenant, name), Arc::clone(&record));
         if let Some(old) = replaced.filter(|old| old.digest != record.digest) {
