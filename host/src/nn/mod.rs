@@ -48,8 +48,8 @@ pub struct NnConfig {
     pub max_load_bytes: u64,
 }
 
-/// Compute time of one request by device, shared with the threads that
-/// compute for it (so time spent after a deadline is still counted).
+/// Compute time of one request by device, added by the inference threads
+/// that compute for it as each compute ends.
 #[derive(Debug, Default)]
 pub struct ComputeMeter {
     cpu_us: AtomicU64,
