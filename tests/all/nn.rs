@@ -398,3 +398,39 @@ async fn a_model_is_loaded_once_and_shared_by_every_function() -> anyhow::Result
     assert_eq!(loads, 1, "one load at upload, shared by 16 requests of two functions");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_nodes_sharing_postgres_serve_each_others_models() -> anyhow::Result<()> {
+    let url = muon_tests::fresh_postgres_database()?;
+    let first = Server::start(&["--database-url", &url]).await?;
+    let second = Server::start(&["--database-url", &url]).await?;
+    let second_http = muon_tests::client_with_key(Some(&first.admin_key))?;
+    first.push_model_ok("digits", repo_file("examples/digits/digits.onnx")?, "backend=tract").await?;
+    first.deploy_ok("digits", "digits", "models=digits").await?;
+    let split = digits_split()?;
+    let mut answer = Value::Null;
+    for _ in 0..50 {
+        let response = second_http.post(second.url("/fn/default/digits")).json(&json!({ "pixels": split.pixels[0] })).send().await?;
+        if response.status() == 200 {
+            answer = response.json().await?;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(answer["digit"], split.labels[0], "pushed on one node, computed on the other: {answer}");
+    let listed: Value = second_http.get(second.url("/v1/models")).send().await?.json().await?;
+    assert_eq!(listed["models"][0]["name"], "digits");
+
+    assert_eq!(first.http.delete(first.url("/v1/models/digits")).send().await?.status(), 200);
+    let mut gone = false;
+    for _ in 0..50 {
+        let response = second_http.get(second.url("/v1/models/digits")).send().await?;
+        if response.status() == 404 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "a delete on one node reaches the other");
+    Ok(())
+}

@@ -81,13 +81,21 @@ pub fn fresh_postgres_database() -> anyhow::Result<String> {
         std::process::id(),
         NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
-    let status = std::process::Command::new("psql")
-        .args([server.as_str(), "-q", "-c", &format!("CREATE DATABASE {name}")])
-        .stdout(Stdio::null())
-        .status()
-        .context("cannot run psql")?;
-    if !status.success() {
-        bail!("psql could not create database {name}");
+    // From template0, which nobody connects to: CREATE DATABASE copies its
+    // template and fails while another session uses it, as a parallel test's
+    // CREATE DATABASE from the default template1 may.
+    let created = (0..5).any(|attempt| {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        std::process::Command::new("psql")
+            .args([server.as_str(), "-q", "-c", &format!("CREATE DATABASE {name} TEMPLATE template0")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    });
+    if !created {
+        bail!("psql could not create database {name} on {server}");
     }
     let base = server.rsplit_once('/').map_or(server.as_str(), |(base, _)| base);
     Ok(format!("{base}/{name}"))

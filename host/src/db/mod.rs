@@ -82,6 +82,11 @@ const MIGRATIONS: &[&str] = &[
         created_at_ms BIGINT NOT NULL,
         PRIMARY KEY (tenant, name)
     )",
+    // Model bytes, for nodes sharing one database (PostgreSQL) only.
+    "CREATE TABLE IF NOT EXISTS model_blobs (
+        digest TEXT PRIMARY KEY,
+        bytes BYTEA NOT NULL
+    )",
 ];
 
 mod catalog;
@@ -155,6 +160,11 @@ impl Db {
     /// The SQLite file, when the database is one.
     pub fn sqlite_path(&self) -> Option<&Path> {
         self.sqlite_path.as_deref()
+    }
+
+    /// Whether other nodes may share this database (PostgreSQL, not SQLite).
+    pub fn is_shared(&self) -> bool {
+        !self.positional
     }
 
     /// Whether the database answers.

@@ -126,6 +126,10 @@ impl ModelStore {
         let parse_bytes = Arc::clone(&bytes);
         let signature = Arc::new(self.inference.run_blocking(move || inspect_onnx(&parse_bytes)).await.map_err(invalid)?.map_err(invalid)?);
         crate::files::store_once(&self.path(&digest), &bytes).await.context("cannot store the model")?;
+        if self.db.is_shared() {
+            // In the database too, so other nodes sharing it can load it.
+            self.db.put_model_blob(&digest, &bytes).await?;
+        }
         let load_bytes = Arc::clone(&bytes);
         let spec = ModelSpec { digest: digest.clone(), backend, device: target, signature: Arc::clone(&signature) };
         let graph = match self.inference.load(spec, Box::new(move || Ok(load_bytes))).await {
@@ -177,7 +181,40 @@ impl ModelStore {
         }
         if let Some((_, old)) = self.records.remove(&key(tenant, name)) {
             self.forget_if_unused(&old.digest).await;
+            if self.db.is_shared() {
+                self.db.delete_model_blob_if_unused(&old.digest).await?;
+            }
         }
+        Ok(())
+    }
+
+    /// Keeps this node's catalog in step with other nodes sharing the
+    /// database: every `period`, names added, changed or removed elsewhere.
+    pub async fn follow(self: Arc<Self>, period: std::time::Duration) {
+        let mut interval = tokio::time::interval(period);
+        loop {
+            interval.tick().await;
+            if let Err(err) = self.sync().await {
+                tracing::warn!(error = format!("{err:#}"), "cannot sync models from the database");
+            }
+        }
+    }
+
+    async fn sync(&self) -> anyhow::Result<()> {
+        let rows = self.db.models().await?;
+        let _guard = self.changes.lock().await;
+        let mut seen = std::collections::HashSet::new();
+        for row in rows {
+            let label = key(&row.tenant, &row.name);
+            let changed = self.records.get(&label).is_none_or(|r| r.digest != row.digest || r.created_at_ms != row.created_at_ms);
+            if changed {
+                let record = Arc::new(record_from_row(row)?);
+                tracing::info!(model = %label, digest = %record.digest, "model picked up from the database");
+                self.records.insert(label.clone(), record);
+            }
+            seen.insert(label);
+        }
+        self.records.retain(|label, _| seen.contains(label));
         Ok(())
     }
 
@@ -188,16 +225,15 @@ impl ModelStore {
             .get(tenant, name)
             .filter(|_| access.allows(name))
             .ok_or_else(|| NnError::new(super::ErrorCode::NotFound, format!("no model named `{name}` is available to this function")))?;
-        let path = self.path(&record.digest);
+        let (path, digest) = (self.path(&record.digest), record.digest.clone());
         let spec = ModelSpec {
             digest: record.digest.clone(),
             backend: record.backend,
             device: record.target,
             signature: Arc::clone(&record.signature),
         };
-        let bytes: ModelBytes = Box::new(move || {
-            std::fs::read(&path).map(Arc::from).map_err(|err| NnError::runtime(&format!("cannot read {}", path.display()), err))
-        });
+        let shared = self.db.is_shared().then(|| (self.db.clone(), tokio::runtime::Handle::current()));
+        let bytes: ModelBytes = Box::new(move || read_model(&path, digest.as_str(), shared));
         self.inference.load(spec, bytes).await
     }
 
@@ -213,6 +249,28 @@ impl ModelStore {
         if let Err(err) = tokio::fs::remove_file(self.path(digest)).await {
             tracing::warn!(%err, digest, "cannot remove an unused model file");
         }
+    }
+}
+
+/// A model's bytes from its file, or, on a node sharing the database, from the
+/// database (written to the file for next time). Runs on an inference thread,
+/// which may block on the runtime `handle`.
+fn read_model(path: &Path, digest: &str, shared: Option<(Db, tokio::runtime::Handle)>) -> Result<Arc<[u8]>, NnError> {
+    let unreadable = |err: &dyn std::fmt::Display| NnError::runtime(&format!("cannot read model {digest}"), err);
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Arc::from(bytes)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound && shared.is_some() => {
+            let Some((db, handle)) = shared else { return Err(unreadable(&err)) };
+            let bytes = handle
+                .block_on(db.model_blob(digest))
+                .map_err(|err| unreadable(&format!("{err:#}")))?
+                .ok_or_else(|| unreadable(&"it is in neither the data directory nor the database"))?;
+            if let Err(err) = crate::files::write_atomically(path, &bytes) {
+                tracing::warn!(error = format!("{err:#}"), digest, "cannot keep a model fetched from the database");
+            }
+            Ok(Arc::from(bytes))
+        }
+        Err(err) => Err(unreadable(&err)),
     }
 }
 

@@ -76,6 +76,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let inference = Arc::new(Inference::start(config.nn.clone())?);
     let models = Arc::new(ModelStore::open(db.clone(), &config.data_dir, inference).await?);
+    if db.is_shared() {
+        // Other nodes may push and delete models in the shared database.
+        tokio::spawn(Arc::clone(&models).follow(REGISTRY_SYNC));
+    }
     let tenancy = Tenancy::new(db.clone(), config.tenancy.clone());
     let ledger = if config.metering { Some(Ledger::start(db.clone())?) } else { None };
     let listener = TcpListener::bind(config.listen)
