@@ -86,6 +86,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
+    let shutdown = shutdown_signal();
     // Scripts and tests read this line to learn the port when --listen used port 0.
     println!("muon listening on http://{address}");
     tracing::info!(%address, data_dir = %config.data_dir.display(), "muon serving");
@@ -102,7 +103,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         request_ids: RequestIds::new(),
         shutting_down: AtomicBool::new(false),
     });
-    run(Arc::clone(&app), listener, shutdown_signal()).await;
+    run(Arc::clone(&app), listener, shutdown).await;
     if let Some(ledger) = &app.ledger {
         match ledger.flush().await {
             Ok(()) => tracing::info!("usage ledger flushed"),
@@ -162,21 +163,30 @@ async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output 
     }
 }
 
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                tracing::error!(%err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+/// Resolves at the first SIGTERM or SIGINT. The handlers are installed when
+/// this is called, not when the future is first polled, so a signal that
+/// comes right after the "listening" line is not the default (fatal) one.
+fn shutdown_signal() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let streams = [SignalKind::terminate(), SignalKind::interrupt()].map(|kind| match signal(kind) {
+        Ok(stream) => Some(stream),
+        Err(err) => {
+            tracing::error!(%err, ?kind, "cannot listen for a shutdown signal");
+            None
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
+    });
+    async move {
+        let [terminate, interrupt] = streams;
+        let wait = |stream: Option<tokio::signal::unix::Signal>| async move {
+            match stream {
+                Some(mut stream) => drop(stream.recv().await),
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = wait(terminate) => {}
+            () = wait(interrupt) => {}
+        }
     }
 }
 
