@@ -155,25 +155,6 @@ fn version_from_row(row: &AnyRow) -> anyhow::Result<VersionRecord> {
 }
 
 impl Db {
-    /// Stores a component's bytes once per digest, so any node can compile it.
-    pub async fn put_component(&self, digest: &str, bytes: &[u8]) -> anyhow::Result<()> {
-        sqlx::query("INSERT INTO components (digest, bytes) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING")
-            .bind(digest)
-            .bind(bytes.to_vec())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// A stored component's bytes.
-    pub async fn component(&self, digest: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        let row = sqlx::query("SELECT bytes FROM components WHERE digest = $1")
-            .bind(digest)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.try_get("bytes")).transpose()?)
-    }
-
     /// How many functions a tenant has, and the bytes of all their stored versions.
     pub async fn tenant_footprint(&self, tenant: &str) -> anyhow::Result<(i64, i64)> {
         let functions: i64 = sqlx::query("SELECT COUNT(*) AS n FROM functions WHERE tenant = $1")

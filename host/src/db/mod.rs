@@ -89,15 +89,33 @@ const MIGRATIONS: &[&str] = &[
     )",
 ];
 
+mod blobs;
 mod catalog;
 mod models;
 mod tenants;
 mod usage;
 
+pub use blobs::Blob;
 pub use catalog::VersionRecord;
 pub use models::ModelRow;
 pub use tenants::{KeyRecord, TenantRecord};
 pub use usage::{GroupBy, UsageQuery, UsageRecord, UsageTotals};
+
+/// Runs `sync` every `period`, forever: how a node keeps up with what other
+/// nodes sharing the database changed. A failed round is logged and retried.
+pub async fn follow<E, F>(period: std::time::Duration, what: &'static str, mut sync: impl FnMut() -> F)
+where
+    E: std::fmt::Display,
+    F: Future<Output = Result<(), E>>,
+{
+    let mut interval = tokio::time::interval(period);
+    loop {
+        interval.tick().await;
+        if let Err(err) = sync().await {
+            tracing::warn!(error = %err, "cannot sync {what} from the database");
+        }
+    }
+}
 
 /// Handle to the database (SQLite or PostgreSQL).
 #[derive(Clone)]

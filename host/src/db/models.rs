@@ -61,25 +61,6 @@ impl Db {
 }
 
 impl Db {
-    /// Stores a model's bytes once per digest, so every node can load it.
-    pub async fn put_model_blob(&self, digest: &str, bytes: &[u8]) -> anyhow::Result<()> {
-        sqlx::query("INSERT INTO model_blobs (digest, bytes) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING")
-            .bind(digest)
-            .bind(bytes.to_vec())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// A stored model's bytes.
-    pub async fn model_blob(&self, digest: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        let row = sqlx::query("SELECT bytes FROM model_blobs WHERE digest = $1")
-            .bind(digest)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.try_get("bytes")).transpose()?)
-    }
-
     /// Removes a model's bytes once no name of any tenant uses them.
     pub async fn delete_model_blob_if_unused(&self, digest: &str) -> anyhow::Result<()> {
         sqlx::query("DELETE FROM model_blobs WHERE digest = $1 AND NOT EXISTS (SELECT 1 FROM models WHERE digest = $2)")

@@ -18,7 +18,7 @@ use super::backend::{BackendKind, Device};
 use super::error::NnError;
 use super::signature::{Signature, inspect_onnx};
 use super::{Graph, Inference, ModelBytes, ModelSpec};
-use crate::db::{Db, ModelRow};
+use crate::db::{Blob, Db, ModelRow};
 use crate::error::ApiError;
 
 /// A tenant's model, as the API shows it.
@@ -128,7 +128,7 @@ impl ModelStore {
         crate::files::store_once(&self.path(&digest), &bytes).await.context("cannot store the model")?;
         if self.db.is_shared() {
             // In the database too, so other nodes sharing it can load it.
-            self.db.put_model_blob(&digest, &bytes).await?;
+            self.db.put_blob(Blob::Model, &digest, &bytes).await?;
         }
         let load_bytes = Arc::clone(&bytes);
         let spec = ModelSpec { digest: digest.clone(), backend, device: target, signature: Arc::clone(&signature) };
@@ -191,13 +191,7 @@ impl ModelStore {
     /// Keeps this node's catalog in step with other nodes sharing the
     /// database: every `period`, names added, changed or removed elsewhere.
     pub async fn follow(self: Arc<Self>, period: std::time::Duration) {
-        let mut interval = tokio::time::interval(period);
-        loop {
-            interval.tick().await;
-            if let Err(err) = self.sync().await {
-                tracing::warn!(error = format!("{err:#}"), "cannot sync models from the database");
-            }
-        }
+        crate::db::follow(period, "models", || async { self.sync().await.map_err(|err| format!("{err:#}")) }).await;
     }
 
     async fn sync(&self) -> anyhow::Result<()> {
@@ -262,7 +256,7 @@ fn read_model(path: &Path, digest: &str, shared: Option<(Db, tokio::runtime::Han
         Err(err) if err.kind() == std::io::ErrorKind::NotFound && shared.is_some() => {
             let Some((db, handle)) = shared else { return Err(unreadable(&err)) };
             let bytes = handle
-                .block_on(db.model_blob(digest))
+                .block_on(db.blob(Blob::Model, digest))
                 .map_err(|err| unreadable(&format!("{err:#}")))?
                 .ok_or_else(|| unreadable(&"it is in neither the data directory nor the database"))?;
             if let Err(err) = crate::files::write_atomically(path, &bytes) {

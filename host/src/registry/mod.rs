@@ -17,7 +17,7 @@ pub use admission::Admission;
 pub use name::{FunctionName, check_model_name, check_tenant_name};
 
 use crate::config::Config;
-use crate::db::{Db, VersionRecord};
+use crate::db::{Blob, Db, VersionRecord};
 use crate::engine::{CacheOutcome, EntryPoint, Runtime};
 use wasmtime::component::Component;
 use crate::error::ApiError;
@@ -145,7 +145,7 @@ impl Registry {
         let entry = self.runtime.prepare(&component)?;
         self.store_component(&digest, &bytes).await?;
         // In the database too, so other nodes sharing it can compile it.
-        self.db.put_component(&digest, &bytes).await?;
+        self.db.put_blob(Blob::Component, &digest, &bytes).await?;
 
         let _guard = self.changes.lock().await;
         let mut record = VersionRecord {
@@ -207,13 +207,7 @@ impl Registry {
     /// deploy into: new functions, new active versions and deletions show up
     /// here within one `period`.
     pub async fn follow(self: Arc<Self>, period: std::time::Duration) {
-        let mut interval = tokio::time::interval(period);
-        loop {
-            interval.tick().await;
-            if let Err(err) = self.sync().await {
-                tracing::warn!(error = %err, "cannot sync functions from the database");
-            }
-        }
+        crate::db::follow(period, "functions", || self.sync()).await;
     }
 
     async fn sync(&self) -> Result<(), ApiError> {
@@ -286,7 +280,7 @@ impl Registry {
                     Ok(bytes) => bytes,
                     Err(_) => self
                         .db
-                        .component(&record.digest)
+                        .blob(Blob::Component, &record.digest)
                         .await?
                         .with_context(|| format!("component {} is in neither {} nor the database", record.digest, path.display()))?,
                 };
