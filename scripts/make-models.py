@@ -5,6 +5,8 @@
 - slow.onnx: a deliberately slow model for deadline and cancellation tests.
 - resnet50.onnx (only with --heavy, about 100 MB): ResNet-50 with random
   weights, for timing only.
+- half.onnx: y = 2x in float16 (x cast to float32 and back), for the
+  float16 tensor path of both backends.
 - external-data.onnx: a tiny model whose weight points outside its own
   directory (../../../etc/passwd), which the host must refuse at upload.
 
@@ -161,6 +163,23 @@ def resnet50_model():
     return finish(graph, "ResNet-50 v1 with random seeded weights, BN folded: for timing only")
 
 
+def half_model():
+    """x fp16 [1, 4] -> Cast to float -> Mul 2 -> Cast to fp16 -> y."""
+    two = numpy_helper.from_array(np.full((1, 4), 2.0, dtype=np.float32), "two")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["x"], ["x32"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", ["x32", "two"], ["y32"]),
+            helper.make_node("Cast", ["y32"], ["y"], to=TensorProto.FLOAT16),
+        ],
+        "half",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [1, 4])],
+        initializer=[two],
+    )
+    return finish(graph, "y = 2x in float16, for the float16 tensor path")
+
+
 def external_data_model():
     """y = x + w, with w stored "externally" at a path outside the model's
     directory: what a hostile upload would use to make a backend read host
@@ -230,6 +249,7 @@ def main():
     args.out_dir.mkdir(parents=True, exist_ok=True)
     generate(args.out_dir, "slow.onnx", slow_model, runs=3)
     generate(args.out_dir, "external-data.onnx", external_data_model, runs=0)
+    generate(args.out_dir, "half.onnx", half_model, runs=0)
     if args.heavy:
         generate(args.out_dir, "resnet50.onnx", resnet50_model, runs=5)
 

@@ -434,3 +434,21 @@ async fn two_nodes_sharing_postgres_serve_each_others_models() -> anyhow::Result
     assert!(gone, "a delete on one node reaches the other");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn float16_tensors_run_on_both_backends() -> anyhow::Result<()> {
+    let server = Server::start(&[]).await?;
+    server.deploy_ok("probe", "fixture-nn-probe", "models=half").await?;
+    // 1.0, 2.5, -3.0, 0.5 as little-endian IEEE half floats.
+    let x: Vec<u8> = [0x3c00u16, 0x4100, 0xc200, 0x3800].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let doubled: Vec<u8> = [0x4000u16, 0x4500, 0xc600, 0x3c00].iter().flat_map(|v| v.to_le_bytes()).collect();
+    for backend in ["tract", "onnxruntime"] {
+        server.push_model_ok("half", generated_model("half.onnx")?, &format!("backend={backend}")).await?;
+        let input = json!({ "name": "x", "type": "fp16", "dims": [1, 4], "data_base64": B64.encode(&x) });
+        let out = probe(&server, "probe", json!({ "model": "half", "inputs": [input] })).await?;
+        assert_eq!(out["ok"], true, "{backend}: {out}");
+        assert_eq!(out["outputs"][0]["type"], "fp16", "{backend}: {out}");
+        assert_eq!(out["outputs"][0]["data_base64"], B64.encode(&doubled), "{backend}: {out}");
+    }
+    Ok(())
+}

@@ -167,10 +167,8 @@ fn to_ort(tensor: HostTensor) -> Result<DynValue, NnError> {
         ElementType::U8 => typed(shape, &tensor.data, u8::from_le_bytes),
         ElementType::I32 => typed(shape, &tensor.data, i32::from_le_bytes),
         ElementType::I64 => typed(shape, &tensor.data, i64::from_le_bytes),
-        other @ (ElementType::Fp16 | ElementType::Bf16) => Err(NnError::new(
-            ErrorCode::UnsupportedOperation,
-            format!("the onnxruntime backend takes no {} tensors; use the tract backend", other.as_str()),
-        )),
+        ElementType::Fp16 => typed(shape, &tensor.data, half::f16::from_le_bytes),
+        ElementType::Bf16 => typed(shape, &tensor.data, half::bf16::from_le_bytes),
     }
 }
 
@@ -193,6 +191,8 @@ fn from_ort(value: ort::value::DynValueRef<'_>) -> Result<HostTensor, NnError> {
         TensorElementType::Uint8 => (ElementType::U8, bytes(&value, u8::to_le_bytes).map_err(failed)?),
         TensorElementType::Int32 => (ElementType::I32, bytes(&value, i32::to_le_bytes).map_err(failed)?),
         TensorElementType::Int64 => (ElementType::I64, bytes(&value, i64::to_le_bytes).map_err(failed)?),
+        TensorElementType::Float16 => (ElementType::Fp16, bytes(&value, half::f16::to_le_bytes).map_err(failed)?),
+        TensorElementType::Bfloat16 => (ElementType::Bf16, bytes(&value, half::bf16::to_le_bytes).map_err(failed)?),
         other => {
             return Err(NnError::new(
                 ErrorCode::UnsupportedOperation,
