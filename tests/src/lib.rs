@@ -174,7 +174,16 @@ impl Server {
             bail!("muon exited before listening")
         })
         .await
-        .context("muon did not start within 60 s")??;
+        .context("muon did not start within 60 s")?;
+        let base = match base {
+            Ok(base) => base,
+            Err(err) => {
+                // What the server said before it died is the diagnosis.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let said = logs.lock().map(|l| l.clone()).unwrap_or_default();
+                bail!("{err}; its log:\n{said}");
+            }
+        };
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         // A node joining a shared database finds the admin key already made
         // (by another node) and writes no file: then the client has no key.
