@@ -150,5 +150,8 @@ fn with_guest_message(trap: &str, stderr: &[u8]) -> String {
 
 /// Records instantiation time.
 pub(crate) fn record_instantiate(started: Instant) {
-    metrics::histogram!("muon_instantiate_seconds").record(started.elapsed().as_secs_f64());
+    // Looked up once: the macro hashes the key into the registry on every call.
+    static INSTANTIATE: std::sync::LazyLock<metrics::Histogram> =
+        std::sync::LazyLock::new(|| metrics::histogram!("muon_instantiate_seconds"));
+    INSTANTIATE.record(started.elapsed().as_secs_f64());
 }
