@@ -7,6 +7,8 @@
 #  (d) requests/s of `hello` with metering and the ledger on against the same
 #      host with them off (--metering false), at 64 connections.
 # Load comes from wrk on the same machine. BENCH_SECONDS sets each run's length.
+# muon and the native baseline are both built with BENCH_PROFILE (default
+# `dist`: fat LTO, one codegen unit; the first build takes about 35 minutes).
 # Functions are deployed public=true, so requests carry no API key.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +17,8 @@ if ! command -v wrk >/dev/null || ! command -v bc >/dev/null; then
     apt-get update -qq && apt-get install -y -qq wrk bc >/dev/null
 fi
 ./scripts/build-functions.sh >/dev/null 2>&1
-cargo build --release -p muon -p muon-tests >/dev/null 2>&1
+profile="${BENCH_PROFILE:-dist}"
+cargo build --profile "$profile" -p muon -p muon-tests --bin muon --bin native-hello >/dev/null 2>&1
 target="${CARGO_TARGET_DIR:-target}"
 guest="$target/wasm32-wasip2/guest"
 work=$(mktemp -d)
@@ -42,11 +45,11 @@ rps() { # rps URL CONNECTIONS
     wrk -t"$threads" -c"$2" -d"${seconds}s" "$1" | awk '/Requests\/sec/ {printf "%.0f", $2}'
 }
 
-native=$(start native "$target/release/native-hello" 127.0.0.1:0)
+native=$(start native "$target/$profile/native-hello" 127.0.0.1:0)
 # The first server meters nothing, so (a)-(c) measure the host alone; (d)
 # compares it with a metering server.
-muon_url=$(start muon "$target/release/muon" serve --listen 127.0.0.1:0 --data-dir "$work/data" --metering false)
-metered_url=$(start metered "$target/release/muon" serve --listen 127.0.0.1:0 --data-dir "$work/metered")
+muon_url=$(start muon "$target/$profile/muon" serve --listen 127.0.0.1:0 --data-dir "$work/data" --metering false)
+metered_url=$(start metered "$target/$profile/muon" serve --listen 127.0.0.1:0 --data-dir "$work/metered")
 auth=(-H "authorization: Bearer $(cat "$work/data/admin.key")")
 metered_auth=(-H "authorization: Bearer $(cat "$work/metered/admin.key")")
 
@@ -64,7 +67,7 @@ curl -sf "${metered_auth[@]}" -XPUT --data-binary @$guest/hello.wasm "$metered_u
 # Warm up, then measure.
 wrk -t2 -c64 -d2s "$muon_url/fn/default/hello" >/dev/null
 wrk -t2 -c64 -d2s "$native/" >/dev/null
-echo "muon benchmark: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), wrk on the same machine, ${seconds}s per run"
+echo "muon benchmark ($profile build): $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), wrk on the same machine, ${seconds}s per run"
 echo
 printf "%-12s %14s %14s %8s %16s %8s\n" connections native-hyper muon-handler ratio muon-wasi-http ratio
 for c in 1 16 64; do
