@@ -8,7 +8,7 @@
 #      host with them off (--metering false), at 64 connections.
 # Load comes from wrk on the same machine. BENCH_SECONDS sets each run's length.
 # muon and the native baseline are both built with BENCH_PROFILE (default
-# `dist`: fat LTO, one codegen unit; the first build takes about 35 minutes).
+# `dist`: fat LTO, one codegen unit; the first build takes about 20 minutes).
 # Functions are deployed public=true, so requests carry no API key.
 set -euo pipefail
 cd "$(dirname "$0")/.."
