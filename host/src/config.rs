@@ -101,6 +101,19 @@ pub struct Settings {
     /// Meter every request and write it to the ledger [default: true].
     #[arg(long)]
     pub metering: Option<bool>,
+    /// Versions of a function kept, newest first [default: 10]. The active
+    /// version and the one before it (the rollback target) are always kept.
+    #[arg(long)]
+    pub max_versions_kept: Option<usize>,
+    /// Compilations that may run at once on the host [default: 2]. Each
+    /// tenant has at most one of them, so one tenant cannot hold the others.
+    #[arg(long)]
+    pub compile_slots: Option<usize>,
+    /// Time a deploy may spend waiting for and compiling its component, in
+    /// milliseconds [default: 60000]. Past it the deploy answers `422
+    /// compile_timeout` (or `503 compile_busy` when it never got to compile).
+    #[arg(long)]
+    pub compile_timeout_ms: Option<u64>,
     /// Default quotas of every tenant (file only: `[quotas]`).
     #[arg(skip)]
     pub quotas: Option<Quotas>,
@@ -204,6 +217,9 @@ pub struct Config {
     pub allow_private_outbound: bool,
     pub database_url: Option<String>,
     pub metering: bool,
+    pub max_versions_kept: usize,
+    pub compile_slots: usize,
+    pub compile_timeout: Duration,
     pub tenancy: TenancyConfig,
     pub nn: NnConfig,
 }
@@ -261,6 +277,9 @@ impl Settings {
             allow_private_outbound,
             database_url,
             metering,
+            max_versions_kept,
+            compile_slots,
+            compile_timeout_ms,
             quotas,
             plans,
             tenants,
@@ -308,6 +327,9 @@ impl Settings {
             allow_private_outbound: self.allow_private_outbound.unwrap_or(false),
             database_url: self.database_url,
             metering: self.metering.unwrap_or(true),
+            max_versions_kept: self.max_versions_kept.unwrap_or(10).max(1),
+            compile_slots: self.compile_slots.unwrap_or(2).max(1),
+            compile_timeout: Duration::from_millis(self.compile_timeout_ms.unwrap_or(60_000).max(1)),
             tenancy: TenancyConfig {
                 default_quotas: self.quotas.unwrap_or_default(),
                 plans: self.plans.unwrap_or_default(),

@@ -69,6 +69,12 @@ pub enum ApiError {
     /// The function is at its concurrency limit and its queue is full or timed out.
     #[error("the function is at its concurrency limit; retry after {retry_after_s} s")]
     Overloaded { retry_after_s: u32 },
+    /// Compiling the component took longer than the host allows.
+    #[error("compiling the component took longer than the limit of {timeout_ms} ms; deploy a smaller component (fewer or smaller functions)")]
+    CompileTimeout { timeout_ms: u64 },
+    /// Every compile slot stayed busy past the compile deadline.
+    #[error("the host is busy compiling other components; retry after {retry_after_s} s")]
+    CompileBusy { retry_after_s: u32 },
     /// The host is shutting down or not ready.
     #[error("{0}")]
     Unavailable(String),
@@ -107,6 +113,8 @@ impl ApiError {
             Self::Trap(_) => "trap",
             Self::Overloaded { .. } => "overloaded",
             Self::Unavailable(_) => "unavailable",
+            Self::CompileTimeout { .. } => "compile_timeout",
+            Self::CompileBusy { .. } => "compile_busy",
             Self::Internal(_) => "internal",
         }
     }
@@ -125,9 +133,11 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::CompileTimeout { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Overloaded { .. } | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::CompileBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::ResponseTooLarge { .. }
             | Self::MemoryLimit { .. }
             | Self::Trap(_)
@@ -147,6 +157,7 @@ impl ApiError {
         let mut response = body::json_response(status, &payload);
         let retry_after = match self {
             Self::Overloaded { retry_after_s }
+            | Self::CompileBusy { retry_after_s }
             | Self::QuotaExceeded { retry_after_s, .. }
             | Self::RateLimited { retry_after_s, .. } => Some(retry_after_s),
             Self::LedgerUnavailable(_) => Some(1),

@@ -13,7 +13,7 @@ use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::db::Db;
+use crate::db::{Db, Footprint};
 use crate::error::ApiError;
 use crate::ledger::pricing::Plan;
 
@@ -131,34 +131,36 @@ impl Tenancy {
         Ok(TenantPermit { _slot: slot })
     }
 
-    /// Checks a deploy against the tenant's limits.
-    pub async fn check_deploy(&self, tenant: &str, memory_mb: u32, timeout_ms: u64, new_function: bool, size: u64) -> Result<(), ApiError> {
+    /// Checks a deploy against the tenant's limits that do not depend on
+    /// what is stored, and refuses early what cannot fit; returns the storage
+    /// limits the registry checks again in the transaction that writes.
+    pub async fn check_deploy(&self, tenant: &str, memory_mb: u32, timeout_ms: u64, new_function: bool, size: u64) -> Result<StorageQuota, ApiError> {
         let quotas = self.state(tenant).await?.quotas;
-        let exceeded = |message: String| ApiError::QuotaExceeded { message, retry_after_s: 3600 };
         if let Some(max) = quotas.max_memory_mb.filter(|&max| memory_mb > max) {
             return Err(exceeded(format!("memory_mb={memory_mb} is over the tenant's limit of {max}")));
         }
         if let Some(max) = quotas.max_timeout_ms.filter(|&max| timeout_ms > max) {
             return Err(exceeded(format!("timeout_ms={timeout_ms} is over the tenant's limit of {max}")));
         }
-        self.check_footprint(tenant, &quotas, new_function, size).await
+        let quota = StorageQuota { max_functions: quotas.max_functions, max_storage_bytes: quotas.max_storage_bytes };
+        if let Some(max) = quota.max_storage_bytes.filter(|&max| size > max) {
+            return Err(exceeded(format!("the component's {size} bytes alone pass the tenant's storage limit of {max} bytes")));
+        }
+        if new_function && quota.max_functions.is_some() {
+            // Compiling is the expensive part: refuse before it what is sure to be refused after.
+            let now = self.db.tenant_footprint(tenant).await?;
+            quota.check(now, Footprint { functions: now.functions + 1, ..now })?;
+        }
+        Ok(quota)
     }
 
     /// Checks a model upload of `size` bytes against the tenant's storage limit.
     pub async fn check_model_upload(&self, tenant: &str, size: u64) -> Result<(), ApiError> {
         let quotas = self.state(tenant).await?.quotas;
-        self.check_footprint(tenant, &quotas, false, size).await
-    }
-
-    async fn check_footprint(&self, tenant: &str, quotas: &Quotas, new_function: bool, size: u64) -> Result<(), ApiError> {
-        let exceeded = |message: String| ApiError::QuotaExceeded { message, retry_after_s: 3600 };
-        if quotas.max_functions.is_some() || quotas.max_storage_bytes.is_some() {
-            let (functions, stored) = self.db.tenant_footprint(tenant).await?;
-            if let Some(max) = quotas.max_functions.filter(|&max| new_function && functions >= i64::from(max)) {
-                return Err(exceeded(format!("the tenant already has {functions} functions, its limit is {max}")));
-            }
+        if let Some(max) = quotas.max_storage_bytes {
+            let stored = self.db.tenant_footprint(tenant).await?.bytes;
             let total = u64::try_from(stored).unwrap_or(0) + size;
-            if let Some(max) = quotas.max_storage_bytes.filter(|&max| total > max) {
+            if total > max {
                 return Err(exceeded(format!("storing {total} bytes (functions and models) would pass the tenant's limit of {max}")));
             }
         }
@@ -226,6 +228,34 @@ impl Tenancy {
         }
         Ok(())
     }
+}
+
+/// The limits on what a tenant stores, checked in the same transaction that
+/// writes a deploy, so that parallel deploys cannot all pass one check.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StorageQuota {
+    pub max_functions: Option<u32>,
+    pub max_storage_bytes: Option<u64>,
+}
+
+impl StorageQuota {
+    /// Whether a change from `before` to `after` is allowed. A change that
+    /// adds no function, or no bytes, passes even over a quota (lowered since).
+    pub fn check(&self, before: Footprint, after: Footprint) -> Result<(), ApiError> {
+        let added_function = after.functions > before.functions;
+        if let Some(max) = self.max_functions.filter(|&max| added_function && after.functions > i64::from(max)) {
+            return Err(exceeded(format!("the tenant already has {} functions, its limit is {max}", before.functions)));
+        }
+        let total = u64::try_from(after.bytes).unwrap_or(0);
+        if let Some(max) = self.max_storage_bytes.filter(|&max| after.bytes > before.bytes && total > max) {
+            return Err(exceeded(format!("storing {total} bytes (functions and models) would pass the tenant's limit of {max}")));
+        }
+        Ok(())
+    }
+}
+
+fn exceeded(message: String) -> ApiError {
+    ApiError::QuotaExceeded { message, retry_after_s: 3600 }
 }
 
 /// A token bucket refilled continuously at `rate` tokens per second.

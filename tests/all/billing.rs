@@ -185,9 +185,11 @@ async fn deploy_quotas_are_enforced(backend: Backend) -> anyhow::Result<()> {
         assert_eq!((status, code.as_str()), (429, "quota_exceeded"), "{what}");
         assert!(message.contains(what), "{message}");
     }
+    // The same bytes again are stored once, and counted once.
     server.deploy_ok("one", "hello", "memory_mb=32&timeout_ms=500").await?;
-    let (status, _, message) = error_of(server.deploy("one", "hello", "memory_mb=32&timeout_ms=500").await?).await?;
-    assert_eq!(status, 429, "a third copy passes the storage quota");
+    server.deploy_ok("one", "fixture-sleep", "memory_mb=32&timeout_ms=500").await?;
+    let (status, _, message) = error_of(server.deploy("one", "fixture-panic", "memory_mb=32&timeout_ms=500").await?).await?;
+    assert_eq!(status, 429, "a third component passes the storage quota");
     assert!(message.contains("bytes"), "{message}");
     let shown: Value = server.http.get(server.url("/v1/tenants/default/quotas")).send().await?.json().await?;
     assert_eq!(shown["quotas"]["max_functions"], 1);

@@ -31,4 +31,5 @@ mod outbound;
 mod persistence;
 mod sandbox;
 mod scaling;
+mod storage;
 mod tenants;

@@ -37,4 +37,14 @@ impl Db {
         let row = sqlx::query(&sql).bind(digest).fetch_optional(&self.pool).await?;
         Ok(row.map(|r| r.try_get("bytes")).transpose()?)
     }
+
+    /// How many components the database keeps, and their bytes in all.
+    pub async fn component_blobs(&self) -> anyhow::Result<(i64, i64)> {
+        let row = sqlx::query(
+            "SELECT CAST(COUNT(*) AS BIGINT) AS n, CAST(COALESCE(SUM(LENGTH(bytes)), 0) AS BIGINT) AS b FROM components",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get("n")?, row.try_get("b")?))
+    }
 }

@@ -96,10 +96,13 @@ mod tenants;
 mod usage;
 
 pub use blobs::Blob;
-pub use catalog::VersionRecord;
+pub use catalog::{CatalogChange, Footprint, VersionRecord};
 pub use models::ModelRow;
 pub use tenants::{KeyRecord, TenantRecord};
 pub use usage::{GroupBy, UsageQuery, UsageRecord, UsageTotals};
+
+/// How long a SQLite writer waits for the write lock before giving up.
+const SQLITE_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Runs `sync` every `period`, forever: how a node keeps up with what other
 /// nodes sharing the database changed. A failed round is logged and retried.
@@ -141,18 +144,30 @@ impl Db {
     /// Connects to a database URL (`sqlite://...` or `postgres://...`) and migrates it.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
         let pool = AnyPoolOptions::new()
             .max_connections(8)
             // A database outage should fail requests quickly, not hang them.
             .acquire_timeout(std::time::Duration::from_secs(3))
+            .after_connect(move |connection, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        // A writer waits this long for another (the ledger's
+                        // connection, say) instead of failing with SQLITE_BUSY.
+                        let pragma = format!("PRAGMA busy_timeout = {}", SQLITE_BUSY_TIMEOUT.as_millis());
+                        sqlx::query(&pragma).execute(connection).await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(url)
             .await
             .with_context(|| format!("cannot open the database at {url}"))?;
-        if url.starts_with("sqlite:") {
+        if sqlite {
             // WAL lets readers proceed during a write; the setting persists in the file.
             sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await?;
         }
-        let db = Self { pool, positional: url.starts_with("sqlite:"), sqlite_path: None };
+        let db = Self { pool, positional: sqlite, sqlite_path: None };
         db.migrate().await?;
         Ok(db)
     }
@@ -183,6 +198,18 @@ impl Db {
     /// Whether other nodes may share this database (PostgreSQL, not SQLite).
     pub fn is_shared(&self) -> bool {
         !self.positional
+    }
+
+    /// Begins a transaction that will write.
+    ///
+    /// On SQLite it is `BEGIN IMMEDIATE`: the write lock is taken at the start
+    /// (waiting up to the busy timeout), so no other writer can commit between
+    /// what the transaction reads and what it writes. A deferred transaction
+    /// would fail there with `SQLITE_BUSY_SNAPSHOT` ("database is locked"),
+    /// which no busy timeout retries. PostgreSQL locks rows instead.
+    pub async fn begin_write(&self) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let tx = if self.is_shared() { self.pool.begin().await? } else { self.pool.begin_with("BEGIN IMMEDIATE").await? };
+        Ok(tx)
     }
 
     /// Whether the database answers.

@@ -2,6 +2,7 @@
 //! the per-version entry points that requests instantiate from.
 
 pub(crate) mod bindings;
+pub mod limits;
 mod outbound;
 mod state;
 
@@ -66,13 +67,6 @@ impl EntryPoint {
     }
 }
 
-/// Whether a compile was served from the on-disk cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheOutcome {
-    Hit,
-    Miss,
-}
-
 /// Interfaces a guest may import; everything else is refused at deploy.
 const PROVIDED_IMPORTS: &[&str] = &[
     "wasi:cli/",
@@ -133,35 +127,57 @@ impl Runtime {
         }
     }
 
-    /// Checks that `bytes` are a component, then compiles it, or loads the
-    /// compiled artifact cached for the same digest and engine.
-    ///
-    /// Blocking: call from a blocking thread.
-    pub fn compile(&self, digest: &str, bytes: &[u8]) -> Result<(Component, CacheOutcome), ApiError> {
-        let cached = self.artifact_path(digest);
-        if cached.exists() {
-            match self.load_artifact(&cached) {
-                Ok(component) => return Ok((component, CacheOutcome::Hit)),
-                Err(err) => tracing::warn!(error = format!("{err:#}"), path = %cached.display(), "discarding unreadable compiled artifact"),
-            }
-        }
-        check_component_bytes(bytes)?;
-        let serialized = self
-            .engine
-            .precompile_component(bytes)
-            .map_err(|err| ApiError::InvalidComponent(format!("the component does not validate: {err:#}")))?;
-        crate::files::write_atomically(&cached, &serialized).context("cannot cache the compiled component")?;
-        let component = self.load_artifact(&cached)?;
-        Ok((component, CacheOutcome::Miss))
-    }
-
-    /// Loads a previously compiled component; `None` when no artifact is cached.
-    pub fn load_cached(&self, digest: &str) -> anyhow::Result<Option<Component>> {
+    /// The compiled artifact cached for `digest`, if there is a readable one
+    /// (an unreadable one is removed).
+    pub fn cached(&self, digest: &str) -> Option<Component> {
         let path = self.artifact_path(digest);
         if !path.exists() {
-            return Ok(None);
+            return None;
         }
-        self.load_artifact(&path).map(Some)
+        match self.load_artifact(&path) {
+            Ok(component) => Some(component),
+            Err(err) => {
+                tracing::warn!(error = format!("{err:#}"), path = %path.display(), "discarding unreadable compiled artifact");
+                self.remove_artifact(digest);
+                None
+            }
+        }
+    }
+
+    /// Checks that `bytes` are a component within [`limits`], without compiling.
+    pub fn check(bytes: &[u8]) -> Result<(), ApiError> {
+        check_component_bytes(bytes)?;
+        limits::check(bytes)
+    }
+
+    /// Checks that `bytes` are a component within [`limits`], then compiles
+    /// it to the serialized form [`Runtime::store_artifact`] takes.
+    ///
+    /// Blocking and CPU-heavy: call from a blocking thread.
+    pub fn precompile(&self, bytes: &[u8]) -> Result<Vec<u8>, ApiError> {
+        Self::check(bytes)?;
+        self.engine
+            .precompile_component(bytes)
+            .map_err(|err| ApiError::InvalidComponent(format!("the component does not validate: {err:#}")))
+    }
+
+    /// Writes a compiled artifact into the cache and loads it.
+    pub fn store_artifact(&self, digest: &str, serialized: &[u8]) -> anyhow::Result<Component> {
+        let path = self.artifact_path(digest);
+        crate::files::write_atomically(&path, serialized).context("cannot cache the compiled component")?;
+        self.load_artifact(&path)
+    }
+
+    /// Removes the cached artifact of `digest`, if any.
+    pub fn remove_artifact(&self, digest: &str) {
+        crate::files::remove_if_present(&self.artifact_path(digest));
+    }
+
+    /// Removes what a crash left in the artifact cache (temporary files),
+    /// artifacts an older engine compiled, and those of digests `keep` refuses.
+    pub fn sweep_artifacts(&self, keep: impl Fn(&str) -> bool) -> anyhow::Result<usize> {
+        let suffix = format!("-{:016x}.cwasm", self.compatibility);
+        crate::files::sweep(&self.compiled_dir, |name| name.strip_suffix(&suffix).is_some_and(&keep))
     }
 
     fn load_artifact(&self, path: &Path) -> anyhow::Result<Component> {
@@ -263,7 +279,11 @@ fn wasmtime_config(config: &Config) -> anyhow::Result<WasmtimeConfig> {
         .epoch_interruption(true)
         .max_wasm_stack(config.max_wasm_stack)
         .async_stack_size(config.max_wasm_stack + (256 << 10))
-        .cranelift_opt_level(wasmtime::OptLevel::Speed);
+        .cranelift_opt_level(wasmtime::OptLevel::Speed)
+        // One thread per compile: parallel compiles share one rayon pool, in
+        // which a large component's functions queue ahead of every other
+        // tenant's. The registry's compile slots bound the cores instead.
+        .parallel_compilation(false);
     Ok(wasmtime)
 }
 

@@ -3,9 +3,10 @@
 //! step; requests already running keep the `Arc<Version>` they started with.
 
 mod admission;
+mod compile;
 mod name;
+mod storage;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -18,12 +19,14 @@ pub use name::{FunctionName, check_model_name, check_tenant_name};
 
 use crate::config::Config;
 use crate::db::{Blob, Db, VersionRecord};
-use crate::engine::{CacheOutcome, EntryPoint, Runtime};
-use wasmtime::component::Component;
+use crate::engine::{EntryPoint, Runtime};
 use crate::error::ApiError;
 use crate::nn::ModelAccess;
 use crate::nn::wasi::NnScope;
 use crate::telemetry::FunctionMetrics;
+use crate::tenancy::StorageQuota;
+use compile::Compiler;
+use storage::LocalStore;
 
 /// The only tenant until tenants exist.
 pub const DEFAULT_TENANT: &str = "default";
@@ -67,15 +70,13 @@ pub struct Registry {
     db: Db,
     runtime: Arc<Runtime>,
     config: Config,
-    components_dir: PathBuf,
+    files: LocalStore,
     live: DashMap<String, Arc<Version>>,
-    /// Serialises catalog changes, so two deploys of a name cannot interleave.
+    /// Serialises this node's catalog changes, so two deploys of a name
+    /// cannot interleave (the database transaction serialises nodes).
     changes: tokio::sync::Mutex<()>,
-    compile_slots: tokio::sync::Semaphore,
+    compiler: Compiler,
 }
-
-/// Compilations that may run at once.
-const COMPILE_SLOTS: usize = 1;
 
 fn key(tenant: &str, name: &str) -> String {
     format!("{tenant}/{name}")
@@ -87,15 +88,17 @@ impl Registry {
         let components_dir = config.data_dir.join("components");
         std::fs::create_dir_all(&components_dir)
             .with_context(|| format!("cannot create {}", components_dir.display()))?;
+        let compiler = Compiler::new(Arc::clone(&runtime), config.compile_slots, config.compile_timeout);
         let registry = Self {
+            files: LocalStore::new(components_dir, Arc::clone(&runtime)),
             db,
             runtime,
             config,
-            components_dir,
             live: DashMap::new(),
             changes: tokio::sync::Mutex::new(()),
-            compile_slots: tokio::sync::Semaphore::new(COMPILE_SLOTS),
+            compiler,
         };
+        registry.sweep().await?;
         for record in registry.db.active_versions().await? {
             let label = key(&record.tenant, &record.name);
             match registry.materialize(record).await {
@@ -131,28 +134,51 @@ impl Registry {
         Ok(self.db.versions(tenant, name.as_str()).await?)
     }
 
-    /// Compiles (or finds cached), checks and activates a new version.
+    /// Compiles (or finds cached), checks and activates a new version; the
+    /// tenant's `quota` is checked in the transaction that stores it. Keeps
+    /// the newest `max_versions_kept` versions and frees what the others held.
     pub async fn deploy(
         &self,
         tenant: &str,
         name: &FunctionName,
         bytes: bytes::Bytes,
         options: DeployOptions,
+        quota: StorageQuota,
+    ) -> Result<Arc<Version>, ApiError> {
+        let digest = hex::encode(Sha256::digest(&bytes));
+        let pin = self.files.pin(&digest);
+        let deployed = self.deploy_pinned(tenant, name, &digest, bytes, options, quota).await;
+        drop(pin);
+        if deployed.is_err() {
+            // A refused or failed deploy leaves no file and no artifact behind.
+            let _guard = self.changes.lock().await;
+            if let Err(err) = self.files.forget_if_unused(&self.db, &digest).await {
+                tracing::warn!(error = format!("{err:#}"), digest, "cannot clean up after a failed deploy; the next start will");
+            }
+        }
+        deployed
+    }
+
+    async fn deploy_pinned(
+        &self,
+        tenant: &str,
+        name: &FunctionName,
+        digest: &str,
+        bytes: bytes::Bytes,
+        options: DeployOptions,
+        quota: StorageQuota,
     ) -> Result<Arc<Version>, ApiError> {
         let limits = self.limits_for(&options)?;
-        let digest = hex::encode(Sha256::digest(&bytes));
-        let component = self.compile(digest.clone(), bytes.clone()).await?;
+        let component = self.compiler.compile(tenant, digest, bytes.clone()).await?;
         let entry = self.runtime.prepare(&component)?;
-        self.store_component(&digest, &bytes).await?;
-        // In the database too, so other nodes sharing it can compile it.
-        self.db.put_blob(Blob::Component, &digest, &bytes).await?;
+        crate::files::store_once(&self.files.component_path(digest), &bytes).await.context("cannot store the component")?;
 
         let _guard = self.changes.lock().await;
         let mut record = VersionRecord {
             tenant: tenant.to_owned(),
             name: name.as_str().to_owned(),
             version: 0,
-            digest,
+            digest: digest.to_owned(),
             kind: entry.kind().as_str().to_owned(),
             size_bytes: i64::try_from(bytes.len()).unwrap_or(i64::MAX),
             memory_mb: i64::from(limits.memory_mb),
@@ -163,7 +189,14 @@ impl Registry {
             models: options.models.as_ref().map(|names| names.join(",")),
             created_at_ms: crate::auth::now_ms(),
         };
-        self.db.insert_version(&mut record).await?;
+        let mut change = self.db.change(tenant).await?;
+        let before = change.footprint(tenant).await?;
+        change.insert_version(&mut record, &bytes).await?;
+        let pruned = change.prune(tenant, name.as_str(), self.config.max_versions_kept).await?;
+        quota.check(before, change.footprint(tenant).await?)?;
+        let released = change.release(pruned).await?;
+        change.commit().await?;
+        self.files.remove(&released);
         let version = Arc::new(self.build_version(record, limits, entry));
         self.live.insert(version.label.clone(), Arc::clone(&version));
         Ok(version)
@@ -188,18 +221,26 @@ impl Registry {
                 ))
             })?;
         let version = Arc::new(self.materialize(previous).await?);
-        self.db.activate(tenant, name.as_str(), version.record.version).await?;
+        let mut change = self.db.change(tenant).await?;
+        change.activate(tenant, name.as_str(), version.record.version).await?;
+        change.commit().await?;
         self.live.insert(version.label.clone(), Arc::clone(&version));
         Ok(version)
     }
 
-    /// Removes a function; requests already running finish.
+    /// Removes a function and frees what only its versions held; requests
+    /// already running finish.
     pub async fn delete(&self, tenant: &str, name: &FunctionName) -> Result<(), ApiError> {
         let _guard = self.changes.lock().await;
-        if !self.db.delete_function(tenant, name.as_str()).await? {
-            return Err(ApiError::NotFound(format!("function `{name}`")));
-        }
+        let mut change = self.db.change(tenant).await?;
+        let digests = change
+            .delete_function(tenant, name.as_str())
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("function `{name}`")))?;
+        let released = change.release(digests).await?;
+        change.commit().await?;
         self.live.remove(&key(tenant, name.as_str()));
+        self.files.remove(&released);
         Ok(())
     }
 
@@ -214,6 +255,7 @@ impl Registry {
         let active = self.db.active_versions().await?;
         let _guard = self.changes.lock().await;
         let mut seen = std::collections::HashSet::new();
+        let mut changed = false;
         for record in active {
             let label = key(&record.tenant, &record.name);
             seen.insert(label.clone());
@@ -222,27 +264,32 @@ impl Registry {
                 let version = self.materialize(record).await?;
                 tracing::info!(function = %label, version = version.record.version, "picked up from the database");
                 self.live.insert(label, Arc::new(version));
+                changed = true;
             }
         }
+        let before = self.live.len();
         self.live.retain(|label, _| seen.contains(label));
+        if changed || self.live.len() != before {
+            // Another node deployed or deleted: what it freed goes here too.
+            self.files.sweep(&self.db).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes what no version references: database copies, component
+    /// files, compiled artifacts and the temporary files a crash left.
+    async fn sweep(&self) -> anyhow::Result<()> {
+        let blobs = self.db.release_orphan_blobs().await?;
+        let files = self.files.sweep(&self.db).await?;
+        if blobs + files > 0 {
+            tracing::info!(blobs, files, "removed orphaned components");
+        }
         Ok(())
     }
 
     /// Whether the catalog database answers.
     pub async fn ready(&self) -> bool {
         self.db.ping().await
-    }
-
-    /// Compiles on a blocking thread, at most [`COMPILE_SLOTS`] at once, so a
-    /// burst of deploys cannot take every core from requests being served.
-    async fn compile(&self, digest: String, bytes: bytes::Bytes) -> Result<Component, ApiError> {
-        let _slot = self.compile_slots.acquire().await.context("compile slots closed")?;
-        let runtime = Arc::clone(&self.runtime);
-        let (component, outcome) = tokio::task::spawn_blocking(move || runtime.compile(&digest, &bytes))
-            .await
-            .context("the compile task failed")??;
-        record_cache(outcome);
-        Ok(component)
     }
 
     /// The limits a deploy with `options` gets, checked against the host caps.
@@ -269,13 +316,10 @@ impl Registry {
     /// Brings a stored version back to life from its cached artifact,
     /// recompiling from the stored component only when the cache lacks it.
     async fn materialize(&self, record: VersionRecord) -> Result<Version, ApiError> {
-        let component = match self.runtime.load_cached(&record.digest)? {
-            Some(component) => {
-                record_cache(CacheOutcome::Hit);
-                component
-            }
+        let component = match self.compiler.cached(&record.digest).await? {
+            Some(component) => component,
             None => {
-                let path = self.components_dir.join(format!("{}.wasm", record.digest));
+                let path = self.files.component_path(&record.digest);
                 let bytes = match tokio::fs::read(&path).await {
                     Ok(bytes) => bytes,
                     Err(_) => self
@@ -284,7 +328,7 @@ impl Registry {
                         .await?
                         .with_context(|| format!("component {} is in neither {} nor the database", record.digest, path.display()))?,
                 };
-                self.compile(record.digest.clone(), bytes.into()).await?
+                self.compiler.compile(&record.tenant, &record.digest, bytes.into()).await?
             }
         };
         let entry = self.runtime.prepare(&component)?;
@@ -325,20 +369,6 @@ impl Registry {
         });
         Version { record, limits, allowed_hosts, nn_scope, entry, admission, label, metrics }
     }
-
-    async fn store_component(&self, digest: &str, bytes: &[u8]) -> Result<(), ApiError> {
-        let path = self.components_dir.join(format!("{digest}.wasm"));
-        crate::files::store_once(&path, bytes).await.context("cannot store the component")?;
-        Ok(())
-    }
-}
-
-fn record_cache(outcome: CacheOutcome) {
-    let result = match outcome {
-        CacheOutcome::Hit => "hit",
-        CacheOutcome::Miss => "miss",
-    };
-    metrics::counter!("muon_compile_cache_total", "result" => result).increment(1);
 }
 
 /// Parses the `models` deploy option: model names, comma-separated, or `*`

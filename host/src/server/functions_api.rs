@@ -22,8 +22,8 @@ pub async fn deploy(
     let bytes = body::read_limited(&parts.headers, incoming, app.config.max_deploy_bytes).await?;
     let limits = app.registry.limits_for(&options)?;
     let is_new = app.registry.get(tenant, name.as_str()).is_none();
-    app.tenancy.check_deploy(tenant, limits.memory_mb, limits.timeout_ms, is_new, bytes.len() as u64).await?;
-    let version = app.registry.deploy(tenant, name, bytes, options).await?;
+    let quota = app.tenancy.check_deploy(tenant, limits.memory_mb, limits.timeout_ms, is_new, bytes.len() as u64).await?;
+    let version = app.registry.deploy(tenant, name, bytes, options, quota).await?;
     tracing::info!(function = %version.label, version = version.record.version, kind = %version.record.kind, "deployed");
     Ok(body::json_response(StatusCode::CREATED, &version_json(&version)))
 }

@@ -1,0 +1,587 @@
+//! Storage: quotas checked where deploys are written, deploys under load,
+//! retention and reclamation of versions, orphan sweeps, fair compiles.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use muon::db::Db;
+use muon_tests::{Backend, Server, component, error_of};
+use serde_json::{Value, json};
+
+crate::on_both_databases!(
+    parallel_deploys_create_no_more_functions_than_the_quota,
+    parallel_deploys_never_store_more_than_the_quota,
+    deploys_succeed_while_functions_are_called,
+    redeploys_keep_only_max_versions_kept,
+    deploy_and_delete_cycles_free_everything,
+    orphans_are_swept_at_start,
+);
+
+/// A server on `backend` and a handle on its database.
+async fn start(backend: Backend, flags: &[&str]) -> anyhow::Result<(Server, Db, Vec<String>)> {
+    let mut all = backend.flags()?;
+    all.extend(flags.iter().map(|f| (*f).to_owned()));
+    let args: Vec<&str> = all.iter().map(String::as_str).collect();
+    let server = Server::start(&args).await?;
+    let db = open_db(backend, &server, &all).await?;
+    Ok((server, db, all))
+}
+
+async fn open_db(backend: Backend, server: &Server, flags: &[String]) -> anyhow::Result<Db> {
+    match backend {
+        Backend::Sqlite => Db::open_sqlite(&server.data_dir).await,
+        Backend::Postgres => Db::connect(&flags[1]).await,
+    }
+}
+
+/// `base` with a custom section naming `tag` and `pad` bytes of padding:
+/// the same code under a new digest.
+fn variant(base: &[u8], tag: usize, pad: usize) -> Vec<u8> {
+    let name = b"muon-test";
+    let mut contents = leb(name.len());
+    contents.extend_from_slice(name);
+    contents.extend_from_slice(tag.to_string().as_bytes());
+    contents.resize(contents.len() + pad, 0);
+    let mut out = base.to_vec();
+    out.push(0);
+    out.extend(leb(contents.len()));
+    out.extend(contents);
+    out
+}
+
+fn leb(mut n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// A component whose one core module has `functions` functions of `groups`
+/// dependent multiply-adds each: slow for Cranelift, cheap to send. It
+/// exports nothing, so after compiling, the deploy is refused.
+fn slow_component(functions: usize, groups: usize, tag: usize) -> Vec<u8> {
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    // (i64, i64) -> i64
+    section(&mut module, 1, &[1, 0x60, 2, 0x7e, 0x7e, 1, 0x7e]);
+    let mut declared = leb(functions);
+    declared.extend(std::iter::repeat_n(0, functions));
+    section(&mut module, 3, &declared);
+    let mut code = leb(functions);
+    for f in 0..functions {
+        let mut body = vec![0];
+        for g in 0..groups {
+            let k = u8::try_from((f + g) % 60 + 1).unwrap_or(1);
+            // local1 = local1 + local0 * k; local0 = local0 ^ local1
+            body.extend_from_slice(&[
+                0x20, 1, 0x20, 0, 0x42, k, 0x7e, 0x7c, 0x21, 1, 0x20, 0, 0x20, 1, 0x85, 0x21, 0,
+            ]);
+        }
+        body.extend_from_slice(&[0x20, 1, 0x0b]);
+        code.extend(leb(body.len()));
+        code.extend(body);
+    }
+    section(&mut module, 10, &code);
+    let mut out = b"\0asm\x0d\0\x01\0".to_vec();
+    section(&mut out, 1, &module);
+    variant(&out, tag, 0)
+}
+
+fn section(out: &mut Vec<u8>, id: u8, contents: &[u8]) {
+    out.push(id);
+    out.extend(leb(contents.len()));
+    out.extend_from_slice(contents);
+}
+
+async fn put(
+    server: &Server,
+    client: &reqwest::Client,
+    name: &str,
+    bytes: Vec<u8>,
+) -> anyhow::Result<reqwest::Response> {
+    Ok(client
+        .put(server.url(&format!("/v1/functions/{name}")))
+        .body(bytes)
+        .send()
+        .await?)
+}
+
+async fn set_quotas(server: &Server, quotas: Value) -> anyhow::Result<()> {
+    server
+        .http
+        .put(server.url("/v1/tenants/default/quotas"))
+        .json(&quotas)
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(())
+}
+
+/// Bytes of the files under `dir`, recursively.
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_dir() => dir_bytes(&entry.path()),
+            Ok(meta) => meta.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Names of the files in `dir`.
+fn files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Bytes the server keeps for components: files, artifacts and database copies.
+async fn stored(server: &Server, db: &Db) -> anyhow::Result<(u64, u64, i64)> {
+    let (_, blob_bytes) = db.component_blobs().await?;
+    Ok((
+        dir_bytes(&server.data_dir.join("components")),
+        dir_bytes(&server.data_dir.join("compiled")),
+        blob_bytes,
+    ))
+}
+
+async fn parallel_deploys_create_no_more_functions_than_the_quota(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let (server, _db, _) = start(backend, &[]).await?;
+    set_quotas(&server, json!({ "max_functions": 5 })).await?;
+    let server = Arc::new(server);
+    let deploys = (0..30).map(|i| {
+        let server = Arc::clone(&server);
+        tokio::spawn(async move { server.deploy(&format!("f{i}"), "hello", "").await })
+    });
+    let mut created = 0;
+    for deploy in deploys {
+        let response = deploy.await??;
+        if response.status() == 201 {
+            created += 1;
+        } else {
+            let (status, code, message) = error_of(response).await?;
+            assert_eq!(
+                (status, code.as_str()),
+                (429, "quota_exceeded"),
+                "{message}"
+            );
+        }
+    }
+    assert_eq!(created, 5, "exactly max_functions deploys succeed");
+    let listed: Value = server
+        .http
+        .get(server.url("/v1/functions"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(listed["functions"].as_array().map(Vec::len), Some(5));
+    Ok(())
+}
+
+async fn parallel_deploys_never_store_more_than_the_quota(backend: Backend) -> anyhow::Result<()> {
+    let (server, db, _) = start(backend, &[]).await?;
+    let hello = component("hello")?;
+    let size = variant(&hello, 0, 0).len() as u64;
+    let quota = size * 7 / 2;
+    set_quotas(&server, json!({ "max_storage_bytes": quota })).await?;
+    let server = Arc::new(server);
+    let deploys = (0..12).map(|i| {
+        let (server, bytes) = (Arc::clone(&server), variant(&hello, i, 0));
+        tokio::spawn(async move { put(&server, &server.http, &format!("f{i}"), bytes).await })
+    });
+    let mut created = 0;
+    for deploy in deploys {
+        let response = deploy.await??;
+        if response.status() == 201 {
+            created += 1;
+        } else {
+            let (status, code, message) = error_of(response).await?;
+            assert_eq!(
+                (status, code.as_str()),
+                (429, "quota_exceeded"),
+                "{message}"
+            );
+        }
+    }
+    assert_eq!(
+        created, 3,
+        "three components of {size} bytes fit in {quota}, a fourth does not"
+    );
+    let (file_bytes, _, blobs) = stored(&server, &db).await?;
+    assert!(
+        file_bytes <= quota,
+        "component files hold {file_bytes} bytes, over the quota of {quota}"
+    );
+    assert!(
+        u64::try_from(blobs)? <= quota,
+        "database copies hold {blobs} bytes, over the quota of {quota}"
+    );
+    assert_eq!(
+        files_in_compiled(&server),
+        3,
+        "refused deploys left compiled artifacts: {:?}",
+        files(&server.data_dir.join("compiled"))
+    );
+    Ok(())
+}
+
+fn files_in_compiled(server: &Server) -> usize {
+    files(&server.data_dir.join("compiled")).len()
+}
+
+async fn deploys_succeed_while_functions_are_called(backend: Backend) -> anyhow::Result<()> {
+    let (server, _db, _) = start(backend, &[]).await?;
+    server.deploy_ok("hello", "hello", "").await?;
+    let server = Arc::new(server);
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let callers: Vec<_> = (0..8)
+        .map(|_| {
+            let (server, stop, calls) =
+                (Arc::clone(&server), Arc::clone(&stop), Arc::clone(&calls));
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    if server
+                        .get_fn("hello", "")
+                        .await
+                        .is_ok_and(|r| r.status() == 200)
+                    {
+                        calls.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let deployers: Vec<_> = (0..4)
+        .map(|d| {
+            let server = Arc::clone(&server);
+            tokio::spawn(async move {
+                let mut failures = Vec::new();
+                for i in 0..25 {
+                    let name = if i % 2 == 0 {
+                        format!("busy{d}")
+                    } else {
+                        format!("new{d}-{i}")
+                    };
+                    let response = server.deploy(&name, "hello", "").await?;
+                    if response.status() != 201 {
+                        failures.push(format!("{}: {}", response.status(), response.text().await?));
+                    }
+                }
+                anyhow::Ok(failures)
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for deployer in deployers {
+        failures.extend(deployer.await??);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for caller in callers {
+        caller.await?;
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of 100 deploys failed under load: {failures:?}",
+        failures.len()
+    );
+    assert!(
+        calls.load(Ordering::Relaxed) > 100,
+        "the callers made too few calls to load the database"
+    );
+    Ok(())
+}
+
+async fn redeploys_keep_only_max_versions_kept(backend: Backend) -> anyhow::Result<()> {
+    let (server, db, _) = start(backend, &["--max-versions-kept", "3"]).await?;
+    let hello = component("hello")?;
+    let mut after_three = (0, 0, 0);
+    for i in 0..30 {
+        let response = put(&server, &server.http, "greeter", variant(&hello, i, 0)).await?;
+        assert_eq!(
+            response.status(),
+            201,
+            "redeploy {i}: {}",
+            response.text().await?
+        );
+        if i == 2 {
+            after_three = stored(&server, &db).await?;
+        }
+    }
+    let shown: Value = server
+        .http
+        .get(server.url("/v1/functions/greeter"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let versions: Vec<i64> = shown["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["version"].as_i64())
+        .collect();
+    assert_eq!(versions, [28, 29, 30]);
+    assert_eq!(files(&server.data_dir.join("components")).len(), 3);
+    assert_eq!(files_in_compiled(&server), 3);
+    let after_thirty = stored(&server, &db).await?;
+    assert!(
+        after_thirty.0 <= after_three.0 + 64
+            && after_thirty.1 <= after_three.1 * 11 / 10
+            && after_thirty.2 <= after_three.2 + 64,
+        "30 versions store more than 3 did: (files, artifacts, database) {after_thirty:?} against {after_three:?}"
+    );
+    let back: Value = server
+        .http
+        .post(server.url("/v1/functions/greeter/rollback"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(back["version"], 29, "the rollback target is kept");
+    assert_eq!(
+        server.get_fn("greeter", "").await?.text().await?,
+        "hello, world!\n"
+    );
+    Ok(())
+}
+
+async fn deploy_and_delete_cycles_free_everything(backend: Backend) -> anyhow::Result<()> {
+    let (server, db, _) = start(backend, &[]).await?;
+    let hello = component("hello")?;
+    let big = |i| variant(&hello, i, 460_000);
+    let quota = big(0).len() as u64 * 11 / 10;
+    set_quotas(&server, json!({ "max_storage_bytes": quota })).await?;
+    let empty = stored(&server, &db).await?;
+    for i in 0..20 {
+        let response = put(&server, &server.http, "cycle", big(i)).await?;
+        assert_eq!(
+            response.status(),
+            201,
+            "cycle {i}: {}",
+            response.text().await?
+        );
+        let deleted = server
+            .http
+            .delete(server.url("/v1/functions/cycle"))
+            .send()
+            .await?;
+        assert_eq!(deleted.status(), 200);
+    }
+    assert_eq!(
+        stored(&server, &db).await?,
+        empty,
+        "(files, artifacts, database) after 20 deploy-and-delete cycles"
+    );
+    assert!(files(&server.data_dir.join("components")).is_empty());
+    Ok(())
+}
+
+async fn orphans_are_swept_at_start(backend: Backend) -> anyhow::Result<()> {
+    let (server, db, flags) = start(backend, &[]).await?;
+    server.deploy_ok("hello", "hello", "").await?;
+    let components = server.data_dir.join("components");
+    let compiled = server.data_dir.join("compiled");
+    let (kept_components, kept_artifacts) = (files(&components), files(&compiled));
+    let artifact = kept_artifacts.first().cloned().unwrap_or_default();
+    let compat = artifact
+        .rsplit_once('-')
+        .map(|(_, c)| c.to_owned())
+        .unwrap_or_default();
+    let orphan = "0".repeat(64);
+    let planted = [
+        components.join(format!("{orphan}.wasm")),
+        components.join(format!("{orphan}.wasm.tmp1234-0")),
+        components.join(format!("{orphan}.tmp99")),
+        compiled.join(format!("{orphan}-{compat}")),
+        compiled.join(format!("{artifact}.tmp1234-1")),
+        compiled.join(format!(
+            "{}-00000000deadbeef.cwasm",
+            kept_components[0].trim_end_matches(".wasm")
+        )),
+    ];
+    server.signal("KILL")?;
+    let (data_dir, temp) = (server.data_dir.clone(), server.temp());
+    drop(server);
+    for path in &planted {
+        std::fs::write(path, b"left by a crash")?;
+    }
+    db.put_blob(muon::db::Blob::Component, &orphan, b"an orphan blob")
+        .await?;
+
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let restarted = Server::start_in(&data_dir, &args, temp).await?;
+    assert_eq!(
+        files(&components),
+        kept_components,
+        "component files after the sweep"
+    );
+    assert_eq!(
+        files(&compiled),
+        kept_artifacts,
+        "artifacts after the sweep"
+    );
+    assert_eq!(
+        db.blob(muon::db::Blob::Component, &orphan).await?,
+        None,
+        "the orphan blob is gone"
+    );
+    assert_eq!(
+        restarted.get_fn("hello", "").await?.text().await?,
+        "hello, world!\n"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_deploys_leave_no_artifact() -> anyhow::Result<()> {
+    let server = Server::start(&[]).await?;
+    let compiled = server.data_dir.join("compiled");
+    let (status, code, _) = error_of(
+        server
+            .deploy("imports", "fixture-unknown-import", "")
+            .await?,
+    )
+    .await?;
+    assert_eq!((status, code.as_str()), (400, "unknown_import"));
+    let (status, code, _) =
+        error_of(put(&server, &server.http, "slow", slow_component(4, 100, 0)).await?).await?;
+    assert_eq!(
+        (status, code.as_str()),
+        (400, "invalid_component"),
+        "compiled, then refused: it exports nothing"
+    );
+    assert_eq!(
+        files(&compiled),
+        Vec::<String>::new(),
+        "compiled after all, then refused"
+    );
+
+    let hello = component("hello")?;
+    set_quotas(&server, json!({ "max_storage_bytes": hello.len() * 3 / 2 })).await?;
+    server.deploy_ok("one", "hello", "").await?;
+    let (status, code, _) =
+        error_of(put(&server, &server.http, "two", variant(&hello, 1, 0)).await?).await?;
+    assert_eq!((status, code.as_str()), (429, "quota_exceeded"));
+    assert_eq!(
+        files(&compiled).len(),
+        1,
+        "only the stored version's artifact: {:?}",
+        files(&compiled)
+    );
+    assert_eq!(files(&server.data_dir.join("components")).len(), 1);
+    Ok(())
+}
+
+/// Functions and multiply-adds that make [`slow_component`] take about two seconds to compile here.
+const SLOW: (usize, usize) = (100, 2_000);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_tenants_slow_compiles_do_not_hold_another_tenants_deploy() -> anyhow::Result<()> {
+    let server = Arc::new(Server::start(&[]).await?);
+    let quick_key = server.create_tenant("quick").await?;
+    let quick = server.with_key(&quick_key)?;
+    let started = Instant::now();
+    let slow: Vec<_> = (0..4)
+        .map(|i| {
+            let server = Arc::clone(&server);
+            tokio::spawn(async move {
+                let response = put(
+                    &server,
+                    &server.http,
+                    &format!("slow{i}"),
+                    slow_component(SLOW.0, SLOW.1, i),
+                )
+                .await?;
+                anyhow::Ok((response.status().as_u16(), started.elapsed()))
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let asked = Instant::now();
+    let response = put(&server, &quick, "hello", component("hello")?).await?;
+    let quick_took = asked.elapsed();
+    assert_eq!(response.status(), 201, "{}", response.text().await?);
+    let mut slowest = Duration::ZERO;
+    for deploy in slow {
+        let (status, took) = deploy.await??;
+        assert_eq!(
+            status, 400,
+            "the slow components compile, then are refused (no exports)"
+        );
+        slowest = slowest.max(took);
+    }
+    eprintln!(
+        "tenant quick's deploy took {quick_took:?}; tenant default's four compiles {slowest:?}"
+    );
+    assert!(
+        quick_took * 3 < slowest,
+        "tenant quick waited {quick_took:?} for a small deploy while tenant default's compiles took {slowest:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compiles_are_bounded_in_time_and_size() -> anyhow::Result<()> {
+    let server = Server::start(&["--compile-timeout-ms", "1000"]).await?;
+    let asked = Instant::now();
+    let slow = slow_component(SLOW.0 * 2, SLOW.1, 0);
+    let (status, code, message) = error_of(put(&server, &server.http, "slow", slow).await?).await?;
+    let took = asked.elapsed();
+    assert_eq!(
+        (status, code.as_str()),
+        (422, "compile_timeout"),
+        "{message}"
+    );
+    assert!(
+        took < Duration::from_millis(2500),
+        "answered after {took:?}"
+    );
+    // One function body over the limit is refused before compiling, at once.
+    let (status, code, message) =
+        error_of(put(&server, &server.http, "huge", slow_component(1, 130_000, 0)).await?).await?;
+    assert_eq!(
+        (status, code.as_str()),
+        (400, "invalid_component"),
+        "{message}"
+    );
+    assert!(message.contains("function body"), "{message}");
+    // The abandoned compile holds the tenant's slot until it ends, then writes nothing.
+    let started = Instant::now();
+    loop {
+        let response = server.deploy("hello", "hello", "").await?;
+        if response.status() == 201 {
+            break;
+        }
+        let (status, code, message) = error_of(response).await?;
+        assert_eq!((status, code.as_str()), (503, "compile_busy"), "{message}");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the abandoned compile never ended"
+        );
+    }
+    assert_eq!(
+        files(&server.data_dir.join("compiled")).len(),
+        1,
+        "only hello's artifact"
+    );
+    Ok(())
+}
