@@ -166,10 +166,13 @@ async fn parallel_deploys_create_no_more_functions_than_the_quota(
     let (server, _db, _) = start(backend, &[]).await?;
     set_quotas(&server, json!({ "max_functions": 5 })).await?;
     let server = Arc::new(server);
-    let deploys = (0..30).map(|i| {
-        let server = Arc::clone(&server);
-        tokio::spawn(async move { server.deploy(&format!("f{i}"), "hello", "").await })
-    });
+    // Collected, so all are in flight before the first answer is read.
+    let deploys: Vec<_> = (0..30)
+        .map(|i| {
+            let server = Arc::clone(&server);
+            tokio::spawn(async move { server.deploy(&format!("f{i}"), "hello", "").await })
+        })
+        .collect();
     let mut created = 0;
     for deploy in deploys {
         let response = deploy.await??;
@@ -203,10 +206,12 @@ async fn parallel_deploys_never_store_more_than_the_quota(backend: Backend) -> a
     let quota = size * 7 / 2;
     set_quotas(&server, json!({ "max_storage_bytes": quota })).await?;
     let server = Arc::new(server);
-    let deploys = (0..12).map(|i| {
-        let (server, bytes) = (Arc::clone(&server), variant(&hello, i, 0));
-        tokio::spawn(async move { put(&server, &server.http, &format!("f{i}"), bytes).await })
-    });
+    let deploys: Vec<_> = (0..12)
+        .map(|i| {
+            let (server, bytes) = (Arc::clone(&server), variant(&hello, i, 0));
+            tokio::spawn(async move { put(&server, &server.http, &format!("f{i}"), bytes).await })
+        })
+        .collect();
     let mut created = 0;
     for deploy in deploys {
         let response = deploy.await??;
@@ -300,8 +305,9 @@ async fn deploys_succeed_while_functions_are_called(backend: Backend) -> anyhow:
     }
     assert!(
         failures.is_empty(),
-        "{} of 100 deploys failed under load: {failures:?}",
-        failures.len()
+        "{} of 100 deploys failed under load, the first: {:?}",
+        failures.len(),
+        failures.first()
     );
     assert!(
         calls.load(Ordering::Relaxed) > 100,
@@ -564,7 +570,8 @@ async fn compiles_are_bounded_in_time_and_size() -> anyhow::Result<()> {
         "{message}"
     );
     assert!(message.contains("function body"), "{message}");
-    // The abandoned compile holds the tenant's slot until it ends, then writes nothing.
+    // The abandoned compile holds the tenant's slot until it ends, then
+    // writes nothing. (On a busy machine hello itself may pass the deadline.)
     let started = Instant::now();
     loop {
         let response = server.deploy("hello", "hello", "").await?;
@@ -572,7 +579,11 @@ async fn compiles_are_bounded_in_time_and_size() -> anyhow::Result<()> {
             break;
         }
         let (status, code, message) = error_of(response).await?;
-        assert_eq!((status, code.as_str()), (503, "compile_busy"), "{message}");
+        let retry = [(503, "compile_busy"), (422, "compile_timeout")];
+        assert!(
+            retry.contains(&(status, code.as_str())),
+            "{status} {code}: {message}"
+        );
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "the abandoned compile never ended"
