@@ -20,7 +20,12 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 
 /// A JSON response with the given status.
 pub fn json_response(status: StatusCode, value: &serde_json::Value) -> http::Response<Body> {
-    let mut response = http::Response::new(full(value.to_string()));
+    json_bytes_response(status, value.to_string())
+}
+
+/// A response whose body is JSON already serialized.
+pub fn json_bytes_response(status: StatusCode, json: impl Into<Bytes>) -> http::Response<Body> {
+    let mut response = http::Response::new(full(json));
     *response.status_mut() = status;
     response
         .headers_mut()

@@ -68,7 +68,7 @@ pub async fn call_typed_function(
         let input = body::read_limited(&parts.headers, incoming, app.config.max_request_bytes).await?;
         usage.bytes_in = input.len();
         let output = invoke::typed::invoke_typed(app, version, &input, request_id, &mut usage.guest).await?;
-        Ok(body::json_response(StatusCode::OK, &output))
+        Ok(body::json_bytes_response(StatusCode::OK, output))
     })
     .await
 }
