@@ -139,6 +139,18 @@ async fn bodies_that_do_not_arrive_in_time_get_408_and_a_close() -> anyhow::Resu
             .status,
         200
     );
+    // Deploys and model uploads read their bodies the same way.
+    for path in ["/v1/functions/slow", "/v1/models/slow"] {
+        let mut conn = Conn::open(&server).await?;
+        let head = format!(
+            "PUT {path} HTTP/1.1\r\nhost: muon\r\nauthorization: Bearer {}\r\ncontent-length: 1000\r\n\r\nab",
+            server.admin_key
+        );
+        conn.send(head.as_bytes()).await?;
+        let answer = conn.response().await?;
+        assert_eq!((answer.status, answer.error_code().as_str()), (408, "body_timeout"), "{path}");
+        assert_eq!(conn.rest_until_close(Duration::from_secs(2)).await, Some(Vec::new()), "{path}");
+    }
     Ok(())
 }
 
