@@ -216,3 +216,26 @@ async fn bodies_past_the_memory_budget_get_503_until_it_frees() -> anyhow::Resul
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chunked_bodies_are_cut_off_at_the_limit_with_413_and_a_close() -> anyhow::Result<()> {
+    let server = Server::start(&["--max-request-bytes", "1024"]).await?;
+    server.deploy_ok("hello", "hello", "public=true").await?;
+    let mut conn = Conn::open(&server).await?;
+    conn.send(b"POST /fn/default/hello HTTP/1.1\r\nhost: muon\r\ntransfer-encoding: chunked\r\n\r\n")
+        .await?;
+    // Three chunks of 512 bytes and no end: the answer must not wait for one.
+    for _ in 0..3 {
+        conn.send(format!("200\r\n{}\r\n", "x".repeat(512)).as_bytes()).await?;
+    }
+    let answer = conn.response().await?;
+    assert_eq!(
+        (answer.status, answer.error_code().as_str()),
+        (413, "body_too_large")
+    );
+    assert_eq!(
+        conn.rest_until_close(Duration::from_secs(2)).await,
+        Some(Vec::new())
+    );
+    Ok(())
+}
