@@ -20,16 +20,21 @@ macro_rules! on_both_databases {
     };
 }
 
+mod anonymous;
 mod billing;
+mod bodies;
 mod cli;
 mod deploy;
+mod framing;
 mod hygiene;
 mod invoke;
 mod nn;
 mod observability;
 mod outbound;
 mod persistence;
+mod routes;
 mod sandbox;
 mod scaling;
 mod storage;
 mod tenants;
+mod wire;
