@@ -279,11 +279,7 @@ fn wasmtime_config(config: &Config) -> anyhow::Result<WasmtimeConfig> {
         .epoch_interruption(true)
         .max_wasm_stack(config.max_wasm_stack)
         .async_stack_size(config.max_wasm_stack + (256 << 10))
-        .cranelift_opt_level(wasmtime::OptLevel::Speed)
-        // One thread per compile: parallel compiles share one rayon pool, in
-        // which a large component's functions queue ahead of every other
-        // tenant's. The registry's compile slots bound the cores instead.
-        .parallel_compilation(false);
+        .cranelift_opt_level(wasmtime::OptLevel::Speed);
     Ok(wasmtime)
 }
 

@@ -3,7 +3,9 @@
 //! A tenant compiles one component at a time; its other deploys wait behind
 //! it, not in front of other tenants'. A small host-wide pool bounds how many
 //! compile at once, so a burst of deploys cannot take every core from the
-//! requests being served. Waiting and compiling share one deadline.
+//! requests being served for long. Each compile runs on a thread pool of its
+//! own, so compiles share the cores instead of queueing behind one another.
+//! Waiting and compiling share one deadline.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -117,9 +119,18 @@ impl Compiler {
         abandoned: Arc<Mutex<bool>>,
     ) -> tokio::task::JoinHandle<Result<Component, ApiError>> {
         let runtime = Arc::clone(&self.runtime);
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
         tokio::task::spawn_blocking(move || {
             let _permits = permits;
-            let serialized = runtime.precompile(&bytes)?;
+            // A pool of its own: in rayon's global pool, which wasmtime
+            // compiles in by default, a large component's functions queue
+            // ahead of every other compile's; separate pools share the cores.
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("muon-compile-{i}"))
+                .build()
+                .context("cannot start the compile threads")?;
+            let serialized = pool.install(|| runtime.precompile(&bytes))?;
             // Held while writing, so the deadline either comes before the
             // artifact exists (and none is written) or after (and the
             // deploy's cleanup removes it).
