@@ -31,7 +31,7 @@ pub struct Quotas {
     pub max_timeout_ms: Option<u64>,
     /// Functions the tenant may have.
     pub max_functions: Option<u32>,
-    /// Bytes of all stored component versions.
+    /// Bytes stored: each distinct component the tenant's kept versions hold, once, and its models.
     pub max_storage_bytes: Option<u64>,
     /// Spend per calendar month (UTC), in micro-units.
     pub monthly_budget_micros: Option<i64>,

@@ -597,3 +597,74 @@ async fn compiles_are_bounded_in_time_and_size() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_sharing_postgres_check_quotas_together() -> anyhow::Result<()> {
+    let url = muon_tests::fresh_postgres_database()?;
+    let first = Arc::new(Server::start(&["--database-url", &url]).await?);
+    let second = Arc::new(Server::start(&["--database-url", &url]).await?);
+    let acme_key = first.create_tenant("acme").await?;
+    let hello = component("hello")?;
+    let quota = variant(&hello, 0, 0).len() * 7 / 2;
+    for (tenant, quotas) in [
+        ("default", json!({ "max_functions": 5 })),
+        ("acme", json!({ "max_storage_bytes": quota })),
+    ] {
+        let url = first.url(&format!("/v1/tenants/{tenant}/quotas"));
+        first
+            .http
+            .put(url)
+            .json(&quotas)
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+    // Half of each tenant's deploys go to each node; the nodes share only the database.
+    let clients = [
+        (
+            muon_tests::client_with_key(Some(&first.admin_key))?,
+            muon_tests::client_with_key(Some(&acme_key))?,
+        ),
+        (
+            muon_tests::client_with_key(Some(&first.admin_key))?,
+            muon_tests::client_with_key(Some(&acme_key))?,
+        ),
+    ];
+    let deploys: Vec<_> = (0..40)
+        .map(|i| {
+            let node = Arc::clone(if i % 2 == 0 { &first } else { &second });
+            let (admin, acme) = clients[i % 2].clone();
+            let (client, bytes) = if i < 30 {
+                (admin, hello.clone())
+            } else {
+                (acme, variant(&hello, i, 0))
+            };
+            tokio::spawn(async move {
+                anyhow::Ok((
+                    i,
+                    put(&node, &client, &format!("f{i}"), bytes)
+                        .await?
+                        .status()
+                        .as_u16(),
+                ))
+            })
+        })
+        .collect();
+    let (mut functions, mut stored) = (0, 0);
+    for deploy in deploys {
+        let (i, status) = deploy.await??;
+        assert!(
+            status == 201 || status == 429,
+            "deploy {i} answered {status}"
+        );
+        if status == 201 {
+            *(if i < 30 { &mut functions } else { &mut stored }) += 1;
+        }
+    }
+    assert_eq!(functions, 5, "max_functions = 5 across two nodes");
+    assert_eq!(
+        stored, 3,
+        "three components fit in the storage quota across two nodes"
+    );
+    Ok(())
+}
