@@ -87,6 +87,8 @@ const MIGRATIONS: &[&str] = &[
         digest TEXT PRIMARY KEY,
         bytes BYTEA NOT NULL
     )",
+    // Whether any version still references a component, asked at every prune and delete.
+    "CREATE INDEX IF NOT EXISTS function_versions_by_digest ON function_versions (digest)",
 ];
 
 mod blobs;
