@@ -252,8 +252,10 @@ impl Registry {
     }
 
     async fn sync(&self) -> Result<(), ApiError> {
-        let active = self.db.active_versions().await?;
+        // Read under the lock: a deploy of this node that commits between
+        // the read and the lock would otherwise be dropped until the next round.
         let _guard = self.changes.lock().await;
+        let active = self.db.active_versions().await?;
         let mut seen = std::collections::HashSet::new();
         let mut changed = false;
         for record in active {
