@@ -17,6 +17,7 @@ crate::on_both_databases!(
     redeploys_keep_only_max_versions_kept,
     deploy_and_delete_cycles_free_everything,
     orphans_are_swept_at_start,
+    a_kill_during_deploys_leaves_nothing_unreferenced,
 );
 
 /// A server on `backend` and a handle on its database.
@@ -670,6 +671,85 @@ async fn nodes_sharing_postgres_check_quotas_together() -> anyhow::Result<()> {
     assert_eq!(
         stored, 3,
         "three components fit in the storage quota across two nodes"
+    );
+    Ok(())
+}
+
+async fn a_kill_during_deploys_leaves_nothing_unreferenced(backend: Backend) -> anyhow::Result<()> {
+    let (server, db, flags) = start(backend, &[]).await?;
+    server.deploy_ok("keep", "hello", "").await?;
+    let hello = component("hello")?;
+    let server = Arc::new(server);
+    let deploys: Vec<_> = (0..8)
+        .map(|i| {
+            let (server, bytes) = (Arc::clone(&server), variant(&hello, i, 300_000));
+            tokio::spawn(async move { put(&server, &server.http, &format!("f{i}"), bytes).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    server.signal("KILL")?;
+    let mut cut_off = 0;
+    for deploy in deploys {
+        // Answered before the kill, or cut off by it: either is fine here.
+        cut_off += usize::from(deploy.await?.is_err());
+    }
+    // One compile at a time per tenant: eight take far longer than 150 ms.
+    assert!(cut_off > 0, "the kill came after every deploy had answered");
+    let (data_dir, temp) = (server.data_dir.clone(), server.temp());
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let restarted = Server::start_in(&data_dir, &args, temp).await?;
+
+    let listed: Value = restarted
+        .http
+        .get(restarted.url("/v1/functions"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let mut digests = std::collections::HashSet::new();
+    for function in listed["functions"].as_array().into_iter().flatten() {
+        let name = function["name"].as_str().unwrap_or_default();
+        let shown: Value = restarted
+            .http
+            .get(restarted.url(&format!("/v1/functions/{name}")))
+            .send()
+            .await?
+            .json()
+            .await?;
+        digests.extend(
+            shown["versions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v["digest"].as_str().map(str::to_owned)),
+        );
+    }
+    let belongs = |name: &str| {
+        digests
+            .iter()
+            .any(|d| name.starts_with(d.as_str()) && !name.contains(".tmp"))
+    };
+    for dir in ["components", "compiled"] {
+        let names = files(&data_dir.join(dir));
+        assert!(
+            names.iter().all(|n| belongs(n)),
+            "{dir} holds files no version references: {names:?}, versions: {digests:?}"
+        );
+    }
+    let (blobs, _) = db.component_blobs().await?;
+    let expected = if backend == Backend::Postgres {
+        digests.len()
+    } else {
+        0
+    };
+    assert_eq!(
+        usize::try_from(blobs)?,
+        expected,
+        "database copies: one per referenced component on PostgreSQL, none on SQLite"
+    );
+    assert_eq!(
+        restarted.get_fn("keep", "").await?.text().await?,
+        "hello, world!\n"
     );
     Ok(())
 }
