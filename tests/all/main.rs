@@ -20,6 +20,7 @@ macro_rules! on_both_databases {
     };
 }
 
+mod admin;
 mod billing;
 mod cli;
 mod deploy;

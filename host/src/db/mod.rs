@@ -98,7 +98,7 @@ mod usage;
 pub use blobs::Blob;
 pub use catalog::VersionRecord;
 pub use models::ModelRow;
-pub use tenants::{KeyRecord, TenantRecord};
+pub use tenants::{KeyRecord, Revocation, TenantRecord};
 pub use usage::{GroupBy, UsageQuery, UsageRecord, UsageTotals};
 
 /// Runs `sync` every `period`, forever: how a node keeps up with what other

@@ -96,7 +96,9 @@ async fn api(
         },
         (["tenants"], &Method::POST) => tenants_api::create(app, &principal, request).await,
         (["tenants"], &Method::GET) => tenants_api::list(app, &principal).await,
-        (["tenants", tenant, "keys"], &Method::POST) => tenants_api::issue_key(app, &principal, tenant).await,
+        (["tenants", tenant, "keys"], &Method::POST) => {
+            tenants_api::issue_key(app, &principal, tenant, request).await
+        }
         (["tenants", tenant, "quotas"], &Method::PUT) => {
             tenants_api::set_quotas(app, &principal, tenant, request).await
         }

@@ -1,0 +1,352 @@
+//! The operator's hold on the host: admin keys cannot be lost through the API,
+//! a lost one is recovered on the machine, key issuance is bounded, `/metrics`
+//! is for operators only, and shutdown is visible to a load balancer.
+
+use std::process::Command;
+use std::time::Duration;
+
+use muon_tests::{Backend, Server, client_with_key, error_of, muon_bin};
+use serde_json::{Value, json};
+
+crate::on_both_databases!(
+    admin_keys_cannot_be_revoked_by_users_or_all_revoked,
+    a_lost_admin_key_is_recovered_by_the_cli_and_at_start,
+    key_issuance_is_bounded_by_a_quota_even_in_parallel,
+);
+
+/// The id of the admin key the server made at start, from its log.
+fn bootstrap_admin_key_id(server: &Server) -> anyhow::Result<String> {
+    let logs = without_colours(&server.logs());
+    let line = logs
+        .lines()
+        .find(|l| l.contains("created the admin key"))
+        .ok_or_else(|| anyhow::anyhow!("no admin key in the log:\n{logs}"))?;
+    let id = line
+        .split("key_id=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next());
+    id.map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("no key_id in `{line}`"))
+}
+
+/// `text` without ANSI colour sequences (`ESC [ ... m`).
+fn without_colours(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut in_escape = false;
+    for c in text.chars() {
+        match (in_escape, c) {
+            (false, '\x1b') => in_escape = true,
+            (false, c) => plain.push(c),
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+        }
+    }
+    plain
+}
+
+async fn issue_key(
+    server: &Server,
+    client: &reqwest::Client,
+    body: Value,
+) -> anyhow::Result<reqwest::Response> {
+    Ok(client
+        .post(server.url("/v1/tenants/default/keys"))
+        .json(&body)
+        .send()
+        .await?)
+}
+
+async fn admin_keys_cannot_be_revoked_by_users_or_all_revoked(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let server = Server::start_on(backend, &[]).await?;
+    let first_admin = bootstrap_admin_key_id(&server)?;
+    let user: Value = issue_key(&server, &server.http, json!({}))
+        .await?
+        .json()
+        .await?;
+    let user = client_with_key(user["key"].as_str())?;
+
+    // A plain key of tenant `default` can neither revoke nor mint admin keys.
+    let (status, code, message) = error_of(
+        user.delete(server.url(&format!("/v1/keys/{first_admin}")))
+            .send()
+            .await?,
+    )
+    .await?;
+    assert_eq!((status, code.as_str()), (403, "forbidden"), "{message}");
+    let (status, _, _) =
+        error_of(issue_key(&server, &user, json!({ "admin": true })).await?).await?;
+    assert_eq!(status, 403);
+    assert_eq!(
+        server
+            .http
+            .get(server.url("/v1/tenants"))
+            .send()
+            .await?
+            .status(),
+        200,
+        "the admin key still works"
+    );
+
+    // The last live admin key cannot be revoked, not even by itself.
+    let (status, code, message) = error_of(
+        server
+            .http
+            .delete(server.url(&format!("/v1/keys/{first_admin}")))
+            .send()
+            .await?,
+    )
+    .await?;
+    assert_eq!((status, code.as_str()), (409, "conflict"));
+    assert!(
+        message.contains("last live admin key")
+            && message.contains("issue another admin key first"),
+        "{message}"
+    );
+
+    // With a second admin key, the first can go; then the second is the last.
+    let second = issue_key(&server, &server.http, json!({ "admin": true })).await?;
+    assert_eq!(second.status(), 201);
+    let second: Value = second.json().await?;
+    let second_admin = client_with_key(second["key"].as_str())?;
+    assert_eq!(
+        second_admin
+            .get(server.url("/v1/tenants"))
+            .send()
+            .await?
+            .status(),
+        200,
+        "a new admin key is an admin key"
+    );
+    let revoked = second_admin
+        .delete(server.url(&format!("/v1/keys/{first_admin}")))
+        .send()
+        .await?;
+    assert_eq!(revoked.status(), 200);
+    assert_eq!(
+        server
+            .http
+            .get(server.url("/v1/tenants"))
+            .send()
+            .await?
+            .status(),
+        401
+    );
+    let second_id = second["id"].as_str().unwrap_or_default();
+    let (status, _, _) = error_of(
+        second_admin
+            .delete(server.url(&format!("/v1/keys/{second_id}")))
+            .send()
+            .await?,
+    )
+    .await?;
+    assert_eq!(status, 409);
+    assert_eq!(
+        second_admin
+            .get(server.url("/v1/tenants"))
+            .send()
+            .await?
+            .status(),
+        200
+    );
+    Ok(())
+}
+
+/// Runs `muon admin reset-key` for a server's data directory and database.
+fn reset_key(server: &Server, database_url: Option<&str>) -> anyhow::Result<std::process::Output> {
+    let mut command = Command::new(muon_bin());
+    command
+        .args(["admin", "reset-key", "--data-dir"])
+        .arg(&server.data_dir)
+        .env_remove("MUON_DATABASE_URL");
+    if let Some(url) = database_url {
+        command.args(["--database-url", url]);
+    }
+    Ok(command.output()?)
+}
+
+fn admin_key_file(server: &Server) -> anyhow::Result<String> {
+    Ok(std::fs::read_to_string(server.data_dir.join("admin.key"))?
+        .trim()
+        .to_owned())
+}
+
+/// Revokes every admin key in the database, behind the server's back.
+fn revoke_all_admin_keys(server: &Server, database_url: Option<&str>) -> anyhow::Result<()> {
+    let sql = "UPDATE api_keys SET revoked_at_ms = 1 WHERE admin = 1";
+    let status = match database_url {
+        Some(url) => Command::new("psql").args([url, "-q", "-c", sql]).status()?,
+        None => Command::new("sqlite3")
+            .arg(server.data_dir.join("muon.db"))
+            .arg(sql)
+            .status()?,
+    };
+    anyhow::ensure!(
+        status.success(),
+        "cannot revoke the admin keys in the database"
+    );
+    Ok(())
+}
+
+async fn a_lost_admin_key_is_recovered_by_the_cli_and_at_start(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let flags = backend.flags()?;
+    let database_url = flags.get(1).cloned();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = Server::start(&flags).await?;
+    let old_key = server.admin_key.clone();
+
+    // On the machine, with the server running: a new admin key in admin.key.
+    let out = reset_key(&server, database_url.as_deref())?;
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("new admin key key_"),
+        "{out:?}"
+    );
+    let new_key = admin_key_file(&server)?;
+    assert_ne!(new_key, old_key);
+    assert_eq!(
+        client_with_key(Some(&new_key))?
+            .get(server.url("/v1/tenants"))
+            .send()
+            .await?
+            .status(),
+        200
+    );
+
+    // A mistyped data directory makes no stray database.
+    let stray = tempfile::tempdir()?;
+    let out = Command::new(muon_bin())
+        .args(["admin", "reset-key", "--data-dir"])
+        .arg(stray.path())
+        .env_remove("MUON_DATABASE_URL")
+        .output()?;
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no database at"),
+        "{out:?}"
+    );
+    assert!(!stray.path().join("admin.key").exists());
+
+    // Every admin key revoked (as an older muon let a plain key do): the
+    // next start makes a live one and writes it over the dead one.
+    revoke_all_admin_keys(&server, database_url.as_deref())?;
+    tokio::time::sleep(Duration::from_secs(3)).await; // past the key cache
+    assert_eq!(
+        client_with_key(Some(&new_key))?
+            .get(server.url("/v1/tenants"))
+            .send()
+            .await?
+            .status(),
+        401
+    );
+    let (temp, data_dir) = (server.temp(), server.data_dir.clone());
+    assert_eq!(server.stop().await?, Some(0));
+    let restarted = Server::start_in(&data_dir, &flags, temp).await?;
+    assert!(
+        !restarted.admin_key.is_empty() && restarted.admin_key != new_key,
+        "admin.key does not keep a dead key"
+    );
+    assert_eq!(
+        restarted
+            .http
+            .get(restarted.url("/v1/tenants"))
+            .send()
+            .await?
+            .status(),
+        200
+    );
+    Ok(())
+}
+
+async fn key_issuance_is_bounded_by_a_quota_even_in_parallel(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let server = Server::start_on(backend, &[]).await?;
+    let shown: Value = server
+        .http
+        .get(server.url("/v1/tenants/default/quotas"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        shown["quotas"]["max_keys"], 100,
+        "a documented default, never unlimited"
+    );
+
+    let acme = server.create_tenant("acme").await?; // its first live key
+    let set = server
+        .http
+        .put(server.url("/v1/tenants/acme/quotas"))
+        .json(&json!({ "max_keys": 4 }))
+        .send()
+        .await?;
+    assert_eq!(set.status(), 200);
+    let acme = client_with_key(Some(&acme))?;
+    let issues = (0..12).map(|_| {
+        let request = acme.post(server.url("/v1/tenants/acme/keys"));
+        async move { anyhow::Ok(request.send().await?) }
+    });
+    let mut issued = Vec::new();
+    for response in futures_util::future::join_all(issues).await {
+        let response = response?;
+        match response.status().as_u16() {
+            201 => issued.push(response.json::<Value>().await?),
+            _ => {
+                let (status, code, message) = error_of(response).await?;
+                assert_eq!(
+                    (status, code.as_str()),
+                    (429, "quota_exceeded"),
+                    "{message}"
+                );
+                assert!(message.contains("4 live keys"), "{message}");
+            }
+        }
+    }
+    assert_eq!(issued.len(), 3, "one key plus three fills a limit of four");
+
+    // A revoked key frees its place.
+    let id = issued[0]["id"].as_str().unwrap_or_default();
+    assert_eq!(
+        acme.delete(server.url(&format!("/v1/keys/{id}")))
+            .send()
+            .await?
+            .status(),
+        200
+    );
+    assert_eq!(
+        acme.post(server.url("/v1/tenants/acme/keys"))
+            .send()
+            .await?
+            .status(),
+        201
+    );
+    assert_eq!(
+        acme.post(server.url("/v1/tenants/acme/keys"))
+            .send()
+            .await?
+            .status(),
+        429
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bearer_scheme_is_case_insensitive() -> anyhow::Result<()> {
+    let server = Server::start(&[]).await?;
+    for scheme in ["bearer", "BEARER", "bEaReR"] {
+        let response = reqwest::Client::new()
+            .get(server.url("/v1/functions"))
+            .header("authorization", format!("{scheme} {}", server.admin_key))
+            .send()
+            .await?;
+        assert_eq!(response.status(), 200, "{scheme}");
+    }
+    let basic = reqwest::Client::new()
+        .get(server.url("/v1/functions"))
+        .header("authorization", format!("Basic {}", server.admin_key));
+    assert_eq!(basic.send().await?.status(), 401);
+    Ok(())
+}
