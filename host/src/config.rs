@@ -32,6 +32,10 @@ pub struct Settings {
     /// Address to listen on [default: 127.0.0.1:8080]. Port 0 picks a free port.
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// Address serving `GET /metrics` without a key, for a scraper on a private network
+    /// [default: none; `/metrics` is then served on `listen` to the admin key only].
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Directory for the database, components and compiled artifacts [default: ./muon-data].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -187,6 +191,8 @@ impl NnSettings {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Where `/metrics` is served without a key, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub limits: LimitDefaults,
     pub queue_depth: u32,
@@ -238,6 +244,7 @@ impl Settings {
         }
         merge!(
             listen,
+            metrics_listen,
             data_dir,
             default_memory_mb,
             max_memory_mb,
@@ -288,8 +295,13 @@ impl Settings {
             bail!("memory and timeout limits must be greater than zero");
         }
         Ok(Config {
-            listen: self.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
-            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            listen: self
+                .listen
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            metrics_listen: self.metrics_listen,
+            data_dir: self
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             limits,
             queue_depth: self.queue_depth.unwrap_or(256),
             queue_timeout: Duration::from_millis(self.queue_timeout_ms.unwrap_or(1000)),

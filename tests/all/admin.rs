@@ -350,3 +350,193 @@ async fn the_bearer_scheme_is_case_insensitive() -> anyhow::Result<()> {
     assert_eq!(basic.send().await?.status(), 401);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_are_for_the_admin_key_only() -> anyhow::Result<()> {
+    let server = Server::start(&[]).await?;
+    server.deploy_ok("secret-fn", "hello", "").await?;
+    assert_eq!(server.get_fn("secret-fn", "").await?.status(), 200);
+    let user: Value = issue_key(&server, &server.http, json!({}))
+        .await?
+        .json()
+        .await?;
+    let acme = server.create_tenant("acme").await?;
+    for (who, key, status) in [
+        ("anonymous", None, 401),
+        ("a plain key", user["key"].as_str(), 403),
+        ("another tenant", Some(acme.as_str()), 403),
+    ] {
+        let response = client_with_key(key)?
+            .get(server.url("/metrics"))
+            .send()
+            .await?;
+        assert_eq!(response.status(), status, "{who}");
+        let text = response.text().await?;
+        assert!(
+            !text.contains("secret-fn") && !text.contains("muon_"),
+            "{who} sees metrics: {text}"
+        );
+    }
+    let text = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        text.contains("muon_requests_total{function=\"default/secret-fn\",outcome=\"ok\"} 1"),
+        "{text}"
+    );
+    Ok(())
+}
+
+/// A free port on loopback (bound, then let go).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_listen_serves_a_scraper_without_a_key() -> anyhow::Result<()> {
+    let port = free_port()?;
+    let address = format!("127.0.0.1:{port}");
+    let server = Server::start(&["--metrics-listen", &address]).await?;
+    server.deploy_ok("scraped", "hello", "").await?;
+    assert_eq!(server.get_fn("scraped", "").await?.status(), 200);
+    let scraper = client_with_key(None)?;
+    let response = scraper
+        .get(format!("http://{address}/metrics"))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response
+            .text()
+            .await?
+            .contains("muon_requests_total{function=\"default/scraped\",outcome=\"ok\"} 1")
+    );
+    let (status, _, _) = error_of(
+        scraper
+            .get(format!("http://{address}/v1/functions"))
+            .send()
+            .await?,
+    )
+    .await?;
+    assert_eq!(status, 404, "the metrics address serves nothing else");
+    assert_eq!(
+        scraper.get(server.url("/metrics")).send().await?.status(),
+        401,
+        "the main listener still needs the admin key"
+    );
+    Ok(())
+}
+
+async fn exposition(server: &Server) -> anyhow::Result<String> {
+    Ok(server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?)
+}
+
+async fn deploy_call_delete(server: &Server, name: &str) -> anyhow::Result<()> {
+    server.deploy_ok(name, "hello", "").await?;
+    anyhow::ensure!(
+        server.get_fn(name, "").await?.status() == 200,
+        "{name} did not answer"
+    );
+    let deleted = server
+        .http
+        .delete(server.url(&format!("/v1/functions/{name}")))
+        .send()
+        .await?;
+    anyhow::ensure!(deleted.status() == 200, "{name} was not deleted");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleted_functions_leave_no_series() -> anyhow::Result<()> {
+    let server = Server::start(&[]).await?;
+    server.deploy_ok("kept", "hello", "").await?;
+    assert_eq!(server.get_fn("kept", "").await?.status(), 200);
+    deploy_call_delete(&server, "warm-up").await?; // every process-wide series exists now
+    let before = exposition(&server).await?;
+    for n in 0..50 {
+        deploy_call_delete(&server, &format!("gone-{n}")).await?;
+    }
+    let after = exposition(&server).await?;
+    assert!(
+        !after.contains("gone-"),
+        "a deleted function's series remain:\n{after}"
+    );
+    assert!(after.contains("function=\"default/kept\""), "{after}");
+    assert!(
+        after.len() < before.len() + 1024,
+        "grew from {} to {} bytes",
+        before.len(),
+        after.len()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readyz_answers_503_during_shutdown() -> anyhow::Result<()> {
+    let mut server = Server::start(&["--shutdown-grace-ms", "10000"]).await?;
+    server.deploy_ok("slow", "fixture-sleep", "").await?;
+    let in_flight = tokio::spawn({
+        let request = server.http.get(server.url("/fn/default/slow?ms=3000"));
+        async move { anyhow::Ok(request.send().await?.text().await?) }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.signal("TERM")?;
+    // A load balancer's probe: a new connection each time.
+    let probe = || {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(5))
+            .build()
+    };
+    let mut seen = None;
+    for _ in 0..40 {
+        let response = probe()?.get(server.url("/readyz")).send().await?;
+        if response.status() == 503 {
+            seen = Some(response);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ready =
+        seen.ok_or_else(|| anyhow::anyhow!("/readyz never answered 503 during shutdown"))?;
+    assert_eq!(
+        ready.headers().get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..])
+    );
+    let (status, code, message) = error_of(ready).await?;
+    assert_eq!((status, code.as_str()), (503, "unavailable"), "{message}");
+    let (status, _, _) = error_of(
+        probe()?
+            .get(server.url("/fn/default/slow?ms=1"))
+            .header("authorization", format!("Bearer {}", server.admin_key))
+            .send()
+            .await?,
+    )
+    .await?;
+    assert_eq!(status, 503, "no new work while stopping");
+    assert_eq!(
+        probe()?.get(server.url("/healthz")).send().await?.status(),
+        200,
+        "alive until it exits"
+    );
+    assert_eq!(
+        in_flight.await??,
+        "woke up",
+        "the request in flight finishes"
+    );
+    assert_eq!(server.wait(Duration::from_secs(10)).await?, Some(0));
+    Ok(())
+}
