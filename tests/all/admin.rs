@@ -540,3 +540,34 @@ async fn readyz_answers_503_during_shutdown() -> anyhow::Result<()> {
     assert_eq!(server.wait(Duration::from_secs(10)).await?, Some(0));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_dates_that_overflow_are_400_naming_the_parameter() -> anyhow::Result<()> {
+    let server = Server::start(&[]).await?;
+    for (query, parameter) in [
+        ("from=99999999999999999-01-01", "`from`"),
+        ("from=9223372036854775807-12-31", "`from`"),
+        ("to=2023-02-29", "`to`"),
+        ("from=2024-01-01&to=10000-01-01", "`to`"),
+    ] {
+        let response = server
+            .http
+            .get(server.url(&format!("/v1/usage?{query}")))
+            .send()
+            .await?;
+        let (status, code, message) = error_of(response).await?;
+        assert_eq!(
+            (status, code.as_str()),
+            (400, "bad_request"),
+            "{query}: {message}"
+        );
+        assert!(message.contains(parameter), "{query}: {message}");
+    }
+    let fine = server
+        .http
+        .get(server.url("/v1/usage?from=2024-02-29&to=9999-12-31"))
+        .send()
+        .await?;
+    assert_eq!(fine.status(), 200);
+    Ok(())
+}
