@@ -117,7 +117,7 @@ impl Db {
         if live >= i64::from(max_live) {
             return Ok(false);
         }
-        Self::insert_key_in(&mut *tx, key, now_ms).await?;
+        Self::insert_key_in(&mut tx, key, now_ms).await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -454,6 +454,24 @@ mod tests {
         Ok(())
     }
 
+    /// https goes through TLS on the pinned connection: a server that is
+    /// not TLS is a TLS error, not a panic and not plain HTTP.
+    #[tokio::test]
+    async fn https_speaks_tls_to_the_checked_address() -> anyhow::Result<()> {
+        assert!(TLS_CONFIG.is_some(), "the TLS client configuration builds");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        tokio::spawn(async move {
+            if let Ok((mut stream, _)) = listener.accept().await {
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+            }
+        });
+        let target = Target { host: "rebind.invalid".to_owned(), addresses: vec![address], tls: true };
+        let connected = connect(&target).await;
+        assert!(matches!(connected, Err(HttpError::Tls(_))), "{:?}", connected.err());
+        Ok(())
+    }
+
     #[tokio::test]
     async fn internal_addresses_are_refused_after_one_lookup() -> anyhow::Result<()> {
         let policy = OutboundPolicy::new(Arc::from(vec!["localhost".to_owned()]), false);

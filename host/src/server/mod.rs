@@ -191,7 +191,10 @@ async fn drain(
         tokio::select! {
             () = &mut finished => return,
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let Ok((stream, _)) = accepted else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
                 let app = Arc::clone(app);
                 let service = service_fn(move |request| {
                     let app = Arc::clone(&app);
