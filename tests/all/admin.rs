@@ -14,34 +14,25 @@ crate::on_both_databases!(
     key_issuance_is_bounded_by_a_quota_even_in_parallel,
 );
 
-/// The id of the admin key the server made at start, from its log.
-fn bootstrap_admin_key_id(server: &Server) -> anyhow::Result<String> {
-    let logs = without_colours(&server.logs());
-    let line = logs
-        .lines()
-        .find(|l| l.contains("created the admin key"))
-        .ok_or_else(|| anyhow::anyhow!("no admin key in the log:\n{logs}"))?;
-    let id = line
-        .split("key_id=")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next());
-    id.map(str::to_owned)
-        .ok_or_else(|| anyhow::anyhow!("no key_id in `{line}`"))
+/// Runs `sql` on the server's database and returns the rows, one a line.
+fn query(server: &Server, database_url: Option<&str>, sql: &str) -> anyhow::Result<String> {
+    let output = match database_url {
+        Some(url) => Command::new("psql")
+            .args([url, "-qtA", "-c", sql])
+            .output()?,
+        None => Command::new("sqlite3")
+            .arg(server.data_dir.join("muon.db"))
+            .arg(sql)
+            .output()?,
+    };
+    anyhow::ensure!(output.status.success(), "`{sql}` failed: {output:?}");
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// `text` without ANSI colour sequences (`ESC [ ... m`).
-fn without_colours(text: &str) -> String {
-    let mut plain = String::with_capacity(text.len());
-    let mut in_escape = false;
-    for c in text.chars() {
-        match (in_escape, c) {
-            (false, '\x1b') => in_escape = true,
-            (false, c) => plain.push(c),
-            (true, 'm') => in_escape = false,
-            (true, _) => {}
-        }
-    }
-    plain
+/// The database URL for `backend` (`None`: SQLite in the data directory) and the server flags naming it.
+fn database(backend: Backend) -> anyhow::Result<(Option<String>, Vec<String>)> {
+    let flags = backend.flags()?;
+    Ok((flags.get(1).cloned(), flags))
 }
 
 async fn issue_key(
@@ -59,8 +50,18 @@ async fn issue_key(
 async fn admin_keys_cannot_be_revoked_by_users_or_all_revoked(
     backend: Backend,
 ) -> anyhow::Result<()> {
-    let server = Server::start_on(backend, &[]).await?;
-    let first_admin = bootstrap_admin_key_id(&server)?;
+    let (database_url, flags) = database(backend)?;
+    let server = Server::start(&flags.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    let first_admin = query(
+        &server,
+        database_url.as_deref(),
+        "SELECT id FROM api_keys WHERE admin = 1",
+    )?;
+    let first_admin = first_admin.trim();
+    assert!(
+        first_admin.starts_with("key_") && !first_admin.contains('\n'),
+        "one admin key at start: {first_admin}"
+    );
     let user: Value = issue_key(&server, &server.http, json!({}))
         .await?
         .json()
@@ -174,26 +175,18 @@ fn admin_key_file(server: &Server) -> anyhow::Result<String> {
 
 /// Revokes every admin key in the database, behind the server's back.
 fn revoke_all_admin_keys(server: &Server, database_url: Option<&str>) -> anyhow::Result<()> {
-    let sql = "UPDATE api_keys SET revoked_at_ms = 1 WHERE admin = 1";
-    let status = match database_url {
-        Some(url) => Command::new("psql").args([url, "-q", "-c", sql]).status()?,
-        None => Command::new("sqlite3")
-            .arg(server.data_dir.join("muon.db"))
-            .arg(sql)
-            .status()?,
-    };
-    anyhow::ensure!(
-        status.success(),
-        "cannot revoke the admin keys in the database"
-    );
-    Ok(())
+    query(
+        server,
+        database_url,
+        "UPDATE api_keys SET revoked_at_ms = 1 WHERE admin = 1",
+    )
+    .map(drop)
 }
 
 async fn a_lost_admin_key_is_recovered_by_the_cli_and_at_start(
     backend: Backend,
 ) -> anyhow::Result<()> {
-    let flags = backend.flags()?;
-    let database_url = flags.get(1).cloned();
+    let (database_url, flags) = database(backend)?;
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let server = Server::start(&flags).await?;
     let old_key = server.admin_key.clone();
