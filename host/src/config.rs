@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::ledger::pricing::Plan;
 use crate::nn::NnConfig;
 use crate::nn::backend::BackendKind;
-use crate::tenancy::{Quotas, TenancyConfig, TenantSettings};
+use crate::tenancy::{AnonymousLimits, Quotas, TenancyConfig, TenantSettings};
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -81,6 +81,22 @@ pub struct Settings {
     /// Time a client has to send its request headers, in milliseconds [default: 10000].
     #[arg(long)]
     pub header_read_timeout_ms: Option<u64>,
+    /// Time a client has to send a request body, in milliseconds, plus one second per MiB received
+    /// so large uploads on a steady link finish; past it, `408` and the connection closes [default: 30000].
+    #[arg(long)]
+    pub body_read_timeout_ms: Option<u64>,
+    /// Bytes that all request bodies being received may hold together; past it, `503` with
+    /// `Retry-After` [default: 1073741824]. At least the largest body limit.
+    #[arg(long)]
+    pub max_inflight_body_bytes: Option<u64>,
+    /// Calls per second without the tenant's key that each public function accepts, apart from
+    /// the tenant's own quotas [default: none: no rate limit of their own].
+    #[arg(long)]
+    pub anonymous_requests_per_second: Option<u32>,
+    /// Calls without the tenant's key of one public function running at once, apart from the
+    /// tenant's own quotas [default: half the function's max_concurrency].
+    #[arg(long)]
+    pub anonymous_max_concurrency: Option<u32>,
     /// Time in-flight requests get to finish after SIGTERM/SIGINT, in milliseconds [default: 10000].
     #[arg(long)]
     pub shutdown_grace_ms: Option<u64>,
@@ -202,6 +218,9 @@ pub struct Config {
     pub max_headers: usize,
     pub max_header_bytes: usize,
     pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub max_inflight_body_bytes: u64,
+    pub anonymous: AnonymousLimits,
     pub shutdown_grace: Duration,
     pub max_wasm_stack: usize,
     pub max_guest_resources: usize,
@@ -260,6 +279,10 @@ impl Settings {
             max_headers,
             max_header_bytes,
             header_read_timeout_ms,
+            body_read_timeout_ms,
+            max_inflight_body_bytes,
+            anonymous_requests_per_second,
+            anonymous_max_concurrency,
             shutdown_grace_ms,
             max_wasm_stack_kb,
             max_guest_resources,
@@ -294,6 +317,14 @@ impl Settings {
         if limits.max_memory_mb == 0 || limits.default_timeout_ms == 0 {
             bail!("memory and timeout limits must be greater than zero");
         }
+        let nn = self.nn.resolve()?;
+        let max_deploy_bytes = self.max_deploy_bytes.unwrap_or(64 << 20);
+        let max_request_bytes = self.max_request_bytes.unwrap_or(8 << 20);
+        let max_inflight_body_bytes = self.max_inflight_body_bytes.unwrap_or(1 << 30);
+        let largest_body = max_deploy_bytes.max(max_request_bytes).max(nn.max_model_bytes);
+        if max_inflight_body_bytes < largest_body {
+            bail!("max_inflight_body_bytes ({max_inflight_body_bytes}) is smaller than the largest body limit ({largest_body}), so such a body could never be received");
+        }
         Ok(Config {
             listen: self
                 .listen
@@ -305,13 +336,19 @@ impl Settings {
             limits,
             queue_depth: self.queue_depth.unwrap_or(256),
             queue_timeout: Duration::from_millis(self.queue_timeout_ms.unwrap_or(1000)),
-            max_deploy_bytes: self.max_deploy_bytes.unwrap_or(64 << 20),
-            max_request_bytes: self.max_request_bytes.unwrap_or(8 << 20),
+            max_deploy_bytes,
+            max_request_bytes,
             max_headers: self.max_headers.unwrap_or(64),
             max_header_bytes: self.max_header_bytes.unwrap_or(16 * 1024),
             header_read_timeout: Duration::from_millis(
                 self.header_read_timeout_ms.unwrap_or(10_000),
             ),
+            body_read_timeout: Duration::from_millis(self.body_read_timeout_ms.unwrap_or(30_000)),
+            max_inflight_body_bytes,
+            anonymous: AnonymousLimits {
+                requests_per_second: self.anonymous_requests_per_second,
+                max_concurrency: self.anonymous_max_concurrency,
+            },
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms.unwrap_or(10_000)),
             max_wasm_stack: self.max_wasm_stack_kb.unwrap_or(512) * 1024,
             max_guest_resources: self.max_guest_resources.unwrap_or(10_000),
@@ -325,7 +362,7 @@ impl Settings {
                 plans: self.plans.unwrap_or_default(),
                 tenants: self.tenants.unwrap_or_default(),
             },
-            nn: self.nn.resolve()?,
+            nn,
         })
     }
 }

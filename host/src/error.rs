@@ -24,6 +24,15 @@ pub enum ApiError {
     /// A request body was over its limit.
     #[error("the request body is larger than the limit of {limit} bytes")]
     BodyTooLarge { limit: u64 },
+    /// The request body did not arrive in time; the connection is closed.
+    #[error("the request body did not arrive within {timeout_ms} ms; send it faster or in a smaller piece")]
+    BodyTimeout { timeout_ms: u64 },
+    /// Request bodies being received hold the host's whole body memory budget.
+    #[error("the server is receiving too many request bodies at once; retry after {retry_after_s} s")]
+    BodiesBusy { retry_after_s: u32 },
+    /// The function answered with something that is not a valid HTTP response.
+    #[error("the function returned an invalid response: {0}")]
+    InvalidResponse(String),
     /// A function's response was over the response size cap.
     #[error("the function's response is larger than the limit of {limit} bytes")]
     ResponseTooLarge { limit: u64 },
@@ -94,6 +103,9 @@ impl ApiError {
             Self::InvalidModel(_) => "invalid_model",
             Self::UnknownImport { .. } => "unknown_import",
             Self::BodyTooLarge { .. } => "body_too_large",
+            Self::BodyTimeout { .. } => "body_timeout",
+            Self::BodiesBusy { .. } => "bodies_busy",
+            Self::InvalidResponse(_) => "invalid_response",
             Self::ResponseTooLarge { .. } => "response_too_large",
             Self::NotFound(_) => "not_found",
             Self::Unauthorized => "unauthorized",
@@ -121,6 +133,7 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::QuotaExceeded { .. } | Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -130,8 +143,11 @@ impl ApiError {
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::Overloaded { .. } | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded { .. } | Self::BodiesBusy { .. } | Self::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::ResponseTooLarge { .. }
+            | Self::InvalidResponse(_)
             | Self::MemoryLimit { .. }
             | Self::Trap(_)
             | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -150,6 +166,7 @@ impl ApiError {
         let mut response = body::json_response(status, &payload);
         let retry_after = match self {
             Self::Overloaded { retry_after_s }
+            | Self::BodiesBusy { retry_after_s }
             | Self::QuotaExceeded { retry_after_s, .. }
             | Self::RateLimited { retry_after_s, .. } => Some(retry_after_s),
             Self::LedgerUnavailable(_) => Some(1),
@@ -157,6 +174,9 @@ impl ApiError {
         };
         if let Some(seconds) = retry_after {
             response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Self::MethodNotAllowed(methods) = self {
+            response.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(methods));
         }
         if matches!(self, Self::Unauthorized) {
             response.headers_mut().insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

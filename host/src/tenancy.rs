@@ -116,15 +116,7 @@ impl Tenancy {
                 return Err(ApiError::RateLimited { limit, retry_after_s: 1 });
             }
         }
-        if let Some(budget) = state.quotas.monthly_budget_micros {
-            self.roll_month(&state).await?;
-            if state.month_cost.load(Ordering::Acquire) >= budget {
-                return Err(ApiError::QuotaExceeded {
-                    message: format!("the tenant's monthly budget of {budget} micro-units is spent"),
-                    retry_after_s: seconds_to_next_month(),
-                });
-            }
-        }
+        self.check_budget(&state).await?;
         let slot = match &state.concurrency {
             Some(semaphore) => Some(Arc::clone(semaphore).try_acquire_owned().map_err(|_| ApiError::QuotaExceeded {
                 message: format!(
@@ -136,6 +128,30 @@ impl Tenancy {
             None => None,
         };
         Ok(TenantPermit { _slot: slot })
+    }
+
+    /// Admits one anonymous call of `tenant`'s public function through the
+    /// function's own `gate`. The tenant's rate and concurrency limits are
+    /// left to its key-holding callers; the call is still billed to the
+    /// tenant, so a spent monthly budget refuses it too.
+    pub async fn admit_anonymous(&self, tenant: &str, gate: &AnonymousGate) -> Result<TenantPermit, ApiError> {
+        let slot = gate.admit()?;
+        let state = self.state(tenant).await?;
+        self.check_budget(&state).await?;
+        Ok(TenantPermit { _slot: Some(slot) })
+    }
+
+    async fn check_budget(&self, state: &TenantState) -> Result<(), ApiError> {
+        if let Some(budget) = state.quotas.monthly_budget_micros {
+            self.roll_month(state).await?;
+            if state.month_cost.load(Ordering::Acquire) >= budget {
+                return Err(ApiError::QuotaExceeded {
+                    message: format!("the tenant's monthly budget of {budget} micro-units is spent"),
+                    retry_after_s: seconds_to_next_month(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Checks a deploy against the tenant's limits.
@@ -246,7 +262,55 @@ impl Tenancy {
     }
 }
 
+/// Host-wide limits on anonymous callers of each public function.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AnonymousLimits {
+    /// Anonymous calls per second of one function; `None` is no rate limit of their own.
+    pub requests_per_second: Option<u32>,
+    /// Anonymous calls of one function running at once; `None` is half the function's `max_concurrency`.
+    pub max_concurrency: Option<u32>,
+}
+
+/// The budget of one public function's anonymous callers: a concurrency
+/// limit and a rate limit of their own, apart from the tenant's quotas, so
+/// strangers can neither use up the owner's limits nor take every instance.
+#[derive(Debug)]
+pub struct AnonymousGate {
+    slots: Arc<Semaphore>,
+    max_concurrency: u32,
+    bucket: Option<Mutex<TokenBucket>>,
+}
+
+impl AnonymousGate {
+    /// The gate of a function that allows `function_concurrency` instances.
+    pub fn new(limits: AnonymousLimits, function_concurrency: u32) -> Self {
+        let max_concurrency = limits.max_concurrency.unwrap_or(function_concurrency / 2).clamp(1, function_concurrency.max(1));
+        Self {
+            slots: Arc::new(Semaphore::new(max_concurrency as usize)),
+            max_concurrency,
+            bucket: limits.requests_per_second.map(|rate| Mutex::new(TokenBucket::new(rate))),
+        }
+    }
+
+    fn admit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        let refuse = |what: String| ApiError::QuotaExceeded {
+            message: format!("anonymous callers of this function are at their limit of {what}; retry later or call with an API key of its tenant"),
+            retry_after_s: 1,
+        };
+        if let Some(bucket) = &self.bucket {
+            let mut bucket = bucket.lock().map_err(|_| anyhow::anyhow!("rate limiter poisoned"))?;
+            if !bucket.take() {
+                return Err(refuse(format!("{} requests per second", bucket.rate)));
+            }
+        }
+        Arc::clone(&self.slots)
+            .try_acquire_owned()
+            .map_err(|_| refuse(format!("{} requests running at once", self.max_concurrency)))
+    }
+}
+
 /// A token bucket refilled continuously at `rate` tokens per second.
+#[derive(Debug)]
 struct TokenBucket {
     rate: f64,
     tokens: f64,
@@ -313,6 +377,17 @@ pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn anonymous_gate_defaults_to_half_the_function_and_limits_its_rate() {
+        let gate = AnonymousGate::new(AnonymousLimits::default(), 8);
+        let held: Vec<_> = (0..4).map(|_| gate.admit()).collect();
+        assert!(held.iter().all(Result::is_ok));
+        assert!(matches!(gate.admit(), Err(ApiError::QuotaExceeded { .. })));
+        let limited = AnonymousGate::new(AnonymousLimits { requests_per_second: Some(3), max_concurrency: Some(100) }, 64);
+        let admitted = (0..10).filter(|_| limited.admit().is_ok()).count();
+        assert_eq!((admitted, limited.max_concurrency), (3, 64));
+    }
 
     #[test]
     fn month_start_is_the_first_at_midnight_utc() {

@@ -485,7 +485,15 @@ async fn readyz_answers_503_during_shutdown() -> anyhow::Result<()> {
         let request = server.http.get(server.url("/fn/default/slow?ms=3000"));
         async move { anyhow::Ok(request.send().await?.text().await?) }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // SIGTERM only once the request is running: a server with nothing in
+    // flight exits at once, as it should.
+    let running = "muon_instances_in_flight{function=\"default/slow\"}";
+    for _ in 0..100 {
+        if server.metric(running).await? == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     server.signal("TERM")?;
     // A load balancer's probe: a new connection each time.
     let probe = || {

@@ -111,6 +111,43 @@ async fn training_steps_reduce_the_loss() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Issue 9, item 4: a training step's `init` returned 114 MiB against the
+/// 16 MiB response cap, and the host peaked at about 10x that while turning it
+/// into JSON. The cap now applies before any conversion.
+#[tokio::test(flavor = "multi_thread")]
+async fn huge_typed_outputs_are_refused_before_conversion() -> anyhow::Result<()> {
+    let server = Server::start(&["--max-response-bytes", "1000000"]).await?;
+    server.deploy_ok("linear", "train-linear", "memory_mb=512").await?;
+    let invoke = |features: u64| {
+        let body = json!({ "op": "init", "config": { "features": features } });
+        let request = server.http.post(server.url("/v1/functions/linear/invoke")).json(&body);
+        async move { error_of(request.send().await?).await }
+    };
+    let before = server.memory()?;
+    // 30 M fp32 parameters (114 MiB): at least 60 MB of JSON, refused unconverted.
+    let (status, code, message) = invoke(30_000_000).await?;
+    assert_eq!((status, code.as_str()), (500, "response_too_large"), "{message}");
+    // 250 k parameters pass the first estimate (500 kB) but need 1 MB of
+    // "0.0,": the writer stops at the cap.
+    let (status, code, _) = invoke(250_000).await?;
+    assert_eq!((status, code.as_str()), (500, "response_too_large"));
+    let after = server.memory()?;
+    // The guest holds the output twice in its own memory (about 230 MiB) and
+    // the host lifts one copy (114 MiB); nothing more.
+    let grown_mib = after.peak_kb.saturating_sub(before.rss_kb) / 1024;
+    assert!(grown_mib < 500, "the server's peak memory grew by {grown_mib} MiB");
+    let small = server
+        .http
+        .post(server.url("/v1/functions/linear/invoke"))
+        .json(&json!({ "op": "init", "config": { "features": 3 } }))
+        .send()
+        .await?;
+    assert_eq!(small.status(), 200);
+    let small: Value = small.json().await?;
+    assert_eq!(small["parameters"][0]["data"], json!([0.0, 0.0, 0.0]));
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_functions_and_tenants_are_404() -> anyhow::Result<()> {
     let server = Server::start(&[]).await?;

@@ -21,15 +21,20 @@ macro_rules! on_both_databases {
 }
 
 mod admin;
+mod anonymous;
 mod billing;
+mod bodies;
 mod cli;
 mod deploy;
+mod framing;
 mod hygiene;
 mod invoke;
 mod nn;
 mod observability;
 mod outbound;
 mod persistence;
+mod routes;
 mod sandbox;
 mod scaling;
 mod tenants;
+mod wire;

@@ -302,6 +302,19 @@ impl Server {
         self.child.id().context("the server has exited")
     }
 
+    /// The server's resident memory now and at its peak, from `/proc`.
+    pub fn memory(&self) -> anyhow::Result<Memory> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?))?;
+        let field = |name: &str| -> anyhow::Result<u64> {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+                .with_context(|| format!("no {name} in /proc/PID/status"))
+        };
+        Ok(Memory { rss_kb: field("VmRSS:")?, peak_kb: field("VmHWM:")? })
+    }
+
     /// Sends a signal (`TERM`, `INT`, `KILL`).
     pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
         let status = std::process::Command::new("kill").arg(format!("-{signal}")).arg(self.pid()?.to_string()).status()?;
@@ -322,6 +335,15 @@ impl Server {
         self.signal("TERM")?;
         self.wait(Duration::from_secs(30)).await
     }
+}
+
+/// A process's resident memory, in KiB.
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    /// Resident now (`VmRSS`).
+    pub rss_kb: u64,
+    /// The most ever resident (`VmHWM`).
+    pub peak_kb: u64,
 }
 
 /// An HTTP client that sends `key` as a bearer token (or no key at all).

@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue};
 
-use super::{GuestCall, record_instantiate};
+use super::{GuestCall, framing, record_instantiate};
 use crate::engine::{EntryPoint, Request, Response};
 use crate::error::ApiError;
 use crate::metering::Measurement;
@@ -48,23 +48,28 @@ pub async fn call_handler(
     })
     .await;
     let response = call.finish(outcome, usage)?;
-    into_http_response(response, app.config.limits.max_response_bytes)
+    into_http_response(response, app.config.limits.max_response_bytes, &version.label)
 }
 
-fn into_http_response(response: Response, limit: u64) -> Result<http::Response<Body>, ApiError> {
+/// The guest's response as the host sends it: framing and hop-by-hop headers
+/// are dropped (hyper frames the body), and a status or header that is not
+/// valid HTTP is a `500` naming it rather than something put on the wire.
+fn into_http_response(response: Response, limit: u64, function: &str) -> Result<http::Response<Body>, ApiError> {
     if response.body.len() as u64 > limit {
         return Err(ApiError::ResponseTooLarge { limit });
     }
-    let status = StatusCode::from_u16(response.status).map_err(|_| {
-        ApiError::Trap(format!("the function returned an invalid HTTP status {}", response.status))
-    })?;
+    let status = framing::final_status(response.status)?;
     let mut out = http::Response::new(body::full(response.body));
     *out.status_mut() = status;
     for (name, value) in response.headers {
         let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| ApiError::Trap(format!("the function returned an invalid header name `{name}`")))?;
+            .map_err(|_| ApiError::InvalidResponse(format!("`{}` is not a valid header name", name.escape_debug())))?;
         let value = HeaderValue::from_str(&value)
-            .map_err(|_| ApiError::Trap(format!("the function returned an invalid value for header `{name}`")))?;
+            .map_err(|_| ApiError::InvalidResponse(format!("the value of header `{name}` is not a valid header value")))?;
+        if framing::host_owned(&name) {
+            framing::log_dropped(function, &name);
+            continue;
+        }
         out.headers_mut().append(name, value);
     }
     Ok(out)

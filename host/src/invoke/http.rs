@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
-use super::{GuestCall, record_instantiate};
+use super::{GuestCall, framing, record_instantiate};
 use crate::engine::EntryPoint;
 use crate::error::ApiError;
 use crate::registry::Version;
@@ -69,13 +69,16 @@ pub async fn call_http(
         (result, measured)
     };
     let limit = app.config.limits.max_response_bytes;
+    let label = version.label.as_str();
     let response = async {
         let response = match receiver.await {
             Ok(Ok(response)) => response,
             Ok(Err(code)) => return Err(ApiError::Trap(format!("the function answered with error {code:?}"))),
             Err(_) => return Err(ApiError::Trap("the function returned without setting a response".into())),
         };
-        let (parts, body) = response.into_parts();
+        let (mut parts, body) = response.into_parts();
+        framing::final_status(parts.status.as_u16())?;
+        framing::drop_host_owned(&mut parts.headers, label);
         let cap = usize::try_from(limit).unwrap_or(usize::MAX);
         match Limited::new(body, cap).collect().await {
             Ok(body) => Ok(http::Response::from_parts(parts, body::full(body.to_bytes()))),

@@ -2,6 +2,7 @@
 //! function's limits, instantiate from the pre-linked component, call, and
 //! turn whatever happened into a response or a typed error.
 
+mod framing;
 mod handler;
 mod http;
 pub mod typed;

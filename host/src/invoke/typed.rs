@@ -56,14 +56,16 @@ enum TrainingInput {
     },
 }
 
-/// Invokes a typed function with a JSON input and returns its JSON output.
+/// Invokes a typed function with a JSON input and returns its JSON output,
+/// serialized and at most `max_response_bytes` long.
 pub async fn invoke_typed(
     app: &App,
     version: Arc<Version>,
     input: &[u8],
     request_id: &str,
     usage: &mut Measurement,
-) -> Result<Value, ApiError> {
+) -> Result<Vec<u8>, ApiError> {
+    let limit = app.config.limits.max_response_bytes;
     let parse_error = |err: serde_json::Error| ApiError::BadRequest(format!("invalid invoke input: {err}"));
     match &version.entry {
         EntryPoint::Preprocessor(pre) => {
@@ -82,7 +84,7 @@ pub async fn invoke_typed(
             })
             .await?
             .map_err(guest_error)?;
-            Ok(serde_json::json!({ "tensors": tensors_to_json(&output)? }))
+            output_json(&TensorsOutput { tensors: TensorList::checked(&output, limit)? }, limit)
         }
         EntryPoint::TrainingStep(pre) => {
             let input: TrainingInput = serde_json::from_slice(input).map_err(parse_error)?;
@@ -103,7 +105,7 @@ pub async fn invoke_typed(
                     })
                     .await?
                     .map_err(guest_error)?;
-                    Ok(serde_json::json!({ "parameters": tensors_to_json(&parameters)? }))
+                    output_json(&ParametersOutput { parameters: TensorList::checked(&parameters, limit)? }, limit)
                 }
                 TrainingInput::Step { parameters, batch, hyper_parameters } => {
                     let parameters = tensors_from_json(parameters)?;
@@ -122,13 +124,12 @@ pub async fn invoke_typed(
                     })
                     .await?
                     .map_err(guest_error)?;
-                    let metrics: serde_json::Map<String, Value> =
-                        output.metrics.into_iter().map(|(k, v)| (k, Value::from(v))).collect();
-                    Ok(serde_json::json!({
-                        "parameters": tensors_to_json(&output.parameters)?,
-                        "loss": output.loss,
-                        "metrics": metrics,
-                    }))
+                    let step = StepOutput {
+                        parameters: TensorList::checked(&output.parameters, limit)?,
+                        loss: output.loss,
+                        metrics: output.metrics.iter().map(|(name, value)| (name.as_str(), *value)).collect(),
+                    };
+                    output_json(&step, limit)
                 }
             }
         }
@@ -243,39 +244,154 @@ fn tensor_from_json(json: JsonTensor) -> Result<NamedTensor, ApiError> {
     Ok(NamedTensor { name: json.name, tensor: Tensor { dimensions: json.dimensions, ty, data } })
 }
 
-fn tensors_to_json(tensors: &[NamedTensor]) -> Result<Vec<JsonTensor>, ApiError> {
-    tensors.iter().map(tensor_to_json).collect()
+/// The JSON output of a preprocessor.
+#[derive(Serialize)]
+struct TensorsOutput<'a> {
+    tensors: TensorList<'a>,
 }
 
-fn tensor_to_json(named: &NamedTensor) -> Result<JsonTensor, ApiError> {
-    let tensor = &named.tensor;
-    let size = element_size(tensor.ty);
-    if !tensor.data.len().is_multiple_of(size) {
-        return Err(ApiError::Trap(format!(
-            "the function returned tensor `{}` whose byte length {} is not a multiple of {size}",
-            named.name,
-            tensor.data.len()
-        )));
+/// The JSON output of a training step's `init`.
+#[derive(Serialize)]
+struct ParametersOutput<'a> {
+    parameters: TensorList<'a>,
+}
+
+/// The JSON output of a training step's `step`.
+#[derive(Serialize)]
+struct StepOutput<'a> {
+    parameters: TensorList<'a>,
+    loss: f64,
+    metrics: std::collections::BTreeMap<&'a str, f64>,
+}
+
+/// A guest's tensors, serialized element by element straight from their
+/// bytes: no copy of the output as numbers or as a JSON tree is ever made.
+struct TensorList<'a>(&'a [NamedTensor]);
+
+impl<'a> TensorList<'a> {
+    /// The tensors, once each is known to be whole and their JSON could fit
+    /// in `limit` bytes (every element takes at least two: a digit and a comma).
+    fn checked(tensors: &'a [NamedTensor], limit: u64) -> Result<Self, ApiError> {
+        let mut elements = 0u64;
+        for named in tensors {
+            let size = element_size(named.tensor.ty);
+            if !named.tensor.data.len().is_multiple_of(size) {
+                return Err(ApiError::Trap(format!(
+                    "the function returned tensor `{}` whose byte length {} is not a multiple of {size}",
+                    named.name,
+                    named.tensor.data.len()
+                )));
+            }
+            elements = elements.saturating_add((named.tensor.data.len() / size) as u64);
+        }
+        if elements.saturating_mul(2) > limit {
+            return Err(ApiError::ResponseTooLarge { limit });
+        }
+        Ok(Self(tensors))
     }
-    let data = tensor
-        .data
-        .chunks_exact(size)
-        .map(|b| match tensor.ty {
-            TensorType::Fp32 => f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            TensorType::Fp64 => f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
-            TensorType::I32 => f64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            TensorType::I64 => i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f64,
-            TensorType::U8 => f64::from(b[0]),
-            TensorType::Bf16 => f64::from(f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16)),
-            TensorType::Fp16 => f64::from(f16_to_f32(u16::from_le_bytes([b[0], b[1]]))),
-        })
-        .collect();
-    Ok(JsonTensor {
-        name: named.name.clone(),
-        dimensions: tensor.dimensions.clone(),
-        ty: type_name(tensor.ty).to_owned(),
-        data,
-    })
+}
+
+impl Serialize for TensorList<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(TensorJson))
+    }
+}
+
+/// One tensor in the JSON form of [`JsonTensor`].
+struct TensorJson<'a>(&'a NamedTensor);
+
+impl Serialize for TensorJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let tensor = &self.0.tensor;
+        let size = element_size(tensor.ty);
+        let mut out = serializer.serialize_struct("JsonTensor", 4)?;
+        out.serialize_field("name", &self.0.name)?;
+        out.serialize_field("dimensions", &tensor.dimensions)?;
+        out.serialize_field("type", type_name(tensor.ty))?;
+        out.serialize_field(
+            "data",
+            &Elements {
+                bytes: &tensor.data,
+                size,
+                ty: tensor.ty,
+            },
+        )?;
+        out.end()
+    }
+}
+
+/// A tensor's elements as JSON numbers.
+struct Elements<'a> {
+    bytes: &'a [u8],
+    size: usize,
+    ty: TensorType,
+}
+
+impl Serialize for Elements<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(
+            self.bytes
+                .chunks_exact(self.size)
+                .map(|b| element(self.ty, b)),
+        )
+    }
+}
+
+/// One element from its little-endian bytes (`b` is exactly one element long).
+fn element(ty: TensorType, b: &[u8]) -> f64 {
+    let eight = || <[u8; 8]>::try_from(b).unwrap_or_default();
+    match ty {
+        TensorType::Fp32 => f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        TensorType::Fp64 => f64::from_le_bytes(eight()),
+        TensorType::I32 => f64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        TensorType::I64 => i64::from_le_bytes(eight()) as f64,
+        TensorType::U8 => f64::from(b[0]),
+        TensorType::Bf16 => f64::from(f32::from_bits(
+            u32::from(u16::from_le_bytes([b[0], b[1]])) << 16,
+        )),
+        TensorType::Fp16 => f64::from(f16_to_f32(u16::from_le_bytes([b[0], b[1]]))),
+    }
+}
+
+/// Serializes `output` into at most `limit` bytes, stopping as soon as it
+/// passes the limit: the host never holds more than the response cap.
+fn output_json(output: &impl Serialize, limit: u64) -> Result<Vec<u8>, ApiError> {
+    let mut writer = CappedWriter {
+        bytes: Vec::new(),
+        limit: usize::try_from(limit).unwrap_or(usize::MAX),
+        overflowed: false,
+    };
+    match serde_json::to_writer(&mut writer, output) {
+        Ok(()) => Ok(writer.bytes),
+        Err(_) if writer.overflowed => Err(ApiError::ResponseTooLarge { limit }),
+        Err(err) => Err(ApiError::Internal(anyhow::anyhow!(
+            "cannot serialize the function's output: {err}"
+        ))),
+    }
+}
+
+/// A `Vec` that refuses to grow past `limit`.
+struct CappedWriter {
+    bytes: Vec<u8>,
+    limit: usize,
+    overflowed: bool,
+}
+
+impl std::io::Write for CappedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len().saturating_add(buf.len()) > self.limit {
+            self.overflowed = true;
+            self.bytes = Vec::new();
+            return Err(std::io::Error::other("over the response size cap"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn f16_to_f32(bits: u16) -> f32 {
@@ -296,18 +412,68 @@ mod tests {
 
     #[test]
     fn tensors_round_trip_through_json() -> Result<(), ApiError> {
-        let json = JsonTensor { name: "x".into(), dimensions: vec![2, 2], ty: "fp32".into(), data: vec![1.0, -2.5, 3.0, 0.0] };
+        let json = JsonTensor {
+            name: "x".into(),
+            dimensions: vec![2, 2],
+            ty: "fp32".into(),
+            data: vec![1.0, -2.5, 3.0, 0.0],
+        };
         let tensor = tensor_from_json(json)?;
         assert_eq!(tensor.tensor.data.len(), 16);
-        let back = tensor_to_json(&tensor)?;
-        assert_eq!(back.data, vec![1.0, -2.5, 3.0, 0.0]);
+        let tensors = [tensor];
+        let text = output_json(
+            &TensorsOutput {
+                tensors: TensorList::checked(&tensors, 1 << 20)?,
+            },
+            1 << 20,
+        )?;
+        let back: Vec<JsonTensor> = serde_json::from_value(
+            serde_json::from_slice::<Value>(&text).map_err(anyhow::Error::from)?["tensors"].take(),
+        )
+        .map_err(anyhow::Error::from)?;
+        assert_eq!(back[0].data, vec![1.0, -2.5, 3.0, 0.0]);
+        assert_eq!(
+            (back[0].ty.as_str(), back[0].dimensions.as_slice()),
+            ("fp32", &[2, 2][..])
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn output_over_the_cap_is_refused_without_being_built() -> Result<(), ApiError> {
+        let tensors = [NamedTensor {
+            name: "w".into(),
+            tensor: Tensor {
+                dimensions: vec![1000],
+                ty: TensorType::Fp32,
+                data: vec![0; 4000],
+            },
+        }];
+        // 1000 elements need at least 2000 bytes of JSON: refused before serializing.
+        assert!(matches!(
+            TensorList::checked(&tensors, 1999),
+            Err(ApiError::ResponseTooLarge { limit: 1999 })
+        ));
+        // "0.0," is 4 bytes per element: passes the first check, stopped while writing.
+        let list = TensorList::checked(&tensors, 3000)?;
+        assert!(matches!(
+            output_json(&TensorsOutput { tensors: list }, 3000),
+            Err(ApiError::ResponseTooLarge { .. })
+        ));
         Ok(())
     }
 
     #[test]
     fn wrong_element_count_is_rejected() {
-        let json = JsonTensor { name: "x".into(), dimensions: vec![3], ty: "i64".into(), data: vec![1.0] };
-        assert!(matches!(tensor_from_json(json), Err(ApiError::BadRequest(m)) if m.contains("3 elements")));
+        let json = JsonTensor {
+            name: "x".into(),
+            dimensions: vec![3],
+            ty: "i64".into(),
+            data: vec![1.0],
+        };
+        assert!(
+            matches!(tensor_from_json(json), Err(ApiError::BadRequest(m)) if m.contains("3 elements"))
+        );
     }
 
     #[test]

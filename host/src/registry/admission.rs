@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
+use crate::tenancy::{AnonymousGate, AnonymousLimits};
 
 /// Admission control for one function.
 #[derive(Debug)]
@@ -17,16 +18,20 @@ pub struct Admission {
     waiting: AtomicU32,
     queue_depth: u32,
     queue_timeout: Duration,
+    /// What callers without the tenant's key may use of this function.
+    pub anonymous: AnonymousGate,
 }
 
 impl Admission {
-    /// Allows `max_concurrency` at once and `queue_depth` waiting up to `queue_timeout`.
-    pub fn new(max_concurrency: u32, queue_depth: u32, queue_timeout: Duration) -> Self {
+    /// Allows `max_concurrency` at once and `queue_depth` waiting up to
+    /// `queue_timeout`; anonymous callers get their own share under `anonymous`.
+    pub fn new(max_concurrency: u32, queue_depth: u32, queue_timeout: Duration, anonymous: AnonymousLimits) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(max_concurrency as usize)),
             waiting: AtomicU32::new(0),
             queue_depth,
             queue_timeout,
+            anonymous: AnonymousGate::new(anonymous, max_concurrency),
         }
     }
 
@@ -60,7 +65,7 @@ mod tests {
 
     #[tokio::test]
     async fn full_queue_is_refused_at_once() {
-        let admission = Arc::new(Admission::new(1, 0, Duration::from_secs(5)));
+        let admission = Arc::new(Admission::new(1, 0, Duration::from_secs(5), AnonymousLimits::default()));
         let held = Arc::clone(&admission).enter().await;
         assert!(held.is_ok());
         let started = Instant::now();
@@ -70,7 +75,7 @@ mod tests {
 
     #[tokio::test]
     async fn waiter_gets_the_slot_when_it_frees() {
-        let admission = Arc::new(Admission::new(1, 4, Duration::from_secs(5)));
+        let admission = Arc::new(Admission::new(1, 4, Duration::from_secs(5), AnonymousLimits::default()));
         let held = Arc::clone(&admission).enter().await;
         let (second, ()) = tokio::join!(admission.enter(), async { drop(held) });
         assert!(second.is_ok());

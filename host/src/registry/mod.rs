@@ -310,6 +310,7 @@ impl Registry {
                     limits.max_concurrency,
                     self.config.queue_depth,
                     self.config.queue_timeout,
+                    self.config.anonymous,
                 ))
             });
         let allowed_hosts: Arc<[String]> = record

@@ -1,9 +1,13 @@
 //! The response body type and bounded reading of request bodies.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use bytes::Bytes;
 use http::{StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited, combinators::UnsyncBoxBody};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
+use hyper::body::{Body as _, Incoming};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
 
@@ -20,7 +24,12 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 
 /// A JSON response with the given status.
 pub fn json_response(status: StatusCode, value: &serde_json::Value) -> http::Response<Body> {
-    let mut response = http::Response::new(full(value.to_string()));
+    json_bytes_response(status, value.to_string())
+}
+
+/// A response whose body is JSON already serialized.
+pub fn json_bytes_response(status: StatusCode, json: impl Into<Bytes>) -> http::Response<Body> {
+    let mut response = http::Response::new(full(json));
     *response.status_mut() = status;
     response
         .headers_mut()
@@ -28,29 +37,112 @@ pub fn json_response(status: StatusCode, value: &serde_json::Value) -> http::Res
     response
 }
 
-/// Reads a whole request body of at most `limit` bytes.
+/// Extra time a body gets per byte received: one second per MiB, so a large
+/// upload on a steady link is not cut off while a trickle still is.
+const BYTES_PER_EXTRA_SECOND: u64 = 1 << 20;
+/// The first buffer of a body whose length is unknown or larger; it grows,
+/// doubling, as bytes arrive, so memory follows what was actually sent.
+const FIRST_BUFFER: usize = 16 << 10;
+
+/// Reads request bodies within the host's limits: a size cap per body, a
+/// deadline, and a budget of bytes that all bodies being received share.
 ///
-/// A declared `Content-Length` over the limit is refused before anything is
-/// read; a chunked body is cut off as soon as it passes the limit, so memory
-/// stays bounded either way.
-pub async fn read_limited(
-    headers: &http::HeaderMap,
-    body: Incoming,
-    limit: u64,
-) -> Result<Bytes, ApiError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit) {
-        return Err(ApiError::BodyTooLarge { limit });
+/// A body is copied into one buffer as it arrives instead of being kept as
+/// hyper's frames, which each pin a slice of a connection's read buffer: a
+/// body sent a byte at a time cost about 4 KB per byte that way.
+pub struct BodyReader {
+    budget: Arc<Semaphore>,
+    timeout: Duration,
+}
+
+impl BodyReader {
+    /// A reader whose bodies hold at most `budget_bytes` together, each read
+    /// within `timeout` (plus a second per MiB received).
+    pub fn new(budget_bytes: u64, timeout: Duration) -> Self {
+        let permits = usize::try_from(budget_bytes).unwrap_or(usize::MAX).min(Semaphore::MAX_PERMITS);
+        Self { budget: Arc::new(Semaphore::new(permits)), timeout }
     }
-    let cap = usize::try_from(limit).unwrap_or(usize::MAX);
-    match Limited::new(body, cap).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
-            Err(ApiError::BodyTooLarge { limit })
+
+    /// Reads a whole request body of at most `limit` bytes.
+    ///
+    /// A declared `Content-Length` over the limit is refused before anything
+    /// is read, and a chunked body as soon as it passes the limit. The bytes
+    /// returned keep their share of the budget until the last copy is dropped.
+    pub async fn read(&self, headers: &http::HeaderMap, mut body: Incoming, limit: u64) -> Result<Bytes, ApiError> {
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit) {
+            return Err(ApiError::BodyTooLarge { limit });
         }
-        Err(err) => Err(ApiError::BadRequest(format!("could not read the request body: {err}"))),
+        if body.is_end_stream() {
+            return Ok(Bytes::new());
+        }
+        let bound = usize::try_from(declared.unwrap_or(limit).min(limit)).unwrap_or(usize::MAX);
+        let started = Instant::now();
+        let mut buffer = Budgeted::default();
+        loop {
+            let received = buffer.bytes.len() as u64;
+            let deadline = started + self.timeout + Duration::from_millis(received * 1000 / BYTES_PER_EXTRA_SECOND);
+            let frame = match tokio::time::timeout_at(deadline.into(), body.frame()).await {
+                Err(_) => return Err(ApiError::BodyTimeout { timeout_ms: millis(self.timeout) }),
+                Ok(None) => break,
+                Ok(Some(Err(err))) => {
+                    return Err(ApiError::BadRequest(format!("could not read the request body: {err}")));
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            // Trailers carry nothing a function reads.
+            let Ok(data) = frame.into_data() else { continue };
+            if received + data.len() as u64 > limit {
+                return Err(ApiError::BodyTooLarge { limit });
+            }
+            self.grow(&mut buffer, data.len(), bound)?;
+            buffer.bytes.extend_from_slice(&data);
+        }
+        if buffer.bytes.is_empty() {
+            return Ok(Bytes::new());
+        }
+        Ok(Bytes::from_owner(buffer))
     }
+
+    /// Makes room for `more` bytes, doubling up to `bound`, with budget for
+    /// the whole capacity; refuses at once when the budget is spent.
+    fn grow(&self, buffer: &mut Budgeted, more: usize, bound: usize) -> Result<(), ApiError> {
+        let needed = buffer.bytes.len().saturating_add(more);
+        if needed <= buffer.budgeted {
+            return Ok(());
+        }
+        let target = needed.max(buffer.budgeted.saturating_mul(2)).max(FIRST_BUFFER).min(bound).max(needed);
+        let permit = u32::try_from(target - buffer.budgeted)
+            .ok()
+            .and_then(|permits| Arc::clone(&self.budget).try_acquire_many_owned(permits).ok())
+            .ok_or(ApiError::BodiesBusy { retry_after_s: 1 })?;
+        match &mut buffer.permit {
+            Some(held) => held.merge(permit),
+            None => buffer.permit = Some(permit),
+        }
+        buffer.budgeted = target;
+        buffer.bytes.reserve_exact(target - buffer.bytes.len());
+        Ok(())
+    }
+}
+
+/// A body's bytes with their share of the budget, released on drop.
+#[derive(Default)]
+struct Budgeted {
+    bytes: Vec<u8>,
+    budgeted: usize,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl AsRef<[u8]> for Budgeted {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

@@ -1,5 +1,9 @@
-//! Function calls as the router sees them: who may call, tenant admission,
+//! Function calls as the router sees them: who may call, the request body,
+//! admission (the tenant's limits, or a public function's anonymous budget),
 //! the call itself, then metering and the ledger before the response leaves.
+//!
+//! The body is read before any limit is taken, so a client that sends it
+//! slowly holds none of the tenant's permits while it does.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,21 +30,20 @@ pub async fn call_http_function(
     rest: &str,
     request_id: &str,
 ) -> Result<http::Response<Body>, ApiError> {
-    let version = visible_function(app, request.headers(), tenant, name).await?;
+    let (version, caller) = visible_function(app, request.headers(), tenant, name).await?;
     let (parts, incoming) = request.into_parts();
-    metered(app, version, request_id, async move |version, usage: &mut CallUsage| {
-        let body = body::read_limited(&parts.headers, incoming, app.config.max_request_bytes).await?;
-        usage.bytes_in = body.len();
+    let body = app.bodies.read(&parts.headers, incoming, app.config.max_request_bytes).await?;
+    metered(app, version, caller, request_id, body.len(), async move |version, usage: &mut Measurement| {
         match version.entry.kind() {
             FunctionKind::Handler => {
-                invoke::call_handler(app, version, &parts, rest, body, request_id, &mut usage.guest).await
+                invoke::call_handler(app, version, &parts, rest, body, request_id, usage).await
             }
             FunctionKind::Http => {
                 let path_and_query = match parts.uri.query() {
                     Some(query) => format!("{rest}?{query}"),
                     None => rest.to_owned(),
                 };
-                invoke::call_http(app, version, parts, &path_and_query, body, request_id, &mut usage.guest).await
+                invoke::call_http(app, version, parts, &path_and_query, body, request_id, usage).await
             }
             kind @ (FunctionKind::Preprocessor | FunctionKind::TrainingStep) => Err(ApiError::BadRequest(format!(
                 "`{name}` is a {} function; call it with POST /v1/functions/{name}/invoke",
@@ -64,58 +67,69 @@ pub async fn call_typed_function(
         .get(&principal.tenant, name.as_str())
         .ok_or_else(|| ApiError::NotFound(format!("function `{name}`")))?;
     let (parts, incoming) = request.into_parts();
-    metered(app, version, request_id, async move |version, usage: &mut CallUsage| {
-        let input = body::read_limited(&parts.headers, incoming, app.config.max_request_bytes).await?;
-        usage.bytes_in = input.len();
-        let output = invoke::typed::invoke_typed(app, version, &input, request_id, &mut usage.guest).await?;
-        Ok(body::json_response(StatusCode::OK, &output))
+    let input = app.bodies.read(&parts.headers, incoming, app.config.max_request_bytes).await?;
+    metered(app, version, Caller::Owner, request_id, input.len(), async move |version, usage: &mut Measurement| {
+        let output = invoke::typed::invoke_typed(app, version, &input, request_id, usage).await?;
+        Ok(body::json_bytes_response(StatusCode::OK, output))
     })
     .await
 }
 
-/// The function, if the caller may see it. Public functions need no key.
-/// Without a valid key every private or missing function is `401`, and with
-/// another tenant's key it is `404`: nothing tells a stranger what exists.
+/// Whose limits a call spends.
+#[derive(Clone, Copy)]
+enum Caller {
+    /// A holder of a key that may act for the function's tenant: the tenant's quotas.
+    Owner,
+    /// Anyone else calling a public function: the function's anonymous budget.
+    Anonymous,
+}
+
+/// The function, if the caller may see it, and whose limits the call spends.
+/// Public functions need no key. Without a valid key every private or
+/// missing function is `401`, and with another tenant's key it is `404`:
+/// nothing tells a stranger what exists.
 async fn visible_function(
     app: &App,
     headers: &http::HeaderMap,
     tenant: &str,
     name: &str,
-) -> Result<Arc<Version>, ApiError> {
+) -> Result<(Arc<Version>, Caller), ApiError> {
     let version = app.registry.get(tenant, name);
     if let Some(version) = version.as_ref().filter(|v| v.record.public) {
-        return Ok(Arc::clone(version));
+        let owner = headers.contains_key(http::header::AUTHORIZATION)
+            && app.auth.authenticate(headers).await.is_ok_and(|principal| principal.can_access(tenant));
+        return Ok((Arc::clone(version), if owner { Caller::Owner } else { Caller::Anonymous }));
     }
     let principal = app.auth.authenticate(headers).await?;
     version
         .filter(|_| principal.can_access(tenant))
+        .map(|version| (version, Caller::Owner))
         .ok_or_else(|| ApiError::NotFound(format!("function `{tenant}/{name}`")))
 }
 
-/// What the router measures around a call, beyond the guest's own figures.
-#[derive(Default)]
-struct CallUsage {
-    bytes_in: usize,
-    guest: Measurement,
-}
-
-/// Admits the request for its tenant, runs `call`, and writes the usage
-/// record (durably, before the response is returned). A ledger failure
+/// Admits the request under `caller`'s limits, runs `call`, and writes the
+/// usage record (durably, before the response is returned). A ledger failure
 /// replaces the response with `503`: nothing is served unbilled.
 async fn metered<F>(
     app: &App,
     version: Arc<Version>,
+    caller: Caller,
     request_id: &str,
+    bytes_in: usize,
     call: F,
 ) -> Result<http::Response<Body>, ApiError>
 where
-    F: AsyncFnOnce(Arc<Version>, &mut CallUsage) -> Result<http::Response<Body>, ApiError>,
+    F: AsyncFnOnce(Arc<Version>, &mut Measurement) -> Result<http::Response<Body>, ApiError>,
 {
     let start_ms = now_ms();
     let started = Instant::now();
-    let mut usage = CallUsage::default();
+    let mut usage = Measurement::default();
     let tenant = version.record.tenant.clone();
-    let result = match app.tenancy.admit(&tenant).await {
+    let admitted = match caller {
+        Caller::Owner => app.tenancy.admit(&tenant).await,
+        Caller::Anonymous => app.tenancy.admit_anonymous(&tenant, &version.admission.anonymous).await,
+    };
+    let result = match admitted {
         Ok(permit) => {
             let result = call(Arc::clone(&version), &mut usage).await;
             drop(permit);
@@ -137,12 +151,12 @@ where
         version: version.record.version,
         start_ms,
         wall_us: micros(started.elapsed()),
-        cpu_us: micros(usage.guest.cpu),
-        peak_memory_bytes: i64::try_from(usage.guest.peak_memory_bytes).unwrap_or(i64::MAX),
-        memory_byte_ms: i64::try_from(usage.guest.memory_byte_ms).unwrap_or(i64::MAX),
-        nn_cpu_us: i64::try_from(usage.guest.nn_cpu_us).unwrap_or(i64::MAX),
-        nn_gpu_us: i64::try_from(usage.guest.nn_gpu_us).unwrap_or(i64::MAX),
-        bytes_in: i64::try_from(usage.bytes_in).unwrap_or(i64::MAX),
+        cpu_us: micros(usage.cpu),
+        peak_memory_bytes: i64::try_from(usage.peak_memory_bytes).unwrap_or(i64::MAX),
+        memory_byte_ms: i64::try_from(usage.memory_byte_ms).unwrap_or(i64::MAX),
+        nn_cpu_us: i64::try_from(usage.nn_cpu_us).unwrap_or(i64::MAX),
+        nn_gpu_us: i64::try_from(usage.nn_gpu_us).unwrap_or(i64::MAX),
+        bytes_in: i64::try_from(bytes_in).unwrap_or(i64::MAX),
         bytes_out: i64::try_from(bytes_out).unwrap_or(i64::MAX),
         outcome: code.unwrap_or("ok").to_owned(),
         cost_micros: 0,

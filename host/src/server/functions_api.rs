@@ -19,7 +19,7 @@ pub async fn deploy(
 ) -> Result<http::Response<Body>, ApiError> {
     let options = deploy_options(request.uri().query().unwrap_or_default())?;
     let (parts, incoming) = request.into_parts();
-    let bytes = body::read_limited(&parts.headers, incoming, app.config.max_deploy_bytes).await?;
+    let bytes = app.bodies.read(&parts.headers, incoming, app.config.max_deploy_bytes).await?;
     let limits = app.registry.limits_for(&options)?;
     let is_new = app.registry.get(tenant, name.as_str()).is_none();
     app.tenancy.check_deploy(tenant, limits.memory_mb, limits.timeout_ms, is_new, bytes.len() as u64).await?;

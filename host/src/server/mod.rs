@@ -49,6 +49,8 @@ pub struct App {
     pub db: Db,
     pub auth: Auth,
     pub tenancy: Tenancy,
+    /// Reads request bodies under the size, time and memory limits.
+    pub bodies: body::BodyReader,
     /// `None` when metering is off.
     pub ledger: Option<Ledger>,
     metrics: Metrics,
@@ -97,6 +99,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Scripts and tests read this line to learn the port when --listen used port 0.
     println!("muon listening on http://{address}");
     tracing::info!(%address, data_dir = %config.data_dir.display(), "muon serving");
+    let bodies = body::BodyReader::new(config.max_inflight_body_bytes, config.body_read_timeout);
     let app = Arc::new(App {
         config,
         runtime,
@@ -105,6 +108,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         db: db.clone(),
         auth,
         tenancy,
+        bodies,
         ledger,
         metrics,
         request_ids: RequestIds::new(),

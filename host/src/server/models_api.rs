@@ -16,7 +16,7 @@ pub async fn upload(app: &App, tenant: &str, request: http::Request<Incoming>, n
     check_model_name(name)?;
     let options = model_options(request.uri().query().unwrap_or_default())?;
     let (parts, incoming) = request.into_parts();
-    let bytes = body::read_limited(&parts.headers, incoming, app.models.inference().config().max_model_bytes).await?;
+    let bytes = app.bodies.read(&parts.headers, incoming, app.models.inference().config().max_model_bytes).await?;
     app.tenancy.check_model_upload(tenant, bytes.len() as u64).await?;
     let record = app.models.put(tenant, name, bytes, options).await?;
     tracing::info!(tenant, model = name, digest = %record.digest, backend = record.backend.as_str(), "model stored");

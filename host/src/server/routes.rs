@@ -114,10 +114,24 @@ async fn api(
         (["keys", id], &Method::DELETE) => tenants_api::revoke_key(app, &principal, id).await,
         (["usage"], &Method::GET) => usage_api::totals(app, &principal, request.uri().query()).await,
         (["usage", "records"], &Method::GET) => usage_api::records(app, &principal, request.uri().query()).await,
-        (["functions" | "models" | "tenants" | "keys" | "usage", ..], _) => {
-            Err(ApiError::MethodNotAllowed("the methods listed in the API reference"))
-        }
-        _ => Err(ApiError::NotFound(format!("route `/v1/{}`", segments.join("/")))),
+        _ => match allowed_methods(segments) {
+            Some(methods) => Err(ApiError::MethodNotAllowed(methods)),
+            None => Err(ApiError::NotFound(format!("route `/v1/{}`", segments.join("/")))),
+        },
+    }
+}
+
+/// The methods `/v1/{segments}` accepts, if the path exists at all: a path
+/// that exists for another method is `405`, anything else `404`.
+fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
+    match segments {
+        ["functions" | "models"] | ["usage"] | ["usage", "records"] => Some("GET"),
+        ["functions" | "models", _] => Some("GET, PUT, DELETE"),
+        ["functions", _, "rollback" | "invoke"] | ["tenants", _, "keys"] => Some("POST"),
+        ["tenants"] => Some("GET, POST"),
+        ["tenants", _, "quotas"] => Some("GET, PUT"),
+        ["keys", _] => Some("DELETE"),
+        _ => None,
     }
 }
 

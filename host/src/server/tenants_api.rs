@@ -40,9 +40,9 @@ async fn visible_tenant(app: &App, principal: &Principal, tenant: &str) -> Resul
     }
 }
 
-async fn read_json<T: serde::de::DeserializeOwned>(request: http::Request<Incoming>) -> Result<T, ApiError> {
+async fn read_json<T: serde::de::DeserializeOwned>(app: &App, request: http::Request<Incoming>) -> Result<T, ApiError> {
     let (parts, incoming) = request.into_parts();
-    let bytes = body::read_limited(&parts.headers, incoming, MAX_JSON_BYTES).await?;
+    let bytes = app.bodies.read(&parts.headers, incoming, MAX_JSON_BYTES).await?;
     serde_json::from_slice(&bytes).map_err(|err| ApiError::BadRequest(format!("invalid JSON body: {err}")))
 }
 
@@ -53,7 +53,7 @@ pub async fn create(
     request: http::Request<Incoming>,
 ) -> Result<http::Response<Body>, ApiError> {
     require_admin(principal)?;
-    let new: NewTenant = read_json(request).await?;
+    let new: NewTenant = read_json(app, request).await?;
     check_tenant_name(&new.name)?;
     if !app.db.insert_tenant(&new.name, now_ms()).await? {
         return Err(ApiError::Conflict(format!("tenant `{}`", new.name)));
@@ -99,7 +99,7 @@ pub async fn issue_key(
 ) -> Result<http::Response<Body>, ApiError> {
     visible_tenant(app, principal, tenant).await?;
     let (parts, incoming) = request.into_parts();
-    let bytes = body::read_limited(&parts.headers, incoming, MAX_JSON_BYTES).await?;
+    let bytes = app.bodies.read(&parts.headers, incoming, MAX_JSON_BYTES).await?;
     let new: NewKey = if bytes.is_empty() {
         NewKey::default()
     } else {
@@ -132,7 +132,7 @@ pub async fn set_quotas(
     request: http::Request<Incoming>,
 ) -> Result<http::Response<Body>, ApiError> {
     require_admin(principal)?;
-    let quotas: Quotas = read_json(request).await?;
+    let quotas: Quotas = read_json(app, request).await?;
     let effective = app.tenancy.set_quotas(tenant, quotas).await?;
     Ok(body::json_response(StatusCode::OK, &json!({ "tenant": tenant, "quotas": effective })))
 }

@@ -1,0 +1,213 @@
+//! Issue 9's soak: one tenant's hostile clients all at once against a
+//! bystander tenant, for a bounded time. The bystander's latency and the
+//! server's memory are what a tenant of a shared host is promised.
+//!
+//! It runs alone (`.config/nextest.toml`), so other tests' servers do not
+//! share its two cores.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use muon_tests::{Server, component};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long the hostile clients run.
+const SOAK: Duration = Duration::from_secs(30);
+/// Bystander requests measured when the host is quiet.
+const QUIET_SAMPLES: usize = 400;
+/// Slow-body connections kept open by the attacker.
+const SLOW_CONNECTIONS: usize = 200;
+/// The most the server's resident memory may grow above its quiet level.
+const MEMORY_BOUND_MIB: u64 = 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn soak_a_bystander_keeps_its_latency_while_another_tenant_attacks() -> anyhow::Result<()> {
+    let server = Arc::new(Server::start(&["--body-read-timeout-ms", "3000"]).await?);
+    let bystander = server.with_key(&server.create_tenant("bystander").await?)?;
+    let mallory = server.with_key(&server.create_tenant("mallory").await?)?;
+    // The attacker's tenant has the quotas a shared host gives a tenant.
+    let quotas = json!({ "max_concurrent_requests": 4, "requests_per_second": 200, "max_functions": 5 });
+    server.http.put(server.url("/v1/tenants/mallory/quotas")).json(&quotas).send().await?.error_for_status()?;
+    put_function(&server, &bystander, "hello", "hello", "").await?;
+    put_function(&server, &mallory, "open", "hello", "public=true").await?;
+    put_function(&server, &mallory, "linear", "train-linear", "memory_mb=512").await?;
+    put_function(&server, &mallory, "forge", "fixture-forge", "").await?;
+
+    let hello = server.url("/fn/bystander/hello");
+    let quiet = latencies(&bystander, &hello, Sample::Count(QUIET_SAMPLES)).await?;
+    let quiet_p99 = percentile(&quiet, 0.99);
+    let quiet_memory = server.memory()?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let refused = Arc::new(AtomicU64::new(0));
+    let mut attackers = tokio::task::JoinSet::new();
+    let address = server.base.trim_start_matches("http://").to_owned();
+    for _ in 0..SLOW_CONNECTIONS {
+        attackers.spawn(slow_body(address.clone(), Arc::clone(&stop)));
+    }
+    attackers.spawn(forged_headers(Arc::clone(&server), mallory.clone(), Arc::clone(&stop)));
+    attackers.spawn(huge_typed_outputs(Arc::clone(&server), mallory.clone(), Arc::clone(&stop)));
+    for worker in 0..4 {
+        attackers.spawn(parallel_deploys(Arc::clone(&server), mallory.clone(), worker, Arc::clone(&stop), Arc::clone(&refused)));
+    }
+    // Let the attack build up before measuring.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let loaded = latencies(&bystander, &hello, Sample::For(SOAK)).await?;
+    let peak_memory = server.memory()?;
+    stop.store(true, Ordering::Release);
+    while let Some(joined) = attackers.join_next().await {
+        joined??;
+    }
+
+    let loaded_p99 = percentile(&loaded, 0.99);
+    let grown_mib = peak_memory.peak_kb.saturating_sub(quiet_memory.rss_kb) / 1024;
+    eprintln!(
+        "soak: bystander p99 quiet {quiet_p99:?} ({} samples), under attack {loaded_p99:?} ({} samples); \
+         server memory grew {grown_mib} MiB at peak; {} deploys refused by quota",
+        quiet.len(),
+        loaded.len(),
+        refused.load(Ordering::Relaxed)
+    );
+    assert!(loaded.len() > 100, "the bystander got only {} answers in {SOAK:?}", loaded.len());
+    assert!(
+        loaded_p99 < quiet_p99 * 5,
+        "bystander p99 went from {quiet_p99:?} to {loaded_p99:?} under attack"
+    );
+    assert!(grown_mib < MEMORY_BOUND_MIB, "server memory grew by {grown_mib} MiB");
+    let functions: serde_json::Value = mallory.get(server.url("/v1/functions")).send().await?.json().await?;
+    let count = functions["functions"].as_array().map_or(0, Vec::len);
+    assert!(count <= 5, "mallory has {count} functions against a quota of 5");
+    Ok(())
+}
+
+/// Deploys `component` as `name` with `client`'s key.
+async fn put_function(
+    server: &Server,
+    client: &reqwest::Client,
+    name: &str,
+    component_name: &str,
+    query: &str,
+) -> anyhow::Result<()> {
+    let url = server.url(&format!("/v1/functions/{name}?{query}"));
+    let response = client.put(url).body(component(component_name)?).send().await?;
+    anyhow::ensure!(response.status() == 201, "deploy of {name}: {}", response.text().await?);
+    Ok(())
+}
+
+enum Sample {
+    Count(usize),
+    For(Duration),
+}
+
+/// Latencies of sequential `GET url` calls, each checked for its answer.
+async fn latencies(client: &reqwest::Client, url: &str, sample: Sample) -> anyhow::Result<Vec<Duration>> {
+    let started = Instant::now();
+    let mut out = Vec::new();
+    loop {
+        match sample {
+            Sample::Count(n) if out.len() >= n => return Ok(out),
+            Sample::For(limit) if started.elapsed() >= limit => return Ok(out),
+            _ => {}
+        }
+        let sent = Instant::now();
+        let response = client.get(url).send().await?;
+        let status = response.status();
+        let body = response.text().await?;
+        out.push(sent.elapsed());
+        anyhow::ensure!(status == 200 && body == "hello, world!\n", "bystander got {status}: {body}");
+    }
+}
+
+fn percentile(samples: &[Duration], q: f64) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted.get(index).copied().unwrap_or_default()
+}
+
+/// One anonymous connection that drips a declared 1 MB body a byte at a
+/// time, reconnecting whenever the server closes it.
+async fn slow_body(address: String, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    while !stop.load(Ordering::Acquire) {
+        let Ok(mut stream) = TcpStream::connect(&address).await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let head = format!("POST /fn/mallory/open HTTP/1.1\r\nhost: {address}\r\ncontent-length: 1000000\r\n\r\n");
+        if stream.write_all(head.as_bytes()).await.is_err() {
+            continue;
+        }
+        while !stop.load(Ordering::Acquire) && stream.write_all(b"x").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let mut probe = [0u8; 512];
+            // An answer (408) means the server gave up on this body.
+            if matches!(tokio::time::timeout(Duration::from_millis(1), stream.read(&mut probe)).await, Ok(Ok(_))) {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Responses that try to frame themselves: each must come back as what the
+/// host framed, never as bytes spliced into the next answer.
+async fn forged_headers(server: Arc<Server>, client: reqwest::Client, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let forged = "HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged";
+    let spec = json!({
+        "status": 200,
+        "headers": [["content-length", "0"], ["transfer-encoding", "chunked"], ["connection", "upgrade"], ["x-muon-request-id", "forged"]],
+        "body": forged,
+    });
+    while !stop.load(Ordering::Acquire) {
+        let response = client.post(server.url("/fn/mallory/forge")).json(&spec).send().await?;
+        let status = response.status();
+        if status == 200 {
+            let id = response.headers().get("x-muon-request-id").cloned();
+            let body = response.text().await?;
+            anyhow::ensure!(body == forged, "a forged response was cut to {body:?}");
+            anyhow::ensure!(id.is_some_and(|id| id != "forged"), "the request id was spoofed");
+        } else {
+            anyhow::ensure!(status == 500 || status == 429, "forge answered {status}");
+        }
+    }
+    Ok(())
+}
+
+/// Typed outputs far over the response cap.
+async fn huge_typed_outputs(server: Arc<Server>, client: reqwest::Client, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let body = json!({ "op": "init", "config": { "features": 30_000_000 } });
+    while !stop.load(Ordering::Acquire) {
+        let response = client.post(server.url("/v1/functions/linear/invoke")).json(&body).send().await?;
+        let status = response.status();
+        anyhow::ensure!(status == 500 || status == 429, "a 114 MiB output answered {status}");
+    }
+    Ok(())
+}
+
+/// Deploys under the attacker's function quota, in parallel with the others.
+async fn parallel_deploys(
+    server: Arc<Server>,
+    client: reqwest::Client,
+    worker: usize,
+    stop: Arc<AtomicBool>,
+    refused: Arc<AtomicU64>,
+) -> anyhow::Result<()> {
+    let bytes = component("http-hello")?;
+    let mut round = 0;
+    while !stop.load(Ordering::Acquire) {
+        let url = server.url(&format!("/v1/functions/d{worker}-{}", round % 3));
+        let response = client.put(url).body(bytes.clone()).send().await?;
+        match response.status().as_u16() {
+            201 => {}
+            429 => {
+                refused.fetch_add(1, Ordering::Relaxed);
+            }
+            status => anyhow::bail!("a deploy answered {status}: {}", response.text().await?),
+        }
+        round += 1;
+    }
+    Ok(())
+}
