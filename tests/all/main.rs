@@ -30,6 +30,7 @@ mod framing;
 mod hygiene;
 mod invoke;
 mod nn;
+mod nn_limits;
 mod observability;
 mod outbound;
 mod persistence;
