@@ -117,10 +117,10 @@ impl ModelSpec {
     }
 }
 
-/// Reads a model's bytes, on the inference pool, when it must be loaded.
+/// Reads a model's bytes, on a load thread, when it must be loaded.
 pub type ModelBytes = Box<dyn FnOnce() -> Result<Arc<[u8]>, NnError> + Send>;
 
-/// The backends, the loaded-model cache and the inference pool.
+/// The backends, the loaded-model cache, the inference threads and the load threads.
 pub struct Inference {
     tract: Tract,
     onnxruntime: Option<OnnxRuntime>,
@@ -133,7 +133,7 @@ pub struct Inference {
 }
 
 impl Inference {
-    /// Starts the inference pool and loads ONNX Runtime if it can be found.
+    /// Starts the inference and load threads and loads ONNX Runtime if it can be found.
     pub fn start(config: NnConfig) -> anyhow::Result<Self> {
         let (onnxruntime, onnxruntime_error) = match find_onnxruntime(config.onnxruntime_library.as_ref()) {
             Some(library) => match OnnxRuntime::load(
@@ -193,7 +193,7 @@ impl Inference {
         }
     }
 
-    /// The loaded model for `spec`, loading it on the inference pool the first
+    /// The loaded model for `spec`, loading it on the load threads the first
     /// time (concurrent first uses wait for one load). `bytes` is called only
     /// for that load.
     pub async fn load(self: &Arc<Self>, spec: ModelSpec, bytes: ModelBytes) -> Result<Graph, NnError> {

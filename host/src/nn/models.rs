@@ -248,7 +248,7 @@ impl ModelStore {
 }
 
 /// A model's bytes from its file, or, on a node sharing the database, from the
-/// database (written to the file for next time). Runs on an inference thread,
+/// database (written to the file for next time). Runs on a load thread,
 /// which may block on the runtime `handle`.
 fn read_model(path: &Path, digest: &str, shared: Option<(Db, tokio::runtime::Handle)>) -> Result<Arc<[u8]>, NnError> {
     let unreadable = |err: &dyn std::fmt::Display| NnError::runtime(&format!("cannot read model {digest}"), err);

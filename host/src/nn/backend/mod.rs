@@ -76,7 +76,7 @@ impl Device {
 /// A backend that turns model bytes into a runnable model.
 pub trait Backend: Send + Sync {
     /// Parses and optimizes `bytes` for `device`. Blocking and CPU-heavy:
-    /// called on the inference pool.
+    /// called on a load thread.
     fn load(&self, bytes: &[u8], signature: &Signature, device: Device) -> Result<Arc<dyn LoadedModel>, NnError>;
 }
 
