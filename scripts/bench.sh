@@ -77,7 +77,7 @@ for c in 1 16 64; do
     printf "%-12s %14s %14s %8.2f %16s %8.2f\n" "$c" "$n" "$h" "$(echo "$h / $n" | bc -l)" "$w" "$(echo "$w / $n" | bc -l)"
 done
 echo
-metrics=$(curl -sf "$muon_url/metrics")
+metrics=$(curl -sf "${auth[@]}" "$muon_url/metrics")
 quantile() { echo "$metrics" | awk -v q="$1" -F'[{}" ]+' '$1=="muon_instantiate_seconds" && $3==q {printf "%.1f", $4*1e6}'; }
 echo "instantiate (fresh instance per request): p50 $(quantile 0.5) µs, p99 $(quantile 0.99) µs"
 echo "deploy to first response: cold (compile) $((t1 - t0)) ms, warm (cached artifact) $((t2 - t1)) ms"
@@ -102,7 +102,7 @@ for run in 1 2 3; do
     printf "%-6s %14s %14s %8.2f %18s %18s %8.2f\n" "$run" "$off" "$on" "$(echo "$on / $off" | bc -l)" \
         "$off_cpu" "$on_cpu" "$(echo "$off_cpu / $on_cpu" | bc -l)"
 done
-ledger=$(curl -sf "$metered_url/metrics")
+ledger=$(curl -sf "${metered_auth[@]}" "$metered_url/metrics")
 batch=$(echo "$ledger" | awk -F'[{}" ]+' '$1=="muon_ledger_batch_size" && $3=="0.5" {printf "%.0f", $4}')
 write=$(echo "$ledger" | awk -F'[{}" ]+' '$1=="muon_ledger_write_seconds" && $3=="0.5" {printf "%.0f", $4*1e6}')
 echo "ledger (SQLite, synchronous=FULL): median batch $batch records, median write+sync $write µs"

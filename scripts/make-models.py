@@ -9,6 +9,16 @@
   float16 tensor path of both backends.
 - external-data.onnx: a tiny model whose weight points outside its own
   directory (../../../etc/passwd), which the host must refuse at upload.
+- fill.onnx: y = ReduceSum(ConstantOfShape(n)), with n given by the caller:
+  a guest picks how much the backend allocates (ONNX Runtime only: tract
+  needs ConstantOfShape's shape when it loads); range.onnx: the same with
+  y = ReduceSum(Cast(Range(0, n, 1))), which both backends run.
+- fold-*.onnx: tiny models that make a 1 GiB tensor from constants alone,
+  which backends fold when they load (a constant shape, a shape computed by
+  arithmetic, an outer product of two Ranges, a shape read from the
+  declared shape of an input [N, 16384]). The host must refuse them.
+- chain.onnx: 100,000 Relu nodes in a row (tract takes minutes to load it);
+  chain-<N>.onnx for N in CHAIN_LENGTHS: shorter ones, for load-time tests.
 
 Weights are seeded, so the files are the same on every machine. A model is
 skipped when it exists and its stamp (the hash of this script) matches, so a
@@ -199,6 +209,122 @@ def external_data_model():
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
 
 
+# 16384 x 16384 float32: 1 GiB, enough to show in RSS, small enough that a
+# host without the checks survives folding it once.
+FOLD_SIDE = 16384
+CHAIN_NODES = 100_000
+CHAIN_LENGTHS = (5_000, 15_000)
+
+
+def hostile(nodes, inputs, outputs, initializer=()):
+    """A model not checked or run here: generating or running it is the
+    attack. Shapes are left to the backends."""
+    graph = helper.make_graph(nodes, "hostile", inputs, outputs, list(initializer))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
+
+
+def fill_model():
+    """n int64 [1] -> ConstantOfShape(n, 1.0) -> ReduceSum -> y = n (float)."""
+    one = helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])
+    return hostile(
+        [helper.make_node("ConstantOfShape", ["n"], ["ones"], name="fill", value=one),
+         helper.make_node("ReduceSum", ["ones"], ["y"], name="sum", keepdims=0)],
+        [helper.make_tensor_value_info("n", TensorProto.INT64, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])],
+    )
+
+
+def range_model():
+    """n int64 [] -> Range(0, n, 1) -> Cast float -> ReduceSum -> y = n(n-1)/2."""
+    scalar = lambda name, v: helper.make_node(  # noqa: E731
+        "Constant", [], [name], name=name, value=helper.make_tensor(name, TensorProto.INT64, [], [v]))
+    return hostile(
+        [scalar("zero", 0), scalar("one", 1),
+         helper.make_node("Range", ["zero", "n", "one"], ["r"], name="range"),
+         helper.make_node("Cast", ["r"], ["rf"], name="cast", to=TensorProto.FLOAT),
+         helper.make_node("ReduceSum", ["rf"], ["y"], name="sum", keepdims=0)],
+        [helper.make_tensor_value_info("n", TensorProto.INT64, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])],
+    )
+
+
+def folded(shape_nodes, shape_name):
+    """y = x + ReduceSum(ConstantOfShape(shape)): the shape from constants."""
+    one = helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])
+    return hostile(
+        shape_nodes + [
+            helper.make_node("ConstantOfShape", [shape_name], ["ones"], name="fill", value=one),
+            helper.make_node("ReduceSum", ["ones"], ["total"], name="sum", keepdims=0),
+            helper.make_node("Add", ["x", "total"], ["y"], name="add"),
+        ],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+
+
+def int64s(name, values):
+    return helper.make_node("Constant", [], [name], name=name,
+                            value=helper.make_tensor(name, TensorProto.INT64, [len(values)], values))
+
+
+def fold_constant_model():
+    return folded([int64s("shape", [FOLD_SIDE, FOLD_SIDE])], "shape")
+
+
+def fold_arithmetic_model():
+    """The shape is 128 * 128 twice, so no constant in the file is large."""
+    return folded([
+        int64s("a", [128]),
+        helper.make_node("Mul", ["a", "a"], ["side"], name="square"),
+        helper.make_node("Concat", ["side", "side"], ["shape"], name="shape", axis=0),
+    ], "shape")
+
+
+def fold_outer_model():
+    """Range(0, 16384) as a column times itself as a row: 16384^2 floats."""
+    scalar = lambda name, v: helper.make_node(  # noqa: E731
+        "Constant", [], [name], name=name, value=helper.make_tensor(name, TensorProto.FLOAT, [], [v]))
+    axes = int64s("axes", [1])
+    return hostile(
+        [scalar("start", 0.0), scalar("limit", float(FOLD_SIDE)), scalar("delta", 1.0), axes,
+         helper.make_node("Range", ["start", "limit", "delta"], ["r"], name="range"),
+         helper.make_node("Unsqueeze", ["r", "axes"], ["column"], name="column"),
+         helper.make_node("Mul", ["column", "r"], ["outer"], name="outer"),
+         helper.make_node("ReduceSum", ["outer"], ["total"], name="sum", keepdims=0),
+         helper.make_node("Add", ["x", "total"], ["y"], name="add")],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+
+
+def fold_shape_model():
+    """x [N, 16384] -> ConstantOfShape([x.shape[1], x.shape[1]]): the size
+    depends on no value, only on a fixed dimension, so backends fold it."""
+    one = helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])
+    return hostile(
+        [int64s("axis1", [1]),
+         helper.make_node("Shape", ["x"], ["shape_x"], name="shape_x"),
+         helper.make_node("Gather", ["shape_x", "axis1"], ["side"], name="side", axis=0),
+         helper.make_node("Concat", ["side", "side"], ["shape"], name="shape", axis=0),
+         helper.make_node("ConstantOfShape", ["shape"], ["ones"], name="fill", value=one),
+         helper.make_node("ReduceSum", ["ones"], ["total"], name="sum", keepdims=0),
+         helper.make_node("ReduceSum", ["x"], ["xs"], name="xsum", keepdims=0),
+         helper.make_node("Add", ["xs", "total"], ["y"], name="add")],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", FOLD_SIDE])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])],
+    )
+
+
+def chain_model(length):
+    nodes = [helper.make_node("Relu", ["x" if i == 0 else f"r{i - 1}"], ["y" if i == length - 1 else f"r{i}"])
+             for i in range(length)]
+    return hostile(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
+
+
 def save(model, path):
     # onnx.save would try to follow external data; write the protobuf as is.
     path.write_bytes(model.SerializeToString())
@@ -250,6 +376,15 @@ def main():
     generate(args.out_dir, "slow.onnx", slow_model, runs=3)
     generate(args.out_dir, "external-data.onnx", external_data_model, runs=0)
     generate(args.out_dir, "half.onnx", half_model, runs=0)
+    generate(args.out_dir, "fill.onnx", fill_model, runs=0)
+    generate(args.out_dir, "range.onnx", range_model, runs=0)
+    generate(args.out_dir, "fold-constant.onnx", fold_constant_model, runs=0)
+    generate(args.out_dir, "fold-arithmetic.onnx", fold_arithmetic_model, runs=0)
+    generate(args.out_dir, "fold-outer.onnx", fold_outer_model, runs=0)
+    generate(args.out_dir, "fold-shape.onnx", fold_shape_model, runs=0)
+    generate(args.out_dir, "chain.onnx", lambda: chain_model(CHAIN_NODES), runs=0)
+    for length in CHAIN_LENGTHS:
+        generate(args.out_dir, f"chain-{length}.onnx", lambda length=length: chain_model(length), runs=0)
     if args.heavy:
         generate(args.out_dir, "resnet50.onnx", resnet50_model, runs=5)
 

@@ -10,7 +10,7 @@ use dashmap::DashMap;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::db::{Db, KeyRecord};
+use crate::db::{Db, KeyRecord, Revocation};
 use crate::error::ApiError;
 use crate::registry::DEFAULT_TENANT;
 
@@ -52,26 +52,24 @@ pub struct Auth {
 }
 
 impl Auth {
-    /// Creates tenant `default` and, on the first start, an admin key written
-    /// to `DATA_DIR/admin.key` (mode 0600).
+    /// Creates tenant `default` and, when no live admin key exists (the
+    /// first start, or every admin key was revoked), an admin key written to
+    /// `DATA_DIR/admin.key` (mode 0600).
     pub async fn bootstrap(db: Db, data_dir: &Path) -> anyhow::Result<Self> {
-        let auth = Self { db, cache: DashMap::new() };
-        auth.db.insert_tenant(DEFAULT_TENANT, now_ms()).await?;
-        if !auth.db.admin_key_exists().await? {
-            let issued = auth.issue(DEFAULT_TENANT, true).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            write_secret(&data_dir.join("admin.key"), &issued.key)?;
-            tracing::info!(path = %data_dir.join("admin.key").display(), "created the admin key");
+        db.insert_tenant(DEFAULT_TENANT, now_ms()).await?;
+        if !db.live_admin_key_exists().await? {
+            let issued = reset_admin_key(&db, data_dir).await?;
+            tracing::info!(key_id = %issued.id, path = %data_dir.join("admin.key").display(), "created the admin key");
         }
-        Ok(auth)
+        Ok(Self {
+            db,
+            cache: DashMap::new(),
+        })
     }
 
     /// The caller behind an `Authorization: Bearer KEY` header.
     pub async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Principal, ApiError> {
-        let key = headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
+        let key = bearer_token(headers)
             .filter(|k| k.starts_with(KEY_PREFIX) && k.len() < 200)
             .ok_or(ApiError::Unauthorized)?;
         let hash = hash_key(key);
@@ -92,25 +90,87 @@ impl Auth {
         Ok(principal)
     }
 
-    /// Issues a new key for `tenant`.
-    pub async fn issue(&self, tenant: &str, admin: bool) -> Result<IssuedKey, ApiError> {
-        let key = format!("{KEY_PREFIX}{}", random_hex(32)?);
-        let record = KeyRecord { id: format!("key_{}", random_hex(8)?), tenant: tenant.to_owned(), key_hash: hash_key(&key), admin };
-        self.db.insert_key(&record, now_ms()).await?;
-        Ok(IssuedKey { id: record.id, tenant: record.tenant, key })
+    /// Issues a new key for `tenant`, which may hold at most `max_live` live keys.
+    pub async fn issue(
+        &self,
+        tenant: &str,
+        admin: bool,
+        max_live: u32,
+    ) -> Result<IssuedKey, ApiError> {
+        let (record, issued) = new_key(tenant, admin)?;
+        if !self
+            .db
+            .insert_key_within(&record, max_live, now_ms())
+            .await?
+        {
+            return Err(ApiError::QuotaExceeded {
+                message: format!(
+                    "tenant `{tenant}` already has {max_live} live keys, its limit; revoke one (DELETE /v1/keys/ID) first"
+                ),
+                retry_after_s: 3600,
+            });
+        }
+        Ok(issued)
     }
 
-    /// Revokes key `id`; a non-admin may revoke only its own tenant's keys.
+    /// Revokes key `id`. A non-admin may revoke only its own tenant's
+    /// non-admin keys; the last live admin key cannot be revoked.
     pub async fn revoke(&self, caller: &Principal, id: &str) -> Result<(), ApiError> {
-        let scope = (!caller.admin).then_some(caller.tenant.as_str());
-        let hash = self
+        match self
             .db
-            .revoke_key(id, scope, now_ms())
+            .revoke_key(id, &caller.tenant, caller.admin, now_ms())
             .await?
-            .ok_or_else(|| ApiError::NotFound(format!("key `{id}`")))?;
-        self.cache.remove(&hash);
-        Ok(())
+        {
+            Revocation::Revoked { key_hash } => {
+                self.cache.remove(&key_hash);
+                Ok(())
+            }
+            Revocation::NotFound => Err(ApiError::NotFound(format!("key `{id}`"))),
+            Revocation::AdminOnly => Err(ApiError::Forbidden(format!(
+                "key `{id}` is an admin key; only an admin key may revoke it"
+            ))),
+            Revocation::LastAdmin => Err(ApiError::StateConflict(format!(
+                "key `{id}` is the last live admin key; issue another admin key first \
+                 (POST /v1/tenants/default/keys with {{\"admin\": true}}), then revoke this one"
+            ))),
+        }
     }
+}
+
+/// Issues a new admin key of tenant `default` and writes it to
+/// `DATA_DIR/admin.key`: the first start, and the recovery when every admin
+/// key is lost or revoked (`muon admin reset-key`). Other admin keys stay live.
+pub async fn reset_admin_key(db: &Db, data_dir: &Path) -> anyhow::Result<IssuedKey> {
+    db.insert_tenant(DEFAULT_TENANT, now_ms()).await?;
+    let (record, issued) = new_key(DEFAULT_TENANT, true).map_err(|e| anyhow::anyhow!("{e}"))?;
+    db.insert_key(&record, now_ms()).await?;
+    write_secret(&data_dir.join("admin.key"), &issued.key)?;
+    Ok(issued)
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header; the scheme is
+/// case-insensitive (RFC 9110, section 11.1).
+fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// A fresh key: the record to store (hash only) and the secret to show once.
+fn new_key(tenant: &str, admin: bool) -> Result<(KeyRecord, IssuedKey), ApiError> {
+    let key = format!("{KEY_PREFIX}{}", random_hex(32)?);
+    let record = KeyRecord {
+        id: format!("key_{}", random_hex(8)?),
+        tenant: tenant.to_owned(),
+        key_hash: hash_key(&key),
+        admin,
+    };
+    let issued = IssuedKey {
+        id: record.id.clone(),
+        tenant: record.tenant.clone(),
+        key,
+    };
+    Ok((record, issued))
 }
 
 fn hash_key(key: &str) -> String {
@@ -142,4 +202,27 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        let token = |value: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(
+                http::header::AUTHORIZATION,
+                http::HeaderValue::from_str(value).ok()?,
+            );
+            bearer_token(&headers).map(str::to_owned)
+        };
+        for value in ["Bearer k", "bearer k", "BEARER k", "bEaReR   k "] {
+            assert_eq!(token(value).as_deref(), Some("k"), "{value}");
+        }
+        for value in ["Basic k", "Bearerk", "Bearer", "k"] {
+            assert_eq!(token(value), None, "{value}");
+        }
+    }
 }

@@ -102,6 +102,11 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Operator commands that work on the database directly, without the server.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Usage totals from the ledger.
     Usage {
         /// Group by `function`, `day` or `hour`.
@@ -151,11 +156,30 @@ enum TenantsCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Issue a new admin key and write it to DATA_DIR/admin.key: the recovery
+    /// when the admin key is lost or revoked. Run it on the machine that holds
+    /// the data directory (the server may be running); other admin keys stay
+    /// live, so revoke a leaked one with the new key.
+    ResetKey {
+        /// The server's data directory (its database, unless --database-url).
+        #[arg(long, env = "MUON_DATA_DIR", default_value = crate::config::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// The server's PostgreSQL URL, when it uses one.
+        #[arg(long, env = "MUON_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum KeysCommand {
     /// Issue a key for a tenant (your own by default) and print it (shown once).
     Create {
         #[arg(long)]
         tenant: Option<String>,
+        /// An admin key (needs an admin key).
+        #[arg(long)]
+        admin: bool,
     },
     /// Revoke key ID.
     Revoke { id: String },
@@ -201,6 +225,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve { config, settings } => serve(config, *settings).await,
+            Command::Admin {
+                command:
+                    AdminCommand::ResetKey {
+                        data_dir,
+                        database_url,
+                    },
+            } => reset_admin_key(&data_dir, database_url.as_deref()).await,
             command => client_command(command).await,
         }
     })
@@ -215,10 +246,54 @@ async fn serve(config_file: Option<PathBuf>, flags: Settings) -> anyhow::Result<
     crate::server::serve(flags.or(file).resolve()?).await
 }
 
+async fn reset_admin_key(
+    data_dir: &std::path::Path,
+    database_url: Option<&str>,
+) -> anyhow::Result<()> {
+    let db = match database_url {
+        Some(url) => {
+            std::fs::create_dir_all(data_dir)
+                .with_context(|| format!("cannot create {}", data_dir.display()))?;
+            crate::db::Db::connect(url).await?
+        }
+        None => {
+            // Opening a missing file would create an empty database and a key
+            // that no server knows: a mistyped --data-dir must fail instead.
+            let file = data_dir.join("muon.db");
+            if !file.is_file() {
+                bail!(
+                    "no database at {}; give the server's --data-dir, or --database-url",
+                    file.display()
+                );
+            }
+            crate::db::Db::open_sqlite(data_dir).await?
+        }
+    };
+    let issued = crate::auth::reset_admin_key(&db, data_dir).await;
+    db.close().await;
+    let issued = issued?;
+    println!(
+        "new admin key {} written to {}",
+        issued.id,
+        data_dir.join("admin.key").display()
+    );
+    Ok(())
+}
+
 async fn client_command(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve { .. } => bail!("serve is not a client command"),
-        Command::Deploy { name, file, memory_mb, timeout_ms, max_concurrency, public, allowed_hosts, models, client } => {
+        Command::Serve { .. } | Command::Admin { .. } => bail!("not a client command"),
+        Command::Deploy {
+            name,
+            file,
+            memory_mb,
+            timeout_ms,
+            max_concurrency,
+            public,
+            allowed_hosts,
+            models,
+            client,
+        } => {
             let http = client.http()?;
             let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let mut query: Vec<(&str, String)> = Vec::new();
@@ -372,9 +447,12 @@ async fn tenants(command: Option<TenantsCommand>, client: &ClientArgs) -> anyhow
 async fn keys(command: KeysCommand, client: &ClientArgs) -> anyhow::Result<()> {
     let http = client.http()?;
     match command {
-        KeysCommand::Create { tenant } => {
+        KeysCommand::Create { tenant, admin } => {
             let tenant = tenant.unwrap_or_else(|| crate::registry::DEFAULT_TENANT.to_owned());
-            let out = send_json(http.post(format!("{}/v1/tenants/{tenant}/keys", client.server))).await?;
+            let request = http
+                .post(format!("{}/v1/tenants/{tenant}/keys", client.server))
+                .json(&serde_json::json!({ "admin": admin }));
+            let out = send_json(request).await?;
             print_or(client, &out, || {
                 format!(
                     "key {} for {tenant} (shown once): {}",

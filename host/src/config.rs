@@ -32,6 +32,10 @@ pub struct Settings {
     /// Address to listen on [default: 127.0.0.1:8080]. Port 0 picks a free port.
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// Address serving `GET /metrics` without a key, for a scraper on a private network
+    /// [default: none; `/metrics` is then served on `listen` to the admin key only].
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Directory for the database, components and compiled artifacts [default: ./muon-data].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -173,6 +177,21 @@ pub struct NnSettings {
     /// Largest model a guest may pass to wasi-nn `load`, in bytes [default: 67108864].
     #[arg(long = "nn-max-load-bytes")]
     pub max_load_bytes: Option<u64>,
+    /// Most inference threads one tenant holds at once, so that others always find one [default: half of nn-threads, at least 1].
+    #[arg(long = "nn-tenant-threads")]
+    pub tenant_threads: Option<usize>,
+    /// Threads that load models, apart from the inference threads [default: 2].
+    #[arg(long = "nn-load-threads")]
+    pub load_threads: Option<usize>,
+    /// How long a model may take to load, in milliseconds [default: 30000].
+    #[arg(long = "nn-load-timeout-ms")]
+    pub load_timeout_ms: Option<u64>,
+    /// Most nodes in a model's graph, subgraphs included [default: 10000].
+    #[arg(long = "nn-max-nodes")]
+    pub max_nodes: Option<usize>,
+    /// Largest tensor that constant folding may make when a model loads, in bytes; a larger model file raises it to its own size [default: 67108864].
+    #[arg(long = "nn-max-fold-bytes")]
+    pub max_fold_bytes: Option<u64>,
 }
 
 impl NnSettings {
@@ -186,10 +205,17 @@ impl NnSettings {
             gpu_fallback_to_cpu: self.gpu_fallback_to_cpu.or(base.gpu_fallback_to_cpu),
             max_model_bytes: self.max_model_bytes.or(base.max_model_bytes),
             max_load_bytes: self.max_load_bytes.or(base.max_load_bytes),
+            tenant_threads: self.tenant_threads.or(base.tenant_threads),
+            load_threads: self.load_threads.or(base.load_threads),
+            load_timeout_ms: self.load_timeout_ms.or(base.load_timeout_ms),
+            max_nodes: self.max_nodes.or(base.max_nodes),
+            max_fold_bytes: self.max_fold_bytes.or(base.max_fold_bytes),
         }
     }
 
-    fn resolve(self) -> anyhow::Result<NnConfig> {
+    /// The inference settings, for a host whose functions hold at most
+    /// `max_tensor_bytes` (the largest memory limit).
+    fn resolve(self, max_tensor_bytes: u64) -> anyhow::Result<NnConfig> {
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
         let threads = self.threads.unwrap_or(cpus).max(1);
         let default_backend = match self.default_backend.as_deref() {
@@ -201,6 +227,12 @@ impl NnSettings {
         };
         Ok(NnConfig {
             threads,
+            tenant_threads: self.tenant_threads.unwrap_or(threads / 2).clamp(1, threads),
+            load_threads: self.load_threads.unwrap_or(2).max(1),
+            load_timeout: std::time::Duration::from_millis(self.load_timeout_ms.unwrap_or(30_000).max(1)),
+            max_nodes: self.max_nodes.unwrap_or(10_000).max(1),
+            max_fold_bytes: self.max_fold_bytes.unwrap_or(64 << 20),
+            max_tensor_bytes,
             sessions_per_model: self.sessions_per_model.unwrap_or(threads).max(1),
             intra_op_threads: self.intra_op_threads.unwrap_or(1).max(1),
             onnxruntime_library: self.onnxruntime_library,
@@ -216,6 +248,8 @@ impl NnSettings {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Where `/metrics` is served without a key, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub limits: LimitDefaults,
     pub queue_depth: u32,
@@ -273,6 +307,7 @@ impl Settings {
         }
         merge!(
             listen,
+            metrics_listen,
             data_dir,
             default_memory_mb,
             max_memory_mb,
@@ -329,7 +364,7 @@ impl Settings {
         if limits.max_memory_mb == 0 || limits.default_timeout_ms == 0 {
             bail!("memory and timeout limits must be greater than zero");
         }
-        let nn = self.nn.resolve()?;
+        let nn = self.nn.resolve(u64::from(limits.max_memory_mb) << 20)?;
         let max_deploy_bytes = self.max_deploy_bytes.unwrap_or(64 << 20);
         let max_request_bytes = self.max_request_bytes.unwrap_or(8 << 20);
         let max_inflight_body_bytes = self.max_inflight_body_bytes.unwrap_or(1 << 30);
@@ -338,8 +373,13 @@ impl Settings {
             bail!("max_inflight_body_bytes ({max_inflight_body_bytes}) is smaller than the largest body limit ({largest_body}), so such a body could never be received");
         }
         Ok(Config {
-            listen: self.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
-            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            listen: self
+                .listen
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            metrics_listen: self.metrics_listen,
+            data_dir: self
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             limits,
             queue_depth: self.queue_depth.unwrap_or(256),
             queue_timeout: Duration::from_millis(self.queue_timeout_ms.unwrap_or(1000)),

@@ -57,6 +57,9 @@ pub enum ApiError {
     /// Something with this name already exists.
     #[error("{0} already exists")]
     Conflict(String),
+    /// The request conflicts with the current state (not a name clash).
+    #[error("{0}")]
+    StateConflict(String),
     /// The route exists but not for this method.
     #[error("method not allowed; this route accepts {0}")]
     MethodNotAllowed(&'static str),
@@ -115,7 +118,7 @@ impl ApiError {
             Self::QuotaExceeded { .. } => "quota_exceeded",
             Self::RateLimited { .. } => "rate_limited",
             Self::LedgerUnavailable(_) => "ledger_unavailable",
-            Self::Conflict(_) => "conflict",
+            Self::Conflict(_) | Self::StateConflict(_) => "conflict",
             Self::Forbidden(_) => "forbidden",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::BadRequest(_) => "bad_request",
@@ -143,7 +146,7 @@ impl ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::QuotaExceeded { .. } | Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::LedgerUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Conflict(_) | Self::StateConflict(_) => StatusCode::CONFLICT,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::CompileTimeout { .. } => StatusCode::UNPROCESSABLE_ENTITY,

@@ -1,28 +1,62 @@
 //! Logs (`tracing`) and metrics (`metrics` with a Prometheus exporter).
+//!
+//! Per-function series (requests by outcome, latency, instances running) are
+//! kept here rather than in the exporter's registry, which cannot forget a
+//! key: a function's series exist while a version of it is loaded and go
+//! when it is deleted, so `/metrics` does not grow with every function ever
+//! deployed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
 
 use anyhow::Context;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-/// Installs the process-wide metrics recorder and returns the handle that
-/// renders `/metrics`.
+/// Upper bounds (seconds) of the request latency histogram: fixed, so that
+/// nodes' histograms aggregate.
+const LATENCY_BUCKETS: [f64; 15] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Every metric of the process, rendered for `/metrics`.
+#[derive(Clone)]
+pub struct Metrics {
+    exporter: PrometheusHandle,
+}
+
+impl Metrics {
+    /// The Prometheus text exposition: the exporter's series, then the
+    /// per-function ones.
+    pub fn render(&self) -> String {
+        let mut text = self.exporter.render();
+        render_function_series(&mut text);
+        text
+    }
+}
+
+/// Installs the process-wide metrics recorder and returns what renders
+/// `/metrics`.
 ///
-/// Request latency is a histogram with fixed buckets (aggregatable across
-/// nodes); instantiation time and queue waits are summaries with quantiles,
-/// which is what one wants to read off a single node.
-pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
-    const LATENCY_BUCKETS: &[f64] =
-        &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+/// Instantiation time and queue waits are summaries with quantiles, which is
+/// what one wants to read off a single node.
+pub fn install_metrics() -> anyhow::Result<Metrics> {
     let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Full("muon_request_duration_seconds".into()), LATENCY_BUCKETS)
-        .context("invalid histogram buckets")?
         .install_recorder()
         .context("cannot install the metrics recorder")?;
-    metrics::describe_counter!("muon_requests_total", "Function requests by function and outcome");
-    metrics::describe_histogram!("muon_request_duration_seconds", "Function request latency");
-    metrics::describe_histogram!("muon_instantiate_seconds", "Time to instantiate a fresh instance");
-    metrics::describe_gauge!("muon_instances_in_flight", "Instances running now, by function");
-    metrics::describe_histogram!("muon_queue_wait_seconds", "Time requests waited for a concurrency slot");
-    metrics::describe_counter!("muon_compile_cache_total", "Compiled-artifact cache hits and misses");
+    metrics::describe_histogram!(
+        "muon_instantiate_seconds",
+        "Time to instantiate a fresh instance"
+    );
+    metrics::describe_histogram!(
+        "muon_queue_wait_seconds",
+        "Time requests waited for a concurrency slot"
+    );
+    metrics::describe_counter!(
+        "muon_compile_cache_total",
+        "Compiled-artifact cache hits and misses"
+    );
     // Summaries keep a rolling window; upkeep drains it so memory stays flat.
     let upkeep = handle.clone();
     tokio::spawn(async move {
@@ -32,7 +66,7 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
             upkeep.run_upkeep();
         }
     });
-    Ok(handle)
+    Ok(Metrics { exporter: handle })
 }
 
 /// Structured logs to stderr; `RUST_LOG` filters (default `info`).
@@ -42,13 +76,40 @@ pub fn init_logging() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
-/// Metric handles of one function, registered once per version so the
-/// request path does no registry lookups for the common outcome.
+/// The live functions' series by label. Weak, so that the series go with
+/// the last loaded version of a function, wherever it was removed (a delete
+/// here, or one on another node picked up from a shared database).
+static FUNCTION_SERIES: LazyLock<Mutex<HashMap<String, Weak<FunctionSeries>>>> =
+    LazyLock::new(Default::default);
+
+fn function_series() -> std::sync::MutexGuard<'static, HashMap<String, Weak<FunctionSeries>>> {
+    FUNCTION_SERIES
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Drops the series of a deleted function at once, even while requests of
+/// it are still running (what they record then is not shown).
+pub fn forget_function(label: &str) {
+    function_series().remove(label);
+}
+
+/// What one function has done: requests by outcome, latency, instances running.
+#[derive(Default)]
+struct FunctionSeries {
+    ok: AtomicU64,
+    errors: Mutex<BTreeMap<&'static str, u64>>,
+    /// Requests per latency bucket (not cumulative); slower ones only count.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    latency_sum_ns: AtomicU64,
+    count: AtomicU64,
+    in_flight: AtomicI64,
+}
+
+/// Metric handles of one function, shared by its versions, so the request
+/// path does no lookups.
 pub struct FunctionMetrics {
-    label: String,
-    ok: metrics::Counter,
-    duration: metrics::Histogram,
-    in_flight: metrics::Gauge,
+    series: Arc<FunctionSeries>,
     tenant_requests: metrics::Counter,
     tenant_cost: metrics::Counter,
 }
@@ -56,28 +117,53 @@ pub struct FunctionMetrics {
 impl FunctionMetrics {
     /// Handles labelled with `function = label` (`tenant/name`) and, for the
     /// per-tenant totals, `tenant` alone, so cardinality grows with tenants and
-    /// functions, never with requests.
+    /// live functions, never with requests or deleted functions.
     pub fn new(label: &str, tenant: &str) -> Self {
+        let mut table = function_series();
+        table.retain(|_, series| series.strong_count() > 0);
+        let series = match table.get(label).and_then(Weak::upgrade) {
+            Some(series) => series,
+            None => {
+                let series = Arc::new(FunctionSeries::default());
+                table.insert(label.to_owned(), Arc::downgrade(&series));
+                series
+            }
+        };
         Self {
+            series,
             tenant_requests: metrics::counter!("muon_tenant_requests_total", "tenant" => tenant.to_owned()),
             tenant_cost: metrics::counter!("muon_tenant_cost_micros_total", "tenant" => tenant.to_owned()),
-            label: label.to_owned(),
-            ok: metrics::counter!("muon_requests_total", "function" => label.to_owned(), "outcome" => "ok"),
-            duration: metrics::histogram!("muon_request_duration_seconds", "function" => label.to_owned()),
-            in_flight: metrics::gauge!("muon_instances_in_flight", "function" => label.to_owned()),
         }
     }
 
     /// Counts a finished request; `error_code` is `None` on success.
     pub fn record(&self, started: std::time::Instant, error_code: Option<&'static str>) {
+        let series = &self.series;
         match error_code {
-            None => self.ok.increment(1),
+            None => {
+                series.ok.fetch_add(1, Ordering::Relaxed);
+            }
             Some(code) => {
-                metrics::counter!("muon_requests_total", "function" => self.label.clone(), "outcome" => code)
-                    .increment(1);
+                *series
+                    .errors
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .entry(code)
+                    .or_default() += 1
             }
         }
-        self.duration.record(started.elapsed().as_secs_f64());
+        let elapsed = started.elapsed();
+        if let Some(bucket) = LATENCY_BUCKETS
+            .iter()
+            .position(|&bound| elapsed.as_secs_f64() <= bound)
+        {
+            series.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        }
+        series.latency_sum_ns.fetch_add(
+            u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        series.count.fetch_add(1, Ordering::Relaxed);
         self.tenant_requests.increment(1);
     }
 
@@ -88,18 +174,112 @@ impl FunctionMetrics {
 
     /// Counts an instance as running until the guard is dropped.
     pub fn instance_running(&self) -> InFlight {
-        self.in_flight.increment(1.0);
-        InFlight(self.in_flight.clone())
+        self.series.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(Arc::clone(&self.series))
     }
 }
 
 /// An instance counted in `muon_instances_in_flight`, cancellation included.
-pub struct InFlight(metrics::Gauge);
+pub struct InFlight(Arc<FunctionSeries>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.decrement(1.0);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// Appends the live functions' series, in Prometheus text format.
+fn render_function_series(out: &mut String) {
+    let mut live: Vec<(String, Arc<FunctionSeries>)> = {
+        let mut table = function_series();
+        table.retain(|_, series| series.strong_count() > 0);
+        table
+            .iter()
+            .filter_map(|(label, series)| Some((escape_label(label), series.upgrade()?)))
+            .collect()
+    };
+    if live.is_empty() {
+        return;
+    }
+    live.sort_by(|a, b| a.0.cmp(&b.0));
+    // Writing to a String cannot fail.
+    let _ = render_series(out, &live);
+}
+
+fn render_series(out: &mut String, live: &[(String, Arc<FunctionSeries>)]) -> std::fmt::Result {
+    writeln!(
+        out,
+        "# HELP muon_requests_total Function requests by function and outcome"
+    )?;
+    writeln!(out, "# TYPE muon_requests_total counter")?;
+    for (label, series) in live {
+        writeln!(
+            out,
+            "muon_requests_total{{function=\"{label}\",outcome=\"ok\"}} {}",
+            series.ok.load(Ordering::Relaxed)
+        )?;
+        for (code, count) in series
+            .errors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            writeln!(
+                out,
+                "muon_requests_total{{function=\"{label}\",outcome=\"{code}\"}} {count}"
+            )?;
+        }
+    }
+    writeln!(
+        out,
+        "\n# HELP muon_request_duration_seconds Function request latency"
+    )?;
+    writeln!(out, "# TYPE muon_request_duration_seconds histogram")?;
+    for (label, series) in live {
+        let mut cumulative = 0;
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&series.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            writeln!(
+                out,
+                "muon_request_duration_seconds_bucket{{function=\"{label}\",le=\"{bound}\"}} {cumulative}"
+            )?;
+        }
+        let count = series.count.load(Ordering::Relaxed);
+        writeln!(
+            out,
+            "muon_request_duration_seconds_bucket{{function=\"{label}\",le=\"+Inf\"}} {count}"
+        )?;
+        let sum = series.latency_sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        writeln!(
+            out,
+            "muon_request_duration_seconds_sum{{function=\"{label}\"}} {sum}"
+        )?;
+        writeln!(
+            out,
+            "muon_request_duration_seconds_count{{function=\"{label}\"}} {count}"
+        )?;
+    }
+    writeln!(
+        out,
+        "\n# HELP muon_instances_in_flight Instances running now, by function"
+    )?;
+    writeln!(out, "# TYPE muon_instances_in_flight gauge")?;
+    for (label, series) in live {
+        writeln!(
+            out,
+            "muon_instances_in_flight{{function=\"{label}\"}} {}",
+            series.in_flight.load(Ordering::Relaxed)
+        )?;
+    }
+    writeln!(out)
+}
+
+/// A label value as the text format wants it.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Request ids: unique across restarts and nodes (a random per-process
@@ -142,6 +322,60 @@ impl Default for RequestIds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_functions_series_live_while_a_version_of_it_does() {
+        let label = "unit/series";
+        let rendered = || {
+            let mut text = String::new();
+            render_function_series(&mut text);
+            text
+        };
+        let first = FunctionMetrics::new(label, "unit");
+        let second = FunctionMetrics::new(label, "unit");
+        first.record(std::time::Instant::now(), None);
+        second.record(std::time::Instant::now(), Some("trap"));
+        let running = second.instance_running();
+        let text = rendered();
+        assert!(
+            text.contains("muon_requests_total{function=\"unit/series\",outcome=\"ok\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("muon_requests_total{function=\"unit/series\",outcome=\"trap\"} 1"),
+            "versions share series: {text}"
+        );
+        assert!(
+            text.contains(
+                "muon_request_duration_seconds_bucket{function=\"unit/series\",le=\"+Inf\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("muon_instances_in_flight{function=\"unit/series\"} 1"),
+            "{text}"
+        );
+        drop(running);
+        drop((first, second));
+        assert!(
+            !rendered().contains("unit/series"),
+            "gone with the last version"
+        );
+
+        let third = FunctionMetrics::new(label, "unit");
+        assert!(rendered().contains("unit/series"));
+        forget_function(label);
+        assert!(
+            !rendered().contains("unit/series"),
+            "gone at delete, though a version is still held"
+        );
+        drop(third);
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
+    }
 
     #[test]
     fn request_ids_are_32_hex_digits_with_a_counter() {

@@ -2,7 +2,8 @@
 //!
 //! Quotas come from three layers, field by field: the admin API
 //! (`PUT /v1/tenants/{tenant}/quotas`) over the tenant's `[tenants.NAME]`
-//! config over the default `[quotas]`. Anything unset is unlimited.
+//! config over the default `[quotas]`. Anything unset is unlimited, except
+//! `max_keys` ([`DEFAULT_MAX_KEYS`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -35,7 +36,12 @@ pub struct Quotas {
     pub max_storage_bytes: Option<u64>,
     /// Spend per calendar month (UTC), in micro-units.
     pub monthly_budget_micros: Option<i64>,
+    /// Live (not revoked) API keys the tenant may hold [default: 100; never unlimited].
+    pub max_keys: Option<u32>,
 }
+
+/// Live keys a tenant may hold when no layer sets `max_keys`.
+pub const DEFAULT_MAX_KEYS: u32 = 100;
 
 impl Quotas {
     /// Each field of `self`, or of `base` where `self` has none.
@@ -49,6 +55,7 @@ impl Quotas {
             max_functions: self.max_functions.or(base.max_functions),
             max_storage_bytes: self.max_storage_bytes.or(base.max_storage_bytes),
             monthly_budget_micros: self.monthly_budget_micros.or(base.monthly_budget_micros),
+            max_keys: self.max_keys.or(base.max_keys),
         }
     }
 }
@@ -195,6 +202,16 @@ impl Tenancy {
         Ok(self.state(tenant).await?.plan)
     }
 
+    /// Live keys the tenant may hold.
+    pub async fn max_keys(&self, tenant: &str) -> Result<u32, ApiError> {
+        Ok(self
+            .state(tenant)
+            .await?
+            .quotas
+            .max_keys
+            .unwrap_or(DEFAULT_MAX_KEYS))
+    }
+
     /// The effective quotas of a tenant.
     pub async fn quotas(&self, tenant: &str) -> Result<Quotas, ApiError> {
         Ok(self.state(tenant).await?.quotas)
@@ -221,7 +238,8 @@ impl Tenancy {
             .map(|json| serde_json::from_str::<Quotas>(&json).unwrap_or_default())
             .unwrap_or_default();
         let settings = self.config.tenants.get(tenant).cloned().unwrap_or_default();
-        let quotas = stored.or(settings.quotas).or(self.config.default_quotas);
+        let mut quotas = stored.or(settings.quotas).or(self.config.default_quotas);
+        quotas.max_keys = quotas.max_keys.or(Some(DEFAULT_MAX_KEYS));
         let plan_name = settings.plan.as_deref().unwrap_or("default");
         let plan = self.config.plans.get(plan_name).copied().unwrap_or_default();
         let month_start = month_start_ms(crate::auth::now_ms());

@@ -20,6 +20,7 @@ macro_rules! on_both_databases {
     };
 }
 
+mod admin;
 mod anonymous;
 mod billing;
 mod bodies;
@@ -29,6 +30,7 @@ mod framing;
 mod hygiene;
 mod invoke;
 mod nn;
+mod nn_limits;
 mod observability;
 mod outbound;
 mod persistence;

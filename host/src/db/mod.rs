@@ -100,7 +100,7 @@ mod usage;
 pub use blobs::Blob;
 pub use catalog::{CatalogChange, Footprint, VersionRecord};
 pub use models::ModelRow;
-pub use tenants::{KeyRecord, TenantRecord};
+pub use tenants::{KeyRecord, Revocation, TenantRecord};
 pub use usage::{GroupBy, UsageQuery, UsageRecord, UsageTotals};
 
 /// How long a SQLite writer waits for the write lock before giving up.

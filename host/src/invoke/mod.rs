@@ -59,7 +59,7 @@ impl GuestCall {
             output_bytes: config.guest_output_bytes,
         };
         let outbound = OutboundPolicy::new(Arc::clone(&version.allowed_hosts), config.allow_private_outbound);
-        let nn = NnCtx::new(Arc::clone(&app.models), Arc::clone(&version.nn_scope));
+        let nn = NnCtx::new(Arc::clone(&app.models), Arc::clone(&version.nn_scope), u64::from(version.limits.memory_mb) << 20);
         let mut store = Store::new(app.runtime.engine(), HostState::new(limits, outbound, nn));
         store.limiter(|state| &mut state.limiter);
         let timeout = Duration::from_millis(version.limits.timeout_ms);

@@ -4,8 +4,13 @@
 //! A model is parsed and optimized once per host and backend ([`Inference`]
 //! caches loaded models by digest), shared by every instance allowed to use
 //! it, and computed on a bounded pool of threads off the async workers.
+//! Loads run on a pool of their own, so a slow load never holds up a
+//! compute; both pools are shared fairly between tenants ([`pool`]), and
+//! every load and compute is sized first ([`bounds`]), so that no model can
+//! make the host allocate more than the caller may.
 
 pub mod backend;
+mod bounds;
 mod error;
 mod models;
 mod pool;
@@ -21,6 +26,7 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 
 use backend::{Backend, BackendKind, Device, LoadedModel, OnnxRuntime, Tract};
+use bounds::{LoadLimits, ModelBounds};
 pub use error::{ErrorCode, NnError};
 pub use models::{ModelAccess, ModelOptions, ModelRecord, ModelStore};
 use pool::ComputePool;
@@ -30,8 +36,21 @@ pub use tensor::{ElementType, HostTensor};
 /// Inference settings, resolved from the `[nn]` configuration.
 #[derive(Debug, Clone)]
 pub struct NnConfig {
-    /// Inference threads (loads and computes run there).
+    /// Inference threads (computes run there).
     pub threads: usize,
+    /// Most inference threads one tenant holds at once.
+    pub tenant_threads: usize,
+    /// Threads that load models, apart from the inference threads.
+    pub load_threads: usize,
+    /// How long a model may take to load.
+    pub load_timeout: Duration,
+    /// Most nodes in a model's graph.
+    pub max_nodes: usize,
+    /// Largest tensor constant folding may make when a model loads, in bytes.
+    pub max_fold_bytes: u64,
+    /// Largest tensor any function may hold: the largest memory limit a
+    /// function may be deployed with, in bytes.
+    pub max_tensor_bytes: u64,
     /// ONNX Runtime sessions per model: how many requests compute on one model at once.
     pub sessions_per_model: usize,
     /// Threads one ONNX Runtime session uses for one inference.
@@ -77,12 +96,15 @@ impl ComputeMeter {
 pub struct Graph {
     pub model: Arc<dyn LoadedModel>,
     pub signature: Arc<Signature>,
+    bounds: Arc<ModelBounds>,
 }
 
 type LoadKey = (String, BackendKind, Device);
 
-/// A model to load: its digest, where to run it, and its signature.
+/// A model to load: its digest, where to run it, its signature, and the
+/// tenant whose turn on the load threads it takes.
 pub struct ModelSpec {
+    pub tenant: Arc<str>,
     pub digest: String,
     pub backend: BackendKind,
     pub device: Device,
@@ -95,10 +117,10 @@ impl ModelSpec {
     }
 }
 
-/// Reads a model's bytes, on the inference pool, when it must be loaded.
+/// Reads a model's bytes, on a load thread, when it must be loaded.
 pub type ModelBytes = Box<dyn FnOnce() -> Result<Arc<[u8]>, NnError> + Send>;
 
-/// The backends, the loaded-model cache and the inference pool.
+/// The backends, the loaded-model cache, the inference threads and the load threads.
 pub struct Inference {
     tract: Tract,
     onnxruntime: Option<OnnxRuntime>,
@@ -106,11 +128,12 @@ pub struct Inference {
     default_backend: BackendKind,
     loaded: DashMap<LoadKey, Arc<tokio::sync::OnceCell<Graph>>>,
     pool: ComputePool,
+    loads: ComputePool,
     config: NnConfig,
 }
 
 impl Inference {
-    /// Starts the inference pool and loads ONNX Runtime if it can be found.
+    /// Starts the inference and load threads and loads ONNX Runtime if it can be found.
     pub fn start(config: NnConfig) -> anyhow::Result<Self> {
         let (onnxruntime, onnxruntime_error) = match find_onnxruntime(config.onnxruntime_library.as_ref()) {
             Some(library) => match OnnxRuntime::load(
@@ -138,9 +161,11 @@ impl Inference {
             (None, Some(_)) => BackendKind::OnnxRuntime,
             (None, None) => BackendKind::Tract,
         };
-        let pool = ComputePool::start(config.threads)?;
-        tracing::info!(threads = pool.threads(), default_backend = default_backend.as_str(), "inference pool started");
-        Ok(Self { tract: Tract, onnxruntime, onnxruntime_error, default_backend, loaded: DashMap::new(), pool, config })
+        let pool = ComputePool::start("muon-nn", config.threads, config.tenant_threads)?;
+        let loads = ComputePool::start("muon-nn-load", config.load_threads, config.load_threads.div_ceil(2))?;
+        tracing::info!(threads = pool.threads(), tenant_threads = config.tenant_threads, load_threads = loads.threads(),
+            default_backend = default_backend.as_str(), "inference pools started");
+        Ok(Self { tract: Tract, onnxruntime, onnxruntime_error, default_backend, loaded: DashMap::new(), pool, loads, config })
     }
 
     /// The settings this service runs with.
@@ -168,7 +193,7 @@ impl Inference {
         }
     }
 
-    /// The loaded model for `spec`, loading it on the inference pool the first
+    /// The loaded model for `spec`, loading it on the load threads the first
     /// time (concurrent first uses wait for one load). `bytes` is called only
     /// for that load.
     pub async fn load(self: &Arc<Self>, spec: ModelSpec, bytes: ModelBytes) -> Result<Graph, NnError> {
@@ -192,22 +217,37 @@ impl Inference {
         self.load_now(spec, bytes).await
     }
 
+    /// Sizes the model's tensors, then loads it into its backend, on the
+    /// load threads and under the load timeout. A load that runs past the
+    /// timeout is answered with an error at once; its thread finishes the
+    /// work (no backend can stop a load), on the tenant's share of the load
+    /// threads only.
     async fn load_now(self: &Arc<Self>, spec: ModelSpec, bytes: ModelBytes) -> Result<Graph, NnError> {
-        let ModelSpec { digest, backend, device, signature } = spec;
+        let ModelSpec { tenant, digest, backend, device, signature } = spec;
         self.backend(backend)?;
         let inference = Arc::clone(self);
         let load_signature = Arc::clone(&signature);
+        let limits = LoadLimits {
+            max_nodes: self.config.max_nodes,
+            max_fold_bytes: self.config.max_fold_bytes,
+            max_tensor_bytes: self.config.max_tensor_bytes,
+        };
         let started = Instant::now();
-        let model = self
-            .pool
-            .run(move |_cancel| {
-                let bytes = bytes()?;
-                inference.backend(backend)?.load(&bytes, &load_signature, device)
-            })
-            .await??;
+        let load = self.loads.run(&tenant, move |_cancel| {
+            let bytes = bytes()?;
+            let bounds = ModelBounds::analyse(&bytes, &load_signature, limits)?;
+            let model = inference.backend(backend)?.load(&bytes, &load_signature, device)?;
+            Ok::<_, NnError>((model, bounds))
+        });
+        let (model, bounds) = tokio::time::timeout(self.config.load_timeout, load).await.map_err(|_| {
+            NnError::new(
+                ErrorCode::Timeout,
+                format!("the model did not load within {} ms (nn load_timeout_ms)", self.config.load_timeout.as_millis()),
+            )
+        })???;
         tracing::info!(digest, backend = backend.as_str(), device = model.device().as_str(),
             load_ms = started.elapsed().as_millis() as u64, "model loaded");
-        Ok(Graph { model, signature })
+        Ok(Graph { model, signature, bounds: Arc::new(bounds) })
     }
 
     /// Forgets a loaded model (after its last catalog entry is deleted).
@@ -215,21 +255,26 @@ impl Inference {
         self.loaded.retain(|(loaded_digest, _, _), _| loaded_digest != digest);
     }
 
-    /// Checks `inputs` against the graph's signature, then computes on the
-    /// inference pool, adding the compute time to `meter`.
+    /// Checks `inputs` against the graph's signature and every tensor the
+    /// compute would make against the caller's memory limit, then computes
+    /// on the inference pool in the caller's turn, adding the compute time
+    /// to `meter`.
     pub async fn compute(
         &self,
         graph: &Graph,
         inputs: Vec<(String, HostTensor)>,
+        caller: &Caller,
         meter: Arc<ComputeMeter>,
     ) -> Result<Vec<(String, HostTensor)>, NnError> {
         let ordered = bind_inputs(&graph.signature, inputs)?;
+        graph.bounds.check_run(&ordered, caller.memory_limit)?;
         let model = Arc::clone(&graph.model);
+        let memory_limit = caller.memory_limit;
         let outputs = self
             .pool
-            .run(move |cancel| {
+            .run(&caller.tenant, move |cancel| {
                 let started = Instant::now();
-                let outputs = model.run(ordered, cancel);
+                let outputs = model.run(ordered, memory_limit, cancel);
                 let elapsed = started.elapsed();
                 meter.add(model.device(), elapsed);
                 metrics::histogram!("muon_nn_compute_seconds", "device" => model.device().as_str()).record(elapsed.as_secs_f64());
@@ -239,13 +284,24 @@ impl Inference {
         Ok(graph.signature.outputs.iter().map(|spec| spec.name.clone()).zip(outputs).collect())
     }
 
-    /// Runs blocking work (model parsing) on the inference pool.
+    /// Runs blocking work (model parsing) on the load threads, in `tenant`'s
+    /// turn.
     pub async fn run_blocking<T: Send + 'static>(
         &self,
+        tenant: &str,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, NnError> {
-        self.pool.run(move |_cancel| work()).await
+        self.loads.run(tenant, move |_cancel| work()).await
     }
+}
+
+/// Who a compute is for: the tenant whose turn it takes on the inference
+/// threads, and the memory limit its tensors must fit.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub tenant: Arc<str>,
+    /// The calling function's memory limit, in bytes.
+    pub memory_limit: u64,
 }
 
 /// Orders named inputs as the model declares them and checks each one.

@@ -124,14 +124,14 @@ impl ModelStore {
         let digest = hex::encode(Sha256::digest(&bytes));
         let bytes: Arc<[u8]> = Arc::from(bytes.as_ref());
         let parse_bytes = Arc::clone(&bytes);
-        let signature = Arc::new(self.inference.run_blocking(move || inspect_onnx(&parse_bytes)).await.map_err(invalid)?.map_err(invalid)?);
+        let signature = Arc::new(self.inference.run_blocking(tenant, move || inspect_onnx(&parse_bytes)).await.map_err(invalid)?.map_err(invalid)?);
         crate::files::store_once(&self.path(&digest), &bytes).await.context("cannot store the model")?;
         if self.db.is_shared() {
             // In the database too, so other nodes sharing it can load it.
             self.db.put_blob(Blob::Model, &digest, &bytes).await?;
         }
         let load_bytes = Arc::clone(&bytes);
-        let spec = ModelSpec { digest: digest.clone(), backend, device: target, signature: Arc::clone(&signature) };
+        let spec = ModelSpec { tenant: Arc::from(tenant), digest: digest.clone(), backend, device: target, signature: Arc::clone(&signature) };
         let graph = match self.inference.load(spec, Box::new(move || Ok(load_bytes))).await {
             Ok(graph) => graph,
             Err(err) => {
@@ -221,6 +221,7 @@ impl ModelStore {
             .ok_or_else(|| NnError::new(super::ErrorCode::NotFound, format!("no model named `{name}` is available to this function")))?;
         let (path, digest) = (self.path(&record.digest), record.digest.clone());
         let spec = ModelSpec {
+            tenant: Arc::from(tenant),
             digest: record.digest.clone(),
             backend: record.backend,
             device: record.target,
@@ -247,7 +248,7 @@ impl ModelStore {
 }
 
 /// A model's bytes from its file, or, on a node sharing the database, from the
-/// database (written to the file for next time). Runs on an inference thread,
+/// database (written to the file for next time). Runs on a load thread,
 /// which may block on the runtime `handle`.
 fn read_model(path: &Path, digest: &str, shared: Option<(Db, tokio::runtime::Handle)>) -> Result<Arc<[u8]>, NnError> {
     let unreadable = |err: &dyn std::fmt::Display| NnError::runtime(&format!("cannot read model {digest}"), err);

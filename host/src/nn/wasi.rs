@@ -15,7 +15,7 @@ use super::backend::Device;
 use super::error::{ErrorCode, NnError};
 use super::signature::inspect_onnx;
 use super::tensor::{ElementType, HostTensor};
-use super::{ComputeMeter, Graph, ModelAccess, ModelSpec, ModelStore};
+use super::{Caller, ComputeMeter, Graph, ModelAccess, ModelSpec, ModelStore};
 
 mod generated {
     wasmtime::component::bindgen!({
@@ -56,14 +56,17 @@ pub struct NnScope {
 pub struct NnCtx {
     models: Arc<ModelStore>,
     scope: Arc<NnScope>,
+    caller: Caller,
     /// Made at the first compute, so requests without inference allocate nothing.
     meter: Option<Arc<ComputeMeter>>,
 }
 
 impl NnCtx {
-    /// State for one instance of a function with `scope`.
-    pub fn new(models: Arc<ModelStore>, scope: Arc<NnScope>) -> Self {
-        Self { models, scope, meter: None }
+    /// State for one instance of a function with `scope`, whose tensors must
+    /// fit in `memory_limit` bytes (the function's memory limit).
+    pub fn new(models: Arc<ModelStore>, scope: Arc<NnScope>, memory_limit: u64) -> Self {
+        let caller = Caller { tenant: Arc::clone(&scope.tenant), memory_limit };
+        Self { models, scope, caller, meter: None }
     }
 
     /// Microseconds of compute on CPU and on GPU so far.
@@ -130,8 +133,9 @@ impl WasiNnView<'_> {
         let digest = hex::encode(Sha256::digest(&bytes));
         let bytes: Arc<[u8]> = Arc::from(bytes);
         let parse_bytes = Arc::clone(&bytes);
-        let signature = Arc::new(inference.run_blocking(move || inspect_onnx(&parse_bytes)).await??);
-        inference.load_transient(ModelSpec { digest, backend, device, signature }, Box::new(move || Ok(bytes))).await
+        let tenant = Arc::clone(&self.ctx.scope.tenant);
+        let signature = Arc::new(inference.run_blocking(&tenant, move || inspect_onnx(&parse_bytes)).await??);
+        inference.load_transient(ModelSpec { tenant, digest, backend, device, signature }, Box::new(move || Ok(bytes))).await
     }
 }
 
@@ -182,7 +186,7 @@ impl inference::HostGraphExecutionContext for WasiNnView<'_> {
         }
         let inference = Arc::clone(self.ctx.models.inference());
         let meter = Arc::clone(self.ctx.meter.get_or_insert_default());
-        let outcome = inference.compute(&graph, tensors, meter).await;
+        let outcome = inference.compute(&graph, tensors, &self.ctx.caller, meter).await;
         let outputs = match outcome {
             Ok(outputs) => outputs,
             Err(err) => return self.answer(Err(err)),

@@ -49,6 +49,7 @@ pub async fn show(app: &App, tenant: &str, name: &FunctionName) -> Result<http::
 /// `DELETE /v1/functions/{name}`.
 pub async fn delete(app: &App, tenant: &str, name: &FunctionName) -> Result<http::Response<Body>, ApiError> {
     app.registry.delete(tenant, name).await?;
+    crate::telemetry::forget_function(&format!("{tenant}/{name}"));
     tracing::info!(function = %name, "deleted");
     Ok(body::json_response(StatusCode::OK, &json!({ "deleted": name.as_str() })))
 }

@@ -22,7 +22,6 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -33,7 +32,7 @@ use crate::ledger::Ledger;
 use crate::nn::{Inference, ModelStore};
 use crate::registry::Registry;
 use crate::tenancy::Tenancy;
-use crate::telemetry::RequestIds;
+use crate::telemetry::{Metrics, RequestIds};
 
 /// How often the epoch advances; guests yield and deadlines are checked this often.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -54,7 +53,7 @@ pub struct App {
     pub bodies: body::BodyReader,
     /// `None` when metering is off.
     pub ledger: Option<Ledger>,
-    metrics: PrometheusHandle,
+    metrics: Metrics,
     request_ids: RequestIds,
     shutting_down: AtomicBool,
 }
@@ -88,6 +87,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
+    let metrics_listener = match config.metrics_listen {
+        Some(address) => Some(
+            TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {address}"))?,
+        ),
+        None => None,
+    };
     let shutdown = shutdown_signal();
     // Scripts and tests read this line to learn the port when --listen used port 0.
     println!("muon listening on http://{address}");
@@ -107,6 +114,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         request_ids: RequestIds::new(),
         shutting_down: AtomicBool::new(false),
     });
+    if let Some(listener) = metrics_listener {
+        tracing::info!(address = %listener.local_addr()?, "serving /metrics without a key");
+        tokio::spawn(serve_metrics(Arc::clone(&app), listener));
+    }
     run(Arc::clone(&app), listener, shutdown).await;
     if let Some(ledger) = &app.ledger {
         match ledger.flush().await {
@@ -156,14 +167,78 @@ async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output 
             () = &mut shutdown => break,
         }
     }
-    drop(listener);
     app.shutting_down.store(true, Ordering::Release);
     tracing::info!("shutting down: finishing in-flight requests");
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections finished"),
-        () = tokio::time::sleep(app.config.shutdown_grace) => {
-            tracing::warn!("grace period over; closing remaining connections");
+    let finished = async {
+        tokio::select! {
+            () = graceful.shutdown() => tracing::info!("all connections finished"),
+            () = tokio::time::sleep(app.config.shutdown_grace) => {
+                tracing::warn!("grace period over; closing remaining connections");
+            }
         }
+    };
+    drain(&app, &listener, http, finished).await;
+}
+
+/// Until `finished`, keeps accepting, but only to answer `503` (and `/readyz`
+/// with `503`) and close: a load balancer sees the node going instead of
+/// refused connections, and sends new work elsewhere.
+async fn drain(
+    app: &Arc<App>,
+    listener: &TcpListener,
+    mut http: http1::Builder,
+    finished: impl Future<Output = ()>,
+) {
+    http.keep_alive(false);
+    tokio::pin!(finished);
+    loop {
+        tokio::select! {
+            () = &mut finished => return,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let app = Arc::clone(app);
+                let service = service_fn(move |request| {
+                    let app = Arc::clone(&app);
+                    async move { Ok::<_, Infallible>(routes::handle_while_stopping(&app, &request)) }
+                });
+                let connection = http.serve_connection(TokioIo::new(stream), service);
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+            }
+        }
+    }
+}
+
+/// Serves `/metrics` alone, without a key, for a scraper on a private
+/// network (`metrics_listen`).
+async fn serve_metrics(app: Arc<App>, listener: TcpListener) {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(app.config.header_read_timeout);
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(err) => {
+                tracing::warn!(%err, "accept failed on the metrics listener");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let app = Arc::clone(&app);
+        let service = service_fn(move |request| {
+            let app = Arc::clone(&app);
+            async move { Ok::<_, Infallible>(routes::scrape(&app, &request)) }
+        });
+        let connection = http.serve_connection(TokioIo::new(stream), service);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(%err, "metrics connection ended with an error");
+            }
+        });
     }
 }
 

@@ -1,7 +1,7 @@
 //! The router: one match over method and path segments, then the handler.
 //!
 //! `/fn/{tenant}/{name}/...` runs functions; `/v1/...` manages them and needs
-//! an API key; `/healthz`, `/readyz` and `/metrics` serve operators.
+//! an API key; `/healthz`, `/readyz` and `/metrics` (admin key) serve operators.
 
 use http::{HeaderValue, Method, StatusCode};
 use hyper::body::Incoming;
@@ -54,7 +54,15 @@ async fn route(
         }
         ["healthz"] => Ok(body::json_response(StatusCode::OK, &serde_json::json!({ "status": "ok" }))),
         ["readyz"] => readyz(app).await,
-        ["metrics"] => Ok(metrics(app)),
+        ["metrics"] => {
+            let principal = app.auth.authenticate(request.headers()).await?;
+            if !principal.admin {
+                return Err(ApiError::Forbidden(
+                    "/metrics needs an admin key; a scraper without one can use the `metrics_listen` address".to_owned(),
+                ));
+            }
+            Ok(metrics(app))
+        }
         ["v1", ..] => api(app, request, &segments[1..], request_id).await,
         _ => Err(ApiError::NotFound(format!("route `{path}`"))),
     }
@@ -96,7 +104,9 @@ async fn api(
         },
         (["tenants"], &Method::POST) => tenants_api::create(app, &principal, request).await,
         (["tenants"], &Method::GET) => tenants_api::list(app, &principal).await,
-        (["tenants", tenant, "keys"], &Method::POST) => tenants_api::issue_key(app, &principal, tenant).await,
+        (["tenants", tenant, "keys"], &Method::POST) => {
+            tenants_api::issue_key(app, &principal, tenant, request).await
+        }
         (["tenants", tenant, "quotas"], &Method::PUT) => {
             tenants_api::set_quotas(app, &principal, tenant, request).await
         }
@@ -133,6 +143,37 @@ async fn readyz(app: &App) -> Result<http::Response<Body>, ApiError> {
         return Err(ApiError::Unavailable("the database does not answer".to_owned()));
     }
     Ok(body::json_response(StatusCode::OK, &serde_json::json!({ "status": "ready" })))
+}
+
+/// A request on a connection accepted after the shutdown signal: the
+/// process is alive (`/healthz`), but takes no new work (`503`, `/readyz`
+/// too), and the connection closes after the answer.
+pub fn handle_while_stopping(app: &App, request: &http::Request<Incoming>) -> http::Response<Body> {
+    let mut response = if request.uri().path() == "/healthz" {
+        body::json_response(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
+    } else {
+        ApiError::Unavailable("muon is shutting down; send the request to another node".to_owned())
+            .into_response()
+    };
+    response
+        .headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    if let Ok(value) = HeaderValue::from_str(&app.request_ids.next()) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+/// The `metrics_listen` address: `GET /metrics` without a key, nothing else.
+pub fn scrape(app: &App, request: &http::Request<Incoming>) -> http::Response<Body> {
+    match (request.method(), request.uri().path()) {
+        (&Method::GET, "/metrics") => metrics(app),
+        (_, "/metrics") => ApiError::MethodNotAllowed("GET").into_response(),
+        (_, path) => ApiError::NotFound(format!(
+            "route `{path}`; this address serves only GET /metrics"
+        ))
+        .into_response(),
+    }
 }
 
 fn metrics(app: &App) -> http::Response<Body> {

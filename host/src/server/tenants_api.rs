@@ -61,7 +61,10 @@ pub async fn create(
     if let Some(quotas) = new.quotas {
         app.tenancy.set_quotas(&new.name, quotas).await?;
     }
-    let key = app.auth.issue(&new.name, false).await?;
+    let key = app
+        .auth
+        .issue(&new.name, false, app.tenancy.max_keys(&new.name).await?)
+        .await?;
     tracing::info!(tenant = %new.name, key_id = %key.id, "tenant created");
     Ok(body::json_response(StatusCode::CREATED, &json!({ "tenant": new.name, "key": key })))
 }
@@ -77,11 +80,40 @@ pub async fn list(app: &App, principal: &Principal) -> Result<http::Response<Bod
     Ok(body::json_response(StatusCode::OK, &json!({ "tenants": tenants })))
 }
 
-/// `POST /v1/tenants/{tenant}/keys`: a new key for the caller's own tenant (or any, for an admin).
-pub async fn issue_key(app: &App, principal: &Principal, tenant: &str) -> Result<http::Response<Body>, ApiError> {
+/// What `POST /v1/tenants/{tenant}/keys` may ask for; the body is optional.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    /// An admin key (admin callers only).
+    #[serde(default)]
+    admin: bool,
+}
+
+/// `POST /v1/tenants/{tenant}/keys`: a new key for the caller's own tenant (or
+/// any, for an admin); `{"admin": true}` asks for an admin key (admins only).
+pub async fn issue_key(
+    app: &App,
+    principal: &Principal,
+    tenant: &str,
+    request: http::Request<Incoming>,
+) -> Result<http::Response<Body>, ApiError> {
     visible_tenant(app, principal, tenant).await?;
-    let key = app.auth.issue(tenant, false).await?;
-    tracing::info!(%tenant, key_id = %key.id, "key issued");
+    let (parts, incoming) = request.into_parts();
+    let bytes = app.bodies.read(&parts.headers, incoming, MAX_JSON_BYTES).await?;
+    let new: NewKey = if bytes.is_empty() {
+        NewKey::default()
+    } else {
+        serde_json::from_slice(&bytes)
+            .map_err(|err| ApiError::BadRequest(format!("invalid JSON body: {err}")))?
+    };
+    if new.admin {
+        require_admin(principal)?;
+    }
+    let key = app
+        .auth
+        .issue(tenant, new.admin, app.tenancy.max_keys(tenant).await?)
+        .await?;
+    tracing::info!(%tenant, key_id = %key.id, admin = new.admin, "key issued");
     Ok(body::json_response(StatusCode::CREATED, &json!(key)))
 }
 

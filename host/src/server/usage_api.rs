@@ -28,8 +28,8 @@ fn parse(query: Option<&str>, allowed: &[&str]) -> Result<Params, ApiError> {
             return Err(ApiError::BadRequest(format!("unknown parameter `{key}`; use {}", allowed.join(", "))));
         }
         match key.as_ref() {
-            "from" => params.from = Some(parse_time(&value)?),
-            "to" => params.to = Some(parse_time(&value)?),
+            "from" => params.from = Some(parse_time("from", &value)?),
+            "to" => params.to = Some(parse_time("to", &value)?),
             "function" => params.function = Some(value.into_owned()),
             "tenant" => params.tenant = Some(value.into_owned()),
             "after" => params.after = Some(value.into_owned()),
@@ -54,20 +54,47 @@ fn parse(query: Option<&str>, allowed: &[&str]) -> Result<Params, ApiError> {
     Ok(params)
 }
 
-/// Unix milliseconds, or a `YYYY-MM-DD` date (midnight UTC).
-fn parse_time(value: &str) -> Result<i64, ApiError> {
-    if let Ok(ms) = value.parse::<i64>() {
-        return Ok(ms);
+/// The latest instant a usage query may name: 10000-01-01T00:00:00Z.
+const MAX_TIME_MS: i64 = 253_402_300_800_000;
+
+/// Query parameter `name`: Unix milliseconds, or a `YYYY-MM-DD` date
+/// (midnight UTC), within years 1970 to 9999, so no arithmetic on it overflows.
+fn parse_time(name: &str, value: &str) -> Result<i64, ApiError> {
+    value
+        .parse::<i64>()
+        .ok()
+        .or_else(|| parse_date(value))
+        .filter(|ms| (0..=MAX_TIME_MS).contains(ms))
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "`{name}` must be Unix milliseconds from 0 to {MAX_TIME_MS} or a date YYYY-MM-DD \
+                 from 1970-01-01 to 9999-12-31, got `{value}`"
+            ))
+        })
+}
+
+/// A real calendar date `YYYY-MM-DD` of years 1970 to 9999, as Unix milliseconds.
+fn parse_date(value: &str) -> Option<i64> {
+    let mut parts = value.split('-');
+    let (year, month, day) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || !year.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
     }
-    let parts: Vec<&str> = value.split('-').collect();
-    if let [y, m, d] = parts.as_slice()
-        && let (Ok(y), Ok(m), Ok(d)) = (y.parse::<i64>(), m.parse::<u32>(), d.parse::<u32>())
-        && (1..=12).contains(&m)
-        && (1..=31).contains(&d)
-    {
-        return Ok(crate::tenancy::days_from_civil(y, m, d) * 86_400_000);
+    let (year, month, day) = (
+        year.parse::<i64>().ok()?,
+        month.parse::<u32>().ok()?,
+        day.parse::<u32>().ok()?,
+    );
+    if !(1970..=9999).contains(&year) || !(1..=12).contains(&month) || day == 0 {
+        return None;
     }
-    Err(ApiError::BadRequest(format!("`{value}` is neither Unix milliseconds nor a YYYY-MM-DD date")))
+    let first = crate::tenancy::days_from_civil(year, month, 1);
+    let next = if month == 12 {
+        crate::tenancy::days_from_civil(year + 1, 1, 1)
+    } else {
+        crate::tenancy::days_from_civil(year, month + 1, 1)
+    };
+    (i64::from(day) <= next - first).then(|| (first + i64::from(day) - 1) * 86_400_000)
 }
 
 /// The tenant whose usage is asked for: the caller's own, or any for an admin.
@@ -100,4 +127,48 @@ pub async fn records(app: &App, principal: &Principal, query: Option<&str>) -> R
     let records = app.db.usage_records(&tenant, params.after.as_deref().unwrap_or(""), params.limit.unwrap_or(100)).await?;
     let next_after = records.last().map(|r| r.request_id.clone());
     Ok(body::json_response(StatusCode::OK, &json!({ "records": records, "next_after": next_after })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_checked_before_any_arithmetic() {
+        assert_eq!(parse_time("from", "1970-01-02").ok(), Some(86_400_000));
+        assert_eq!(
+            parse_time("from", "2024-02-29").ok(),
+            Some(1_709_164_800_000)
+        );
+        assert_eq!(
+            parse_time("to", "9999-12-31").ok(),
+            Some(MAX_TIME_MS - 86_400_000)
+        );
+        assert_eq!(
+            parse_time("to", "1700000000000").ok(),
+            Some(1_700_000_000_000)
+        );
+        for bad in [
+            "99999999999999999-01-01",
+            "9223372036854775807-12-31",
+            "2023-02-29",
+            "2024-04-31",
+            "2024-00-10",
+            "+2024-01-01",
+            "1969-12-31",
+            "-1",
+            "9223372036854775807",
+            "2024-01-01-01",
+            "yesterday",
+        ] {
+            let err = parse_time("from", bad)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                err.contains("`from` must be") && err.contains(bad),
+                "{bad}: {err}"
+            );
+        }
+    }
 }

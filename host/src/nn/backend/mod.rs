@@ -12,7 +12,7 @@ use serde::Serialize;
 pub use onnxruntime::OnnxRuntime;
 pub use tract::Tract;
 
-use super::error::NnError;
+use super::error::{ErrorCode, NnError};
 use super::signature::Signature;
 use super::tensor::HostTensor;
 
@@ -76,7 +76,7 @@ impl Device {
 /// A backend that turns model bytes into a runnable model.
 pub trait Backend: Send + Sync {
     /// Parses and optimizes `bytes` for `device`. Blocking and CPU-heavy:
-    /// called on the inference pool.
+    /// called on a load thread.
     fn load(&self, bytes: &[u8], signature: &Signature, device: Device) -> Result<Arc<dyn LoadedModel>, NnError>;
 }
 
@@ -86,9 +86,24 @@ pub trait LoadedModel: Send + Sync {
     fn device(&self) -> Device;
 
     /// Runs one inference on checked `inputs` (in signature order) and
-    /// returns every output in signature order. Blocking; stops early, with
-    /// a `timeout` error, once `cancel` is set.
-    fn run(&self, inputs: Vec<HostTensor>, cancel: &Cancel) -> Result<Vec<HostTensor>, NnError>;
+    /// returns every output in signature order, refusing outputs of more than
+    /// `max_output_bytes` in all before copying them. Blocking; stops early,
+    /// with a `timeout` error, once `cancel` is set.
+    fn run(&self, inputs: Vec<HostTensor>, max_output_bytes: u64, cancel: &Cancel) -> Result<Vec<HostTensor>, NnError>;
+}
+
+/// Refuses outputs of `total` bytes when the caller may hold only `limit`.
+pub(crate) fn check_output_bytes(total: u128, limit: u64) -> Result<(), NnError> {
+    if total > u128::from(limit) {
+        return Err(NnError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "the model's outputs are {total} bytes, more than the function's memory limit of {limit} bytes; \
+                 give smaller inputs or deploy the function with a larger memory_mb"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A flag a compute checks to stop when its request is gone, with an optional

@@ -119,14 +119,20 @@ impl LoadedModel for OrtModel {
         self.device
     }
 
-    fn run(&self, inputs: Vec<HostTensor>, cancel: &Cancel) -> Result<Vec<HostTensor>, NnError> {
+    fn run(&self, inputs: Vec<HostTensor>, max_output_bytes: u64, cancel: &Cancel) -> Result<Vec<HostTensor>, NnError> {
         let values = self
             .input_names
             .iter()
             .zip(inputs)
             .map(|(name, tensor)| Ok((name.clone(), to_ort(tensor)?)))
             .collect::<Result<Vec<(String, DynValue)>, NnError>>()?;
-        let options = Arc::new(RunOptions::new().map_err(|err| NnError::runtime("ONNX Runtime run options", err))?);
+        let mut options = RunOptions::new().map_err(|err| NnError::runtime("ONNX Runtime run options", err))?;
+        // Give the arena's memory back after every run: otherwise one large
+        // run keeps its peak for the life of the session.
+        options
+            .set("memory.enable_memory_arena_shrinkage", "cpu:0")
+            .map_err(|err| NnError::runtime("ONNX Runtime run options", err))?;
+        let options = Arc::new(options);
         let terminate = Arc::clone(&options);
         cancel.set_hook(Some(Box::new(move || {
             let _ = terminate.terminate();
@@ -141,7 +147,11 @@ impl LoadedModel for OrtModel {
                     NnError::runtime("ONNX Runtime inference failed", err)
                 }
             })
-            .and_then(|outputs| outputs.values().map(from_ort).collect());
+            .and_then(|outputs| {
+                let total = outputs.values().map(|value| output_bytes(&value)).sum();
+                super::check_output_bytes(total, max_output_bytes)?;
+                outputs.values().map(from_ort).collect()
+            });
         self.give_back(session);
         cancel.set_hook(None);
         result
@@ -170,6 +180,13 @@ fn to_ort(tensor: HostTensor) -> Result<DynValue, NnError> {
         ElementType::Fp16 => typed(shape, &tensor.data, half::f16::from_le_bytes),
         ElementType::Bf16 => typed(shape, &tensor.data, half::bf16::from_le_bytes),
     }
+}
+
+/// The bytes a tensor output holds, from its shape and element type.
+fn output_bytes(value: &ort::value::DynValueRef<'_>) -> u128 {
+    let ValueType::Tensor { ty, shape, .. } = value.dtype() else { return 0 };
+    let elements = shape.iter().fold(1u128, |n, &d| n.saturating_mul(u128::try_from(d).unwrap_or(0)));
+    elements.saturating_mul(ty.byte_size(1).map_or(8, |size| size as u128))
 }
 
 fn from_ort(value: ort::value::DynValueRef<'_>) -> Result<HostTensor, NnError> {
