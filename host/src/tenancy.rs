@@ -38,7 +38,14 @@ pub struct Quotas {
     pub monthly_budget_micros: Option<i64>,
     /// Live (not revoked) API keys the tenant may hold [default: 100; never unlimited].
     pub max_keys: Option<u32>,
+    /// Management API (`/v1`, function calls excluded) requests per second of
+    /// the tenant's keys, bursts up to one second's worth [default: 100; never
+    /// unlimited]. Admin keys are not limited.
+    pub api_requests_per_second: Option<u32>,
 }
+
+/// Management API requests per second when no layer sets `api_requests_per_second`.
+pub const DEFAULT_API_REQUESTS_PER_SECOND: u32 = 100;
 
 /// Live keys a tenant may hold when no layer sets `max_keys`.
 pub const DEFAULT_MAX_KEYS: u32 = 100;
@@ -56,6 +63,7 @@ impl Quotas {
             max_storage_bytes: self.max_storage_bytes.or(base.max_storage_bytes),
             monthly_budget_micros: self.monthly_budget_micros.or(base.monthly_budget_micros),
             max_keys: self.max_keys.or(base.max_keys),
+            api_requests_per_second: self.api_requests_per_second.or(base.api_requests_per_second),
         }
     }
 }
@@ -83,6 +91,8 @@ struct TenantState {
     plan: Plan,
     concurrency: Option<Arc<Semaphore>>,
     bucket: Option<Mutex<TokenBucket>>,
+    /// The management API's rate limit.
+    api_bucket: Mutex<TokenBucket>,
     /// Spend this month as known to this node, and the month it is for.
     month_cost: AtomicI64,
     month_start_ms: AtomicI64,
@@ -104,6 +114,18 @@ impl Tenancy {
     /// Tenancy over `db` with the configured defaults.
     pub fn new(db: Db, config: TenancyConfig) -> Self {
         Self { db, config, live: DashMap::new() }
+    }
+
+    /// Admits one management API request of `tenant`'s keys, or answers
+    /// `429`: a tenant flooding deploys or uploads would take the host's CPU
+    /// and database from every other tenant.
+    pub async fn admit_api(&self, tenant: &str) -> Result<(), ApiError> {
+        let state = self.state(tenant).await?;
+        let mut bucket = state.api_bucket.lock().map_err(|_| anyhow::anyhow!("rate limiter poisoned"))?;
+        if bucket.take() {
+            return Ok(());
+        }
+        Err(ApiError::RateLimited { limit: state.quotas.api_requests_per_second.unwrap_or(0), retry_after_s: 1 })
     }
 
     /// Admits one request of `tenant` or says which limit it hit.
@@ -240,6 +262,7 @@ impl Tenancy {
         let settings = self.config.tenants.get(tenant).cloned().unwrap_or_default();
         let mut quotas = stored.or(settings.quotas).or(self.config.default_quotas);
         quotas.max_keys = quotas.max_keys.or(Some(DEFAULT_MAX_KEYS));
+        let api_rate = *quotas.api_requests_per_second.get_or_insert(DEFAULT_API_REQUESTS_PER_SECOND);
         let plan_name = settings.plan.as_deref().unwrap_or("default");
         let plan = self.config.plans.get(plan_name).copied().unwrap_or_default();
         let month_start = month_start_ms(crate::auth::now_ms());
@@ -249,6 +272,7 @@ impl Tenancy {
             plan,
             concurrency: quotas.max_concurrent_requests.map(|n| Arc::new(Semaphore::new(n as usize))),
             bucket: quotas.requests_per_second.map(|rate| Mutex::new(TokenBucket::new(rate))),
+            api_bucket: Mutex::new(TokenBucket::new(api_rate)),
             month_cost: AtomicI64::new(spent),
             month_start_ms: AtomicI64::new(month_start),
         });

@@ -37,6 +37,7 @@ mod persistence;
 mod routes;
 mod sandbox;
 mod scaling;
+mod soak;
 mod storage;
 mod tenants;
 mod wire;

@@ -76,6 +76,10 @@ async fn api(
     request_id: &str,
 ) -> Result<http::Response<Body>, ApiError> {
     let principal = app.auth.authenticate(request.headers()).await?;
+    // Typed invocations are function calls, admitted by the call path's limits.
+    if !principal.admin && !matches!(segments, ["functions", _, "invoke"]) {
+        app.tenancy.admit_api(&principal.tenant).await?;
+    }
     let method = request.method().clone();
     let tenant = principal.tenant.clone();
     match (segments, &method) {
