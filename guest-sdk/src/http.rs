@@ -23,9 +23,10 @@ impl Request {
 
     /// The first value of query parameter `key`, percent-decoded.
     pub fn query_param(&self, key: &str) -> Option<String> {
-        self.query.split('&').filter_map(|pair| pair.split_once('=').or(Some((pair, "")))).find_map(
-            |(k, v)| (percent_decode(k) == key).then(|| percent_decode(v)),
-        )
+        self.query
+            .split('&')
+            .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+            .find_map(|(k, v)| (percent_decode(k) == key).then(|| percent_decode(v)))
     }
 }
 

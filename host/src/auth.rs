@@ -61,10 +61,7 @@ impl Auth {
             let issued = reset_admin_key(&db, data_dir).await?;
             tracing::info!(key_id = %issued.id, path = %data_dir.join("admin.key").display(), "created the admin key");
         }
-        Ok(Self {
-            db,
-            cache: DashMap::new(),
-        })
+        Ok(Self { db, cache: DashMap::new() })
     }
 
     /// The caller behind an `Authorization: Bearer KEY` header.
@@ -91,18 +88,9 @@ impl Auth {
     }
 
     /// Issues a new key for `tenant`, which may hold at most `max_live` live keys.
-    pub async fn issue(
-        &self,
-        tenant: &str,
-        admin: bool,
-        max_live: u32,
-    ) -> Result<IssuedKey, ApiError> {
+    pub async fn issue(&self, tenant: &str, admin: bool, max_live: u32) -> Result<IssuedKey, ApiError> {
         let (record, issued) = new_key(tenant, admin)?;
-        if !self
-            .db
-            .insert_key_within(&record, max_live, now_ms())
-            .await?
-        {
+        if !self.db.insert_key_within(&record, max_live, now_ms()).await? {
             return Err(ApiError::QuotaExceeded {
                 message: format!(
                     "tenant `{tenant}` already has {max_live} live keys, its limit; revoke one (DELETE /v1/keys/ID) first"
@@ -116,19 +104,15 @@ impl Auth {
     /// Revokes key `id`. A non-admin may revoke only its own tenant's
     /// non-admin keys; the last live admin key cannot be revoked.
     pub async fn revoke(&self, caller: &Principal, id: &str) -> Result<(), ApiError> {
-        match self
-            .db
-            .revoke_key(id, &caller.tenant, caller.admin, now_ms())
-            .await?
-        {
+        match self.db.revoke_key(id, &caller.tenant, caller.admin, now_ms()).await? {
             Revocation::Revoked { key_hash } => {
                 self.cache.remove(&key_hash);
                 Ok(())
             }
             Revocation::NotFound => Err(ApiError::NotFound(format!("key `{id}`"))),
-            Revocation::AdminOnly => Err(ApiError::Forbidden(format!(
-                "key `{id}` is an admin key; only an admin key may revoke it"
-            ))),
+            Revocation::AdminOnly => {
+                Err(ApiError::Forbidden(format!("key `{id}` is an admin key; only an admin key may revoke it")))
+            }
             Revocation::LastAdmin => Err(ApiError::StateConflict(format!(
                 "key `{id}` is the last live admin key; issue another admin key first \
                  (POST /v1/tenants/default/keys with {{\"admin\": true}}), then revoke this one"
@@ -159,17 +143,9 @@ fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
 /// A fresh key: the record to store (hash only) and the secret to show once.
 fn new_key(tenant: &str, admin: bool) -> Result<(KeyRecord, IssuedKey), ApiError> {
     let key = format!("{KEY_PREFIX}{}", random_hex(32)?);
-    let record = KeyRecord {
-        id: format!("key_{}", random_hex(8)?),
-        tenant: tenant.to_owned(),
-        key_hash: hash_key(&key),
-        admin,
-    };
-    let issued = IssuedKey {
-        id: record.id.clone(),
-        tenant: record.tenant.clone(),
-        key,
-    };
+    let record =
+        KeyRecord { id: format!("key_{}", random_hex(8)?), tenant: tenant.to_owned(), key_hash: hash_key(&key), admin };
+    let issued = IssuedKey { id: record.id.clone(), tenant: record.tenant.clone(), key };
     Ok((record, issued))
 }
 
@@ -212,10 +188,7 @@ mod tests {
     fn the_bearer_scheme_is_case_insensitive() {
         let token = |value: &str| {
             let mut headers = http::HeaderMap::new();
-            headers.insert(
-                http::header::AUTHORIZATION,
-                http::HeaderValue::from_str(value).ok()?,
-            );
+            headers.insert(http::header::AUTHORIZATION, http::HeaderValue::from_str(value).ok()?);
             bearer_token(&headers).map(str::to_owned)
         };
         for value in ["Bearer k", "bearer k", "BEARER k", "bEaReR   k "] {

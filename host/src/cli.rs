@@ -225,13 +225,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve { config, settings } => serve(config, *settings).await,
-            Command::Admin {
-                command:
-                    AdminCommand::ResetKey {
-                        data_dir,
-                        database_url,
-                    },
-            } => reset_admin_key(&data_dir, database_url.as_deref()).await,
+            Command::Admin { command: AdminCommand::ResetKey { data_dir, database_url } } => {
+                reset_admin_key(&data_dir, database_url.as_deref()).await
+            }
             command => client_command(command).await,
         }
     })
@@ -246,14 +242,10 @@ async fn serve(config_file: Option<PathBuf>, flags: Settings) -> anyhow::Result<
     crate::server::serve(flags.or(file).resolve()?).await
 }
 
-async fn reset_admin_key(
-    data_dir: &std::path::Path,
-    database_url: Option<&str>,
-) -> anyhow::Result<()> {
+async fn reset_admin_key(data_dir: &std::path::Path, database_url: Option<&str>) -> anyhow::Result<()> {
     let db = match database_url {
         Some(url) => {
-            std::fs::create_dir_all(data_dir)
-                .with_context(|| format!("cannot create {}", data_dir.display()))?;
+            std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
             crate::db::Db::connect(url).await?
         }
         None => {
@@ -261,10 +253,7 @@ async fn reset_admin_key(
             // that no server knows: a mistyped --data-dir must fail instead.
             let file = data_dir.join("muon.db");
             if !file.is_file() {
-                bail!(
-                    "no database at {}; give the server's --data-dir, or --database-url",
-                    file.display()
-                );
+                bail!("no database at {}; give the server's --data-dir, or --database-url", file.display());
             }
             crate::db::Db::open_sqlite(data_dir).await?
         }
@@ -272,11 +261,7 @@ async fn reset_admin_key(
     let issued = crate::auth::reset_admin_key(&db, data_dir).await;
     db.close().await;
     let issued = issued?;
-    println!(
-        "new admin key {} written to {}",
-        issued.id,
-        data_dir.join("admin.key").display()
-    );
+    println!("new admin key {} written to {}", issued.id, data_dir.join("admin.key").display());
     Ok(())
 }
 
@@ -325,7 +310,8 @@ async fn client_command(command: Command) -> anyhow::Result<()> {
         Command::Functions { client } => {
             let out = send_json(client.http()?.get(format!("{}/v1/functions", client.server))).await?;
             print_or(&client, &out, || {
-                let mut lines = vec![format!("{:<24} {:>7}  {:<14} {:>9} {:>10}", "NAME", "VERSION", "KIND", "MEMORY", "TIMEOUT")];
+                let mut lines =
+                    vec![format!("{:<24} {:>7}  {:<14} {:>9} {:>10}", "NAME", "VERSION", "KIND", "MEMORY", "TIMEOUT")];
                 for f in out["functions"].as_array().into_iter().flatten() {
                     lines.push(format!(
                         "{:<24} {:>7}  {:<14} {:>6}MiB {:>8}ms",
@@ -382,7 +368,14 @@ async fn models(command: Option<ModelsCommand>, client: &ClientArgs) -> anyhow::
                         .as_array()
                         .into_iter()
                         .flatten()
-                        .map(|t| format!("{} {} {}", t["name"].as_str().unwrap_or_default(), t["type"].as_str().unwrap_or_default(), t["shape"]))
+                        .map(|t| {
+                            format!(
+                                "{} {} {}",
+                                t["name"].as_str().unwrap_or_default(),
+                                t["type"].as_str().unwrap_or_default(),
+                                t["shape"]
+                            )
+                        })
                         .collect::<Vec<_>>()
                         .join(", ")
                 };
@@ -404,7 +397,8 @@ async fn models(command: Option<ModelsCommand>, client: &ClientArgs) -> anyhow::
         None => {
             let out = send_json(http.get(format!("{}/v1/models", client.server))).await?;
             print_or(client, &out, || {
-                let mut lines = vec![format!("{:<24} {:>12}  {:<12} {:<4} {}", "NAME", "BYTES", "BACKEND", "ON", "DIGEST")];
+                let mut lines =
+                    vec![format!("{:<24} {:>12}  {:<12} {:<4} {}", "NAME", "BYTES", "BACKEND", "ON", "DIGEST")];
                 for m in out["models"].as_array().into_iter().flatten() {
                     lines.push(format!(
                         "{:<24} {:>12}  {:<12} {:<4} {}",
@@ -438,7 +432,13 @@ async fn tenants(command: Option<TenantsCommand>, client: &ClientArgs) -> anyhow
         None => {
             let out = send_json(http.get(format!("{}/v1/tenants", client.server))).await?;
             print_or(client, &out, || {
-                out["tenants"].as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect::<Vec<_>>().join("\n")
+                out["tenants"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t["name"].as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n")
             })
         }
     }
@@ -469,12 +469,21 @@ async fn keys(command: KeysCommand, client: &ClientArgs) -> anyhow::Result<()> {
 }
 
 fn usage_table(out: &Value, csv: bool) -> String {
-    let columns = ["group", "requests", "cpu_ms", "wall_ms", "gb_seconds", "compute_ms", "bytes_in", "bytes_out", "cost_micros"];
+    let columns =
+        ["group", "requests", "cpu_ms", "wall_ms", "gb_seconds", "compute_ms", "bytes_in", "bytes_out", "cost_micros"];
     let rows: Vec<Vec<String>> = out["groups"]
         .as_array()
         .into_iter()
         .flatten()
-        .map(|g| columns.iter().map(|c| match &g[*c] { Value::String(s) => s.clone(), other => other.to_string() }).collect())
+        .map(|g| {
+            columns
+                .iter()
+                .map(|c| match &g[*c] {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect()
+        })
         .collect();
     let mut lines = Vec::new();
     if csv {

@@ -292,8 +292,8 @@ pub struct LimitDefaults {
 impl Settings {
     /// Reads a TOML settings file.
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
     }
 
@@ -370,16 +370,14 @@ impl Settings {
         let max_inflight_body_bytes = self.max_inflight_body_bytes.unwrap_or(1 << 30);
         let largest_body = max_deploy_bytes.max(max_request_bytes).max(nn.max_model_bytes);
         if max_inflight_body_bytes < largest_body {
-            bail!("max_inflight_body_bytes ({max_inflight_body_bytes}) is smaller than the largest body limit ({largest_body}), so such a body could never be received");
+            bail!(
+                "max_inflight_body_bytes ({max_inflight_body_bytes}) is smaller than the largest body limit ({largest_body}), so such a body could never be received"
+            );
         }
         Ok(Config {
-            listen: self
-                .listen
-                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            listen: self.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
             metrics_listen: self.metrics_listen,
-            data_dir: self
-                .data_dir
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             limits,
             queue_depth: self.queue_depth.unwrap_or(256),
             queue_timeout: Duration::from_millis(self.queue_timeout_ms.unwrap_or(1000)),
@@ -387,9 +385,7 @@ impl Settings {
             max_request_bytes,
             max_headers: self.max_headers.unwrap_or(64),
             max_header_bytes: self.max_header_bytes.unwrap_or(16 * 1024),
-            header_read_timeout: Duration::from_millis(
-                self.header_read_timeout_ms.unwrap_or(10_000),
-            ),
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms.unwrap_or(10_000)),
             body_read_timeout: Duration::from_millis(self.body_read_timeout_ms.unwrap_or(30_000)),
             max_inflight_body_bytes,
             anonymous: AnonymousLimits {
@@ -456,7 +452,8 @@ mod tests {
     #[test]
     fn nn_settings_come_from_their_table_and_flags() -> anyhow::Result<()> {
         let file: Settings = toml::from_str("[nn]\nthreads = 3\ndefault_backend = \"tract\"\n")?;
-        let flags = Settings { nn: NnSettings { intra_op_threads: Some(2), ..NnSettings::default() }, ..Settings::default() };
+        let flags =
+            Settings { nn: NnSettings { intra_op_threads: Some(2), ..NnSettings::default() }, ..Settings::default() };
         let config = flags.or(file).resolve()?;
         assert_eq!((config.nn.threads, config.nn.sessions_per_model, config.nn.intra_op_threads), (3, 3, 2));
         assert_eq!(config.nn.default_backend, Some(BackendKind::Tract));

@@ -82,7 +82,9 @@ pub enum ApiError {
     #[error("the function is at its concurrency limit; retry after {retry_after_s} s")]
     Overloaded { retry_after_s: u32 },
     /// Compiling the component took longer than the host allows.
-    #[error("compiling the component took longer than the limit of {timeout_ms} ms; deploy a smaller component (fewer or smaller functions)")]
+    #[error(
+        "compiling the component took longer than the limit of {timeout_ms} ms; deploy a smaller component (fewer or smaller functions)"
+    )]
     CompileTimeout { timeout_ms: u64 },
     /// Every compile slot stayed busy past the compile deadline.
     #[error("the host is busy compiling other components; retry after {retry_after_s} s")]
@@ -152,9 +154,7 @@ impl ApiError {
             Self::CompileTimeout { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::Overloaded { .. } | Self::BodiesBusy { .. } | Self::Unavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Overloaded { .. } | Self::BodiesBusy { .. } | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::CompileBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::ResponseTooLarge { .. }
             | Self::InvalidResponse(_)

@@ -16,9 +16,8 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// Upper bounds (seconds) of the request latency histogram: fixed, so that
 /// nodes' histograms aggregate.
-const LATENCY_BUCKETS: [f64; 15] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
+const LATENCY_BUCKETS: [f64; 15] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 /// Every metric of the process, rendered for `/metrics`.
 #[derive(Clone)]
@@ -42,21 +41,10 @@ impl Metrics {
 /// Instantiation time and queue waits are summaries with quantiles, which is
 /// what one wants to read off a single node.
 pub fn install_metrics() -> anyhow::Result<Metrics> {
-    let handle = PrometheusBuilder::new()
-        .install_recorder()
-        .context("cannot install the metrics recorder")?;
-    metrics::describe_histogram!(
-        "muon_instantiate_seconds",
-        "Time to instantiate a fresh instance"
-    );
-    metrics::describe_histogram!(
-        "muon_queue_wait_seconds",
-        "Time requests waited for a concurrency slot"
-    );
-    metrics::describe_counter!(
-        "muon_compile_cache_total",
-        "Compiled-artifact cache hits and misses"
-    );
+    let handle = PrometheusBuilder::new().install_recorder().context("cannot install the metrics recorder")?;
+    metrics::describe_histogram!("muon_instantiate_seconds", "Time to instantiate a fresh instance");
+    metrics::describe_histogram!("muon_queue_wait_seconds", "Time requests waited for a concurrency slot");
+    metrics::describe_counter!("muon_compile_cache_total", "Compiled-artifact cache hits and misses");
     // Summaries keep a rolling window; upkeep drains it so memory stays flat.
     let upkeep = handle.clone();
     tokio::spawn(async move {
@@ -79,13 +67,10 @@ pub fn init_logging() {
 /// The live functions' series by label. Weak, so that the series go with
 /// the last loaded version of a function, wherever it was removed (a delete
 /// here, or one on another node picked up from a shared database).
-static FUNCTION_SERIES: LazyLock<Mutex<HashMap<String, Weak<FunctionSeries>>>> =
-    LazyLock::new(Default::default);
+static FUNCTION_SERIES: LazyLock<Mutex<HashMap<String, Weak<FunctionSeries>>>> = LazyLock::new(Default::default);
 
 fn function_series() -> std::sync::MutexGuard<'static, HashMap<String, Weak<FunctionSeries>>> {
-    FUNCTION_SERIES
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
+    FUNCTION_SERIES.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Drops the series of a deleted function at once, even while requests of
@@ -143,26 +128,13 @@ impl FunctionMetrics {
             None => {
                 series.ok.fetch_add(1, Ordering::Relaxed);
             }
-            Some(code) => {
-                *series
-                    .errors
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .entry(code)
-                    .or_default() += 1
-            }
+            Some(code) => *series.errors.lock().unwrap_or_else(PoisonError::into_inner).entry(code).or_default() += 1,
         }
         let elapsed = started.elapsed();
-        if let Some(bucket) = LATENCY_BUCKETS
-            .iter()
-            .position(|&bound| elapsed.as_secs_f64() <= bound)
-        {
+        if let Some(bucket) = LATENCY_BUCKETS.iter().position(|&bound| elapsed.as_secs_f64() <= bound) {
             series.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         }
-        series.latency_sum_ns.fetch_add(
-            u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
+        series.latency_sum_ns.fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
         series.count.fetch_add(1, Ordering::Relaxed);
         self.tenant_requests.increment(1);
     }
@@ -193,10 +165,7 @@ fn render_function_series(out: &mut String) {
     let mut live: Vec<(String, Arc<FunctionSeries>)> = {
         let mut table = function_series();
         table.retain(|_, series| series.strong_count() > 0);
-        table
-            .iter()
-            .filter_map(|(label, series)| Some((escape_label(label), series.upgrade()?)))
-            .collect()
+        table.iter().filter_map(|(label, series)| Some((escape_label(label), series.upgrade()?))).collect()
     };
     if live.is_empty() {
         return;
@@ -207,10 +176,7 @@ fn render_function_series(out: &mut String) {
 }
 
 fn render_series(out: &mut String, live: &[(String, Arc<FunctionSeries>)]) -> std::fmt::Result {
-    writeln!(
-        out,
-        "# HELP muon_requests_total Function requests by function and outcome"
-    )?;
+    writeln!(out, "# HELP muon_requests_total Function requests by function and outcome")?;
     writeln!(out, "# TYPE muon_requests_total counter")?;
     for (label, series) in live {
         writeln!(
@@ -218,68 +184,35 @@ fn render_series(out: &mut String, live: &[(String, Arc<FunctionSeries>)]) -> st
             "muon_requests_total{{function=\"{label}\",outcome=\"ok\"}} {}",
             series.ok.load(Ordering::Relaxed)
         )?;
-        for (code, count) in series
-            .errors
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
-            writeln!(
-                out,
-                "muon_requests_total{{function=\"{label}\",outcome=\"{code}\"}} {count}"
-            )?;
+        for (code, count) in series.errors.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            writeln!(out, "muon_requests_total{{function=\"{label}\",outcome=\"{code}\"}} {count}")?;
         }
     }
-    writeln!(
-        out,
-        "\n# HELP muon_request_duration_seconds Function request latency"
-    )?;
+    writeln!(out, "\n# HELP muon_request_duration_seconds Function request latency")?;
     writeln!(out, "# TYPE muon_request_duration_seconds histogram")?;
     for (label, series) in live {
         let mut cumulative = 0;
         for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&series.buckets) {
             cumulative += bucket.load(Ordering::Relaxed);
-            writeln!(
-                out,
-                "muon_request_duration_seconds_bucket{{function=\"{label}\",le=\"{bound}\"}} {cumulative}"
-            )?;
+            writeln!(out, "muon_request_duration_seconds_bucket{{function=\"{label}\",le=\"{bound}\"}} {cumulative}")?;
         }
         let count = series.count.load(Ordering::Relaxed);
-        writeln!(
-            out,
-            "muon_request_duration_seconds_bucket{{function=\"{label}\",le=\"+Inf\"}} {count}"
-        )?;
+        writeln!(out, "muon_request_duration_seconds_bucket{{function=\"{label}\",le=\"+Inf\"}} {count}")?;
         let sum = series.latency_sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
-        writeln!(
-            out,
-            "muon_request_duration_seconds_sum{{function=\"{label}\"}} {sum}"
-        )?;
-        writeln!(
-            out,
-            "muon_request_duration_seconds_count{{function=\"{label}\"}} {count}"
-        )?;
+        writeln!(out, "muon_request_duration_seconds_sum{{function=\"{label}\"}} {sum}")?;
+        writeln!(out, "muon_request_duration_seconds_count{{function=\"{label}\"}} {count}")?;
     }
-    writeln!(
-        out,
-        "\n# HELP muon_instances_in_flight Instances running now, by function"
-    )?;
+    writeln!(out, "\n# HELP muon_instances_in_flight Instances running now, by function")?;
     writeln!(out, "# TYPE muon_instances_in_flight gauge")?;
     for (label, series) in live {
-        writeln!(
-            out,
-            "muon_instances_in_flight{{function=\"{label}\"}} {}",
-            series.in_flight.load(Ordering::Relaxed)
-        )?;
+        writeln!(out, "muon_instances_in_flight{{function=\"{label}\"}} {}", series.in_flight.load(Ordering::Relaxed))?;
     }
     writeln!(out)
 }
 
 /// A label value as the text format wants it.
 fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// Request ids: unique across restarts and nodes (a random per-process
@@ -295,7 +228,8 @@ impl RequestIds {
     pub fn new() -> Self {
         use std::hash::{BuildHasher, Hasher};
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+        hasher
+            .write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
         hasher.write_u32(std::process::id());
         Self { prefix: format!("{:016x}", hasher.finish()), next: std::sync::atomic::AtomicU64::new(0) }
     }
@@ -337,38 +271,24 @@ mod tests {
         second.record(std::time::Instant::now(), Some("trap"));
         let running = second.instance_running();
         let text = rendered();
-        assert!(
-            text.contains("muon_requests_total{function=\"unit/series\",outcome=\"ok\"} 1"),
-            "{text}"
-        );
+        assert!(text.contains("muon_requests_total{function=\"unit/series\",outcome=\"ok\"} 1"), "{text}");
         assert!(
             text.contains("muon_requests_total{function=\"unit/series\",outcome=\"trap\"} 1"),
             "versions share series: {text}"
         );
         assert!(
-            text.contains(
-                "muon_request_duration_seconds_bucket{function=\"unit/series\",le=\"+Inf\"} 2"
-            ),
+            text.contains("muon_request_duration_seconds_bucket{function=\"unit/series\",le=\"+Inf\"} 2"),
             "{text}"
         );
-        assert!(
-            text.contains("muon_instances_in_flight{function=\"unit/series\"} 1"),
-            "{text}"
-        );
+        assert!(text.contains("muon_instances_in_flight{function=\"unit/series\"} 1"), "{text}");
         drop(running);
         drop((first, second));
-        assert!(
-            !rendered().contains("unit/series"),
-            "gone with the last version"
-        );
+        assert!(!rendered().contains("unit/series"), "gone with the last version");
 
         let third = FunctionMetrics::new(label, "unit");
         assert!(rendered().contains("unit/series"));
         forget_function(label);
-        assert!(
-            !rendered().contains("unit/series"),
-            "gone at delete, though a version is still held"
-        );
+        assert!(!rendered().contains("unit/series"), "gone at delete, though a version is still held");
         drop(third);
     }
 

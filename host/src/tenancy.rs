@@ -140,13 +140,15 @@ impl Tenancy {
         }
         self.check_budget(&state).await?;
         let slot = match &state.concurrency {
-            Some(semaphore) => Some(Arc::clone(semaphore).try_acquire_owned().map_err(|_| ApiError::QuotaExceeded {
-                message: format!(
-                    "the tenant already has {} requests running, its limit",
-                    state.quotas.max_concurrent_requests.unwrap_or(0)
-                ),
-                retry_after_s: 1,
-            })?),
+            Some(semaphore) => {
+                Some(Arc::clone(semaphore).try_acquire_owned().map_err(|_| ApiError::QuotaExceeded {
+                    message: format!(
+                        "the tenant already has {} requests running, its limit",
+                        state.quotas.max_concurrent_requests.unwrap_or(0)
+                    ),
+                    retry_after_s: 1,
+                })?)
+            }
             None => None,
         };
         Ok(TenantPermit { _slot: slot })
@@ -179,7 +181,14 @@ impl Tenancy {
     /// Checks a deploy against the tenant's limits that do not depend on
     /// what is stored, and refuses early what cannot fit; returns the storage
     /// limits the registry checks again in the transaction that writes.
-    pub async fn check_deploy(&self, tenant: &str, memory_mb: u32, timeout_ms: u64, new_function: bool, size: u64) -> Result<StorageQuota, ApiError> {
+    pub async fn check_deploy(
+        &self,
+        tenant: &str,
+        memory_mb: u32,
+        timeout_ms: u64,
+        new_function: bool,
+        size: u64,
+    ) -> Result<StorageQuota, ApiError> {
         let quotas = self.state(tenant).await?.quotas;
         if let Some(max) = quotas.max_memory_mb.filter(|&max| memory_mb > max) {
             return Err(exceeded(format!("memory_mb={memory_mb} is over the tenant's limit of {max}")));
@@ -189,7 +198,9 @@ impl Tenancy {
         }
         let quota = StorageQuota { max_functions: quotas.max_functions, max_storage_bytes: quotas.max_storage_bytes };
         if let Some(max) = quota.max_storage_bytes.filter(|&max| size > max) {
-            return Err(exceeded(format!("the component's {size} bytes alone pass the tenant's storage limit of {max} bytes")));
+            return Err(exceeded(format!(
+                "the component's {size} bytes alone pass the tenant's storage limit of {max} bytes"
+            )));
         }
         if new_function && quota.max_functions.is_some() {
             // Compiling is the expensive part: refuse before it what is sure to be refused after.
@@ -206,7 +217,9 @@ impl Tenancy {
             let stored = self.db.tenant_footprint(tenant).await?.bytes;
             let total = u64::try_from(stored).unwrap_or(0) + size;
             if total > max {
-                return Err(exceeded(format!("storing {total} bytes (functions and models) would pass the tenant's limit of {max}")));
+                return Err(exceeded(format!(
+                    "storing {total} bytes (functions and models) would pass the tenant's limit of {max}"
+                )));
             }
         }
         Ok(())
@@ -226,12 +239,7 @@ impl Tenancy {
 
     /// Live keys the tenant may hold.
     pub async fn max_keys(&self, tenant: &str) -> Result<u32, ApiError> {
-        Ok(self
-            .state(tenant)
-            .await?
-            .quotas
-            .max_keys
-            .unwrap_or(DEFAULT_MAX_KEYS))
+        Ok(self.state(tenant).await?.quotas.max_keys.unwrap_or(DEFAULT_MAX_KEYS))
     }
 
     /// The effective quotas of a tenant.
@@ -306,7 +314,9 @@ impl StorageQuota {
         }
         let total = u64::try_from(after.bytes).unwrap_or(0);
         if let Some(max) = self.max_storage_bytes.filter(|&max| after.bytes > before.bytes && total > max) {
-            return Err(exceeded(format!("storing {total} bytes (functions and models) would pass the tenant's limit of {max}")));
+            return Err(exceeded(format!(
+                "storing {total} bytes (functions and models) would pass the tenant's limit of {max}"
+            )));
         }
         Ok(())
     }
@@ -338,7 +348,8 @@ pub struct AnonymousGate {
 impl AnonymousGate {
     /// The gate of a function that allows `function_concurrency` instances.
     pub fn new(limits: AnonymousLimits, function_concurrency: u32) -> Self {
-        let max_concurrency = limits.max_concurrency.unwrap_or(function_concurrency / 2).clamp(1, function_concurrency.max(1));
+        let max_concurrency =
+            limits.max_concurrency.unwrap_or(function_concurrency / 2).clamp(1, function_concurrency.max(1));
         Self {
             slots: Arc::new(Semaphore::new(max_concurrency as usize)),
             max_concurrency,
@@ -348,7 +359,9 @@ impl AnonymousGate {
 
     fn admit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
         let refuse = |what: String| ApiError::QuotaExceeded {
-            message: format!("anonymous callers of this function are at their limit of {what}; retry later or call with an API key of its tenant"),
+            message: format!(
+                "anonymous callers of this function are at their limit of {what}; retry later or call with an API key of its tenant"
+            ),
             retry_after_s: 1,
         };
         if let Some(bucket) = &self.bucket {
@@ -378,7 +391,8 @@ impl TokenBucket {
 
     fn take(&mut self) -> bool {
         let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.refilled).as_secs_f64() * self.rate).min(self.rate.max(1.0));
+        self.tokens =
+            (self.tokens + now.duration_since(self.refilled).as_secs_f64() * self.rate).min(self.rate.max(1.0));
         self.refilled = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -438,7 +452,8 @@ mod tests {
         let held: Vec<_> = (0..4).map(|_| gate.admit()).collect();
         assert!(held.iter().all(Result::is_ok));
         assert!(matches!(gate.admit(), Err(ApiError::QuotaExceeded { .. })));
-        let limited = AnonymousGate::new(AnonymousLimits { requests_per_second: Some(3), max_concurrency: Some(100) }, 64);
+        let limited =
+            AnonymousGate::new(AnonymousLimits { requests_per_second: Some(3), max_concurrency: Some(100) }, 64);
         let admitted = (0..10).filter(|_| limited.admit().is_ok()).count();
         assert_eq!((admitted, limited.max_concurrency), (3, 64));
     }

@@ -17,19 +17,10 @@ async fn anonymous_callers_cannot_spend_the_owners_limits() -> anyhow::Result<()
     let key = server.create_tenant("acme").await?;
     let owner = server.with_key(&key)?;
     let wasm = muon_tests::component("hello")?;
-    let deployed = owner
-        .put(server.url("/v1/functions/hello?public=true&max_concurrency=8"))
-        .body(wasm)
-        .send()
-        .await?;
+    let deployed = owner.put(server.url("/v1/functions/hello?public=true&max_concurrency=8")).body(wasm).send().await?;
     assert_eq!(deployed.status(), 201);
     let quotas = json!({ "max_concurrent_requests": 2, "requests_per_second": 5 });
-    let set = server
-        .http
-        .put(server.url("/v1/tenants/acme/quotas"))
-        .json(&quotas)
-        .send()
-        .await?;
+    let set = server.http.put(server.url("/v1/tenants/acme/quotas")).json(&quotas).send().await?;
     assert_eq!(set.status(), 200);
     let url = server.url("/fn/acme/hello");
     let before = rss_bytes(&server)?;
@@ -70,23 +61,12 @@ async fn anonymous_callers_cannot_spend_the_owners_limits() -> anyhow::Result<()
     let (flood, owners_calls) = tokio::join!(flood, owners_calls);
     let (flood, owners_calls) = (flood?, owners_calls?);
     let during = rss_bytes(&server)?;
-    assert!(
-        owners_calls.iter().all(|&status| status == 200),
-        "the owner's calls: {owners_calls:?}"
-    );
+    assert!(owners_calls.iter().all(|&status| status == 200), "the owner's calls: {owners_calls:?}");
     let served = flood.iter().filter(|&&status| status == 200).count();
     let refused = flood.iter().filter(|&&status| status == 429).count();
     // Refusals, if any, are the anonymous budget's (checked above); the tests below push it past its limits.
-    assert!(
-        served > 0 && served + refused == flood.len(),
-        "{served} served, {refused} refused of {}",
-        flood.len()
-    );
-    assert!(
-        during < before + mib(48),
-        "RSS grew by {} MiB",
-        (during - before) >> 20
-    );
+    assert!(served > 0 && served + refused == flood.len(), "{served} served, {refused} refused of {}", flood.len());
+    assert!(during < before + mib(48), "RSS grew by {} MiB", (during - before) >> 20);
     drop(slow);
     Ok(())
 }
@@ -98,20 +78,10 @@ async fn anonymous_rate_limits_are_their_own() -> anyhow::Result<()> {
     let anonymous = client_with_key(None)?;
     let mut statuses = Vec::new();
     for _ in 0..12 {
-        statuses.push(
-            anonymous
-                .get(server.url("/fn/default/hello"))
-                .send()
-                .await?
-                .status()
-                .as_u16(),
-        );
+        statuses.push(anonymous.get(server.url("/fn/default/hello")).send().await?.status().as_u16());
     }
     let served = statuses.iter().filter(|&&status| status == 200).count();
-    assert!(
-        (5..=7).contains(&served),
-        "{served} of 12 anonymous calls served at 5 per second: {statuses:?}"
-    );
+    assert!((5..=7).contains(&served), "{served} of 12 anonymous calls served at 5 per second: {statuses:?}");
     // The owner's key is not held back by strangers' rate.
     for _ in 0..12 {
         assert_eq!(server.get_fn("hello", "").await?.status(), 200);
@@ -120,13 +90,10 @@ async fn anonymous_rate_limits_are_their_own() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_public_functions_anonymous_share_defaults_to_half_its_concurrency() -> anyhow::Result<()>
-{
+async fn a_public_functions_anonymous_share_defaults_to_half_its_concurrency() -> anyhow::Result<()> {
     let server = Server::start(&[]).await?;
     // Two instances: anonymous callers may hold one, so the owner always has the other.
-    server
-        .deploy_ok("sleepy", "fixture-sleep", "public=true&max_concurrency=2")
-        .await?;
+    server.deploy_ok("sleepy", "fixture-sleep", "public=true&max_concurrency=2").await?;
     let anonymous = client_with_key(None)?;
     let url = server.url("/fn/default/sleepy?ms=1500");
     let held = tokio::spawn({
@@ -135,21 +102,9 @@ async fn a_public_functions_anonymous_share_defaults_to_half_its_concurrency() -
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let second = anonymous.get(&url).send().await?;
-    assert_eq!(
-        second.status(),
-        429,
-        "a second anonymous call past the share"
-    );
-    let owners = server
-        .http
-        .get(server.url("/fn/default/sleepy?ms=10"))
-        .send()
-        .await?;
-    assert_eq!(
-        owners.status(),
-        200,
-        "the owner's call takes the other instance"
-    );
+    assert_eq!(second.status(), 429, "a second anonymous call past the share");
+    let owners = server.http.get(server.url("/fn/default/sleepy?ms=10")).send().await?;
+    assert_eq!(owners.status(), 200, "the owner's call takes the other instance");
     assert_eq!(held.await??, 200);
     Ok(())
 }

@@ -16,7 +16,8 @@ crate::on_both_databases!(
     crash_loses_no_billed_response,
 );
 
-const PLAN: &str = "[plans.default]\nper_request = 100\nper_cpu_ms = 1000\nper_gb_second = 1000000\nper_mb_out = 5000\n";
+const PLAN: &str =
+    "[plans.default]\nper_request = 100\nper_cpu_ms = 1000\nper_gb_second = 1000000\nper_mb_out = 5000\n";
 
 /// A config file in the server's temp dir.
 fn config_file(contents: &str) -> anyhow::Result<tempfile::NamedTempFile> {
@@ -25,7 +26,11 @@ fn config_file(contents: &str) -> anyhow::Result<tempfile::NamedTempFile> {
     Ok(file)
 }
 
-async fn start_with_plan(backend: Backend, plan: &str, flags: &[&str]) -> anyhow::Result<(Server, tempfile::NamedTempFile)> {
+async fn start_with_plan(
+    backend: Backend,
+    plan: &str,
+    flags: &[&str],
+) -> anyhow::Result<(Server, tempfile::NamedTempFile)> {
     let config = config_file(plan)?;
     let path = config.path().display().to_string();
     let mut all = vec!["--config", path.as_str()];
@@ -72,8 +77,13 @@ async fn every_request_gets_one_record_failures_included(backend: Backend) -> an
         assert!(record["memory_byte_ms"].as_i64() > Some(0), "{record}");
         assert_eq!(record["nn_cpu_us"], 0);
     }
-    let by_function: HashMap<&str, &Value> = records.iter().map(|r| (r["function"].as_str().unwrap_or_default(), r)).collect();
-    assert!(by_function["spin"]["cpu_us"].as_i64() >= Some(200_000), "a spinning guest burns CPU: {}", by_function["spin"]);
+    let by_function: HashMap<&str, &Value> =
+        records.iter().map(|r| (r["function"].as_str().unwrap_or_default(), r)).collect();
+    assert!(
+        by_function["spin"]["cpu_us"].as_i64() >= Some(200_000),
+        "a spinning guest burns CPU: {}",
+        by_function["spin"]
+    );
     assert!(by_function["spin"]["wall_us"].as_i64() >= Some(300_000));
     assert!(by_function["hog"]["peak_memory_bytes"].as_i64() > Some(16 << 20), "{}", by_function["hog"]);
     assert_eq!(by_function["normalize"]["bytes_in"], body.len());
@@ -86,7 +96,9 @@ async fn every_request_gets_one_record_failures_included(backend: Backend) -> an
 /// The cost of a record under `PLAN`, computed independently.
 fn plan_cost(record: &Value) -> i64 {
     let field = |name: &str| i128::from(record[name].as_i64().unwrap_or(0));
-    let total = 100 + field("cpu_us") * 1000 / 1000 + field("memory_byte_ms") * 1_000_000 / 1_000_000_000_000
+    let total = 100
+        + field("cpu_us") * 1000 / 1000
+        + field("memory_byte_ms") * 1_000_000 / 1_000_000_000_000
         + field("bytes_out") * 5000 / 1_000_000;
     i64::try_from(total).unwrap_or(i64::MAX)
 }
@@ -118,11 +130,14 @@ async fn costs_follow_the_plan_and_totals_add_up(backend: Backend) -> anyhow::Re
     assert_eq!(hello["requests"], 5);
     assert_eq!(hello["bytes_out"], 5 * 14);
     for by in ["day", "hour"] {
-        let grouped: Value = server.http.get(server.url(&format!("/v1/usage?group_by={by}"))).send().await?.json().await?;
-        let cost: i64 = grouped["groups"].as_array().into_iter().flatten().filter_map(|g| g["cost_micros"].as_i64()).sum();
+        let grouped: Value =
+            server.http.get(server.url(&format!("/v1/usage?group_by={by}"))).send().await?.json().await?;
+        let cost: i64 =
+            grouped["groups"].as_array().into_iter().flatten().filter_map(|g| g["cost_micros"].as_i64()).sum();
         assert_eq!(cost, sum, "group_by={by}");
     }
-    let only_hello: Value = server.http.get(server.url("/v1/usage?function=hello&from=2020-01-01")).send().await?.json().await?;
+    let only_hello: Value =
+        server.http.get(server.url("/v1/usage?function=hello&from=2020-01-01")).send().await?.json().await?;
     assert_eq!(only_hello["groups"].as_array().map(Vec::len), Some(1));
     let future: Value = server.http.get(server.url("/v1/usage?from=2999-01-01")).send().await?.json().await?;
     assert_eq!(future["groups"].as_array().map(Vec::len), Some(0));
@@ -139,7 +154,12 @@ async fn rate_limits_and_quotas_answer_429_and_are_recorded_free(backend: Backen
     let (server, _config) = start_with_plan(backend, PLAN, &[]).await?;
     server.deploy_ok("hello", "hello", "").await?;
     server.deploy_ok("slow", "fixture-sleep", "").await?;
-    let set = server.http.put(server.url("/v1/tenants/default/quotas")).json(&json!({ "requests_per_second": 5 })).send().await?;
+    let set = server
+        .http
+        .put(server.url("/v1/tenants/default/quotas"))
+        .json(&json!({ "requests_per_second": 5 }))
+        .send()
+        .await?;
     assert_eq!(set.status(), 200);
     let mut limited = 0;
     for _ in 0..20 {
@@ -153,7 +173,12 @@ async fn rate_limits_and_quotas_answer_429_and_are_recorded_free(backend: Backen
     }
     assert!(limited >= 10, "only {limited} of 20 were rate limited");
 
-    server.http.put(server.url("/v1/tenants/default/quotas")).json(&json!({ "max_concurrent_requests": 1 })).send().await?;
+    server
+        .http
+        .put(server.url("/v1/tenants/default/quotas"))
+        .json(&json!({ "max_concurrent_requests": 1 }))
+        .send()
+        .await?;
     let first = tokio::spawn({
         let request = server.http.get(server.url("/fn/default/slow?ms=600"));
         async move { anyhow::Ok(request.send().await?.status().as_u16()) }
@@ -164,7 +189,8 @@ async fn rate_limits_and_quotas_answer_429_and_are_recorded_free(backend: Backen
     assert_eq!(first.await??, 200);
 
     let records = server.usage_records(&server.http, None).await?;
-    let rejected: Vec<&Value> = records.iter().filter(|r| r["outcome"] == "rate_limited" || r["outcome"] == "quota_exceeded").collect();
+    let rejected: Vec<&Value> =
+        records.iter().filter(|r| r["outcome"] == "rate_limited" || r["outcome"] == "quota_exceeded").collect();
     assert_eq!(rejected.len(), limited + 1, "every rejection is recorded");
     assert!(rejected.iter().all(|r| r["cost_micros"] == 0), "rejections are free");
     assert!(records.iter().filter(|r| r["outcome"] == "ok").all(|r| r["cost_micros"].as_i64() >= Some(100)));
@@ -173,7 +199,8 @@ async fn rate_limits_and_quotas_answer_429_and_are_recorded_free(backend: Backen
 
 async fn deploy_quotas_are_enforced(backend: Backend) -> anyhow::Result<()> {
     let server = Server::start_on(backend, &[]).await?;
-    let quotas = json!({ "max_functions": 1, "max_memory_mb": 64, "max_timeout_ms": 1000, "max_storage_bytes": 150000 });
+    let quotas =
+        json!({ "max_functions": 1, "max_memory_mb": 64, "max_timeout_ms": 1000, "max_storage_bytes": 150000 });
     server.http.put(server.url("/v1/tenants/default/quotas")).json(&quotas).send().await?;
     server.deploy_ok("one", "hello", "memory_mb=64&timeout_ms=1000").await?;
     for (name, query, what) in [
@@ -188,7 +215,8 @@ async fn deploy_quotas_are_enforced(backend: Backend) -> anyhow::Result<()> {
     // The same bytes again are stored once, and counted once.
     server.deploy_ok("one", "hello", "memory_mb=32&timeout_ms=500").await?;
     server.deploy_ok("one", "fixture-sleep", "memory_mb=32&timeout_ms=500").await?;
-    let (status, _, message) = error_of(server.deploy("one", "fixture-panic", "memory_mb=32&timeout_ms=500").await?).await?;
+    let (status, _, message) =
+        error_of(server.deploy("one", "fixture-panic", "memory_mb=32&timeout_ms=500").await?).await?;
     assert_eq!(status, 429, "a third component passes the storage quota");
     assert!(message.contains("bytes"), "{message}");
     let shown: Value = server.http.get(server.url("/v1/tenants/default/quotas")).send().await?.json().await?;
@@ -269,7 +297,13 @@ async fn crash_loses_no_billed_response(backend: Backend) -> anyhow::Result<()> 
     }
     assert!(counts.values().all(|&n| n == 1), "a request id was recorded twice");
     let missing: Vec<&String> = received.iter().filter(|id| !counts.contains_key(*id)).collect();
-    assert!(missing.is_empty(), "{} of {} responses have no record: {:?}", missing.len(), received.len(), &missing[..missing.len().min(5)]);
+    assert!(
+        missing.is_empty(),
+        "{} of {} responses have no record: {:?}",
+        missing.len(),
+        received.len(),
+        &missing[..missing.len().min(5)]
+    );
     Ok(())
 }
 
@@ -286,13 +320,24 @@ async fn metering_can_be_turned_off() -> anyhow::Result<()> {
 async fn database_outage_fails_closed_with_503() -> anyhow::Result<()> {
     // A PostgreSQL server of this test's own, so it can be stopped.
     let dir = tempfile::tempdir()?;
-    let output = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/postgres.sh")).arg(dir.path()).output()?;
+    let output = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/postgres.sh"))
+        .arg(dir.path())
+        .output()?;
     anyhow::ensure!(output.status.success(), "postgres.sh failed: {}", String::from_utf8_lossy(&output.stderr));
     let url = String::from_utf8(output.stdout)?.trim().to_owned();
     let pg_ctl = |action: &str| {
-        let bin = std::fs::read_dir("/usr/lib/postgresql").ok()?.filter_map(Result::ok).map(|e| e.path().join("bin/pg_ctl")).max()?;
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|e| e.path().join("bin/pg_ctl"))
+            .max()?;
         let mut command = std::process::Command::new("runuser");
-        command.args(["-u", "postgres", "--"]).arg(bin).arg("-D").arg(dir.path().join("data")).args(["-w", "-m", "immediate", action]);
+        command.args(["-u", "postgres", "--"]).arg(bin).arg("-D").arg(dir.path().join("data")).args([
+            "-w",
+            "-m",
+            "immediate",
+            action,
+        ]);
         if action == "start" {
             command.arg("-l").arg(dir.path().join("log2"));
         }

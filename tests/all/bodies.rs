@@ -49,16 +49,9 @@ async fn bodies_trickled_a_byte_at_a_time_hold_little_memory() -> anyhow::Result
     let drips: Vec<_> = (0..CONNECTIONS)
         .map(|_| {
             let address = address(&server);
-            tokio::spawn(async move {
-                drip(
-                    &address,
-                    "/fn/default/hello",
-                    100_000,
-                    BYTES,
-                    Duration::from_millis(3),
-                )
-                .await
-            })
+            tokio::spawn(
+                async move { drip(&address, "/fn/default/hello", 100_000, BYTES, Duration::from_millis(3)).await },
+            )
         })
         .collect();
     let mut streams = Vec::new();
@@ -77,16 +70,8 @@ async fn bodies_trickled_a_byte_at_a_time_hold_little_memory() -> anyhow::Result
         during >> 20,
         after >> 20
     );
-    assert!(
-        during < before + mib(48),
-        "RSS grew by {} MiB while bodies trickled in",
-        (during - before) >> 20
-    );
-    assert!(
-        after < before + mib(48),
-        "RSS stayed {} MiB higher after the connections closed",
-        (after - before) >> 20
-    );
+    assert!(during < before + mib(48), "RSS grew by {} MiB while bodies trickled in", (during - before) >> 20);
+    assert!(after < before + mib(48), "RSS stayed {} MiB higher after the connections closed", (after - before) >> 20);
     assert_eq!(server.get_fn("hello", "").await?.status(), 200);
     Ok(())
 }
@@ -100,11 +85,8 @@ async fn bodies_that_do_not_arrive_in_time_get_408_and_a_close() -> anyhow::Resu
     let started = Instant::now();
     // A byte every 100 ms for longer than the deadline: a trickle keeps nothing alive.
     let trickle = tokio::spawn(async move {
-        let _ = writer
-            .write_all(
-                b"POST /fn/default/hello HTTP/1.1\r\nhost: muon\r\ncontent-length: 1000\r\n\r\n",
-            )
-            .await;
+        let _ =
+            writer.write_all(b"POST /fn/default/hello HTTP/1.1\r\nhost: muon\r\ncontent-length: 1000\r\n\r\n").await;
         for _ in 0..50 {
             if writer.write_all(b"x").await.is_err() {
                 break;
@@ -117,28 +99,14 @@ async fn bodies_that_do_not_arrive_in_time_get_408_and_a_close() -> anyhow::Resu
     let elapsed = started.elapsed();
     trickle.abort();
     let answer = String::from_utf8_lossy(&answer);
-    assert!(
-        read.is_ok(),
-        "the connection was still open after {elapsed:?}: {answer}"
-    );
+    assert!(read.is_ok(), "the connection was still open after {elapsed:?}: {answer}");
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("\"code\":\"body_timeout\""), "{answer}");
-    assert!(
-        answer.to_ascii_lowercase().contains("connection: close"),
-        "{answer}"
-    );
-    assert!(
-        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(3),
-        "answered after {elapsed:?}"
-    );
+    assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+    assert!(elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(3), "answered after {elapsed:?}");
     // A body that comes in time is served.
     let mut conn = Conn::open(&server).await?;
-    assert_eq!(
-        conn.request("POST", "/fn/default/hello", "", b"quick")
-            .await?
-            .status,
-        200
-    );
+    assert_eq!(conn.request("POST", "/fn/default/hello", "", b"quick").await?.status, 200);
     // Deploys and model uploads read their bodies the same way.
     for path in ["/v1/functions/slow", "/v1/models/slow"] {
         let mut conn = Conn::open(&server).await?;
@@ -171,28 +139,14 @@ async fn bodies_past_the_memory_budget_get_503_until_it_frees() -> anyhow::Resul
     // Four bodies of 64 KiB, nearly all sent and held open, fill the 256 KiB budget.
     let mut held = Vec::new();
     for _ in 0..4 {
-        let mut stream = drip(
-            &address(&server),
-            "/fn/default/hello",
-            65536,
-            0,
-            Duration::ZERO,
-        )
-        .await?;
+        let mut stream = drip(&address(&server), "/fn/default/hello", 65536, 0, Duration::ZERO).await?;
         stream.write_all(&[b'x'; 65000]).await?;
         held.push(stream);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut conn = Conn::open(&server).await?;
-    let refused = conn
-        .request("POST", "/fn/default/hello", "", b"one more")
-        .await?;
-    assert_eq!(
-        (refused.status, refused.error_code().as_str()),
-        (503, "bodies_busy"),
-        "{}",
-        refused.text()
-    );
+    let refused = conn.request("POST", "/fn/default/hello", "", b"one more").await?;
+    assert_eq!((refused.status, refused.error_code().as_str()), (503, "bodies_busy"), "{}", refused.text());
     assert_eq!(refused.all("retry-after"), ["1"]);
     // Requests without a body need no budget.
     assert_eq!(server.get_fn("hello", "").await?.status(), 200);
@@ -201,17 +155,11 @@ async fn bodies_past_the_memory_budget_get_503_until_it_frees() -> anyhow::Resul
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let mut conn = Conn::open(&server).await?;
-        let status = conn
-            .request("POST", "/fn/default/hello", "", b"one more")
-            .await?
-            .status;
+        let status = conn.request("POST", "/fn/default/hello", "", b"one more").await?.status;
         if status == 200 {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "still {status} after a body was dropped"
-        );
+        assert!(Instant::now() < deadline, "still {status} after a body was dropped");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
@@ -222,20 +170,13 @@ async fn chunked_bodies_are_cut_off_at_the_limit_with_413_and_a_close() -> anyho
     let server = Server::start(&["--max-request-bytes", "1024"]).await?;
     server.deploy_ok("hello", "hello", "public=true").await?;
     let mut conn = Conn::open(&server).await?;
-    conn.send(b"POST /fn/default/hello HTTP/1.1\r\nhost: muon\r\ntransfer-encoding: chunked\r\n\r\n")
-        .await?;
+    conn.send(b"POST /fn/default/hello HTTP/1.1\r\nhost: muon\r\ntransfer-encoding: chunked\r\n\r\n").await?;
     // Three chunks of 512 bytes and no end: the answer must not wait for one.
     for _ in 0..3 {
         conn.send(format!("200\r\n{}\r\n", "x".repeat(512)).as_bytes()).await?;
     }
     let answer = conn.response().await?;
-    assert_eq!(
-        (answer.status, answer.error_code().as_str()),
-        (413, "body_too_large")
-    );
-    assert_eq!(
-        conn.rest_until_close(Duration::from_secs(2)).await,
-        Some(Vec::new())
-    );
+    assert_eq!((answer.status, answer.error_code().as_str()), (413, "body_too_large"));
+    assert_eq!(conn.rest_until_close(Duration::from_secs(2)).await, Some(Vec::new()));
     Ok(())
 }

@@ -88,9 +88,17 @@ async fn tenants_keys_and_usage_from_the_cli() -> anyhow::Result<()> {
     acme.env("MUON_SERVER", &server.base).env("MUON_API_KEY", &key);
     let deployed = acme.args(["deploy", "hi", &guest]).output()?;
     assert!(deployed.status.success(), "{deployed:?}");
-    let listed = Command::new(muon_bin()).env("MUON_SERVER", &server.base).env("MUON_API_KEY", &key).arg("functions").output()?;
+    let listed = Command::new(muon_bin())
+        .env("MUON_SERVER", &server.base)
+        .env("MUON_API_KEY", &key)
+        .arg("functions")
+        .output()?;
     assert!(stdout(&listed).contains("hi"));
-    let invoked = Command::new(muon_bin()).env("MUON_SERVER", &server.base).env("MUON_API_KEY", &key).args(["invoke", "hi"]).output()?;
+    let invoked = Command::new(muon_bin())
+        .env("MUON_SERVER", &server.base)
+        .env("MUON_API_KEY", &key)
+        .args(["invoke", "hi"])
+        .output()?;
     assert_eq!(stdout(&invoked), "hello, world!\n");
 
     let usage = muon(&server, &["usage", "--tenant", "acme", "--csv"], None)?;

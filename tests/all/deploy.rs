@@ -34,7 +34,8 @@ async fn each_function_kind_is_detected() -> anyhow::Result<()> {
         assert_eq!(out["kind"], kind, "{component_name}");
     }
     let list: Value = server.http.get(server.url("/v1/functions")).send().await?.json().await?;
-    let names: Vec<&str> = list["functions"].as_array().into_iter().flatten().filter_map(|f| f["name"].as_str()).collect();
+    let names: Vec<&str> =
+        list["functions"].as_array().into_iter().flatten().filter_map(|f| f["name"].as_str()).collect();
     assert_eq!(names, ["hello", "http-hello", "preprocess-csv", "train-linear"]);
     Ok(())
 }
@@ -56,7 +57,8 @@ async fn redeploy_rollback_and_delete() -> anyhow::Result<()> {
     assert_eq!(back["version"], 1);
     assert_eq!(server.get_fn("greeter", "").await?.text().await?, "hello, world!\n");
 
-    let (status, code, message) = error_of(server.http.post(server.url("/v1/functions/greeter/rollback")).send().await?).await?;
+    let (status, code, message) =
+        error_of(server.http.post(server.url("/v1/functions/greeter/rollback")).send().await?).await?;
     assert_eq!((status, code.as_str()), (400, "bad_request"));
     assert!(message.contains("no version before 1"), "{message}");
 
@@ -136,7 +138,15 @@ async fn unknown_imports_are_named_at_deploy() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn deploy_options_are_checked_against_the_caps() -> anyhow::Result<()> {
     let server = Server::start(&["--max-memory-mb", "256"]).await?;
-    for query in ["memory_mb=512", "memory_mb=0", "timeout_ms=999999999", "max_concurrency=0", "public=maybe", "colour=blue", "memory_mb=lots"] {
+    for query in [
+        "memory_mb=512",
+        "memory_mb=0",
+        "timeout_ms=999999999",
+        "max_concurrency=0",
+        "public=maybe",
+        "colour=blue",
+        "memory_mb=lots",
+    ] {
         let (status, code, _) = error_of(server.deploy("hello", "hello", query).await?).await?;
         assert_eq!((status, code.as_str()), (400, "bad_request"), "{query}");
     }
@@ -151,12 +161,8 @@ async fn oversized_deploys_get_413_before_buffering() -> anyhow::Result<()> {
     assert_eq!((status, code.as_str()), (413, "body_too_large"));
     // Chunked, no Content-Length: cut off as it passes the limit.
     let chunks = futures_chunks(component("hello")?);
-    let response = server
-        .http
-        .put(server.url("/v1/functions/hello"))
-        .body(reqwest::Body::wrap_stream(chunks))
-        .send()
-        .await?;
+    let response =
+        server.http.put(server.url("/v1/functions/hello")).body(reqwest::Body::wrap_stream(chunks)).send().await?;
     let (status, code, _) = error_of(response).await?;
     assert_eq!((status, code.as_str()), (413, "body_too_large"));
     Ok(())

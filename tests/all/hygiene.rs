@@ -38,7 +38,8 @@ async fn ambiguous_framing_is_refused() -> anyhow::Result<()> {
     server.deploy_ok("hello", "hello", "public=true").await?;
     let smuggle = b"POST /fn/default/hello HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\ncontent-length: 5\r\n\r\nabcde";
     assert!(raw_exchange(&server, smuggle).await?.starts_with("HTTP/1.1 400"));
-    let bad_chunk = b"POST /fn/default/hello HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n";
+    let bad_chunk =
+        b"POST /fn/default/hello HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n";
     let answer = raw_exchange(&server, bad_chunk).await?;
     assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 400"), "{answer}");
     Ok(())

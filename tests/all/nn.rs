@@ -80,12 +80,26 @@ async fn models_and_their_functions_survive_a_restart(backend: Backend) -> anyho
     server.push_model_ok("digits", repo_file("examples/digits/digits.onnx")?, "backend=tract").await?;
     server.deploy_ok("digits", "digits", "models=digits").await?;
     let split = digits_split()?;
-    let before: Value = server.http.post(server.url("/fn/default/digits")).json(&json!({ "pixels": split.pixels[0] })).send().await?.json().await?;
+    let before: Value = server
+        .http
+        .post(server.url("/fn/default/digits"))
+        .json(&json!({ "pixels": split.pixels[0] }))
+        .send()
+        .await?
+        .json()
+        .await?;
     assert_eq!(server.stop().await?, Some(0));
     let restarted = Server::start_in(temp.path(), &flags, Some(temp.clone())).await?;
     let list: Value = restarted.http.get(restarted.url("/v1/models")).send().await?.json().await?;
     assert_eq!(list["models"][0]["name"], "digits");
-    let after: Value = restarted.http.post(restarted.url("/fn/default/digits")).json(&json!({ "pixels": split.pixels[0] })).send().await?.json().await?;
+    let after: Value = restarted
+        .http
+        .post(restarted.url("/fn/default/digits"))
+        .json(&json!({ "pixels": split.pixels[0] }))
+        .send()
+        .await?
+        .json()
+        .await?;
     assert_eq!(before["digit"], after["digit"]);
     assert!(max_abs_diff(&floats(&before["probabilities"]), &floats(&after["probabilities"])) < 1e-6);
     Ok(())
@@ -97,7 +111,8 @@ crate::on_both_databases!(models_api_round_trip, models_and_their_functions_surv
 /// accuracy and each probability against ONNX Runtime's in Python.
 async fn check_digits_accuracy(server: &Server) -> anyhow::Result<()> {
     let split = digits_split()?;
-    let response = server.http.post(server.url("/fn/default/digits")).json(&json!({ "images": split.pixels })).send().await?;
+    let response =
+        server.http.post(server.url("/fn/default/digits")).json(&json!({ "images": split.pixels })).send().await?;
     assert_eq!(response.status(), 200);
     let out: Value = response.json().await?;
     let digits: Vec<i64> = out["digits"].as_array().into_iter().flatten().filter_map(Value::as_i64).collect();
@@ -116,11 +131,20 @@ async fn digits_example_reaches_the_original_accuracy_on_both_backends() -> anyh
     let server = Server::start(&[]).await?;
     server.deploy_ok("digits", "digits", "models=digits").await?;
     for backend in ["tract", "onnxruntime"] {
-        let out = server.push_model_ok("digits", repo_file("examples/digits/digits.onnx")?, &format!("backend={backend}")).await?;
+        let out = server
+            .push_model_ok("digits", repo_file("examples/digits/digits.onnx")?, &format!("backend={backend}"))
+            .await?;
         assert_eq!(out["backend"], backend);
         check_digits_accuracy(&server).await?;
     }
-    let single: Value = server.http.post(server.url("/fn/default/digits")).json(&json!({ "pixels": [1, 2, 3] })).send().await?.json().await?;
+    let single: Value = server
+        .http
+        .post(server.url("/fn/default/digits"))
+        .json(&json!({ "pixels": [1, 2, 3] }))
+        .send()
+        .await?
+        .json()
+        .await?;
     assert_eq!(single["error"]["code"], "bad_request", "{single}");
     Ok(())
 }
@@ -133,10 +157,20 @@ async fn a_standard_wasi_nn_http_component_matches_onnx_runtime() -> anyhow::Res
     assert_eq!(deployed["kind"], "http");
     let split = digits_split()?;
     for (index, pixels) in split.pixels.iter().enumerate().take(60) {
-        let out: Value = server.http.post(server.url("/fn/default/classify")).json(&json!({ "pixels": pixels })).send().await?.json().await?;
+        let out: Value = server
+            .http
+            .post(server.url("/fn/default/classify"))
+            .json(&json!({ "pixels": pixels }))
+            .send()
+            .await?
+            .json()
+            .await?;
         let probabilities = floats(&out["probabilities"]);
         assert!(max_abs_diff(&probabilities, &split.onnxruntime[index]) < 1e-4, "image {index}: {out}");
-        let expected = split.onnxruntime[index].iter().enumerate().fold(0, |best, (i, p)| if *p > split.onnxruntime[index][best] { i } else { best });
+        let expected = split.onnxruntime[index]
+            .iter()
+            .enumerate()
+            .fold(0, |best, (i, p)| if *p > split.onnxruntime[index][best] { i } else { best });
         assert_eq!(out["digit"], expected, "image {index}");
     }
     Ok(())
@@ -153,7 +187,8 @@ async fn probe(server: &Server, name: &str, body: Value) -> anyhow::Result<Value
 
 fn good_digit_input() -> anyhow::Result<Value> {
     let split = digits_split()?;
-    let pixels: Vec<f32> = split.pixels[0].as_array().into_iter().flatten().filter_map(Value::as_f64).map(|v| v as f32).collect();
+    let pixels: Vec<f32> =
+        split.pixels[0].as_array().into_iter().flatten().filter_map(Value::as_f64).map(|v| v as f32).collect();
     let bytes: Vec<u8> = pixels.iter().flat_map(|v| v.to_le_bytes()).collect();
     Ok(json!({ "name": "x", "type": "fp32", "dims": [1, 64], "data_base64": B64.encode(bytes) }))
 }
@@ -175,16 +210,56 @@ async fn bad_inputs_get_wasi_nn_errors_and_the_model_keeps_answering() -> anyhow
     assert_good_request_works(&server, "probe").await?;
     let input = |ty: &str, dims: Value, fill_bytes: u64| json!({ "name": "x", "type": ty, "dims": dims, "fill_bytes": fill_bytes });
     let cases = [
-        ("wrong length", json!({ "model": "digits", "inputs": [input("fp32", json!([1, 64]), 255)] }), "invalid-argument", "need 256 bytes"),
-        ("overflowing dims", json!({ "model": "digits", "inputs": [input("fp32", json!([4294967295u32, 4294967295u32, 4294967295u32]), 16)] }), "invalid-argument", "overflow"),
-        ("wrong type", json!({ "model": "digits", "inputs": [input("i64", json!([1, 64]), 512)] }), "invalid-argument", "expects fp32"),
-        ("wrong rank", json!({ "model": "digits", "inputs": [input("fp32", json!([64]), 256)] }), "invalid-argument", "expects rank 2"),
-        ("wrong shape", json!({ "model": "digits", "inputs": [input("fp32", json!([1, 63]), 252)] }), "invalid-argument", "expects shape [N, 64]"),
-        ("unknown input", json!({ "model": "digits", "inputs": [{ "name": "y", "type": "fp32", "dims": [1, 64], "fill_bytes": 256 }] }), "invalid-argument", "no input `y`"),
+        (
+            "wrong length",
+            json!({ "model": "digits", "inputs": [input("fp32", json!([1, 64]), 255)] }),
+            "invalid-argument",
+            "need 256 bytes",
+        ),
+        (
+            "overflowing dims",
+            json!({ "model": "digits", "inputs": [input("fp32", json!([4294967295u32, 4294967295u32, 4294967295u32]), 16)] }),
+            "invalid-argument",
+            "overflow",
+        ),
+        (
+            "wrong type",
+            json!({ "model": "digits", "inputs": [input("i64", json!([1, 64]), 512)] }),
+            "invalid-argument",
+            "expects fp32",
+        ),
+        (
+            "wrong rank",
+            json!({ "model": "digits", "inputs": [input("fp32", json!([64]), 256)] }),
+            "invalid-argument",
+            "expects rank 2",
+        ),
+        (
+            "wrong shape",
+            json!({ "model": "digits", "inputs": [input("fp32", json!([1, 63]), 252)] }),
+            "invalid-argument",
+            "expects shape [N, 64]",
+        ),
+        (
+            "unknown input",
+            json!({ "model": "digits", "inputs": [{ "name": "y", "type": "fp32", "dims": [1, 64], "fill_bytes": 256 }] }),
+            "invalid-argument",
+            "no input `y`",
+        ),
         ("unknown model", json!({ "model": "nope", "inputs": [] }), "not-found", "nope"),
         ("a model the function may not use", json!({ "model": "wine", "inputs": [] }), "not-found", "wine"),
-        ("malformed model bytes", json!({ "model_base64": B64.encode(b"not a model"), "encoding": "onnx", "target": "cpu", "inputs": [] }), "invalid-encoding", "not a valid ONNX model"),
-        ("unsupported encoding", json!({ "model_base64": B64.encode(b"x"), "encoding": "ggml", "target": "cpu", "inputs": [] }), "invalid-encoding", "ONNX"),
+        (
+            "malformed model bytes",
+            json!({ "model_base64": B64.encode(b"not a model"), "encoding": "onnx", "target": "cpu", "inputs": [] }),
+            "invalid-encoding",
+            "not a valid ONNX model",
+        ),
+        (
+            "unsupported encoding",
+            json!({ "model_base64": B64.encode(b"x"), "encoding": "ggml", "target": "cpu", "inputs": [] }),
+            "invalid-encoding",
+            "ONNX",
+        ),
     ];
     for (what, body, code, message) in cases {
         let out = probe(&server, "probe", body).await?;
@@ -235,7 +310,12 @@ async fn a_compute_past_the_deadline_is_stopped_on_both_backends() -> anyhow::Re
     for backend in ["tract", "onnxruntime"] {
         server.push_model_ok("slow", slow.clone(), &format!("backend={backend}")).await?;
         let started = Instant::now();
-        let response = server.http.post(server.url("/fn/default/hurry")).json(&json!({ "model": "slow", "inputs": [slow_input] })).send().await?;
+        let response = server
+            .http
+            .post(server.url("/fn/default/hurry"))
+            .json(&json!({ "model": "slow", "inputs": [slow_input] }))
+            .send()
+            .await?;
         let (status, code, _) = error_of(response).await?;
         assert_eq!((status, code.as_str()), (504, "timeout"), "{backend}");
         assert!(started.elapsed() < Duration::from_millis(1500), "{backend}: {:?}", started.elapsed());
@@ -243,7 +323,11 @@ async fn a_compute_past_the_deadline_is_stopped_on_both_backends() -> anyhow::Re
         // up this one: it answers promptly only if the slow one was stopped.
         let started = Instant::now();
         assert_good_request_works(&server, "patient").await?;
-        assert!(started.elapsed() < Duration::from_millis(1000), "{backend}: the pool was still busy {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(1000),
+            "{backend}: the pool was still busy {:?}",
+            started.elapsed()
+        );
         let out = probe(&server, "patient", json!({ "model": "slow", "inputs": [slow_input] })).await?;
         assert_eq!(out["ok"], true, "{backend}: the slow model still answers: {out}");
         assert_eq!(out["outputs"][0]["dims"], json!([256, 1024]));
@@ -257,7 +341,8 @@ async fn usage_records_carry_compute_time_priced_per_device() -> anyhow::Result<
     server.push_model_ok("digits", repo_file("examples/digits/digits.onnx")?, "backend=tract").await?;
     server.deploy_ok("digits", "digits", "").await?;
     let split = digits_split()?;
-    let response = server.http.post(server.url("/fn/default/digits")).json(&json!({ "images": split.pixels })).send().await?;
+    let response =
+        server.http.post(server.url("/fn/default/digits")).json(&json!({ "images": split.pixels })).send().await?;
     assert_eq!(response.status(), 200);
     let request_id = response.headers()["x-muon-request-id"].to_str()?.to_owned();
     let records = server.usage_records(&server.http, None).await?;
@@ -291,7 +376,15 @@ async fn wine_csv_is_preprocessed_and_classified() -> anyhow::Result<()> {
     assert_eq!(tensors["tensors"][0]["name"], "x", "{tensors}");
     assert_eq!(tensors["tensors"][0]["dimensions"], json!([rows, 13]));
 
-    let out: Value = server.http.post(server.url("/fn/default/wine")).header("content-type", "text/csv").body(csv).send().await?.json().await?;
+    let out: Value = server
+        .http
+        .post(server.url("/fn/default/wine"))
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await?
+        .json()
+        .await?;
     let classes: Vec<i64> = out["classes"].as_array().into_iter().flatten().filter_map(Value::as_i64).collect();
     assert_eq!(classes.len(), labels.len(), "{out}");
     let accuracy = classes.iter().zip(&labels).filter(|(a, b)| a == b).count() as f64 / labels.len() as f64;
@@ -323,7 +416,12 @@ async fn load_from_bytes_is_bounded_and_external_data_is_refused() -> anyhow::Re
     server.push_model_ok("digits", repo_file("examples/digits/digits.onnx")?, "backend=tract").await?;
     server.deploy_ok("probe", "fixture-nn-probe", "").await?;
     let digits = repo_file("examples/digits/digits.onnx")?;
-    let out = probe(&server, "probe", json!({ "model_base64": B64.encode(&digits), "encoding": "onnx", "target": "cpu", "inputs": [] })).await?;
+    let out = probe(
+        &server,
+        "probe",
+        json!({ "model_base64": B64.encode(&digits), "encoding": "onnx", "target": "cpu", "inputs": [] }),
+    )
+    .await?;
     assert_eq!(out["code"], "too-large", "{out}");
     let external = generated_model("external-data.onnx")?;
     let response = server.push_model(&server.http, "sneaky", external, "").await?;
@@ -369,7 +467,11 @@ async fn http_stays_responsive_while_models_compute() -> anyhow::Result<()> {
         let started = Instant::now();
         let response = server.get_fn("hello", "").await?;
         assert_eq!(response.status(), 200);
-        assert!(started.elapsed() < Duration::from_millis(250), "hello took {:?} while models computed", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(250),
+            "hello took {:?} while models computed",
+            started.elapsed()
+        );
     }
     for task in busy {
         let out: Value = task.await??.json().await?;
@@ -387,7 +489,8 @@ async fn a_model_is_loaded_once_and_shared_by_every_function() -> anyhow::Result
     let split = digits_split()?;
     let requests = (0..16).map(|i| {
         let name = if i % 2 == 0 { "digits" } else { "classify" };
-        let (http, url, pixels) = (server.http.clone(), server.url(&format!("/fn/default/{name}")), split.pixels[i].clone());
+        let (http, url, pixels) =
+            (server.http.clone(), server.url(&format!("/fn/default/{name}")), split.pixels[i].clone());
         tokio::spawn(async move { http.post(url).json(&json!({ "pixels": pixels })).send().await })
     });
     for request in requests.collect::<Vec<_>>() {
@@ -410,7 +513,11 @@ async fn two_nodes_sharing_postgres_serve_each_others_models() -> anyhow::Result
     let split = digits_split()?;
     let mut answer = Value::Null;
     for _ in 0..50 {
-        let response = second_http.post(second.url("/fn/default/digits")).json(&json!({ "pixels": split.pixels[0] })).send().await?;
+        let response = second_http
+            .post(second.url("/fn/default/digits"))
+            .json(&json!({ "pixels": split.pixels[0] }))
+            .send()
+            .await?;
         if response.status() == 200 {
             answer = response.json().await?;
             break;

@@ -20,10 +20,7 @@ const RSS_HEADROOM: u64 = 96 * MIB;
 fn memory(server: &Server) -> anyhow::Result<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid()?))?;
     let field = |name: &str| -> anyhow::Result<u64> {
-        let line = status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .ok_or_else(|| anyhow::anyhow!("no {name}"))?;
+        let line = status.lines().find(|l| l.starts_with(name)).ok_or_else(|| anyhow::anyhow!("no {name}"))?;
         let kib: u64 = line.split_whitespace().nth(1).unwrap_or_default().parse()?;
         Ok(kib * 1024)
     };
@@ -44,12 +41,7 @@ fn assert_peak_within_headroom(server: &Server, before: u64, what: &str) -> anyh
     Ok(())
 }
 
-async fn probe(
-    server: &Server,
-    client: &reqwest::Client,
-    url: &str,
-    body: &Value,
-) -> anyhow::Result<Value> {
+async fn probe(server: &Server, client: &reqwest::Client, url: &str, body: &Value) -> anyhow::Result<Value> {
     let response = client.post(server.url(url)).json(body).send().await?;
     let status = response.status();
     let text = response.text().await?;
@@ -58,14 +50,8 @@ async fn probe(
 }
 
 fn scalar_output(out: &Value) -> anyhow::Result<f32> {
-    let bytes = B64.decode(
-        out["outputs"][0]["data_base64"]
-            .as_str()
-            .unwrap_or_default(),
-    )?;
-    Ok(f32::from_le_bytes(
-        bytes.get(..4).unwrap_or_default().try_into()?,
-    ))
+    let bytes = B64.decode(out["outputs"][0]["data_base64"].as_str().unwrap_or_default())?;
+    Ok(f32::from_le_bytes(bytes.get(..4).unwrap_or_default().try_into()?))
 }
 
 fn i64_input(name: &str, dims: Value, n: i64) -> Value {
@@ -76,12 +62,9 @@ fn i64_input(name: &str, dims: Value, n: i64) -> Value {
 /// small n computes, a large n is refused before anything is allocated,
 /// under the function's 64 MB, and the model keeps working.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_guest_chosen_tensor_size_is_refused_under_the_functions_memory_limit()
--> anyhow::Result<()> {
+async fn a_guest_chosen_tensor_size_is_refused_under_the_functions_memory_limit() -> anyhow::Result<()> {
     let server = Server::start(&[]).await?;
-    server
-        .deploy_ok("probe", "fixture-nn-probe", "memory_mb=64")
-        .await?;
+    server.deploy_ok("probe", "fixture-nn-probe", "memory_mb=64").await?;
     // Range(0, n) of int64, then a float copy: 3 GiB for n = 2^28.
     // ConstantOfShape(n) of float: 1 GiB (ONNX Runtime only; tract needs
     // the shape at load, and refuses the model).
@@ -91,13 +74,7 @@ async fn a_guest_chosen_tensor_size_is_refused_under_the_functions_memory_limit(
         ("onnxruntime", "fill.onnx", json!([1])),
     ];
     for (backend, model, dims) in cases {
-        server
-            .push_model_ok(
-                "sized",
-                generated_model(model)?,
-                &format!("backend={backend}"),
-            )
-            .await?;
+        server.push_model_ok("sized", generated_model(model)?, &format!("backend={backend}")).await?;
         let small = probe(
             &server,
             &server.http,
@@ -106,11 +83,7 @@ async fn a_guest_chosen_tensor_size_is_refused_under_the_functions_memory_limit(
         )
         .await?;
         assert_eq!(small["ok"], true, "{backend} {model}: {small}");
-        let expected = if model == "range.onnx" {
-            499_500.0
-        } else {
-            1000.0
-        };
+        let expected = if model == "range.onnx" { 499_500.0 } else { 1000.0 };
         assert_eq!(scalar_output(&small)?, expected, "{backend} {model}");
 
         let (before, _) = memory(&server)?;
@@ -135,15 +108,10 @@ async fn a_guest_chosen_tensor_size_is_refused_under_the_functions_memory_limit(
             &json!({ "model": "sized", "inputs": [i64_input("n", dims, 10)] }),
         )
         .await?;
-        assert_eq!(
-            again["ok"], true,
-            "{backend} {model}: the model still answers: {again}"
-        );
+        assert_eq!(again["ok"], true, "{backend} {model}: the model still answers: {again}");
     }
     // A larger memory limit allows a larger tensor: the bound is the caller's.
-    server
-        .deploy_ok("roomy", "fixture-nn-probe", "memory_mb=256")
-        .await?;
+    server.deploy_ok("roomy", "fixture-nn-probe", "memory_mb=256").await?;
     let out = probe(
         &server,
         &server.http,
@@ -151,10 +119,7 @@ async fn a_guest_chosen_tensor_size_is_refused_under_the_functions_memory_limit(
         &json!({ "model": "sized", "inputs": [i64_input("n", json!([1]), 16 << 20)] }),
     )
     .await?;
-    assert_eq!(
-        out["ok"], true,
-        "64 MiB of floats under a 256 MB limit: {out}"
-    );
+    assert_eq!(out["ok"], true, "64 MiB of floats under a 256 MB limit: {out}");
     Ok(())
 }
 
@@ -166,30 +131,15 @@ async fn a_guest_chosen_tensor_size_is_refused_under_the_functions_memory_limit(
 async fn tiny_models_that_fold_huge_constants_are_refused_at_upload() -> anyhow::Result<()> {
     let server = Server::start(&["--max-memory-mb", "256"]).await?;
     server.deploy_ok("probe", "fixture-nn-probe", "").await?;
-    for model in [
-        "fold-constant.onnx",
-        "fold-arithmetic.onnx",
-        "fold-outer.onnx",
-        "fold-shape.onnx",
-    ] {
+    for model in ["fold-constant.onnx", "fold-arithmetic.onnx", "fold-outer.onnx", "fold-shape.onnx"] {
         let bytes = generated_model(model)?;
         assert!(bytes.len() < 1024, "{model} is {} bytes", bytes.len());
         for backend in ["tract", "onnxruntime"] {
             let (before, _) = memory(&server)?;
-            let response = server
-                .push_model(
-                    &server.http,
-                    "bomb",
-                    bytes.clone(),
-                    &format!("backend={backend}"),
-                )
-                .await?;
+            let response =
+                server.push_model(&server.http, "bomb", bytes.clone(), &format!("backend={backend}")).await?;
             let (status, code, message) = error_of(response).await?;
-            assert_eq!(
-                (status, code.as_str()),
-                (400, "invalid_model"),
-                "{model} on {backend}: {message}"
-            );
+            assert_eq!((status, code.as_str()), (400, "invalid_model"), "{model} on {backend}: {message}");
             assert!(
                 message.contains("1.0 GiB")
                     && (message.contains("max_fold_bytes") || message.contains("max_memory_mb")),
@@ -206,17 +156,11 @@ async fn tiny_models_that_fold_huge_constants_are_refused_at_upload() -> anyhow:
             &json!({ "model_base64": B64.encode(&bytes), "inputs": [] }),
         )
         .await?;
-        assert_eq!(
-            (out["stage"].clone(), out["code"].clone()),
-            (json!("load"), json!("too-large")),
-            "{model}: {out}"
-        );
+        assert_eq!((out["stage"].clone(), out["code"].clone()), (json!("load"), json!("too-large")), "{model}: {out}");
         assert_peak_within_headroom(&server, before, &format!("{model} through wasi-nn load"))?;
     }
     // Honest models still load.
-    server
-        .push_model_ok("digits", repo_file("examples/digits/digits.onnx")?, "")
-        .await?;
+    server.push_model_ok("digits", repo_file("examples/digits/digits.onnx")?, "").await?;
     Ok(())
 }
 
@@ -229,65 +173,30 @@ async fn a_huge_node_chain_is_refused_at_once() -> anyhow::Result<()> {
     let chain = generated_model("chain.onnx")?;
     for backend in ["tract", "onnxruntime"] {
         let started = Instant::now();
-        let response = server
-            .push_model(
-                &server.http,
-                "chain",
-                chain.clone(),
-                &format!("backend={backend}"),
-            )
-            .await?;
+        let response = server.push_model(&server.http, "chain", chain.clone(), &format!("backend={backend}")).await?;
         let (status, code, message) = error_of(response).await?;
-        assert_eq!(
-            (status, code.as_str()),
-            (400, "invalid_model"),
-            "{backend}: {message}"
-        );
-        assert!(
-            message.contains("100000 nodes") && message.contains("max_nodes"),
-            "{backend}: {message}"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "{backend}: refused after {:?}",
-            started.elapsed()
-        );
+        assert_eq!((status, code.as_str()), (400, "invalid_model"), "{backend}: {message}");
+        assert!(message.contains("100000 nodes") && message.contains("max_nodes"), "{backend}: {message}");
+        assert!(started.elapsed() < Duration::from_secs(3), "{backend}: refused after {:?}", started.elapsed());
     }
     let started = Instant::now();
-    let out = probe(
-        &server,
-        &server.http,
-        "/fn/default/probe",
-        &json!({ "model_base64": B64.encode(&chain), "inputs": [] }),
-    )
-    .await?;
+    let out =
+        probe(&server, &server.http, "/fn/default/probe", &json!({ "model_base64": B64.encode(&chain), "inputs": [] }))
+            .await?;
     assert_eq!(out["code"], "too-large", "{out}");
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "refused after {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(3), "refused after {:?}", started.elapsed());
     Ok(())
 }
 
 /// Deploys the probe for the tenant of `client`.
-async fn deploy_as(
-    server: &Server,
-    client: &reqwest::Client,
-    name: &str,
-    query: &str,
-) -> anyhow::Result<()> {
+async fn deploy_as(server: &Server, client: &reqwest::Client, name: &str, query: &str) -> anyhow::Result<()> {
     let response = client
         .put(server.url(&format!("/v1/functions/{name}?{query}")))
         .header("content-type", "application/wasm")
         .body(component("fixture-nn-probe")?)
         .send()
         .await?;
-    anyhow::ensure!(
-        response.status() == 201,
-        "deploy answered {}",
-        response.status()
-    );
+    anyhow::ensure!(response.status() == 201, "deploy answered {}", response.status());
     Ok(())
 }
 
@@ -310,43 +219,22 @@ fn digit_input() -> anyhow::Result<Value> {
 async fn one_tenants_long_computes_leave_threads_to_another() -> anyhow::Result<()> {
     let server = Server::start(&["--nn-threads", "2"]).await?;
     let bystander = server.with_key(&server.create_tenant("bystander").await?)?;
-    let pushed = server
-        .push_model(
-            &bystander,
-            "digits",
-            repo_file("examples/digits/digits.onnx")?,
-            "backend=tract",
-        )
-        .await?;
+    let pushed =
+        server.push_model(&bystander, "digits", repo_file("examples/digits/digits.onnx")?, "backend=tract").await?;
     assert_eq!(pushed.status(), 201);
     deploy_as(&server, &bystander, "probe", "").await?;
-    server
-        .deploy_ok("hog", "fixture-nn-probe", "timeout_ms=60000")
-        .await?;
+    server.deploy_ok("hog", "fixture-nn-probe", "timeout_ms=60000").await?;
     let slow_input = json!({ "name": "x", "type": "fp32", "dims": [256, 1024], "fill_f32": 0.5 });
     let small = json!({ "model": "digits", "inputs": [digit_input()?] });
     for backend in ["tract", "onnxruntime"] {
-        server
-            .push_model_ok(
-                "slow",
-                generated_model("slow.onnx")?,
-                &format!("backend={backend}"),
-            )
-            .await?;
+        server.push_model_ok("slow", generated_model("slow.onnx")?, &format!("backend={backend}")).await?;
         // Warm: the bystander's first call loads nothing after this.
         probe(&server, &bystander, "/fn/bystander/probe", &small).await?;
         let hogs: Vec<_> = (0..3)
             .map(|_| {
                 let (http, url) = (server.http.clone(), server.url("/fn/default/hog"));
                 let body = json!({ "model": "slow", "inputs": [slow_input] });
-                tokio::spawn(async move {
-                    http.post(url)
-                        .json(&body)
-                        .send()
-                        .await?
-                        .json::<Value>()
-                        .await
-                })
+                tokio::spawn(async move { http.post(url).json(&body).send().await?.json::<Value>().await })
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -358,20 +246,11 @@ async fn one_tenants_long_computes_leave_threads_to_another() -> anyhow::Result<
             slowest = slowest.max(started.elapsed());
         }
         let still_busy = hogs.iter().filter(|hog| !hog.is_finished()).count();
-        assert!(
-            still_busy > 0,
-            "{backend}: the hog's computes ended before the bystander's, so this proves nothing"
-        );
-        assert!(
-            slowest < Duration::from_millis(500),
-            "{backend}: the bystander waited {slowest:?} behind the hog"
-        );
+        assert!(still_busy > 0, "{backend}: the hog's computes ended before the bystander's, so this proves nothing");
+        assert!(slowest < Duration::from_millis(500), "{backend}: the bystander waited {slowest:?} behind the hog");
         for hog in hogs {
             let out = hog.await??;
-            assert_eq!(
-                out["ok"], true,
-                "{backend}: the hog's computes all finish: {out}"
-            );
+            assert_eq!(out["ok"], true, "{backend}: the hog's computes all finish: {out}");
         }
     }
     Ok(())
@@ -383,38 +262,18 @@ async fn one_tenants_long_computes_leave_threads_to_another() -> anyhow::Result<
 /// computes meanwhile do not wait for it even with a single inference thread.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_load_is_cut_at_its_deadline_and_holds_up_no_compute() -> anyhow::Result<()> {
-    let flags = [
-        "--nn-threads",
-        "1",
-        "--nn-load-timeout-ms",
-        "1000",
-        "--nn-max-nodes",
-        "20000",
-    ];
+    let flags = ["--nn-threads", "1", "--nn-load-timeout-ms", "1000", "--nn-max-nodes", "20000"];
     let server = Server::start(&flags).await?;
-    server
-        .push_model_ok(
-            "digits",
-            repo_file("examples/digits/digits.onnx")?,
-            "backend=tract",
-        )
-        .await?;
+    server.push_model_ok("digits", repo_file("examples/digits/digits.onnx")?, "backend=tract").await?;
     server.deploy_ok("probe", "fixture-nn-probe", "").await?;
     let small = json!({ "model": "digits", "inputs": [digit_input()?] });
     probe(&server, &server.http, "/fn/default/probe", &small).await?;
     let chain = generated_model("chain-15000.onnx")?;
     let started = Instant::now();
     let upload = {
-        let (http, url) = (
-            server.http.clone(),
-            server.url("/v1/models/chain?backend=tract"),
-        );
+        let (http, url) = (server.http.clone(), server.url("/v1/models/chain?backend=tract"));
         tokio::spawn(async move {
-            http.put(url)
-                .header("content-type", "application/octet-stream")
-                .body(chain)
-                .send()
-                .await
+            http.put(url).header("content-type", "application/octet-stream").body(chain).send().await
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -432,9 +291,6 @@ async fn a_slow_load_is_cut_at_its_deadline_and_holds_up_no_compute() -> anyhow:
     let waited = started.elapsed();
     assert_eq!((status, code.as_str()), (400, "invalid_model"), "{message}");
     assert!(message.contains("did not load within 1000 ms"), "{message}");
-    assert!(
-        waited < Duration::from_millis(1800),
-        "the upload was answered after {waited:?}"
-    );
+    assert!(waited < Duration::from_millis(1800), "the upload was answered after {waited:?}");
     Ok(())
 }

@@ -21,11 +21,7 @@ async fn only_paths_that_exist_for_another_method_are_405() -> anyhow::Result<()
     for (method, path) in unknown {
         let request = server.http.request(method.parse()?, server.url(path));
         let (status, code, _) = error_of(request.send().await?).await?;
-        assert_eq!(
-            (status, code.as_str()),
-            (404, "not_found"),
-            "{method} {path}"
-        );
+        assert_eq!((status, code.as_str()), (404, "not_found"), "{method} {path}");
     }
     let wrong_method = [
         ("POST", "/v1/functions", "GET"),
@@ -42,23 +38,10 @@ async fn only_paths_that_exist_for_another_method_are_405() -> anyhow::Result<()
         ("DELETE", "/v1/usage/records", "GET"),
     ];
     for (method, path, allowed) in wrong_method {
-        let response = server
-            .http
-            .request(method.parse()?, server.url(path))
-            .send()
-            .await?;
-        let allow = response
-            .headers()
-            .get("allow")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+        let response = server.http.request(method.parse()?, server.url(path)).send().await?;
+        let allow = response.headers().get("allow").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         let (status, code, _) = error_of(response).await?;
-        assert_eq!(
-            (status, code.as_str(), allow.as_str()),
-            (405, "method_not_allowed", allowed),
-            "{method} {path}"
-        );
+        assert_eq!((status, code.as_str(), allow.as_str()), (405, "method_not_allowed", allowed), "{method} {path}");
     }
     Ok(())
 }

@@ -55,10 +55,14 @@ async fn spinning_guests_do_not_starve_other_requests() -> anyhow::Result<()> {
     server.deploy_ok("hello", "hello", "").await?;
     server.deploy_ok("spin", "fixture-loop", "timeout_ms=3000").await?;
     // More spinners than worker threads: they yield every epoch tick.
-    let spinners: Vec<_> = (0..4).map(|_| tokio::spawn({
-        let request = server.http.get(server.url("/fn/default/spin"));
-        async move { request.send().await.map(|r| r.status().as_u16()) }
-    })).collect();
+    let spinners: Vec<_> = (0..4)
+        .map(|_| {
+            tokio::spawn({
+                let request = server.http.get(server.url("/fn/default/spin"));
+                async move { request.send().await.map(|r| r.status().as_u16()) }
+            })
+        })
+        .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
     hello_still_works(&server).await?;

@@ -48,7 +48,12 @@ async fn soak_a_bystander_keeps_its_latency_while_another_tenant_attacks() -> an
     put_function(&server, &mallory, "linear", "train-linear", "memory_mb=512").await?;
     put_function(&server, &mallory, "forge", "fixture-forge", "").await?;
     put_function(&server, &mallory, "probe", "fixture-nn-probe", "memory_mb=64").await?;
-    let range = mallory.put(server.url("/v1/models/sized")).header("content-type", "application/octet-stream").body(generated_model("range.onnx")?).send().await?;
+    let range = mallory
+        .put(server.url("/v1/models/sized"))
+        .header("content-type", "application/octet-stream")
+        .body(generated_model("range.onnx")?)
+        .send()
+        .await?;
     anyhow::ensure!(range.status() == 201, "range.onnx: {}", range.text().await?);
 
     let hello = server.url("/fn/bystander/hello");
@@ -65,15 +70,31 @@ async fn soak_a_bystander_keeps_its_latency_while_another_tenant_attacks() -> an
     let only = std::env::var("SOAK_ONLY").unwrap_or_default();
     let on = |name: &str| only.is_empty() || only.split(',').any(|n| n == name);
     for _ in 0..SLOW_CONNECTIONS {
-        if !on("slow") { break; }
+        if !on("slow") {
+            break;
+        }
         attackers.spawn(slow_body(address.clone(), Arc::clone(&stop)));
     }
-    if on("forge") { attackers.spawn(forged_headers(Arc::clone(&server), mallory.clone(), Arc::clone(&stop))); }
-    if on("typed") { attackers.spawn(huge_typed_outputs(Arc::clone(&server), mallory.clone(), Arc::clone(&stop))); }
-    if on("models") { attackers.spawn(hostile_models(Arc::clone(&server), mallory.clone(), Arc::clone(&stop))); }
+    if on("forge") {
+        attackers.spawn(forged_headers(Arc::clone(&server), mallory.clone(), Arc::clone(&stop)));
+    }
+    if on("typed") {
+        attackers.spawn(huge_typed_outputs(Arc::clone(&server), mallory.clone(), Arc::clone(&stop)));
+    }
+    if on("models") {
+        attackers.spawn(hostile_models(Arc::clone(&server), mallory.clone(), Arc::clone(&stop)));
+    }
     for worker in 0..4 {
-        if !on("deploys") { break; }
-        attackers.spawn(parallel_deploys(Arc::clone(&server), mallory.clone(), worker, Arc::clone(&stop), Arc::clone(&refused)));
+        if !on("deploys") {
+            break;
+        }
+        attackers.spawn(parallel_deploys(
+            Arc::clone(&server),
+            mallory.clone(),
+            worker,
+            Arc::clone(&stop),
+            Arc::clone(&refused),
+        ));
     }
     // Let the attack build up before measuring.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -228,15 +249,21 @@ async fn hostile_models(server: Arc<Server>, client: reqwest::Client, stop: Arc<
     let n = base64::engine::general_purpose::STANDARD.encode((1i64 << 28).to_le_bytes());
     let huge = json!({ "model": "sized", "inputs": [{ "name": "n", "type": "i64", "dims": [], "data_base64": n }] });
     while !stop.load(Ordering::Acquire) {
-        let upload = client.put(server.url("/v1/models/bomb")).header("content-type", "application/octet-stream").body(bomb.clone()).send().await?;
-        anyhow::ensure!(upload.status() == 400 || upload.status() == 429, "a folding bomb answered {}", upload.status());
+        let upload = client
+            .put(server.url("/v1/models/bomb"))
+            .header("content-type", "application/octet-stream")
+            .body(bomb.clone())
+            .send()
+            .await?;
+        anyhow::ensure!(
+            upload.status() == 400 || upload.status() == 429,
+            "a folding bomb answered {}",
+            upload.status()
+        );
         let response = client.post(server.url("/fn/mallory/probe")).json(&huge).send().await?;
         let status = response.status();
         let out: serde_json::Value = response.json().await.unwrap_or_default();
-        anyhow::ensure!(
-            status == 429 || out["code"] == "too-large",
-            "a 3 GiB tensor answered {status}: {out}"
-        );
+        anyhow::ensure!(status == 429 || out["code"] == "too-large", "a 3 GiB tensor answered {status}: {out}");
     }
     Ok(())
 }

@@ -81,9 +81,7 @@ fn slow_component(functions: usize, groups: usize, tag: usize) -> Vec<u8> {
         for g in 0..groups {
             let k = u8::try_from((f + g) % 60 + 1).unwrap_or(1);
             // local1 = local1 + local0 * k; local0 = local0 ^ local1
-            body.extend_from_slice(&[
-                0x20, 1, 0x20, 0, 0x42, k, 0x7e, 0x7c, 0x21, 1, 0x20, 0, 0x20, 1, 0x85, 0x21, 0,
-            ]);
+            body.extend_from_slice(&[0x20, 1, 0x20, 0, 0x42, k, 0x7e, 0x7c, 0x21, 1, 0x20, 0, 0x20, 1, 0x85, 0x21, 0]);
         }
         body.extend_from_slice(&[0x20, 1, 0x0b]);
         code.extend(leb(body.len()));
@@ -107,21 +105,11 @@ async fn put(
     name: &str,
     bytes: Vec<u8>,
 ) -> anyhow::Result<reqwest::Response> {
-    Ok(client
-        .put(server.url(&format!("/v1/functions/{name}")))
-        .body(bytes)
-        .send()
-        .await?)
+    Ok(client.put(server.url(&format!("/v1/functions/{name}"))).body(bytes).send().await?)
 }
 
 async fn set_quotas(server: &Server, quotas: Value) -> anyhow::Result<()> {
-    server
-        .http
-        .put(server.url("/v1/tenants/default/quotas"))
-        .json(&quotas)
-        .send()
-        .await?
-        .error_for_status()?;
+    server.http.put(server.url("/v1/tenants/default/quotas")).json(&quotas).send().await?.error_for_status()?;
     Ok(())
 }
 
@@ -154,16 +142,10 @@ fn files(dir: &Path) -> Vec<String> {
 /// Bytes the server keeps for components: files, artifacts and database copies.
 async fn stored(server: &Server, db: &Db) -> anyhow::Result<(u64, u64, i64)> {
     let (_, blob_bytes) = db.component_blobs().await?;
-    Ok((
-        dir_bytes(&server.data_dir.join("components")),
-        dir_bytes(&server.data_dir.join("compiled")),
-        blob_bytes,
-    ))
+    Ok((dir_bytes(&server.data_dir.join("components")), dir_bytes(&server.data_dir.join("compiled")), blob_bytes))
 }
 
-async fn parallel_deploys_create_no_more_functions_than_the_quota(
-    backend: Backend,
-) -> anyhow::Result<()> {
+async fn parallel_deploys_create_no_more_functions_than_the_quota(backend: Backend) -> anyhow::Result<()> {
     let (server, _db, _) = start(backend, &[]).await?;
     set_quotas(&server, json!({ "max_functions": 5 })).await?;
     let server = Arc::new(server);
@@ -181,21 +163,11 @@ async fn parallel_deploys_create_no_more_functions_than_the_quota(
             created += 1;
         } else {
             let (status, code, message) = error_of(response).await?;
-            assert_eq!(
-                (status, code.as_str()),
-                (429, "quota_exceeded"),
-                "{message}"
-            );
+            assert_eq!((status, code.as_str()), (429, "quota_exceeded"), "{message}");
         }
     }
     assert_eq!(created, 5, "exactly max_functions deploys succeed");
-    let listed: Value = server
-        .http
-        .get(server.url("/v1/functions"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let listed: Value = server.http.get(server.url("/v1/functions")).send().await?.json().await?;
     assert_eq!(listed["functions"].as_array().map(Vec::len), Some(5));
     Ok(())
 }
@@ -220,26 +192,13 @@ async fn parallel_deploys_never_store_more_than_the_quota(backend: Backend) -> a
             created += 1;
         } else {
             let (status, code, message) = error_of(response).await?;
-            assert_eq!(
-                (status, code.as_str()),
-                (429, "quota_exceeded"),
-                "{message}"
-            );
+            assert_eq!((status, code.as_str()), (429, "quota_exceeded"), "{message}");
         }
     }
-    assert_eq!(
-        created, 3,
-        "three components of {size} bytes fit in {quota}, a fourth does not"
-    );
+    assert_eq!(created, 3, "three components of {size} bytes fit in {quota}, a fourth does not");
     let (file_bytes, _, blobs) = stored(&server, &db).await?;
-    assert!(
-        file_bytes <= quota,
-        "component files hold {file_bytes} bytes, over the quota of {quota}"
-    );
-    assert!(
-        u64::try_from(blobs)? <= quota,
-        "database copies hold {blobs} bytes, over the quota of {quota}"
-    );
+    assert!(file_bytes <= quota, "component files hold {file_bytes} bytes, over the quota of {quota}");
+    assert!(u64::try_from(blobs)? <= quota, "database copies hold {blobs} bytes, over the quota of {quota}");
     assert_eq!(
         files_in_compiled(&server),
         3,
@@ -261,15 +220,10 @@ async fn deploys_succeed_while_functions_are_called(backend: Backend) -> anyhow:
     let calls = Arc::new(AtomicUsize::new(0));
     let callers: Vec<_> = (0..8)
         .map(|_| {
-            let (server, stop, calls) =
-                (Arc::clone(&server), Arc::clone(&stop), Arc::clone(&calls));
+            let (server, stop, calls) = (Arc::clone(&server), Arc::clone(&stop), Arc::clone(&calls));
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
-                    if server
-                        .get_fn("hello", "")
-                        .await
-                        .is_ok_and(|r| r.status() == 200)
-                    {
+                    if server.get_fn("hello", "").await.is_ok_and(|r| r.status() == 200) {
                         calls.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -285,11 +239,7 @@ async fn deploys_succeed_while_functions_are_called(backend: Backend) -> anyhow:
                 let mut i = 0;
                 while i < 25 || (calls.load(Ordering::Relaxed) < 200 && i < 500) {
                     i += 1;
-                    let name = if i % 2 == 0 {
-                        format!("busy{d}")
-                    } else {
-                        format!("new{d}-{i}")
-                    };
+                    let name = if i % 2 == 0 { format!("busy{d}") } else { format!("new{d}-{i}") };
                     let response = server.deploy(&name, "hello", "").await?;
                     if response.status() != 201 {
                         failures.push(format!("{}: {}", response.status(), response.text().await?));
@@ -315,10 +265,7 @@ async fn deploys_succeed_while_functions_are_called(backend: Backend) -> anyhow:
         failures.len(),
         failures.first()
     );
-    assert!(
-        calls.load(Ordering::Relaxed) >= 200,
-        "the callers made too few calls to load the database"
-    );
+    assert!(calls.load(Ordering::Relaxed) >= 200, "the callers made too few calls to load the database");
     Ok(())
 }
 
@@ -328,29 +275,14 @@ async fn redeploys_keep_only_max_versions_kept(backend: Backend) -> anyhow::Resu
     let mut after_three = (0, 0, 0);
     for i in 0..30 {
         let response = put(&server, &server.http, "greeter", variant(&hello, i, 0)).await?;
-        assert_eq!(
-            response.status(),
-            201,
-            "redeploy {i}: {}",
-            response.text().await?
-        );
+        assert_eq!(response.status(), 201, "redeploy {i}: {}", response.text().await?);
         if i == 2 {
             after_three = stored(&server, &db).await?;
         }
     }
-    let shown: Value = server
-        .http
-        .get(server.url("/v1/functions/greeter"))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let versions: Vec<i64> = shown["versions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v["version"].as_i64())
-        .collect();
+    let shown: Value = server.http.get(server.url("/v1/functions/greeter")).send().await?.json().await?;
+    let versions: Vec<i64> =
+        shown["versions"].as_array().into_iter().flatten().filter_map(|v| v["version"].as_i64()).collect();
     assert_eq!(versions, [28, 29, 30]);
     assert_eq!(files(&server.data_dir.join("components")).len(), 3);
     assert_eq!(files_in_compiled(&server), 3);
@@ -361,18 +293,9 @@ async fn redeploys_keep_only_max_versions_kept(backend: Backend) -> anyhow::Resu
             && after_thirty.2 <= after_three.2 + 64,
         "30 versions store more than 3 did: (files, artifacts, database) {after_thirty:?} against {after_three:?}"
     );
-    let back: Value = server
-        .http
-        .post(server.url("/v1/functions/greeter/rollback"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let back: Value = server.http.post(server.url("/v1/functions/greeter/rollback")).send().await?.json().await?;
     assert_eq!(back["version"], 29, "the rollback target is kept");
-    assert_eq!(
-        server.get_fn("greeter", "").await?.text().await?,
-        "hello, world!\n"
-    );
+    assert_eq!(server.get_fn("greeter", "").await?.text().await?, "hello, world!\n");
     Ok(())
 }
 
@@ -385,24 +308,11 @@ async fn deploy_and_delete_cycles_free_everything(backend: Backend) -> anyhow::R
     let empty = stored(&server, &db).await?;
     for i in 0..20 {
         let response = put(&server, &server.http, "cycle", big(i)).await?;
-        assert_eq!(
-            response.status(),
-            201,
-            "cycle {i}: {}",
-            response.text().await?
-        );
-        let deleted = server
-            .http
-            .delete(server.url("/v1/functions/cycle"))
-            .send()
-            .await?;
+        assert_eq!(response.status(), 201, "cycle {i}: {}", response.text().await?);
+        let deleted = server.http.delete(server.url("/v1/functions/cycle")).send().await?;
         assert_eq!(deleted.status(), 200);
     }
-    assert_eq!(
-        stored(&server, &db).await?,
-        empty,
-        "(files, artifacts, database) after 20 deploy-and-delete cycles"
-    );
+    assert_eq!(stored(&server, &db).await?, empty, "(files, artifacts, database) after 20 deploy-and-delete cycles");
     assert!(files(&server.data_dir.join("components")).is_empty());
     Ok(())
 }
@@ -414,10 +324,7 @@ async fn orphans_are_swept_at_start(backend: Backend) -> anyhow::Result<()> {
     let compiled = server.data_dir.join("compiled");
     let (kept_components, kept_artifacts) = (files(&components), files(&compiled));
     let artifact = kept_artifacts.first().cloned().unwrap_or_default();
-    let compat = artifact
-        .rsplit_once('-')
-        .map(|(_, c)| c.to_owned())
-        .unwrap_or_default();
+    let compat = artifact.rsplit_once('-').map(|(_, c)| c.to_owned()).unwrap_or_default();
     let orphan = "0".repeat(64);
     let planted = [
         components.join(format!("{orphan}.wasm")),
@@ -425,10 +332,7 @@ async fn orphans_are_swept_at_start(backend: Backend) -> anyhow::Result<()> {
         components.join(format!("{orphan}.tmp99")),
         compiled.join(format!("{orphan}-{compat}")),
         compiled.join(format!("{artifact}.tmp1234-1")),
-        compiled.join(format!(
-            "{}-00000000deadbeef.cwasm",
-            kept_components[0].trim_end_matches(".wasm")
-        )),
+        compiled.join(format!("{}-00000000deadbeef.cwasm", kept_components[0].trim_end_matches(".wasm"))),
     ];
     server.signal("KILL")?;
     let (data_dir, temp) = (server.data_dir.clone(), server.temp());
@@ -436,30 +340,14 @@ async fn orphans_are_swept_at_start(backend: Backend) -> anyhow::Result<()> {
     for path in &planted {
         std::fs::write(path, b"left by a crash")?;
     }
-    db.put_blob(muon::db::Blob::Component, &orphan, b"an orphan blob")
-        .await?;
+    db.put_blob(muon::db::Blob::Component, &orphan, b"an orphan blob").await?;
 
     let args: Vec<&str> = flags.iter().map(String::as_str).collect();
     let restarted = Server::start_in(&data_dir, &args, temp).await?;
-    assert_eq!(
-        files(&components),
-        kept_components,
-        "component files after the sweep"
-    );
-    assert_eq!(
-        files(&compiled),
-        kept_artifacts,
-        "artifacts after the sweep"
-    );
-    assert_eq!(
-        db.blob(muon::db::Blob::Component, &orphan).await?,
-        None,
-        "the orphan blob is gone"
-    );
-    assert_eq!(
-        restarted.get_fn("hello", "").await?.text().await?,
-        "hello, world!\n"
-    );
+    assert_eq!(files(&components), kept_components, "component files after the sweep");
+    assert_eq!(files(&compiled), kept_artifacts, "artifacts after the sweep");
+    assert_eq!(db.blob(muon::db::Blob::Component, &orphan).await?, None, "the orphan blob is gone");
+    assert_eq!(restarted.get_fn("hello", "").await?.text().await?, "hello, world!\n");
     Ok(())
 }
 
@@ -467,38 +355,18 @@ async fn orphans_are_swept_at_start(backend: Backend) -> anyhow::Result<()> {
 async fn refused_deploys_leave_no_artifact() -> anyhow::Result<()> {
     let server = Server::start(&[]).await?;
     let compiled = server.data_dir.join("compiled");
-    let (status, code, _) = error_of(
-        server
-            .deploy("imports", "fixture-unknown-import", "")
-            .await?,
-    )
-    .await?;
+    let (status, code, _) = error_of(server.deploy("imports", "fixture-unknown-import", "").await?).await?;
     assert_eq!((status, code.as_str()), (400, "unknown_import"));
-    let (status, code, _) =
-        error_of(put(&server, &server.http, "slow", slow_component(4, 100, 0)).await?).await?;
-    assert_eq!(
-        (status, code.as_str()),
-        (400, "invalid_component"),
-        "compiled, then refused: it exports nothing"
-    );
-    assert_eq!(
-        files(&compiled),
-        Vec::<String>::new(),
-        "compiled after all, then refused"
-    );
+    let (status, code, _) = error_of(put(&server, &server.http, "slow", slow_component(4, 100, 0)).await?).await?;
+    assert_eq!((status, code.as_str()), (400, "invalid_component"), "compiled, then refused: it exports nothing");
+    assert_eq!(files(&compiled), Vec::<String>::new(), "compiled after all, then refused");
 
     let hello = component("hello")?;
     set_quotas(&server, json!({ "max_storage_bytes": hello.len() * 3 / 2 })).await?;
     server.deploy_ok("one", "hello", "").await?;
-    let (status, code, _) =
-        error_of(put(&server, &server.http, "two", variant(&hello, 1, 0)).await?).await?;
+    let (status, code, _) = error_of(put(&server, &server.http, "two", variant(&hello, 1, 0)).await?).await?;
     assert_eq!((status, code.as_str()), (429, "quota_exceeded"));
-    assert_eq!(
-        files(&compiled).len(),
-        1,
-        "only the stored version's artifact: {:?}",
-        files(&compiled)
-    );
+    assert_eq!(files(&compiled).len(), 1, "only the stored version's artifact: {:?}", files(&compiled));
     assert_eq!(files(&server.data_dir.join("components")).len(), 1);
     Ok(())
 }
@@ -516,13 +384,8 @@ async fn one_tenants_slow_compiles_do_not_hold_another_tenants_deploy() -> anyho
         .map(|i| {
             let server = Arc::clone(&server);
             tokio::spawn(async move {
-                let response = put(
-                    &server,
-                    &server.http,
-                    &format!("slow{i}"),
-                    slow_component(SLOW.0, SLOW.1, i),
-                )
-                .await?;
+                let response =
+                    put(&server, &server.http, &format!("slow{i}"), slow_component(SLOW.0, SLOW.1, i)).await?;
                 anyhow::Ok((response.status().as_u16(), started.elapsed()))
             })
         })
@@ -535,15 +398,10 @@ async fn one_tenants_slow_compiles_do_not_hold_another_tenants_deploy() -> anyho
     let mut slowest = Duration::ZERO;
     for deploy in slow {
         let (status, took) = deploy.await??;
-        assert_eq!(
-            status, 400,
-            "the slow components compile, then are refused (no exports)"
-        );
+        assert_eq!(status, 400, "the slow components compile, then are refused (no exports)");
         slowest = slowest.max(took);
     }
-    eprintln!(
-        "tenant quick's deploy took {quick_took:?}; tenant default's four compiles {slowest:?}"
-    );
+    eprintln!("tenant quick's deploy took {quick_took:?}; tenant default's four compiles {slowest:?}");
     assert!(
         quick_took * 3 < slowest,
         "tenant quick waited {quick_took:?} for a small deploy while tenant default's compiles took {slowest:?}"
@@ -559,23 +417,12 @@ async fn compiles_are_bounded_in_time_and_size() -> anyhow::Result<()> {
     let slow = slow_component(SLOW.0 * 4, SLOW.1, 0);
     let (status, code, message) = error_of(put(&server, &server.http, "slow", slow).await?).await?;
     let took = asked.elapsed();
-    assert_eq!(
-        (status, code.as_str()),
-        (422, "compile_timeout"),
-        "{message}"
-    );
-    assert!(
-        took < Duration::from_millis(2500),
-        "answered after {took:?}"
-    );
+    assert_eq!((status, code.as_str()), (422, "compile_timeout"), "{message}");
+    assert!(took < Duration::from_millis(2500), "answered after {took:?}");
     // One function body over the limit is refused before compiling, at once.
     let (status, code, message) =
         error_of(put(&server, &server.http, "huge", slow_component(1, 130_000, 0)).await?).await?;
-    assert_eq!(
-        (status, code.as_str()),
-        (400, "invalid_component"),
-        "{message}"
-    );
+    assert_eq!((status, code.as_str()), (400, "invalid_component"), "{message}");
     assert!(message.contains("function body"), "{message}");
     // The abandoned compile holds the tenant's slot until it ends, then
     // writes nothing. (On a busy machine hello itself may pass the deadline.)
@@ -587,20 +434,10 @@ async fn compiles_are_bounded_in_time_and_size() -> anyhow::Result<()> {
         }
         let (status, code, message) = error_of(response).await?;
         let retry = [(503, "compile_busy"), (422, "compile_timeout")];
-        assert!(
-            retry.contains(&(status, code.as_str())),
-            "{status} {code}: {message}"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the abandoned compile never ended"
-        );
+        assert!(retry.contains(&(status, code.as_str())), "{status} {code}: {message}");
+        assert!(started.elapsed() < Duration::from_secs(60), "the abandoned compile never ended");
     }
-    assert_eq!(
-        files(&server.data_dir.join("compiled")).len(),
-        1,
-        "only hello's artifact"
-    );
+    assert_eq!(files(&server.data_dir.join("compiled")).len(), 1, "only hello's artifact");
     Ok(())
 }
 
@@ -612,66 +449,37 @@ async fn nodes_sharing_postgres_check_quotas_together() -> anyhow::Result<()> {
     let acme_key = first.create_tenant("acme").await?;
     let hello = component("hello")?;
     let quota = variant(&hello, 0, 0).len() * 7 / 2;
-    for (tenant, quotas) in [
-        ("default", json!({ "max_functions": 5 })),
-        ("acme", json!({ "max_storage_bytes": quota })),
-    ] {
+    for (tenant, quotas) in
+        [("default", json!({ "max_functions": 5 })), ("acme", json!({ "max_storage_bytes": quota }))]
+    {
         let url = first.url(&format!("/v1/tenants/{tenant}/quotas"));
-        first
-            .http
-            .put(url)
-            .json(&quotas)
-            .send()
-            .await?
-            .error_for_status()?;
+        first.http.put(url).json(&quotas).send().await?.error_for_status()?;
     }
     // Half of each tenant's deploys go to each node; the nodes share only the database.
     let clients = [
-        (
-            muon_tests::client_with_key(Some(&first.admin_key))?,
-            muon_tests::client_with_key(Some(&acme_key))?,
-        ),
-        (
-            muon_tests::client_with_key(Some(&first.admin_key))?,
-            muon_tests::client_with_key(Some(&acme_key))?,
-        ),
+        (muon_tests::client_with_key(Some(&first.admin_key))?, muon_tests::client_with_key(Some(&acme_key))?),
+        (muon_tests::client_with_key(Some(&first.admin_key))?, muon_tests::client_with_key(Some(&acme_key))?),
     ];
     let deploys: Vec<_> = (0..40)
         .map(|i| {
             let node = Arc::clone(if i % 2 == 0 { &first } else { &second });
             let (admin, acme) = clients[i % 2].clone();
-            let (client, bytes) = if i < 30 {
-                (admin, hello.clone())
-            } else {
-                (acme, variant(&hello, i, 0))
-            };
+            let (client, bytes) = if i < 30 { (admin, hello.clone()) } else { (acme, variant(&hello, i, 0)) };
             tokio::spawn(async move {
-                anyhow::Ok((
-                    i,
-                    put(&node, &client, &format!("f{i}"), bytes)
-                        .await?
-                        .status()
-                        .as_u16(),
-                ))
+                anyhow::Ok((i, put(&node, &client, &format!("f{i}"), bytes).await?.status().as_u16()))
             })
         })
         .collect();
     let (mut functions, mut stored) = (0, 0);
     for deploy in deploys {
         let (i, status) = deploy.await??;
-        assert!(
-            status == 201 || status == 429,
-            "deploy {i} answered {status}"
-        );
+        assert!(status == 201 || status == 429, "deploy {i} answered {status}");
         if status == 201 {
             *(if i < 30 { &mut functions } else { &mut stored }) += 1;
         }
     }
     assert_eq!(functions, 5, "max_functions = 5 across two nodes");
-    assert_eq!(
-        stored, 3,
-        "three components fit in the storage quota across two nodes"
-    );
+    assert_eq!(stored, 3, "three components fit in the storage quota across two nodes");
     Ok(())
 }
 
@@ -699,36 +507,17 @@ async fn a_kill_during_deploys_leaves_nothing_unreferenced(backend: Backend) -> 
     let args: Vec<&str> = flags.iter().map(String::as_str).collect();
     let restarted = Server::start_in(&data_dir, &args, temp).await?;
 
-    let listed: Value = restarted
-        .http
-        .get(restarted.url("/v1/functions"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let listed: Value = restarted.http.get(restarted.url("/v1/functions")).send().await?.json().await?;
     let mut digests = std::collections::HashSet::new();
     for function in listed["functions"].as_array().into_iter().flatten() {
         let name = function["name"].as_str().unwrap_or_default();
-        let shown: Value = restarted
-            .http
-            .get(restarted.url(&format!("/v1/functions/{name}")))
-            .send()
-            .await?
-            .json()
-            .await?;
+        let shown: Value =
+            restarted.http.get(restarted.url(&format!("/v1/functions/{name}"))).send().await?.json().await?;
         digests.extend(
-            shown["versions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|v| v["digest"].as_str().map(str::to_owned)),
+            shown["versions"].as_array().into_iter().flatten().filter_map(|v| v["digest"].as_str().map(str::to_owned)),
         );
     }
-    let belongs = |name: &str| {
-        digests
-            .iter()
-            .any(|d| name.starts_with(d.as_str()) && !name.contains(".tmp"))
-    };
+    let belongs = |name: &str| digests.iter().any(|d| name.starts_with(d.as_str()) && !name.contains(".tmp"));
     for dir in ["components", "compiled"] {
         let names = files(&data_dir.join(dir));
         assert!(
@@ -737,19 +526,12 @@ async fn a_kill_during_deploys_leaves_nothing_unreferenced(backend: Backend) -> 
         );
     }
     let (blobs, _) = db.component_blobs().await?;
-    let expected = if backend == Backend::Postgres {
-        digests.len()
-    } else {
-        0
-    };
+    let expected = if backend == Backend::Postgres { digests.len() } else { 0 };
     assert_eq!(
         usize::try_from(blobs)?,
         expected,
         "database copies: one per referenced component on PostgreSQL, none on SQLite"
     );
-    assert_eq!(
-        restarted.get_fn("keep", "").await?.text().await?,
-        "hello, world!\n"
-    );
+    assert_eq!(restarted.get_fn("keep", "").await?.text().await?, "hello, world!\n");
     Ok(())
 }

@@ -42,16 +42,21 @@ async fn keys_are_required_and_bad_keys_all_look_the_same(backend: Backend) -> a
 async fn tenants_are_created_by_admins_only(backend: Backend) -> anyhow::Result<()> {
     let server = Server::start_on(backend, &[]).await?;
     let acme = client_with_key(Some(&server.create_tenant("acme").await?))?;
-    let (status, code, _) = error_of(server.http.post(server.url("/v1/tenants")).json(&json!({ "name": "acme" })).send().await?).await?;
+    let (status, code, _) =
+        error_of(server.http.post(server.url("/v1/tenants")).json(&json!({ "name": "acme" })).send().await?).await?;
     assert_eq!((status, code.as_str()), (409, "conflict"));
-    let (status, code, _) = error_of(server.http.post(server.url("/v1/tenants")).json(&json!({ "name": "Bad Name" })).send().await?).await?;
+    let (status, code, _) =
+        error_of(server.http.post(server.url("/v1/tenants")).json(&json!({ "name": "Bad Name" })).send().await?)
+            .await?;
     assert_eq!((status, code.as_str()), (400, "bad_request"));
-    let (status, code, _) = error_of(acme.post(server.url("/v1/tenants")).json(&json!({ "name": "evil" })).send().await?).await?;
+    let (status, code, _) =
+        error_of(acme.post(server.url("/v1/tenants")).json(&json!({ "name": "evil" })).send().await?).await?;
     assert_eq!((status, code.as_str()), (403, "forbidden"));
     let (status, _, _) = error_of(acme.get(server.url("/v1/tenants")).send().await?).await?;
     assert_eq!(status, 403);
     let list: Value = server.http.get(server.url("/v1/tenants")).send().await?.json().await?;
-    let names: Vec<&str> = list["tenants"].as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect();
+    let names: Vec<&str> =
+        list["tenants"].as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect();
     assert_eq!(names, ["acme", "default"]);
     Ok(())
 }

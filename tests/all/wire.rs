@@ -20,11 +20,7 @@ pub struct RawResponse {
 impl RawResponse {
     /// Every value of header `name`.
     pub fn all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
+        self.headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect()
     }
 
     /// The body as text.
@@ -51,9 +47,7 @@ impl Conn {
     pub async fn open(server: &Server) -> anyhow::Result<Self> {
         let stream = TcpStream::connect(server.base.trim_start_matches("http://")).await?;
         stream.set_nodelay(true)?;
-        Ok(Self {
-            stream: BufReader::new(stream),
-        })
+        Ok(Self { stream: BufReader::new(stream) })
     }
 
     /// Writes raw bytes.
@@ -63,17 +57,8 @@ impl Conn {
     }
 
     /// Sends a request with `body` (and its length) and reads the response.
-    pub async fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        extra: &str,
-        body: &[u8],
-    ) -> anyhow::Result<RawResponse> {
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nhost: muon\r\ncontent-length: {}\r\n{extra}\r\n",
-            body.len()
-        );
+    pub async fn request(&mut self, method: &str, path: &str, extra: &str, body: &[u8]) -> anyhow::Result<RawResponse> {
+        let head = format!("{method} {path} HTTP/1.1\r\nhost: muon\r\ncontent-length: {}\r\n{extra}\r\n", body.len());
         self.send(head.as_bytes()).await?;
         self.send(body).await?;
         self.response().await
@@ -81,9 +66,7 @@ impl Conn {
 
     /// Reads one response, framed by its `content-length` as a client would.
     pub async fn response(&mut self) -> anyhow::Result<RawResponse> {
-        tokio::time::timeout(Duration::from_secs(20), self.read_response())
-            .await
-            .context("no response within 20 s")?
+        tokio::time::timeout(Duration::from_secs(20), self.read_response()).await.context("no response within 20 s")?
     }
 
     async fn read_response(&mut self) -> anyhow::Result<RawResponse> {
@@ -104,16 +87,11 @@ impl Conn {
             if header.is_empty() {
                 break;
             }
-            let (name, value) = header
-                .split_once(':')
-                .with_context(|| format!("bad header line {header:?}"))?;
+            let (name, value) = header.split_once(':').with_context(|| format!("bad header line {header:?}"))?;
             headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
         }
-        let lengths: Vec<usize> = headers
-            .iter()
-            .filter(|(n, _)| n == "content-length")
-            .filter_map(|(_, v)| v.parse().ok())
-            .collect();
+        let lengths: Vec<usize> =
+            headers.iter().filter(|(n, _)| n == "content-length").filter_map(|(_, v)| v.parse().ok()).collect();
         let length = match (status, lengths.as_slice()) {
             (100..=199 | 204 | 304, _) => 0,
             (_, [length]) => *length,
@@ -123,11 +101,7 @@ impl Conn {
         };
         let mut body = vec![0; length];
         self.stream.read_exact(&mut body).await?;
-        Ok(RawResponse {
-            status,
-            headers,
-            body,
-        })
+        Ok(RawResponse { status, headers, body })
     }
 
     /// What the server sends before it closes the connection, if it closes

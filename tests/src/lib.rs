@@ -22,7 +22,11 @@ pub fn target_dir() -> PathBuf {
     }
     std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.ancestors().find(|dir| dir.join("release").is_dir() && dir.join("wasm32-wasip2").is_dir()).map(Path::to_path_buf))
+        .and_then(|exe| {
+            exe.ancestors()
+                .find(|dir| dir.join("release").is_dir() && dir.join("wasm32-wasip2").is_dir())
+                .map(Path::to_path_buf)
+        })
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
 }
 
@@ -34,9 +38,7 @@ pub fn muon_bin() -> PathBuf {
 /// A component built from `functions/NAME`.
 pub fn component(name: &str) -> anyhow::Result<Vec<u8>> {
     let path = target_dir().join("wasm32-wasip2/guest").join(format!("{}.wasm", name.replace('-', "_")));
-    std::fs::read(&path).with_context(|| {
-        format!("{} is missing: run scripts/build-functions.sh first", path.display())
-    })
+    std::fs::read(&path).with_context(|| format!("{} is missing: run scripts/build-functions.sh first", path.display()))
 }
 
 /// A file of the repository (an example's model or data).
@@ -76,11 +78,7 @@ pub fn fresh_postgres_database() -> anyhow::Result<String> {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let server = std::env::var("MUON_TEST_POSTGRES_URL")
         .context("MUON_TEST_POSTGRES_URL is not set: run the tests with scripts/test.sh, which starts PostgreSQL")?;
-    let name = format!(
-        "muon_test_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    );
+    let name = format!("muon_test_{}_{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     // From template0, which nobody connects to: CREATE DATABASE copies its
     // template and fails while another session uses it, as a parallel test's
     // CREATE DATABASE from the default template1 may.
@@ -225,7 +223,13 @@ impl Server {
     }
 
     /// Uploads a model with `client` (`query` may be empty).
-    pub async fn push_model(&self, client: &reqwest::Client, name: &str, bytes: Vec<u8>, query: &str) -> anyhow::Result<reqwest::Response> {
+    pub async fn push_model(
+        &self,
+        client: &reqwest::Client,
+        name: &str,
+        bytes: Vec<u8>,
+        query: &str,
+    ) -> anyhow::Result<reqwest::Response> {
         let url = self.url(&format!("/v1/models/{name}?{query}"));
         Ok(client.put(url).header("content-type", "application/octet-stream").body(bytes).send().await?)
     }
@@ -248,7 +252,8 @@ impl Server {
 
     /// Creates tenant `name` with the admin key; returns its first key.
     pub async fn create_tenant(&self, name: &str) -> anyhow::Result<String> {
-        let response = self.http.post(self.url("/v1/tenants")).json(&serde_json::json!({ "name": name })).send().await?;
+        let response =
+            self.http.post(self.url("/v1/tenants")).json(&serde_json::json!({ "name": name })).send().await?;
         let status = response.status();
         let body: serde_json::Value = response.json().await?;
         if status != reqwest::StatusCode::CREATED {
@@ -258,7 +263,11 @@ impl Server {
     }
 
     /// All usage records visible to `client` (following pages).
-    pub async fn usage_records(&self, client: &reqwest::Client, tenant: Option<&str>) -> anyhow::Result<Vec<serde_json::Value>> {
+    pub async fn usage_records(
+        &self,
+        client: &reqwest::Client,
+        tenant: Option<&str>,
+    ) -> anyhow::Result<Vec<serde_json::Value>> {
         let mut records = Vec::new();
         let mut after = String::new();
         loop {
@@ -266,8 +275,14 @@ impl Server {
             if let Some(tenant) = tenant {
                 query.push(("tenant", tenant.to_owned()));
             }
-            let page: serde_json::Value =
-                client.get(self.url("/v1/usage/records")).query(&query).send().await?.error_for_status()?.json().await?;
+            let page: serde_json::Value = client
+                .get(self.url("/v1/usage/records"))
+                .query(&query)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
             let batch = page["records"].as_array().cloned().unwrap_or_default();
             if batch.is_empty() {
                 return Ok(records);
@@ -317,7 +332,8 @@ impl Server {
 
     /// Sends a signal (`TERM`, `INT`, `KILL`).
     pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
-        let status = std::process::Command::new("kill").arg(format!("-{signal}")).arg(self.pid()?.to_string()).status()?;
+        let status =
+            std::process::Command::new("kill").arg(format!("-{signal}")).arg(self.pid()?.to_string()).status()?;
         if !status.success() {
             bail!("kill -{signal} failed");
         }
@@ -326,7 +342,8 @@ impl Server {
 
     /// Waits for the process to exit and returns its exit code.
     pub async fn wait(&mut self, limit: Duration) -> anyhow::Result<Option<i32>> {
-        let status = tokio::time::timeout(limit, self.child.wait()).await.context("the server did not exit in time")??;
+        let status =
+            tokio::time::timeout(limit, self.child.wait()).await.context("the server did not exit in time")??;
         Ok(status.code())
     }
 

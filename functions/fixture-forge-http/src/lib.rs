@@ -6,9 +6,7 @@
 
 use std::io::{Read as _, Write as _};
 
-use wasip2::http::types::{
-    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
-};
+use wasip2::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
 
 wasip2::http::proxy::export!(ForgeHttp);
 
@@ -27,11 +25,7 @@ impl wasip2::exports::http::incoming_handler::Guest for ForgeHttp {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         let forged = read_body(&request)
             .and_then(|bytes| serde_json::from_slice::<Forged>(&bytes).ok())
-            .unwrap_or(Forged {
-                status: 400,
-                headers: Vec::new(),
-                body: "send a JSON body".to_owned(),
-            });
+            .unwrap_or(Forged { status: 400, headers: Vec::new(), body: "send a JSON body".to_owned() });
         let headers = Fields::new();
         for (name, value) in &forged.headers {
             let _ = headers.append(name, value.as_bytes());

@@ -16,11 +16,7 @@ struct Forged {
 #[muon_sdk::handler]
 fn forge(req: Request) -> Response {
     match req.json::<Forged>() {
-        Ok(forged) => Response {
-            status: forged.status,
-            headers: forged.headers,
-            body: forged.body.into_bytes(),
-        },
+        Ok(forged) => Response { status: forged.status, headers: forged.headers, body: forged.body.into_bytes() },
         Err(err) => Response::error(400, "bad_request", err),
     }
 }

@@ -27,7 +27,6 @@ fn transform(req: Request) -> Result<Json<Output>, Response> {
     let variance =
         if count == 0 { 0.0 } else { input.values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / count as f64 };
     let std_dev = variance.sqrt();
-    let normalized =
-        input.values.iter().map(|v| if std_dev > 0.0 { (v - mean) / std_dev } else { 0.0 }).collect();
+    let normalized = input.values.iter().map(|v| if std_dev > 0.0 { (v - mean) / std_dev } else { 0.0 }).collect();
     Ok(Json(Output { count, mean, std_dev, normalized }))
 }

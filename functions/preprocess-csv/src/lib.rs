@@ -14,7 +14,11 @@ fn preprocess(input: RawRecord) -> Result<Vec<NamedTensor>, String> {
     for (line_no, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let row: Vec<f32> = line
             .split(',')
-            .map(|cell| cell.trim().parse::<f32>().map_err(|_| format!("line {}: `{}` is not a number", line_no + 1, cell.trim())))
+            .map(|cell| {
+                cell.trim()
+                    .parse::<f32>()
+                    .map_err(|_| format!("line {}: `{}` is not a number", line_no + 1, cell.trim()))
+            })
             .collect::<Result<_, _>>()?;
         match columns {
             None => columns = Some(row.len()),

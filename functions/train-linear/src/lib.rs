@@ -23,7 +23,10 @@ impl TrainingStep for Linear {
         hyper: HyperParameters,
     ) -> Result<StepOutput, String> {
         let read = |set: &[NamedTensor], name: &str| -> Result<Vec<f32>, String> {
-            NamedTensor::find(set, name).ok_or(format!("missing tensor `{name}`"))?.to_f32().map_err(|e| format!("{name}: {e}"))
+            NamedTensor::find(set, name)
+                .ok_or(format!("missing tensor `{name}`"))?
+                .to_f32()
+                .map_err(|e| format!("{name}: {e}"))
         };
         let mut w = read(&parameters, "w")?;
         let mut b = read(&parameters, "b")?.first().copied().ok_or("`b` is empty")?;

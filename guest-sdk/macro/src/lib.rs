@@ -11,7 +11,8 @@ use syn::{FnArg, ItemFn, ItemImpl, parse_macro_input};
 #[proc_macro_attribute]
 pub fn handler(attr: TokenStream, item: TokenStream) -> TokenStream {
     let function = parse_macro_input!(item as ItemFn);
-    let expected = "a #[muon_sdk::handler] function looks like `fn name(req: muon_sdk::Request) -> impl muon_sdk::IntoResponse`";
+    let expected =
+        "a #[muon_sdk::handler] function looks like `fn name(req: muon_sdk::Request) -> impl muon_sdk::IntoResponse`";
     let arg_type = match check_fn(attr.is_empty(), &function, expected) {
         Ok(ty) => ty,
         Err(err) => return err.to_compile_error().into(),

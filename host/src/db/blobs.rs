@@ -26,7 +26,8 @@ impl Blob {
 impl Db {
     /// Stores bytes once per digest.
     pub async fn put_blob(&self, kind: Blob, digest: &str, bytes: &[u8]) -> anyhow::Result<()> {
-        let sql = format!("INSERT INTO {} (digest, bytes) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING", kind.table());
+        let sql =
+            format!("INSERT INTO {} (digest, bytes) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING", kind.table());
         sqlx::query(&sql).bind(digest).bind(bytes.to_vec()).execute(&self.pool).await?;
         Ok(())
     }

@@ -38,13 +38,11 @@ impl Db {
 
     /// All versions of one function, oldest first.
     pub async fn versions(&self, tenant: &str, name: &str) -> anyhow::Result<Vec<VersionRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM function_versions WHERE tenant = $1 AND name = $2 ORDER BY version",
-        )
-        .bind(tenant)
-        .bind(name)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query("SELECT * FROM function_versions WHERE tenant = $1 AND name = $2 ORDER BY version")
+            .bind(tenant)
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(version_from_row).collect()
     }
 
@@ -60,10 +58,7 @@ impl Db {
                 .await?;
             anyhow::ensure!(locked.is_some(), "tenant `{tenant}` has no row to lock");
         }
-        Ok(CatalogChange {
-            tx,
-            shared: self.is_shared(),
-        })
+        Ok(CatalogChange { tx, shared: self.is_shared() })
     }
 }
 
@@ -92,22 +87,14 @@ impl CatalogChange {
             .fetch_one(&mut *self.tx)
             .await?
             .try_get("n")?;
-        let bytes: i64 = sqlx::query(FOOTPRINT_BYTES)
-            .bind(tenant)
-            .bind(tenant)
-            .fetch_one(&mut *self.tx)
-            .await?
-            .try_get("n")?;
+        let bytes: i64 =
+            sqlx::query(FOOTPRINT_BYTES).bind(tenant).bind(tenant).fetch_one(&mut *self.tx).await?.try_get("n")?;
         Ok(Footprint { functions, bytes })
     }
 
     /// Stores a new version (numbered after the highest so far) and makes it
     /// active; on a shared database the component's bytes go with it.
-    pub async fn insert_version(
-        &mut self,
-        record: &mut VersionRecord,
-        bytes: &[u8],
-    ) -> anyhow::Result<()> {
+    pub async fn insert_version(&mut self, record: &mut VersionRecord, bytes: &[u8]) -> anyhow::Result<()> {
         if self.shared {
             // The upsert locks the blob's row, so a concurrent release of the
             // same digest (which locks it too) sees this version before it
@@ -121,14 +108,13 @@ impl CatalogChange {
             .execute(&mut *self.tx)
             .await?;
         }
-        let latest: i64 = sqlx::query(
-            "SELECT COALESCE(MAX(version), 0) AS v FROM function_versions WHERE tenant = $1 AND name = $2",
-        )
-        .bind(&record.tenant)
-        .bind(&record.name)
-        .fetch_one(&mut *self.tx)
-        .await?
-        .try_get("v")?;
+        let latest: i64 =
+            sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM function_versions WHERE tenant = $1 AND name = $2")
+                .bind(&record.tenant)
+                .bind(&record.name)
+                .fetch_one(&mut *self.tx)
+                .await?
+                .try_get("v")?;
         record.version = latest + 1;
         sqlx::query(
             "INSERT INTO function_versions (tenant, name, version, digest, kind, size_bytes, memory_mb,
@@ -161,44 +147,37 @@ impl CatalogChange {
     /// Removes all but the `keep` newest versions of a function, never the
     /// active one nor the version before it (the rollback target). Returns
     /// the digests the removed versions had.
-    pub async fn prune(
-        &mut self,
-        tenant: &str,
-        name: &str,
-        keep: usize,
-    ) -> anyhow::Result<Vec<String>> {
-        let active: Option<i64> =
-            sqlx::query("SELECT active_version FROM functions WHERE tenant = $1 AND name = $2")
-                .bind(tenant)
-                .bind(name)
-                .fetch_optional(&mut *self.tx)
-                .await?
-                .map(|row| row.try_get("active_version"))
-                .transpose()?;
-        let rows = sqlx::query("SELECT version, digest FROM function_versions WHERE tenant = $1 AND name = $2 ORDER BY version DESC")
+    pub async fn prune(&mut self, tenant: &str, name: &str, keep: usize) -> anyhow::Result<Vec<String>> {
+        let active: Option<i64> = sqlx::query("SELECT active_version FROM functions WHERE tenant = $1 AND name = $2")
             .bind(tenant)
             .bind(name)
-            .fetch_all(&mut *self.tx)
-            .await?;
+            .fetch_optional(&mut *self.tx)
+            .await?
+            .map(|row| row.try_get("active_version"))
+            .transpose()?;
+        let rows = sqlx::query(
+            "SELECT version, digest FROM function_versions WHERE tenant = $1 AND name = $2 ORDER BY version DESC",
+        )
+        .bind(tenant)
+        .bind(name)
+        .fetch_all(&mut *self.tx)
+        .await?;
         let versions: Vec<(i64, String)> = rows
             .iter()
             .map(|row| Ok((row.try_get("version")?, row.try_get("digest")?)))
             .collect::<anyhow::Result<_>>()?;
-        let rollback_target =
-            active.and_then(|active| versions.iter().map(|(v, _)| *v).find(|&v| v < active));
+        let rollback_target = active.and_then(|active| versions.iter().map(|(v, _)| *v).find(|&v| v < active));
         let mut removed = Vec::new();
         for (index, (version, digest)) in versions.into_iter().enumerate() {
             if index < keep.max(1) || Some(version) == active || Some(version) == rollback_target {
                 continue;
             }
-            sqlx::query(
-                "DELETE FROM function_versions WHERE tenant = $1 AND name = $2 AND version = $3",
-            )
-            .bind(tenant)
-            .bind(name)
-            .bind(version)
-            .execute(&mut *self.tx)
-            .await?;
+            sqlx::query("DELETE FROM function_versions WHERE tenant = $1 AND name = $2 AND version = $3")
+                .bind(tenant)
+                .bind(name)
+                .bind(version)
+                .execute(&mut *self.tx)
+                .await?;
             removed.push(digest);
         }
         Ok(removed)
@@ -206,26 +185,21 @@ impl CatalogChange {
 
     /// Removes a function and all its versions; `None` when it did not
     /// exist, else the digests its versions had.
-    pub async fn delete_function(
-        &mut self,
-        tenant: &str,
-        name: &str,
-    ) -> anyhow::Result<Option<Vec<String>>> {
+    pub async fn delete_function(&mut self, tenant: &str, name: &str) -> anyhow::Result<Option<Vec<String>>> {
         let removed = sqlx::query("DELETE FROM functions WHERE tenant = $1 AND name = $2")
             .bind(tenant)
             .bind(name)
             .execute(&mut *self.tx)
             .await?
             .rows_affected();
-        let digests =
-            sqlx::query("SELECT digest FROM function_versions WHERE tenant = $1 AND name = $2")
-                .bind(tenant)
-                .bind(name)
-                .fetch_all(&mut *self.tx)
-                .await?
-                .iter()
-                .map(|row| row.try_get("digest"))
-                .collect::<Result<Vec<String>, _>>()?;
+        let digests = sqlx::query("SELECT digest FROM function_versions WHERE tenant = $1 AND name = $2")
+            .bind(tenant)
+            .bind(name)
+            .fetch_all(&mut *self.tx)
+            .await?
+            .iter()
+            .map(|row| row.try_get("digest"))
+            .collect::<Result<Vec<String>, _>>()?;
         sqlx::query("DELETE FROM function_versions WHERE tenant = $1 AND name = $2")
             .bind(tenant)
             .bind(name)
@@ -278,21 +252,14 @@ async fn release_one(
     } else {
         "SELECT digest FROM components WHERE digest = $1"
     };
-    sqlx::query(lock)
+    sqlx::query(lock).bind(digest).fetch_optional(&mut **tx).await?;
+    let referenced = sqlx::query("SELECT 1 AS one FROM function_versions WHERE digest = $1 LIMIT 1")
         .bind(digest)
         .fetch_optional(&mut **tx)
-        .await?;
-    let referenced =
-        sqlx::query("SELECT 1 AS one FROM function_versions WHERE digest = $1 LIMIT 1")
-            .bind(digest)
-            .fetch_optional(&mut **tx)
-            .await?
-            .is_some();
+        .await?
+        .is_some();
     if !referenced {
-        sqlx::query("DELETE FROM components WHERE digest = $1")
-            .bind(digest)
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query("DELETE FROM components WHERE digest = $1").bind(digest).execute(&mut **tx).await?;
     }
     Ok(!referenced)
 }
@@ -347,12 +314,8 @@ impl Db {
             .fetch_one(&self.pool)
             .await?
             .try_get("n")?;
-        let bytes: i64 = sqlx::query(FOOTPRINT_BYTES)
-            .bind(tenant)
-            .bind(tenant)
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("n")?;
+        let bytes: i64 =
+            sqlx::query(FOOTPRINT_BYTES).bind(tenant).bind(tenant).fetch_one(&self.pool).await?.try_get("n")?;
         Ok(Footprint { functions, bytes })
     }
 
@@ -367,9 +330,7 @@ impl Db {
 
     /// Every digest some version references, on any node.
     pub async fn referenced_digests(&self) -> anyhow::Result<std::collections::HashSet<String>> {
-        let rows = sqlx::query("SELECT DISTINCT digest FROM function_versions")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query("SELECT DISTINCT digest FROM function_versions").fetch_all(&self.pool).await?;
         rows.iter().map(|row| Ok(row.try_get("digest")?)).collect()
     }
 

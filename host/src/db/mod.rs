@@ -210,7 +210,8 @@ impl Db {
     /// would fail there with `SQLITE_BUSY_SNAPSHOT` ("database is locked"),
     /// which no busy timeout retries. PostgreSQL locks rows instead.
     pub async fn begin_write(&self) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Any>> {
-        let tx = if self.is_shared() { self.pool.begin().await? } else { self.pool.begin_with("BEGIN IMMEDIATE").await? };
+        let tx =
+            if self.is_shared() { self.pool.begin().await? } else { self.pool.begin_with("BEGIN IMMEDIATE").await? };
         Ok(tx)
     }
 

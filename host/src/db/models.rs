@@ -63,11 +63,13 @@ impl Db {
 impl Db {
     /// Removes a model's bytes once no name of any tenant uses them.
     pub async fn delete_model_blob_if_unused(&self, digest: &str) -> anyhow::Result<()> {
-        sqlx::query("DELETE FROM model_blobs WHERE digest = $1 AND NOT EXISTS (SELECT 1 FROM models WHERE digest = $2)")
-            .bind(digest)
-            .bind(digest)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "DELETE FROM model_blobs WHERE digest = $1 AND NOT EXISTS (SELECT 1 FROM models WHERE digest = $2)",
+        )
+        .bind(digest)
+        .bind(digest)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }

@@ -38,18 +38,20 @@ pub struct KeyRecord {
 impl Db {
     /// Creates a tenant; `false` when it already exists.
     pub async fn insert_tenant(&self, name: &str, now_ms: i64) -> anyhow::Result<bool> {
-        let inserted = sqlx::query("INSERT INTO tenants (name, created_at_ms) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .bind(now_ms)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+        let inserted =
+            sqlx::query("INSERT INTO tenants (name, created_at_ms) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+                .bind(name)
+                .bind(now_ms)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
         Ok(inserted > 0)
     }
 
     /// All tenants, by name.
     pub async fn tenants(&self) -> anyhow::Result<Vec<TenantRecord>> {
-        let rows = sqlx::query("SELECT name, created_at_ms, quotas FROM tenants ORDER BY name").fetch_all(&self.pool).await?;
+        let rows =
+            sqlx::query("SELECT name, created_at_ms, quotas FROM tenants ORDER BY name").fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
                 Ok(TenantRecord {
@@ -63,13 +65,18 @@ impl Db {
 
     /// The quotas (JSON) set through the API for one tenant.
     pub async fn tenant_quotas(&self, name: &str) -> anyhow::Result<Option<String>> {
-        let row = sqlx::query("SELECT quotas FROM tenants WHERE name = $1").bind(name).fetch_optional(&self.pool).await?;
+        let row =
+            sqlx::query("SELECT quotas FROM tenants WHERE name = $1").bind(name).fetch_optional(&self.pool).await?;
         Ok(row.map(|r| r.try_get("quotas")).transpose()?)
     }
 
     /// Whether a tenant exists.
     pub async fn tenant_exists(&self, name: &str) -> anyhow::Result<bool> {
-        Ok(sqlx::query("SELECT 1 AS one FROM tenants WHERE name = $1").bind(name).fetch_optional(&self.pool).await?.is_some())
+        Ok(sqlx::query("SELECT 1 AS one FROM tenants WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
     }
 
     /// Replaces a tenant's quotas (JSON); `false` when there is no such tenant.
@@ -93,27 +100,17 @@ impl Db {
     /// keys; `false` when it has. The count and the insert are one
     /// transaction holding the tenant's row, so parallel issues cannot pass
     /// the limit together.
-    pub async fn insert_key_within(
-        &self,
-        key: &KeyRecord,
-        max_live: u32,
-        now_ms: i64,
-    ) -> anyhow::Result<bool> {
+    pub async fn insert_key_within(&self, key: &KeyRecord, max_live: u32, now_ms: i64) -> anyhow::Result<bool> {
         let mut tx = self.pool.begin().await?;
         // A write first: it takes SQLite's write lock at once (so the count
         // cannot go stale before the insert) and, on PostgreSQL, locks the
         // tenant's row until the commit.
-        sqlx::query("UPDATE tenants SET quotas = quotas WHERE name = $1")
+        sqlx::query("UPDATE tenants SET quotas = quotas WHERE name = $1").bind(&key.tenant).execute(&mut *tx).await?;
+        let live: i64 = sqlx::query("SELECT COUNT(*) AS n FROM api_keys WHERE tenant = $1 AND revoked_at_ms IS NULL")
             .bind(&key.tenant)
-            .execute(&mut *tx)
-            .await?;
-        let live: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM api_keys WHERE tenant = $1 AND revoked_at_ms IS NULL",
-        )
-        .bind(&key.tenant)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("n")?;
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
         if live >= i64::from(max_live) {
             return Ok(false);
         }
@@ -122,11 +119,7 @@ impl Db {
         Ok(true)
     }
 
-    async fn insert_key_in(
-        connection: &mut sqlx::AnyConnection,
-        key: &KeyRecord,
-        now_ms: i64,
-    ) -> anyhow::Result<()> {
+    async fn insert_key_in(connection: &mut sqlx::AnyConnection, key: &KeyRecord, now_ms: i64) -> anyhow::Result<()> {
         sqlx::query("INSERT INTO api_keys (id, tenant, key_hash, admin, created_at_ms) VALUES ($1, $2, $3, $4, $5)")
             .bind(&key.id)
             .bind(&key.tenant)
@@ -159,10 +152,9 @@ impl Db {
 
     /// Whether a live (not revoked) admin key exists.
     pub async fn live_admin_key_exists(&self) -> anyhow::Result<bool> {
-        let row =
-            sqlx::query("SELECT 1 AS one FROM api_keys WHERE admin = 1 AND revoked_at_ms IS NULL")
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query("SELECT 1 AS one FROM api_keys WHERE admin = 1 AND revoked_at_ms IS NULL")
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.is_some())
     }
 
@@ -180,17 +172,13 @@ impl Db {
         // A write first: it takes SQLite's write lock at once and, on
         // PostgreSQL, locks every live admin key until the commit, so two
         // revocations of the last two admin keys cannot both see two left.
-        sqlx::query(
-            "UPDATE api_keys SET revoked_at_ms = NULL WHERE admin = 1 AND revoked_at_ms IS NULL",
-        )
-        .execute(&mut *tx)
-        .await?;
-        let row = sqlx::query(
-            "SELECT tenant, admin, key_hash FROM api_keys WHERE id = $1 AND revoked_at_ms IS NULL",
-        )
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        sqlx::query("UPDATE api_keys SET revoked_at_ms = NULL WHERE admin = 1 AND revoked_at_ms IS NULL")
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query("SELECT tenant, admin, key_hash FROM api_keys WHERE id = $1 AND revoked_at_ms IS NULL")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some(row) = row else {
             return Ok(Revocation::NotFound);
         };
@@ -203,12 +191,10 @@ impl Db {
             return Ok(Revocation::AdminOnly);
         }
         if admin {
-            let live: i64 = sqlx::query(
-                "SELECT COUNT(*) AS n FROM api_keys WHERE admin = 1 AND revoked_at_ms IS NULL",
-            )
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("n")?;
+            let live: i64 = sqlx::query("SELECT COUNT(*) AS n FROM api_keys WHERE admin = 1 AND revoked_at_ms IS NULL")
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("n")?;
             if live <= 1 {
                 return Ok(Revocation::LastAdmin);
             }
@@ -219,8 +205,6 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(Revocation::Revoked {
-            key_hash: row.try_get("key_hash")?,
-        })
+        Ok(Revocation::Revoked { key_hash: row.try_get("key_hash")? })
     }
 }

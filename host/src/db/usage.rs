@@ -67,7 +67,6 @@ pub struct UsageTotals {
     pub cost_micros: i64,
 }
 
-
 impl Db {
     /// Writes a batch atomically; a request id already present is skipped,
     /// so a retried write never bills twice. A batch that fits one statement
@@ -127,7 +126,8 @@ impl Db {
             GroupBy::Day => "CAST((start_ms / 86400000) * 86400000 AS BIGINT)".to_owned(),
             GroupBy::Hour => "CAST((start_ms / 3600000) * 3600000 AS BIGINT)".to_owned(),
         };
-        let group_text = if query.group_by == GroupBy::Function { group.clone() } else { format!("CAST({group} AS TEXT)") };
+        let group_text =
+            if query.group_by == GroupBy::Function { group.clone() } else { format!("CAST({group} AS TEXT)") };
         let sql = format!(
             "SELECT {group_text} AS grp, COUNT(*) AS requests,
                 CAST(SUM(cpu_us) AS BIGINT) AS cpu_us, CAST(SUM(wall_us) AS BIGINT) AS wall_us,

@@ -28,9 +28,8 @@ pub const MAX_MODULES: u64 = 1_000;
 pub fn check(bytes: &[u8]) -> Result<(), ApiError> {
     let (mut functions, mut modules) = (0_u64, 0_u64);
     for payload in Parser::new(0).parse_all(bytes) {
-        let payload = payload.map_err(|err| {
-            ApiError::InvalidComponent(format!("the component does not validate: {err}"))
-        })?;
+        let payload =
+            payload.map_err(|err| ApiError::InvalidComponent(format!("the component does not validate: {err}")))?;
         match payload {
             Payload::ModuleSection { .. } => modules += 1,
             Payload::CodeSectionStart { count, .. } => functions += u64::from(count),
@@ -53,9 +52,7 @@ pub fn check(bytes: &[u8]) -> Result<(), ApiError> {
 }
 
 fn too_big(what: String) -> ApiError {
-    ApiError::InvalidComponent(format!(
-        "the component has {what}; muon compiles no more; split it or shrink it"
-    ))
+    ApiError::InvalidComponent(format!("the component has {what}; muon compiles no more; split it or shrink it"))
 }
 
 #[cfg(test)]

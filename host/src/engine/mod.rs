@@ -102,8 +102,7 @@ impl Runtime {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let compiled_dir = config.data_dir.join("compiled");
-        std::fs::create_dir_all(&compiled_dir)
-            .with_context(|| format!("cannot create {}", compiled_dir.display()))?;
+        std::fs::create_dir_all(&compiled_dir).with_context(|| format!("cannot create {}", compiled_dir.display()))?;
         Ok(Self { engine, linker, compiled_dir, compatibility: hasher.finish() })
     }
 
@@ -293,7 +292,9 @@ mod tests {
         let text = b"hello world";
         let component = b"\0asm\x0d\0\x01\0";
         assert!(matches!(check_component_bytes(core), Err(ApiError::InvalidComponent(m)) if m.contains("core")));
-        assert!(matches!(check_component_bytes(text), Err(ApiError::InvalidComponent(m)) if m.contains("not WebAssembly")));
+        assert!(
+            matches!(check_component_bytes(text), Err(ApiError::InvalidComponent(m)) if m.contains("not WebAssembly"))
+        );
         assert!(check_component_bytes(component).is_ok());
     }
 }

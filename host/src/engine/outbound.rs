@@ -61,14 +61,12 @@ impl OutboundPolicy {
         }
         let tls = uri.scheme() == Some(&Scheme::HTTPS);
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        let addresses: Vec<SocketAddr> = tokio::time::timeout(
-            lookup_timeout,
-            tokio::net::lookup_host((host.as_str(), port)),
-        )
-        .await
-        .map_err(|_| HttpError::DnsTimeout)?
-        .map_err(|_| HttpError::DestinationNotFound)?
-        .collect();
+        let addresses: Vec<SocketAddr> =
+            tokio::time::timeout(lookup_timeout, tokio::net::lookup_host((host.as_str(), port)))
+                .await
+                .map_err(|_| HttpError::DnsTimeout)?
+                .map_err(|_| HttpError::DestinationNotFound)?
+                .collect();
         if !self.allow_private
             && let Some(internal) = addresses.iter().find(|address| is_internal(address.ip()))
         {
@@ -78,19 +76,13 @@ impl OutboundPolicy {
         if addresses.is_empty() {
             return Err(HttpError::DestinationNotFound);
         }
-        Ok(Target {
-            host,
-            addresses,
-            tls,
-        })
+        Ok(Target { host, addresses, tls })
     }
 }
 
 /// A host as the allow list and the resolver want it: lower case, IPv6 without brackets.
 fn bare_host(host: &str) -> String {
-    host.trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_ascii_lowercase()
+    host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()
 }
 
 /// Whether `ip` is one that a guest must not reach by default.
@@ -130,9 +122,7 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let segments = ip.segments();
     let v4 = |high: u16, low: u16| Ipv4Addr::from((u32::from(high) << 16) | u32::from(low));
     match segments {
-        [0, 0, 0, 0, 0, 0 | 0xffff, high, low] | [0x64, 0xff9b, 0, 0, 0, 0, high, low] => {
-            Some(v4(high, low))
-        }
+        [0, 0, 0, 0, 0, 0 | 0xffff, high, low] | [0x64, 0xff9b, 0, 0, 0, 0, high, low] => Some(v4(high, low)),
         [0x2002, high, low, ..] => Some(v4(high, low)),
         _ => None,
     }
@@ -141,9 +131,7 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
 /// What completes once the response body has been read (or the connection failed).
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
 
-type ResponseFuture = Box<
-    dyn Future<Output = wasmtime_wasi_http::Result<(http::Response<WasiBody>, IoFuture)>> + Send,
->;
+type ResponseFuture = Box<dyn Future<Output = wasmtime_wasi_http::Result<(http::Response<WasiBody>, IoFuture)>> + Send>;
 
 impl WasiHttpHooks for OutboundPolicy {
     fn send_request(
@@ -154,9 +142,7 @@ impl WasiHttpHooks for OutboundPolicy {
     ) -> ResponseFuture {
         let policy = self.clone();
         Box::new(async move {
-            let connect_timeout = options
-                .and_then(|o| o.connect_timeout)
-                .unwrap_or(DEFAULT_TIMEOUT);
+            let connect_timeout = options.and_then(|o| o.connect_timeout).unwrap_or(DEFAULT_TIMEOUT);
             let target = policy.target(request.uri(), connect_timeout).await?;
             let (response, io) = send_pinned(request, options, &target).await?;
             Ok((response.map(BodyExt::boxed_unsync), io))
@@ -176,17 +162,11 @@ async fn send_pinned(
     options: Option<RequestOptions>,
     target: &Target,
 ) -> Result<(http::Response<TimedBody>, IoFuture), HttpError> {
-    let timeout = |pick: fn(RequestOptions) -> Option<Duration>| {
-        options.and_then(pick).unwrap_or(DEFAULT_TIMEOUT)
-    };
-    let (connect_timeout, first_byte_timeout) = (
-        timeout(|o| o.connect_timeout),
-        timeout(|o| o.first_byte_timeout),
-    );
+    let timeout = |pick: fn(RequestOptions) -> Option<Duration>| options.and_then(pick).unwrap_or(DEFAULT_TIMEOUT);
+    let (connect_timeout, first_byte_timeout) = (timeout(|o| o.connect_timeout), timeout(|o| o.first_byte_timeout));
     let between_bytes_timeout = timeout(|o| o.between_bytes_timeout);
-    let stream = tokio::time::timeout(connect_timeout, connect(target))
-        .await
-        .map_err(|_| HttpError::ConnectionTimeout)??;
+    let stream =
+        tokio::time::timeout(connect_timeout, connect(target)).await.map_err(|_| HttpError::ConnectionTimeout)??;
     let (mut sender, connection) = tokio::time::timeout(
         connect_timeout,
         hyper::client::conn::http1::Builder::new().handshake::<_, WasiBody>(TokioIo::new(stream)),
@@ -243,10 +223,7 @@ async fn connect(target: &Target) -> Result<Box<dyn Stream>, HttpError> {
     }
     let config = TLS_CONFIG.as_ref().ok_or(HttpError::TlsProtocolError)?;
     let name = rustls::pki_types::ServerName::try_from(target.host.clone())?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::clone(config))
-        .connect(name, tcp)
-        .await
-        .map_err(HttpError::Tls)?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::clone(config)).connect(name, tcp).await.map_err(HttpError::Tls)?;
     Ok(Box::new(tls))
 }
 
@@ -254,17 +231,11 @@ async fn connect(target: &Target) -> Result<Box<dyn Stream>, HttpError> {
 /// wasmtime's default sender, with ring named explicitly so that no process-wide
 /// provider needs choosing.
 static TLS_CONFIG: LazyLock<Option<Arc<rustls::ClientConfig>>> = LazyLock::new(|| {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.into(),
-    };
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions();
+    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.into() };
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions();
     match builder {
-        Ok(builder) => Some(Arc::new(
-            builder.with_root_certificates(roots).with_no_client_auth(),
-        )),
+        Ok(builder) => Some(Arc::new(builder.with_root_certificates(roots).with_no_client_auth())),
         Err(err) => {
             tracing::error!(%err, "no TLS client configuration; outbound https fails");
             None
@@ -273,11 +244,7 @@ static TLS_CONFIG: LazyLock<Option<Arc<rustls::ClientConfig>>> = LazyLock::new(|
 });
 
 fn response_error(err: hyper::Error) -> HttpError {
-    if err.is_timeout() {
-        HttpError::HttpResponseTimeout
-    } else {
-        HttpError::from(err)
-    }
+    if err.is_timeout() { HttpError::HttpResponseTimeout } else { HttpError::from(err) }
 }
 
 /// A response body that fails when a frame is longer in coming than the
@@ -290,11 +257,7 @@ struct TimedBody {
 
 impl TimedBody {
     fn new(incoming: Incoming, timeout: Duration) -> Self {
-        Self {
-            incoming,
-            timeout,
-            deadline: Box::pin(tokio::time::sleep(timeout)),
-        }
+        Self { incoming, timeout, deadline: Box::pin(tokio::time::sleep(timeout)) }
     }
 }
 
@@ -302,10 +265,7 @@ impl Body for TimedBody {
     type Data = Bytes;
     type Error = HttpError;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
         let this = &mut *self;
         match Pin::new(&mut this.incoming).poll_frame(cx) {
             Poll::Ready(frame) => {
@@ -387,10 +347,7 @@ mod tests {
 
     #[test]
     fn only_named_hosts_are_permitted() {
-        let policy = OutboundPolicy::new(
-            Arc::from(vec!["api.example.com".to_owned(), "::1".to_owned()]),
-            false,
-        );
+        let policy = OutboundPolicy::new(Arc::from(vec!["api.example.com".to_owned(), "::1".to_owned()]), false);
         assert!(policy.permits_host("API.example.com"));
         assert!(policy.permits_host("[::1]"));
         assert!(!policy.permits_host("example.com"));
@@ -413,44 +370,22 @@ mod tests {
                 anyhow::ensure!(read > 0, "closed before the request head");
                 head.extend_from_slice(&buffer[..read]);
             }
-            stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
-                .await?;
+            stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await?;
             anyhow::Ok(String::from_utf8_lossy(&head).into_owned())
         });
-        let body: WasiBody = http_body_util::Empty::<Bytes>::new()
-            .map_err(|never| match never {})
-            .boxed_unsync();
+        let body: WasiBody = http_body_util::Empty::<Bytes>::new().map_err(|never| match never {}).boxed_unsync();
         let request = http::Request::get(format!("http://rebind.invalid:{}/x?y=1", address.port()))
-            .header(
-                http::header::HOST,
-                format!("rebind.invalid:{}", address.port()),
-            )
+            .header(http::header::HOST, format!("rebind.invalid:{}", address.port()))
             .body(body)?;
-        let target = Target {
-            host: "rebind.invalid".to_owned(),
-            addresses: vec![address],
-            tls: false,
-        };
-        let (response, io) = send_pinned(request, None, &target)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let target = Target { host: "rebind.invalid".to_owned(), addresses: vec![address], tls: false };
+        let (response, io) = send_pinned(request, None, &target).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         assert_eq!(response.status(), 200);
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .to_bytes();
+        let bytes = response.into_body().collect().await.map_err(|e| anyhow::anyhow!("{e}"))?.to_bytes();
         assert_eq!(&bytes[..], b"ok");
         Pin::from(io).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         let head = server.await??;
         assert!(head.starts_with("GET /x?y=1 HTTP/1.1\r\n"), "{head}");
-        assert!(
-            head.to_ascii_lowercase()
-                .contains(&format!("host: rebind.invalid:{}", address.port())),
-            "{head}"
-        );
+        assert!(head.to_ascii_lowercase().contains(&format!("host: rebind.invalid:{}", address.port())), "{head}");
         Ok(())
     }
 
@@ -477,22 +412,12 @@ mod tests {
         let policy = OutboundPolicy::new(Arc::from(vec!["localhost".to_owned()]), false);
         let uri: http::Uri = "http://localhost:9/".parse()?;
         let refused = policy.target(&uri, Duration::from_secs(5)).await;
-        assert!(
-            matches!(refused, Err(HttpError::DestinationIpProhibited)),
-            "{:?}",
-            refused.err()
-        );
+        assert!(matches!(refused, Err(HttpError::DestinationIpProhibited)), "{:?}", refused.err());
         let allowed = OutboundPolicy::new(Arc::from(vec!["localhost".to_owned()]), true)
             .target(&uri, Duration::from_secs(5))
             .await;
         let target = allowed.map_err(|e| anyhow::anyhow!("{e}"))?;
-        assert!(
-            target
-                .addresses
-                .iter()
-                .all(|a| a.ip().is_loopback() && a.port() == 9)
-                && !target.tls
-        );
+        assert!(target.addresses.iter().all(|a| a.ip().is_loopback() && a.port() == 9) && !target.tls);
         Ok(())
     }
 }

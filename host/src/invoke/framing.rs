@@ -16,8 +16,7 @@ use crate::error::ApiError;
 pub(crate) fn host_owned(name: &HeaderName) -> bool {
     // `HeaderName::as_str` is lower case, so one comparison per name.
     match name.as_str() {
-        "content-length" | "transfer-encoding" | "connection" | "keep-alive" | "upgrade" | "te"
-        | "trailer" => true,
+        "content-length" | "transfer-encoding" | "connection" | "keep-alive" | "upgrade" | "te" | "trailer" => true,
         other => other.starts_with("proxy-") || other.starts_with("x-muon-"),
     }
 }
@@ -27,9 +26,7 @@ pub(crate) fn host_owned(name: &HeaderName) -> bool {
 pub(crate) fn final_status(status: u16) -> Result<StatusCode, ApiError> {
     match StatusCode::from_u16(status) {
         Ok(code) if (200..=599).contains(&status) => Ok(code),
-        _ => Err(ApiError::InvalidResponse(format!(
-            "status {status} is not a final HTTP status; use 200 to 599"
-        ))),
+        _ => Err(ApiError::InvalidResponse(format!("status {status} is not a final HTTP status; use 200 to 599"))),
     }
 }
 
@@ -39,11 +36,7 @@ pub(crate) fn drop_host_owned(headers: &mut HeaderMap, function: &str) {
     if !headers.keys().any(host_owned) {
         return;
     }
-    let owned: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| host_owned(name))
-        .cloned()
-        .collect();
+    let owned: Vec<HeaderName> = headers.keys().filter(|name| host_owned(name)).cloned().collect();
     for name in owned {
         log_dropped(function, &name);
         headers.remove(&name);
@@ -77,27 +70,16 @@ mod tests {
             let name = HeaderName::from_bytes(name.as_bytes());
             assert!(name.is_ok_and(|name| host_owned(&name)));
         }
-        for name in [
-            "content-type",
-            "cache-control",
-            "x-request-id",
-            "set-cookie",
-            "tea",
-        ] {
+        for name in ["content-type", "cache-control", "x-request-id", "set-cookie", "tea"] {
             assert!(HeaderName::from_bytes(name.as_bytes()).is_ok_and(|name| !host_owned(&name)));
         }
     }
 
     #[test]
     fn only_final_statuses_pass() {
-        assert!(
-            final_status(200).is_ok() && final_status(599).is_ok() && final_status(204).is_ok()
-        );
+        assert!(final_status(200).is_ok() && final_status(599).is_ok() && final_status(204).is_ok());
         for status in [0, 100, 101, 103, 199, 600, 999, 1000] {
-            assert!(
-                matches!(final_status(status), Err(ApiError::InvalidResponse(_))),
-                "{status}"
-            );
+            assert!(matches!(final_status(status), Err(ApiError::InvalidResponse(_))), "{status}");
         }
     }
 
@@ -107,10 +89,7 @@ mod tests {
         headers.append("content-length", http::HeaderValue::from_static("0"));
         headers.append("content-length", http::HeaderValue::from_static("7"));
         headers.append("content-type", http::HeaderValue::from_static("text/plain"));
-        headers.append(
-            "x-muon-request-id",
-            http::HeaderValue::from_static("forged"),
-        );
+        headers.append("x-muon-request-id", http::HeaderValue::from_static("forged"));
         drop_host_owned(&mut headers, "t/f");
         assert_eq!(headers.len(), 1);
         assert!(headers.contains_key("content-type"));

@@ -40,13 +40,15 @@ pub async fn call_handler(
     };
     let _slot = Arc::clone(&version.admission).enter().await?;
     let mut call = GuestCall::new(app, Arc::clone(&version), request_id);
-    let outcome = call.guard().run(async {
-        let started = Instant::now();
-        let instance = pre.instantiate_async(&mut call.store).await?;
-        record_instantiate(started);
-        instance.muon_function_handle().call_handle(&mut call.store, &request).await
-    })
-    .await;
+    let outcome = call
+        .guard()
+        .run(async {
+            let started = Instant::now();
+            let instance = pre.instantiate_async(&mut call.store).await?;
+            record_instantiate(started);
+            instance.muon_function_handle().call_handle(&mut call.store, &request).await
+        })
+        .await;
     let response = call.finish(outcome, usage)?;
     into_http_response(response, app.config.limits.max_response_bytes, &version.label)
 }
@@ -64,8 +66,9 @@ fn into_http_response(response: Response, limit: u64, function: &str) -> Result<
     for (name, value) in response.headers {
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| ApiError::InvalidResponse(format!("`{}` is not a valid header name", name.escape_debug())))?;
-        let value = HeaderValue::from_str(&value)
-            .map_err(|_| ApiError::InvalidResponse(format!("the value of header `{name}` is not a valid header value")))?;
+        let value = HeaderValue::from_str(&value).map_err(|_| {
+            ApiError::InvalidResponse(format!("the value of header `{name}` is not a valid header value"))
+        })?;
         if framing::host_owned(&name) {
             framing::log_dropped(function, &name);
             continue;

@@ -15,9 +15,9 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use super::{GuestCall, framing, record_instantiate};
 use crate::engine::EntryPoint;
 use crate::error::ApiError;
+use crate::metering::Measurement;
 use crate::registry::Version;
 use crate::server::App;
-use crate::metering::Measurement;
 use crate::server::body::{self, Body};
 
 /// Calls a `wasi:http` function. `path_and_query` is what the guest sees as
@@ -102,12 +102,8 @@ fn guest_request(
     path_and_query: &str,
     body: Bytes,
 ) -> Result<http::Request<Full<Bytes>>, ApiError> {
-    let authority = parts
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost")
-        .to_owned();
+    let authority =
+        parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_owned();
     parts.uri = http::Uri::builder()
         .scheme("http")
         .authority(authority)

@@ -17,11 +17,11 @@ pub use handler::call_handler;
 pub use http::call_http;
 
 use crate::engine::{HostState, InstanceLimits, OutboundPolicy};
-use crate::nn::wasi::NnCtx;
-use crate::server::App;
 use crate::error::ApiError;
 use crate::metering::{Measurement, timed};
+use crate::nn::wasi::NnCtx;
 use crate::registry::Version;
+use crate::server::App;
 use crate::telemetry::InFlight;
 
 /// One guest invocation: its store and what is needed to judge its outcome.
@@ -59,7 +59,11 @@ impl GuestCall {
             output_bytes: config.guest_output_bytes,
         };
         let outbound = OutboundPolicy::new(Arc::clone(&version.allowed_hosts), config.allow_private_outbound);
-        let nn = NnCtx::new(Arc::clone(&app.models), Arc::clone(&version.nn_scope), u64::from(version.limits.memory_mb) << 20);
+        let nn = NnCtx::new(
+            Arc::clone(&app.models),
+            Arc::clone(&version.nn_scope),
+            u64::from(version.limits.memory_mb) << 20,
+        );
         let mut store = Store::new(app.runtime.engine(), HostState::new(limits, outbound, nn));
         store.limiter(|state| &mut state.limiter);
         let timeout = Duration::from_millis(version.limits.timeout_ms);
@@ -73,13 +77,7 @@ impl GuestCall {
             Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
         });
         let in_flight = version.metrics.instance_running();
-        Self {
-            store,
-            version,
-            request_id: request_id.to_owned(),
-            timeout,
-            _in_flight: in_flight,
-        }
+        Self { store, version, request_id: request_id.to_owned(), timeout, _in_flight: in_flight }
     }
 
     /// The guard to run this call's guest code under.
@@ -96,7 +94,11 @@ impl GuestCall {
 
     /// Judges the outcome of a call made under [`GuestCall::guard`], records
     /// what the guest used into `usage`, and logs what the guest printed.
-    pub fn finish<T>(&self, (outcome, cpu): Guarded<wasmtime::Result<T>>, usage: &mut Measurement) -> Result<T, ApiError> {
+    pub fn finish<T>(
+        &self,
+        (outcome, cpu): Guarded<wasmtime::Result<T>>,
+        usage: &mut Measurement,
+    ) -> Result<T, ApiError> {
         *usage = self.measurement(cpu);
         self.log_output();
         match outcome {
@@ -113,9 +115,9 @@ impl GuestCall {
         }
         match err.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => ApiError::Timeout { timeout_ms: self.version.limits.timeout_ms },
-            Some(Trap::StackOverflow) => ApiError::Trap(
-                "stack overflow: the function recursed deeper than its wasm stack limit".to_owned(),
-            ),
+            Some(Trap::StackOverflow) => {
+                ApiError::Trap("stack overflow: the function recursed deeper than its wasm stack limit".to_owned())
+            }
             Some(trap) => ApiError::Trap(with_guest_message(&trap.to_string(), &state.stderr.contents())),
             None => ApiError::Trap(with_guest_message(&format!("{err:#}"), &state.stderr.contents())),
         }

@@ -73,13 +73,15 @@ pub async fn invoke_typed(
             let record = raw_record(input)?;
             let pre = pre.clone();
             let output = run(app, version, request_id, |mut call| async move {
-                let outcome = call.guard().run(async {
-                    let started = Instant::now();
-                    let instance = pre.instantiate_async(&mut call.store).await?;
-                    record_instantiate(started);
-                    instance.muon_function_preprocess().call_preprocess(&mut call.store, &record).await
-                })
-                .await;
+                let outcome = call
+                    .guard()
+                    .run(async {
+                        let started = Instant::now();
+                        let instance = pre.instantiate_async(&mut call.store).await?;
+                        record_instantiate(started);
+                        instance.muon_function_preprocess().call_preprocess(&mut call.store, &record).await
+                    })
+                    .await;
                 call.finish(outcome, usage)
             })
             .await?
@@ -96,11 +98,13 @@ pub async fn invoke_typed(
                         other => other.to_string(),
                     };
                     let parameters = run(app, version, request_id, |mut call| async move {
-                        let outcome = call.guard().run(async {
-                            let instance = pre.instantiate_async(&mut call.store).await?;
-                            instance.muon_function_train().call_init(&mut call.store, &config).await
-                        })
-                        .await;
+                        let outcome = call
+                            .guard()
+                            .run(async {
+                                let instance = pre.instantiate_async(&mut call.store).await?;
+                                instance.muon_function_train().call_init(&mut call.store, &config).await
+                            })
+                            .await;
                         call.finish(outcome, usage)
                     })
                     .await?
@@ -112,14 +116,16 @@ pub async fn invoke_typed(
                     let batch = tensors_from_json(batch)?;
                     let hyper: Vec<(String, f64)> = hyper_parameters.into_iter().collect();
                     let output = run(app, version, request_id, |mut call| async move {
-                        let outcome = call.guard().run(async {
-                            let instance = pre.instantiate_async(&mut call.store).await?;
-                            instance
-                                .muon_function_train()
-                                .call_step(&mut call.store, &parameters, &batch, &hyper)
-                                .await
-                        })
-                        .await;
+                        let outcome = call
+                            .guard()
+                            .run(async {
+                                let instance = pre.instantiate_async(&mut call.store).await?;
+                                instance
+                                    .muon_function_train()
+                                    .call_step(&mut call.store, &parameters, &batch, &hyper)
+                                    .await
+                            })
+                            .await;
                         call.finish(outcome, usage)
                     })
                     .await?
@@ -162,9 +168,7 @@ fn raw_record(input: PreprocessInput) -> Result<crate::engine::RawRecord, ApiErr
             .decode(encoded.as_bytes())
             .map_err(|err| ApiError::BadRequest(format!("data_base64 is not valid base64: {err}")))?,
         _ => {
-            return Err(ApiError::BadRequest(
-                "give exactly one of `data` (text) or `data_base64`".to_owned(),
-            ));
+            return Err(ApiError::BadRequest("give exactly one of `data` (text) or `data_base64`".to_owned()));
         }
     };
     Ok(crate::engine::RawRecord { content_type: input.content_type, data })
@@ -309,14 +313,7 @@ impl Serialize for TensorJson<'_> {
         out.serialize_field("name", &self.0.name)?;
         out.serialize_field("dimensions", &tensor.dimensions)?;
         out.serialize_field("type", type_name(tensor.ty))?;
-        out.serialize_field(
-            "data",
-            &Elements {
-                bytes: &tensor.data,
-                size,
-                ty: tensor.ty,
-            },
-        )?;
+        out.serialize_field("data", &Elements { bytes: &tensor.data, size, ty: tensor.ty })?;
         out.end()
     }
 }
@@ -330,11 +327,7 @@ struct Elements<'a> {
 
 impl Serialize for Elements<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(
-            self.bytes
-                .chunks_exact(self.size)
-                .map(|b| element(self.ty, b)),
-        )
+        serializer.collect_seq(self.bytes.chunks_exact(self.size).map(|b| element(self.ty, b)))
     }
 }
 
@@ -347,9 +340,7 @@ fn element(ty: TensorType, b: &[u8]) -> f64 {
         TensorType::I32 => f64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])),
         TensorType::I64 => i64::from_le_bytes(eight()) as f64,
         TensorType::U8 => f64::from(b[0]),
-        TensorType::Bf16 => f64::from(f32::from_bits(
-            u32::from(u16::from_le_bytes([b[0], b[1]])) << 16,
-        )),
+        TensorType::Bf16 => f64::from(f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16)),
         TensorType::Fp16 => f64::from(f16_to_f32(u16::from_le_bytes([b[0], b[1]]))),
     }
 }
@@ -357,17 +348,12 @@ fn element(ty: TensorType, b: &[u8]) -> f64 {
 /// Serializes `output` into at most `limit` bytes, stopping as soon as it
 /// passes the limit: the host never holds more than the response cap.
 fn output_json(output: &impl Serialize, limit: u64) -> Result<Vec<u8>, ApiError> {
-    let mut writer = CappedWriter {
-        bytes: Vec::new(),
-        limit: usize::try_from(limit).unwrap_or(usize::MAX),
-        overflowed: false,
-    };
+    let mut writer =
+        CappedWriter { bytes: Vec::new(), limit: usize::try_from(limit).unwrap_or(usize::MAX), overflowed: false };
     match serde_json::to_writer(&mut writer, output) {
         Ok(()) => Ok(writer.bytes),
         Err(_) if writer.overflowed => Err(ApiError::ResponseTooLarge { limit }),
-        Err(err) => Err(ApiError::Internal(anyhow::anyhow!(
-            "cannot serialize the function's output: {err}"
-        ))),
+        Err(err) => Err(ApiError::Internal(anyhow::anyhow!("cannot serialize the function's output: {err}"))),
     }
 }
 
@@ -412,30 +398,18 @@ mod tests {
 
     #[test]
     fn tensors_round_trip_through_json() -> Result<(), ApiError> {
-        let json = JsonTensor {
-            name: "x".into(),
-            dimensions: vec![2, 2],
-            ty: "fp32".into(),
-            data: vec![1.0, -2.5, 3.0, 0.0],
-        };
+        let json =
+            JsonTensor { name: "x".into(), dimensions: vec![2, 2], ty: "fp32".into(), data: vec![1.0, -2.5, 3.0, 0.0] };
         let tensor = tensor_from_json(json)?;
         assert_eq!(tensor.tensor.data.len(), 16);
         let tensors = [tensor];
-        let text = output_json(
-            &TensorsOutput {
-                tensors: TensorList::checked(&tensors, 1 << 20)?,
-            },
-            1 << 20,
-        )?;
+        let text = output_json(&TensorsOutput { tensors: TensorList::checked(&tensors, 1 << 20)? }, 1 << 20)?;
         let back: Vec<JsonTensor> = serde_json::from_value(
             serde_json::from_slice::<Value>(&text).map_err(anyhow::Error::from)?["tensors"].take(),
         )
         .map_err(anyhow::Error::from)?;
         assert_eq!(back[0].data, vec![1.0, -2.5, 3.0, 0.0]);
-        assert_eq!(
-            (back[0].ty.as_str(), back[0].dimensions.as_slice()),
-            ("fp32", &[2, 2][..])
-        );
+        assert_eq!((back[0].ty.as_str(), back[0].dimensions.as_slice()), ("fp32", &[2, 2][..]));
         Ok(())
     }
 
@@ -443,37 +417,20 @@ mod tests {
     fn output_over_the_cap_is_refused_without_being_built() -> Result<(), ApiError> {
         let tensors = [NamedTensor {
             name: "w".into(),
-            tensor: Tensor {
-                dimensions: vec![1000],
-                ty: TensorType::Fp32,
-                data: vec![0; 4000],
-            },
+            tensor: Tensor { dimensions: vec![1000], ty: TensorType::Fp32, data: vec![0; 4000] },
         }];
         // 1000 elements need at least 2000 bytes of JSON: refused before serializing.
-        assert!(matches!(
-            TensorList::checked(&tensors, 1999),
-            Err(ApiError::ResponseTooLarge { limit: 1999 })
-        ));
+        assert!(matches!(TensorList::checked(&tensors, 1999), Err(ApiError::ResponseTooLarge { limit: 1999 })));
         // "0.0," is 4 bytes per element: passes the first check, stopped while writing.
         let list = TensorList::checked(&tensors, 3000)?;
-        assert!(matches!(
-            output_json(&TensorsOutput { tensors: list }, 3000),
-            Err(ApiError::ResponseTooLarge { .. })
-        ));
+        assert!(matches!(output_json(&TensorsOutput { tensors: list }, 3000), Err(ApiError::ResponseTooLarge { .. })));
         Ok(())
     }
 
     #[test]
     fn wrong_element_count_is_rejected() {
-        let json = JsonTensor {
-            name: "x".into(),
-            dimensions: vec![3],
-            ty: "i64".into(),
-            data: vec![1.0],
-        };
-        assert!(
-            matches!(tensor_from_json(json), Err(ApiError::BadRequest(m)) if m.contains("3 elements"))
-        );
+        let json = JsonTensor { name: "x".into(), dimensions: vec![3], ty: "i64".into(), data: vec![1.0] };
+        assert!(matches!(tensor_from_json(json), Err(ApiError::BadRequest(m)) if m.contains("3 elements")));
     }
 
     #[test]

@@ -151,7 +151,10 @@ impl Inference {
                     (None, Some(format!("{err:#}")))
                 }
             },
-            None => (None, Some("libonnxruntime.so was not found; set MUON_ORT_DYLIB or [nn] onnxruntime_library".to_owned())),
+            None => (
+                None,
+                Some("libonnxruntime.so was not found; set MUON_ORT_DYLIB or [nn] onnxruntime_library".to_owned()),
+            ),
         };
         let default_backend = match (config.default_backend, &onnxruntime) {
             (Some(BackendKind::OnnxRuntime), None) => {
@@ -163,9 +166,23 @@ impl Inference {
         };
         let pool = ComputePool::start("muon-nn", config.threads, config.tenant_threads)?;
         let loads = ComputePool::start("muon-nn-load", config.load_threads, config.load_threads.div_ceil(2))?;
-        tracing::info!(threads = pool.threads(), tenant_threads = config.tenant_threads, load_threads = loads.threads(),
-            default_backend = default_backend.as_str(), "inference pools started");
-        Ok(Self { tract: Tract, onnxruntime, onnxruntime_error, default_backend, loaded: DashMap::new(), pool, loads, config })
+        tracing::info!(
+            threads = pool.threads(),
+            tenant_threads = config.tenant_threads,
+            load_threads = loads.threads(),
+            default_backend = default_backend.as_str(),
+            "inference pools started"
+        );
+        Ok(Self {
+            tract: Tract,
+            onnxruntime,
+            onnxruntime_error,
+            default_backend,
+            loaded: DashMap::new(),
+            pool,
+            loads,
+            config,
+        })
     }
 
     /// The settings this service runs with.
@@ -242,11 +259,19 @@ impl Inference {
         let (model, bounds) = tokio::time::timeout(self.config.load_timeout, load).await.map_err(|_| {
             NnError::new(
                 ErrorCode::Timeout,
-                format!("the model did not load within {} ms (nn load_timeout_ms)", self.config.load_timeout.as_millis()),
+                format!(
+                    "the model did not load within {} ms (nn load_timeout_ms)",
+                    self.config.load_timeout.as_millis()
+                ),
             )
         })???;
-        tracing::info!(digest, backend = backend.as_str(), device = model.device().as_str(),
-            load_ms = started.elapsed().as_millis() as u64, "model loaded");
+        tracing::info!(
+            digest,
+            backend = backend.as_str(),
+            device = model.device().as_str(),
+            load_ms = started.elapsed().as_millis() as u64,
+            "model loaded"
+        );
         Ok(Graph { model, signature, bounds: Arc::new(bounds) })
     }
 
@@ -277,7 +302,8 @@ impl Inference {
                 let outputs = model.run(ordered, memory_limit, cancel);
                 let elapsed = started.elapsed();
                 meter.add(model.device(), elapsed);
-                metrics::histogram!("muon_nn_compute_seconds", "device" => model.device().as_str()).record(elapsed.as_secs_f64());
+                metrics::histogram!("muon_nn_compute_seconds", "device" => model.device().as_str())
+                    .record(elapsed.as_secs_f64());
                 outputs
             })
             .await??;
@@ -315,10 +341,9 @@ fn bind_inputs(signature: &Signature, mut inputs: Vec<(String, HostTensor)>) -> 
         .inputs
         .iter()
         .map(|spec| {
-            let position = inputs
-                .iter()
-                .position(|(name, _)| *name == spec.name)
-                .ok_or_else(|| invalid(format!("input `{}` ({} {}) is missing", spec.name, spec.ty.as_str(), spec.shape_text())))?;
+            let position = inputs.iter().position(|(name, _)| *name == spec.name).ok_or_else(|| {
+                invalid(format!("input `{}` ({} {}) is missing", spec.name, spec.ty.as_str(), spec.shape_text()))
+            })?;
             let (_, tensor) = inputs.swap_remove(position);
             tensor.check_against(spec)?;
             Ok(tensor)

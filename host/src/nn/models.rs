@@ -106,7 +106,13 @@ impl ModelStore {
 
     /// Stores `bytes` as `tenant/name`: checks the model, loads it into its
     /// backend, then records it, replacing what the name held.
-    pub async fn put(&self, tenant: &str, name: &str, bytes: Bytes, options: ModelOptions) -> Result<Arc<ModelRecord>, ApiError> {
+    pub async fn put(
+        &self,
+        tenant: &str,
+        name: &str,
+        bytes: Bytes,
+        options: ModelOptions,
+    ) -> Result<Arc<ModelRecord>, ApiError> {
         match options.encoding.as_deref() {
             None | Some("onnx" | "autodetect") => {}
             Some(other) => {
@@ -116,7 +122,8 @@ impl ModelStore {
             }
         }
         let invalid = |err: NnError| ApiError::InvalidModel(err.message);
-        let backend = self.inference.choose_backend(options.backend).map_err(|err| ApiError::BadRequest(err.message))?;
+        let backend =
+            self.inference.choose_backend(options.backend).map_err(|err| ApiError::BadRequest(err.message))?;
         let target = options.target.unwrap_or(Device::Cpu);
         // One change at a time, from the file written to the name recorded,
         // so a failed upload never removes a file another one is about to use.
@@ -124,14 +131,26 @@ impl ModelStore {
         let digest = hex::encode(Sha256::digest(&bytes));
         let bytes: Arc<[u8]> = Arc::from(bytes.as_ref());
         let parse_bytes = Arc::clone(&bytes);
-        let signature = Arc::new(self.inference.run_blocking(tenant, move || inspect_onnx(&parse_bytes)).await.map_err(invalid)?.map_err(invalid)?);
+        let signature = Arc::new(
+            self.inference
+                .run_blocking(tenant, move || inspect_onnx(&parse_bytes))
+                .await
+                .map_err(invalid)?
+                .map_err(invalid)?,
+        );
         crate::files::store_once(&self.path(&digest), &bytes).await.context("cannot store the model")?;
         if self.db.is_shared() {
             // In the database too, so other nodes sharing it can load it.
             self.db.put_blob(Blob::Model, &digest, &bytes).await?;
         }
         let load_bytes = Arc::clone(&bytes);
-        let spec = ModelSpec { tenant: Arc::from(tenant), digest: digest.clone(), backend, device: target, signature: Arc::clone(&signature) };
+        let spec = ModelSpec {
+            tenant: Arc::from(tenant),
+            digest: digest.clone(),
+            backend,
+            device: target,
+            signature: Arc::clone(&signature),
+        };
         let graph = match self.inference.load(spec, Box::new(move || Ok(load_bytes))).await {
             Ok(graph) => graph,
             Err(err) => {
@@ -200,7 +219,8 @@ impl ModelStore {
         let mut seen = std::collections::HashSet::new();
         for row in rows {
             let label = key(&row.tenant, &row.name);
-            let changed = self.records.get(&label).is_none_or(|r| r.digest != row.digest || r.created_at_ms != row.created_at_ms);
+            let changed =
+                self.records.get(&label).is_none_or(|r| r.digest != row.digest || r.created_at_ms != row.created_at_ms);
             if changed {
                 let record = Arc::new(record_from_row(row)?);
                 tracing::info!(model = %label, digest = %record.digest, "model picked up from the database");
@@ -215,10 +235,9 @@ impl ModelStore {
     /// The loaded model behind `name`, if `access` allows it: what
     /// `load-by-name` returns. Microseconds once loaded.
     pub async fn graph(&self, tenant: &str, name: &str, access: &ModelAccess) -> Result<Graph, NnError> {
-        let record = self
-            .get(tenant, name)
-            .filter(|_| access.allows(name))
-            .ok_or_else(|| NnError::new(super::ErrorCode::NotFound, format!("no model named `{name}` is available to this function")))?;
+        let record = self.get(tenant, name).filter(|_| access.allows(name)).ok_or_else(|| {
+            NnError::new(super::ErrorCode::NotFound, format!("no model named `{name}` is available to this function"))
+        })?;
         let (path, digest) = (self.path(&record.digest), record.digest.clone());
         let spec = ModelSpec {
             tenant: Arc::from(tenant),

@@ -49,10 +49,8 @@ impl State {
     /// The next job to run: the first tenant in turn that holds fewer than
     /// its share of threads gives its oldest job and goes to the back.
     fn next(&mut self) -> Option<(Arc<str>, Job)> {
-        let position = self
-            .turn
-            .iter()
-            .position(|tenant| self.running.get(tenant).copied().unwrap_or(0) < self.per_tenant)?;
+        let position =
+            self.turn.iter().position(|tenant| self.running.get(tenant).copied().unwrap_or(0) < self.per_tenant)?;
         let tenant = self.turn.remove(position)?;
         let queue = self.queues.get_mut(&tenant)?;
         let job = queue.pop_front()?;
@@ -80,19 +78,11 @@ impl ComputePool {
     /// at most `per_tenant` at once.
     pub fn start(name: &str, threads: usize, per_tenant: usize) -> anyhow::Result<Self> {
         let threads = threads.max(1);
-        let state = State {
-            per_tenant: per_tenant.clamp(1, threads),
-            ..State::default()
-        };
-        let shared = Arc::new(Shared {
-            state: Mutex::new(state),
-            changed: Condvar::new(),
-        });
+        let state = State { per_tenant: per_tenant.clamp(1, threads), ..State::default() };
+        let shared = Arc::new(Shared { state: Mutex::new(state), changed: Condvar::new() });
         for index in 0..threads {
             let shared = Arc::clone(&shared);
-            std::thread::Builder::new()
-                .name(format!("{name}-{index}"))
-                .spawn(move || shared.serve())?;
+            std::thread::Builder::new().name(format!("{name}-{index}")).spawn(move || shared.serve())?;
         }
         Ok(Self { shared, threads })
     }
@@ -119,21 +109,19 @@ impl ComputePool {
             }
         });
         self.submit(Arc::from(tenant), job)?;
-        let output = result.await.map_err(|_| {
-            NnError::new(
-                ErrorCode::RuntimeError,
-                "the inference work stopped without an answer",
-            )
-        })?;
+        let output = result
+            .await
+            .map_err(|_| NnError::new(ErrorCode::RuntimeError, "the inference work stopped without an answer"))?;
         guard.0 = None;
         Ok(output)
     }
 
     fn submit(&self, tenant: Arc<str>, job: Job) -> Result<(), NnError> {
-        let mut state =
-            self.shared.state.lock().map_err(|_| {
-                NnError::new(ErrorCode::RuntimeError, "the inference pool has stopped")
-            })?;
+        let mut state = self
+            .shared
+            .state
+            .lock()
+            .map_err(|_| NnError::new(ErrorCode::RuntimeError, "the inference pool has stopped"))?;
         let queue = state.queues.entry(Arc::clone(&tenant)).or_default();
         queue.push_back(job);
         if queue.len() == 1 {
@@ -197,20 +185,13 @@ mod tests {
         let hogs: Vec<_> = (0..4)
             .map(|_| {
                 let pool = Arc::clone(&pool);
-                tokio::spawn(async move {
-                    pool.run("hog", |_| std::thread::sleep(Duration::from_millis(300)))
-                        .await
-                })
+                tokio::spawn(async move { pool.run("hog", |_| std::thread::sleep(Duration::from_millis(300))).await })
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(50)).await;
         let started = Instant::now();
         pool.run("bystander", |_| ()).await?;
-        assert!(
-            started.elapsed() < Duration::from_millis(150),
-            "waited {:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < Duration::from_millis(150), "waited {:?}", started.elapsed());
         for hog in hogs {
             hog.await??;
         }

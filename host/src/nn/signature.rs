@@ -54,10 +54,8 @@ pub fn inspect_onnx(bytes: &[u8]) -> Result<Signature, NnError> {
     let proto = tract_onnx::onnx()
         .proto_model_for_read(&mut &bytes[..])
         .map_err(|err| NnError::new(ErrorCode::InvalidEncoding, format!("not a valid ONNX model: {err:#}")))?;
-    let graph = proto
-        .graph
-        .as_ref()
-        .ok_or_else(|| NnError::new(ErrorCode::InvalidEncoding, "the ONNX model has no graph"))?;
+    let graph =
+        proto.graph.as_ref().ok_or_else(|| NnError::new(ErrorCode::InvalidEncoding, "the ONNX model has no graph"))?;
     refuse_external_data(graph)?;
     let initialized: std::collections::HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let inputs = graph
@@ -78,7 +76,9 @@ pub fn inspect_onnx(bytes: &[u8]) -> Result<Signature, NnError> {
 /// external reference is refused.
 fn refuse_external_data(graph: &pb::GraphProto) -> Result<(), NnError> {
     let external = |tensor: &pb::TensorProto| -> Result<(), NnError> {
-        if tensor.data_location == Some(pb::tensor_proto::DataLocation::External as i32) || !tensor.external_data.is_empty() {
+        if tensor.data_location == Some(pb::tensor_proto::DataLocation::External as i32)
+            || !tensor.external_data.is_empty()
+        {
             let location = tensor.external_data.iter().find(|e| e.key == "location").map_or("?", |e| e.value.as_str());
             return Err(NnError::new(
                 ErrorCode::Security,
@@ -126,7 +126,9 @@ fn tensor_spec(value: &pb::ValueInfoProto) -> Result<TensorSpec, NnError> {
         .enumerate()
         .map(|(axis, dim)| match &dim.value {
             Some(pb::tensor_shape_proto::dimension::Value::DimValue(size)) if *size >= 0 => Dim::Fixed(*size as u64),
-            Some(pb::tensor_shape_proto::dimension::Value::DimParam(name)) if !name.is_empty() => Dim::Symbol(name.clone()),
+            Some(pb::tensor_shape_proto::dimension::Value::DimParam(name)) if !name.is_empty() => {
+                Dim::Symbol(name.clone())
+            }
             _ => Dim::Symbol(format!("d{axis}")),
         })
         .collect();

@@ -56,16 +56,19 @@ impl HostTensor {
     /// Checks that the data holds exactly product(dimensions) elements, with
     /// checked arithmetic so that no dimensions overflow into a small size.
     pub fn check_length(&self, name: &str) -> Result<(), NnError> {
-        let expected = self
-            .dimensions
-            .iter()
-            .try_fold(self.ty.size(), |bytes, &dim| bytes.checked_mul(dim as usize))
-            .ok_or_else(|| {
-                NnError::new(
-                    ErrorCode::InvalidArgument,
-                    format!("tensor `{name}`: dimensions {:?} of {} overflow the address space", self.dimensions, self.ty.as_str()),
-                )
-            })?;
+        let expected =
+            self.dimensions.iter().try_fold(self.ty.size(), |bytes, &dim| bytes.checked_mul(dim as usize)).ok_or_else(
+                || {
+                    NnError::new(
+                        ErrorCode::InvalidArgument,
+                        format!(
+                            "tensor `{name}`: dimensions {:?} of {} overflow the address space",
+                            self.dimensions,
+                            self.ty.as_str()
+                        ),
+                    )
+                },
+            )?;
         if expected != self.data.len() {
             return Err(NnError::new(
                 ErrorCode::InvalidArgument,
@@ -124,7 +127,11 @@ mod tests {
     use super::*;
 
     fn spec() -> TensorSpec {
-        TensorSpec { name: "x".into(), ty: ElementType::Fp32, shape: vec![super::Dim::Symbol("N".into()), super::Dim::Fixed(4)] }
+        TensorSpec {
+            name: "x".into(),
+            ty: ElementType::Fp32,
+            shape: vec![super::Dim::Symbol("N".into()), super::Dim::Fixed(4)],
+        }
     }
 
     fn tensor(dimensions: Vec<u32>, ty: ElementType, bytes: usize) -> HostTensor {

@@ -113,21 +113,38 @@ impl WasiNnView<'_> {
         }
     }
 
-    async fn load_bytes(&mut self, builders: Vec<Vec<u8>>, encoding: graph::GraphEncoding, target: graph::ExecutionTarget) -> Result<Graph, NnError> {
+    async fn load_bytes(
+        &mut self,
+        builders: Vec<Vec<u8>>,
+        encoding: graph::GraphEncoding,
+        target: graph::ExecutionTarget,
+    ) -> Result<Graph, NnError> {
         if !matches!(encoding, graph::GraphEncoding::Onnx | graph::GraphEncoding::Autodetect) {
-            return Err(NnError::new(ErrorCode::InvalidEncoding, format!("muon serves ONNX models; encoding {encoding:?} is not supported")));
+            return Err(NnError::new(
+                ErrorCode::InvalidEncoding,
+                format!("muon serves ONNX models; encoding {encoding:?} is not supported"),
+            ));
         }
         let device = match target {
             graph::ExecutionTarget::Cpu => Device::Cpu,
             graph::ExecutionTarget::Gpu => Device::Gpu,
-            graph::ExecutionTarget::Tpu => return Err(NnError::new(ErrorCode::UnsupportedOperation, "muon has no TPU backend")),
+            graph::ExecutionTarget::Tpu => {
+                return Err(NnError::new(ErrorCode::UnsupportedOperation, "muon has no TPU backend"));
+            }
         };
-        let [bytes] = <[Vec<u8>; 1]>::try_from(builders)
-            .map_err(|parts| NnError::new(ErrorCode::InvalidArgument, format!("an ONNX model is one builder, got {}", parts.len())))?;
+        let [bytes] = <[Vec<u8>; 1]>::try_from(builders).map_err(|parts| {
+            NnError::new(ErrorCode::InvalidArgument, format!("an ONNX model is one builder, got {}", parts.len()))
+        })?;
         let inference = Arc::clone(self.ctx.models.inference());
         let limit = inference.config().max_load_bytes;
         if bytes.len() as u64 > limit {
-            return Err(NnError::new(ErrorCode::TooLarge, format!("the model is {} bytes; `load` takes at most {limit}; upload it with PUT /v1/models/NAME and use load-by-name", bytes.len())));
+            return Err(NnError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "the model is {} bytes; `load` takes at most {limit}; upload it with PUT /v1/models/NAME and use load-by-name",
+                    bytes.len()
+                ),
+            ));
         }
         let backend = inference.choose_backend(None)?;
         let digest = hex::encode(Sha256::digest(&bytes));
@@ -135,12 +152,19 @@ impl WasiNnView<'_> {
         let parse_bytes = Arc::clone(&bytes);
         let tenant = Arc::clone(&self.ctx.scope.tenant);
         let signature = Arc::new(inference.run_blocking(&tenant, move || inspect_onnx(&parse_bytes)).await??);
-        inference.load_transient(ModelSpec { tenant, digest, backend, device, signature }, Box::new(move || Ok(bytes))).await
+        inference
+            .load_transient(ModelSpec { tenant, digest, backend, device, signature }, Box::new(move || Ok(bytes)))
+            .await
     }
 }
 
 impl graph::Host for WasiNnView<'_> {
-    async fn load(&mut self, builders: Vec<graph::GraphBuilder>, encoding: graph::GraphEncoding, target: graph::ExecutionTarget) -> NnResult<Resource<Graph>> {
+    async fn load(
+        &mut self,
+        builders: Vec<graph::GraphBuilder>,
+        encoding: graph::GraphEncoding,
+        target: graph::ExecutionTarget,
+    ) -> NnResult<Resource<Graph>> {
         let outcome = self.load_bytes(builders, encoding, target).await;
         let graph = match outcome {
             Ok(graph) => graph,
@@ -207,7 +231,12 @@ impl inference::HostGraphExecutionContext for WasiNnView<'_> {
 impl tensor::Host for WasiNnView<'_> {}
 
 impl tensor::HostTensor for WasiNnView<'_> {
-    fn new(&mut self, dimensions: Vec<u32>, ty: tensor::TensorType, data: Vec<u8>) -> wasmtime::Result<Resource<HostTensor>> {
+    fn new(
+        &mut self,
+        dimensions: Vec<u32>,
+        ty: tensor::TensorType,
+        data: Vec<u8>,
+    ) -> wasmtime::Result<Resource<HostTensor>> {
         // Checked at compute, against the model's signature: the constructor
         // cannot return an error.
         Ok(self.table.push(HostTensor { dimensions, ty: element_type(ty), data })?)

@@ -30,39 +30,24 @@ pub struct Compiler {
 impl Compiler {
     /// At most `slots` compiles at once, one per tenant, each within `timeout`.
     pub fn new(runtime: Arc<Runtime>, slots: usize, timeout: Duration) -> Self {
-        Self {
-            runtime,
-            host: Arc::new(Semaphore::new(slots)),
-            tenants: DashMap::new(),
-            timeout,
-        }
+        Self { runtime, host: Arc::new(Semaphore::new(slots)), tenants: DashMap::new(), timeout }
     }
 
     /// The component for `bytes` (whose digest is `digest`), from the
     /// artifact cache or compiled for `tenant`.
-    pub async fn compile(
-        &self,
-        tenant: &str,
-        digest: &str,
-        bytes: bytes::Bytes,
-    ) -> Result<Component, ApiError> {
+    pub async fn compile(&self, tenant: &str, digest: &str, bytes: bytes::Bytes) -> Result<Component, ApiError> {
         if let Some(component) = self.cached(digest).await? {
             return Ok(component);
         }
         // What is refused anyway is refused without waiting for a slot.
         let checked = bytes.clone();
-        tokio::task::spawn_blocking(move || Runtime::check(&checked))
-            .await
-            .context("the check task failed")??;
+        tokio::task::spawn_blocking(move || Runtime::check(&checked)).await.context("the check task failed")??;
         let deadline = Instant::now() + self.timeout;
         let tenant_slot = self.tenant_slot(tenant);
-        let result = self
-            .compile_in_slots(&tenant_slot, deadline, digest, bytes)
-            .await;
+        let result = self.compile_in_slots(&tenant_slot, deadline, digest, bytes).await;
         drop(tenant_slot);
         // Forget idle tenants; a permit still held keeps its semaphore alive.
-        self.tenants
-            .remove_if(tenant, |_, slot| Arc::strong_count(slot) == 1);
+        self.tenants.remove_if(tenant, |_, slot| Arc::strong_count(slot) == 1);
         result
     }
 
@@ -73,19 +58,11 @@ impl Compiler {
         digest: &str,
         bytes: bytes::Bytes,
     ) -> Result<Component, ApiError> {
-        let busy = |_| ApiError::CompileBusy {
-            retry_after_s: u32::try_from(self.timeout.as_secs()).unwrap_or(60).max(1),
-        };
-        let own = timeout_at(deadline, Arc::clone(tenant_slot).acquire_owned())
-            .await
-            .map_err(busy)?;
-        let host = timeout_at(deadline, Arc::clone(&self.host).acquire_owned())
-            .await
-            .map_err(busy)?;
-        let permits = (
-            own.context("compile slots closed")?,
-            host.context("compile slots closed")?,
-        );
+        let busy =
+            |_| ApiError::CompileBusy { retry_after_s: u32::try_from(self.timeout.as_secs()).unwrap_or(60).max(1) };
+        let own = timeout_at(deadline, Arc::clone(tenant_slot).acquire_owned()).await.map_err(busy)?;
+        let host = timeout_at(deadline, Arc::clone(&self.host).acquire_owned()).await.map_err(busy)?;
+        let permits = (own.context("compile slots closed")?, host.context("compile slots closed")?);
         // A deploy of the same bytes may have compiled them while this one waited.
         if let Some(component) = self.cached(digest).await? {
             return Ok(component);
@@ -101,9 +78,7 @@ impl Compiler {
             Err(_) => {
                 // Cranelift cannot be interrupted: the compile runs on, holding
                 // its slots, but writes nothing once it finds itself abandoned.
-                *abandoned
-                    .lock()
-                    .map_err(|_| anyhow::anyhow!("compile flag poisoned"))? = true;
+                *abandoned.lock().map_err(|_| anyhow::anyhow!("compile flag poisoned"))? = true;
                 let timeout_ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
                 tracing::warn!(digest, timeout_ms, "compile passed its deadline");
                 Err(ApiError::CompileTimeout { timeout_ms })
@@ -134,13 +109,9 @@ impl Compiler {
             // Held while writing, so the deadline either comes before the
             // artifact exists (and none is written) or after (and the
             // deploy's cleanup removes it).
-            let abandoned = abandoned
-                .lock()
-                .map_err(|_| anyhow::anyhow!("compile flag poisoned"))?;
+            let abandoned = abandoned.lock().map_err(|_| anyhow::anyhow!("compile flag poisoned"))?;
             if *abandoned {
-                return Err(ApiError::Unavailable(
-                    "the compile was abandoned".to_owned(),
-                ));
+                return Err(ApiError::Unavailable("the compile was abandoned".to_owned()));
             }
             Ok(runtime.store_artifact(&digest, &serialized)?)
         })
@@ -150,9 +121,8 @@ impl Compiler {
     pub async fn cached(&self, digest: &str) -> Result<Option<Component>, ApiError> {
         let runtime = Arc::clone(&self.runtime);
         let digest = digest.to_owned();
-        let component = tokio::task::spawn_blocking(move || runtime.cached(&digest))
-            .await
-            .context("the cache task failed")?;
+        let component =
+            tokio::task::spawn_blocking(move || runtime.cached(&digest)).await.context("the cache task failed")?;
         if component.is_some() {
             record_cache("hit");
         }
@@ -160,12 +130,7 @@ impl Compiler {
     }
 
     fn tenant_slot(&self, tenant: &str) -> Arc<Semaphore> {
-        Arc::clone(
-            self.tenants
-                .entry(tenant.to_owned())
-                .or_insert_with(|| Arc::new(Semaphore::new(1)))
-                .value(),
-        )
+        Arc::clone(self.tenants.entry(tenant.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(1))).value())
     }
 }
 

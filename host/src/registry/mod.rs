@@ -153,7 +153,11 @@ impl Registry {
             // A refused or failed deploy leaves no file and no artifact behind.
             let _guard = self.changes.lock().await;
             if let Err(err) = self.files.forget_if_unused(&self.db, &digest).await {
-                tracing::warn!(error = format!("{err:#}"), digest, "cannot clean up after a failed deploy; the next start will");
+                tracing::warn!(
+                    error = format!("{err:#}"),
+                    digest,
+                    "cannot clean up after a failed deploy; the next start will"
+                );
             }
         }
         deployed
@@ -171,7 +175,9 @@ impl Registry {
         let limits = self.limits_for(&options)?;
         let component = self.compiler.compile(tenant, digest, bytes.clone()).await?;
         let entry = self.runtime.prepare(&component)?;
-        crate::files::store_once(&self.files.component_path(digest), &bytes).await.context("cannot store the component")?;
+        crate::files::store_once(&self.files.component_path(digest), &bytes)
+            .await
+            .context("cannot store the component")?;
 
         let _guard = self.changes.lock().await;
         let mut record = VersionRecord {
@@ -205,9 +211,8 @@ impl Registry {
     /// Makes the version before the active one active again.
     pub async fn rollback(&self, tenant: &str, name: &FunctionName) -> Result<Arc<Version>, ApiError> {
         let _guard = self.changes.lock().await;
-        let current = self
-            .get(tenant, name.as_str())
-            .ok_or_else(|| ApiError::NotFound(format!("function `{name}`")))?;
+        let current =
+            self.get(tenant, name.as_str()).ok_or_else(|| ApiError::NotFound(format!("function `{name}`")))?;
         let previous = self
             .db
             .versions(tenant, name.as_str())
@@ -324,11 +329,9 @@ impl Registry {
                 let path = self.files.component_path(&record.digest);
                 let bytes = match tokio::fs::read(&path).await {
                     Ok(bytes) => bytes,
-                    Err(_) => self
-                        .db
-                        .blob(Blob::Component, &record.digest)
-                        .await?
-                        .with_context(|| format!("component {} is in neither {} nor the database", record.digest, path.display()))?,
+                    Err(_) => self.db.blob(Blob::Component, &record.digest).await?.with_context(|| {
+                        format!("component {} is in neither {} nor the database", record.digest, path.display())
+                    })?,
                 };
                 self.compiler.compile(&record.tenant, &record.digest, bytes.into()).await?
             }
@@ -359,12 +362,8 @@ impl Registry {
                     self.config.anonymous,
                 ))
             });
-        let allowed_hosts: Arc<[String]> = record
-            .allowed_hosts
-            .split(',')
-            .filter(|h| !h.is_empty())
-            .map(str::to_owned)
-            .collect();
+        let allowed_hosts: Arc<[String]> =
+            record.allowed_hosts.split(',').filter(|h| !h.is_empty()).map(str::to_owned).collect();
         let metrics = FunctionMetrics::new(&label, &record.tenant);
         let nn_scope = Arc::new(NnScope {
             tenant: Arc::from(record.tenant.as_str()),
@@ -392,8 +391,8 @@ pub fn parse_allowed_hosts(value: &str) -> Result<Vec<String>, ApiError> {
         .map(str::trim)
         .filter(|h| !h.is_empty())
         .map(|host| {
-            let valid = host.len() <= 253
-                && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
+            let valid =
+                host.len() <= 253 && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
             if valid {
                 Ok(host.to_ascii_lowercase())
             } else {

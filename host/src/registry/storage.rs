@@ -44,11 +44,7 @@ impl Drop for Pin {
 impl LocalStore {
     /// The store under `components_dir`, with artifacts in `runtime`'s cache.
     pub fn new(components_dir: PathBuf, runtime: Arc<Runtime>) -> Self {
-        Self {
-            components_dir,
-            runtime,
-            pins: Arc::default(),
-        }
+        Self { components_dir, runtime, pins: Arc::default() }
     }
 
     /// Keeps `digest`'s files while the returned pin lives.
@@ -56,10 +52,7 @@ impl LocalStore {
         if let Ok(mut pins) = self.pins.lock() {
             *pins.entry(digest.to_owned()).or_default() += 1;
         }
-        Pin {
-            digest: digest.to_owned(),
-            pins: Arc::clone(&self.pins),
-        }
+        Pin { digest: digest.to_owned(), pins: Arc::clone(&self.pins) }
     }
 
     /// The component file of `digest`.
@@ -91,13 +84,10 @@ impl LocalStore {
     /// older engine. On start (nothing pinned) and when following other nodes.
     pub async fn sweep(&self, db: &Db) -> anyhow::Result<usize> {
         let referenced: HashSet<String> = db.referenced_digests().await?;
-        let Ok(pins) = self.pins.lock() else {
-            anyhow::bail!("pins poisoned")
-        };
+        let Ok(pins) = self.pins.lock() else { anyhow::bail!("pins poisoned") };
         let keep = |digest: &str| referenced.contains(digest) || pins.contains_key(digest);
-        let components = crate::files::sweep(&self.components_dir, |name| {
-            name.strip_suffix(".wasm").is_some_and(keep)
-        })?;
+        let components =
+            crate::files::sweep(&self.components_dir, |name| name.strip_suffix(".wasm").is_some_and(keep))?;
         let artifacts = self.runtime.sweep_artifacts(keep)?;
         Ok(components + artifacts)
     }

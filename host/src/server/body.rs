@@ -31,9 +31,7 @@ pub fn json_response(status: StatusCode, value: &serde_json::Value) -> http::Res
 pub fn json_bytes_response(status: StatusCode, json: impl Into<Bytes>) -> http::Response<Body> {
     let mut response = http::Response::new(full(json));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
     response
 }
 
@@ -69,10 +67,8 @@ impl BodyReader {
     /// is read, and a chunked body as soon as it passes the limit. The bytes
     /// returned keep their share of the budget until the last copy is dropped.
     pub async fn read(&self, headers: &http::HeaderMap, mut body: Incoming, limit: u64) -> Result<Bytes, ApiError> {
-        let declared = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let declared =
+            headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > limit) {
             return Err(ApiError::BodyTooLarge { limit });
         }

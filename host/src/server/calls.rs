@@ -35,9 +35,7 @@ pub async fn call_http_function(
     let body = app.bodies.read(&parts.headers, incoming, app.config.max_request_bytes).await?;
     metered(app, version, caller, request_id, body.len(), async move |version, usage: &mut Measurement| {
         match version.entry.kind() {
-            FunctionKind::Handler => {
-                invoke::call_handler(app, version, &parts, rest, body, request_id, usage).await
-            }
+            FunctionKind::Handler => invoke::call_handler(app, version, &parts, rest, body, request_id, usage).await,
             FunctionKind::Http => {
                 let path_and_query = match parts.uri.query() {
                     Some(query) => format!("{rest}?{query}"),

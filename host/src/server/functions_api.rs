@@ -22,7 +22,8 @@ pub async fn deploy(
     let bytes = app.bodies.read(&parts.headers, incoming, app.config.max_deploy_bytes).await?;
     let limits = app.registry.limits_for(&options)?;
     let is_new = app.registry.get(tenant, name.as_str()).is_none();
-    let quota = app.tenancy.check_deploy(tenant, limits.memory_mb, limits.timeout_ms, is_new, bytes.len() as u64).await?;
+    let quota =
+        app.tenancy.check_deploy(tenant, limits.memory_mb, limits.timeout_ms, is_new, bytes.len() as u64).await?;
     let version = app.registry.deploy(tenant, name, bytes, options, quota).await?;
     tracing::info!(function = %version.label, version = version.record.version, kind = %version.record.kind, "deployed");
     Ok(body::json_response(StatusCode::CREATED, &version_json(&version)))
@@ -36,10 +37,8 @@ pub fn list(app: &App, tenant: &str) -> http::Response<Body> {
 
 /// `GET /v1/functions/{name}`: the active version and the history.
 pub async fn show(app: &App, tenant: &str, name: &FunctionName) -> Result<http::Response<Body>, ApiError> {
-    let active = app
-        .registry
-        .get(tenant, name.as_str())
-        .ok_or_else(|| ApiError::NotFound(format!("function `{name}`")))?;
+    let active =
+        app.registry.get(tenant, name.as_str()).ok_or_else(|| ApiError::NotFound(format!("function `{name}`")))?;
     let versions: Vec<Value> = app.registry.history(tenant, name).await?.iter().map(record_json).collect();
     let mut out = version_json(&active);
     out["versions"] = Value::Array(versions);
@@ -65,9 +64,9 @@ fn deploy_options(query: &str) -> Result<DeployOptions, ApiError> {
     let mut options = DeployOptions::default();
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         let number = |what: &str| {
-            value.parse::<u64>().map_err(|_| {
-                ApiError::BadRequest(format!("{what} must be a positive whole number, got `{value}`"))
-            })
+            value
+                .parse::<u64>()
+                .map_err(|_| ApiError::BadRequest(format!("{what} must be a positive whole number, got `{value}`")))
         };
         match key.as_ref() {
             "memory_mb" => options.memory_mb = Some(u32::try_from(number("memory_mb")?).unwrap_or(u32::MAX)),

@@ -24,15 +24,15 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::db::Db;
 use crate::engine::Runtime;
-use crate::auth::Auth;
 use crate::ledger::Ledger;
 use crate::nn::{Inference, ModelStore};
 use crate::registry::Registry;
-use crate::tenancy::Tenancy;
 use crate::telemetry::{Metrics, RequestIds};
+use crate::tenancy::Tenancy;
 
 /// How often the epoch advances; guests yield and deadlines are checked this often.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -83,16 +83,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let tenancy = Tenancy::new(db.clone(), config.tenancy.clone());
     let ledger = if config.metering { Some(Ledger::start(db.clone())?) } else { None };
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener =
+        TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
     let metrics_listener = match config.metrics_listen {
-        Some(address) => Some(
-            TcpListener::bind(address)
-                .await
-                .with_context(|| format!("cannot listen for metrics on {address}"))?,
-        ),
+        Some(address) => {
+            Some(TcpListener::bind(address).await.with_context(|| format!("cannot listen for metrics on {address}"))?)
+        }
         None => None,
     };
     let shutdown = shutdown_signal();
@@ -183,12 +180,7 @@ async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output 
 /// Until `finished`, keeps accepting, but only to answer `503` (and `/readyz`
 /// with `503`) and close: a load balancer sees the node going instead of
 /// refused connections, and sends new work elsewhere.
-async fn drain(
-    app: &Arc<App>,
-    listener: &TcpListener,
-    mut http: http1::Builder,
-    finished: impl Future<Output = ()>,
-) {
+async fn drain(app: &Arc<App>, listener: &TcpListener, mut http: http1::Builder, finished: impl Future<Output = ()>) {
     http.keep_alive(false);
     tokio::pin!(finished);
     loop {
@@ -217,8 +209,7 @@ async fn drain(
 /// network (`metrics_listen`).
 async fn serve_metrics(app: Arc<App>, listener: TcpListener) {
     let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(app.config.header_read_timeout);
+    http.timer(TokioTimer::new()).header_read_timeout(app.config.header_read_timeout);
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,

@@ -12,7 +12,12 @@ use crate::nn::backend::{BackendKind, Device};
 use crate::registry::check_model_name;
 
 /// `PUT /v1/models/{name}` with the model's bytes.
-pub async fn upload(app: &App, tenant: &str, request: http::Request<Incoming>, name: &str) -> Result<http::Response<Body>, ApiError> {
+pub async fn upload(
+    app: &App,
+    tenant: &str,
+    request: http::Request<Incoming>,
+    name: &str,
+) -> Result<http::Response<Body>, ApiError> {
     check_model_name(name)?;
     let options = model_options(request.uri().query().unwrap_or_default())?;
     let (parts, incoming) = request.into_parts();

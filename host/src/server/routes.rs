@@ -18,10 +18,7 @@ pub const REQUEST_ID_HEADER: &str = "x-muon-request-id";
 pub async fn handle(app: &App, request: http::Request<Incoming>) -> http::Response<Body> {
     let request_id = app.request_ids.next();
     let has_body = request.headers().contains_key(http::header::TRANSFER_ENCODING)
-        || request
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .is_some_and(|len| len.as_bytes() != b"0");
+        || request.headers().get(http::header::CONTENT_LENGTH).is_some_and(|len| len.as_bytes() != b"0");
     let mut response = match route(app, request, &request_id).await {
         Ok(response) => response,
         Err(err) => {
@@ -58,7 +55,8 @@ async fn route(
             let principal = app.auth.authenticate(request.headers()).await?;
             if !principal.admin {
                 return Err(ApiError::Forbidden(
-                    "/metrics needs an admin key; a scraper without one can use the `metrics_listen` address".to_owned(),
+                    "/metrics needs an admin key; a scraper without one can use the `metrics_listen` address"
+                        .to_owned(),
                 ));
             }
             Ok(metrics(app))
@@ -108,9 +106,7 @@ async fn api(
         },
         (["tenants"], &Method::POST) => tenants_api::create(app, &principal, request).await,
         (["tenants"], &Method::GET) => tenants_api::list(app, &principal).await,
-        (["tenants", tenant, "keys"], &Method::POST) => {
-            tenants_api::issue_key(app, &principal, tenant, request).await
-        }
+        (["tenants", tenant, "keys"], &Method::POST) => tenants_api::issue_key(app, &principal, tenant, request).await,
         (["tenants", tenant, "quotas"], &Method::PUT) => {
             tenants_api::set_quotas(app, &principal, tenant, request).await
         }
@@ -156,12 +152,9 @@ pub fn handle_while_stopping(app: &App, request: &http::Request<Incoming>) -> ht
     let mut response = if request.uri().path() == "/healthz" {
         body::json_response(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
     } else {
-        ApiError::Unavailable("muon is shutting down; send the request to another node".to_owned())
-            .into_response()
+        ApiError::Unavailable("muon is shutting down; send the request to another node".to_owned()).into_response()
     };
-    response
-        .headers_mut()
-        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     if let Ok(value) = HeaderValue::from_str(&app.request_ids.next()) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
@@ -173,18 +166,16 @@ pub fn scrape(app: &App, request: &http::Request<Incoming>) -> http::Response<Bo
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/metrics") => metrics(app),
         (_, "/metrics") => ApiError::MethodNotAllowed("GET").into_response(),
-        (_, path) => ApiError::NotFound(format!(
-            "route `{path}`; this address serves only GET /metrics"
-        ))
-        .into_response(),
+        (_, path) => {
+            ApiError::NotFound(format!("route `{path}`; this address serves only GET /metrics")).into_response()
+        }
     }
 }
 
 fn metrics(app: &App) -> http::Response<Body> {
     let mut response = http::Response::new(body::full(app.metrics.render()));
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     response
 }

@@ -24,11 +24,7 @@ struct NewTenant {
 }
 
 fn require_admin(principal: &Principal) -> Result<(), ApiError> {
-    if principal.admin {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden("this route needs an admin key".to_owned()))
-    }
+    if principal.admin { Ok(()) } else { Err(ApiError::Forbidden("this route needs an admin key".to_owned())) }
 }
 
 /// A tenant the caller may act for; another tenant's is `404`, as if absent.
@@ -61,10 +57,7 @@ pub async fn create(
     if let Some(quotas) = new.quotas {
         app.tenancy.set_quotas(&new.name, quotas).await?;
     }
-    let key = app
-        .auth
-        .issue(&new.name, false, app.tenancy.max_keys(&new.name).await?)
-        .await?;
+    let key = app.auth.issue(&new.name, false, app.tenancy.max_keys(&new.name).await?).await?;
     tracing::info!(tenant = %new.name, key_id = %key.id, "tenant created");
     Ok(body::json_response(StatusCode::CREATED, &json!({ "tenant": new.name, "key": key })))
 }
@@ -103,16 +96,12 @@ pub async fn issue_key(
     let new: NewKey = if bytes.is_empty() {
         NewKey::default()
     } else {
-        serde_json::from_slice(&bytes)
-            .map_err(|err| ApiError::BadRequest(format!("invalid JSON body: {err}")))?
+        serde_json::from_slice(&bytes).map_err(|err| ApiError::BadRequest(format!("invalid JSON body: {err}")))?
     };
     if new.admin {
         require_admin(principal)?;
     }
-    let key = app
-        .auth
-        .issue(tenant, new.admin, app.tenancy.max_keys(tenant).await?)
-        .await?;
+    let key = app.auth.issue(tenant, new.admin, app.tenancy.max_keys(tenant).await?).await?;
     tracing::info!(%tenant, key_id = %key.id, admin = new.admin, "key issued");
     Ok(body::json_response(StatusCode::CREATED, &json!(key)))
 }

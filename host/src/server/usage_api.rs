@@ -34,9 +34,13 @@ fn parse(query: Option<&str>, allowed: &[&str]) -> Result<Params, ApiError> {
             "tenant" => params.tenant = Some(value.into_owned()),
             "after" => params.after = Some(value.into_owned()),
             "limit" => {
-                params.limit = Some(value.parse().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| {
-                    ApiError::BadRequest(format!("limit must be 1 to 1000, got `{value}`"))
-                })?);
+                params.limit = Some(
+                    value
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=1000).contains(n))
+                        .ok_or_else(|| ApiError::BadRequest(format!("limit must be 1 to 1000, got `{value}`")))?,
+                );
             }
             "group_by" => {
                 params.group_by = Some(match value.as_ref() {
@@ -44,7 +48,9 @@ fn parse(query: Option<&str>, allowed: &[&str]) -> Result<Params, ApiError> {
                     "day" => GroupBy::Day,
                     "hour" => GroupBy::Hour,
                     other => {
-                        return Err(ApiError::BadRequest(format!("group_by must be function, day or hour, got `{other}`")));
+                        return Err(ApiError::BadRequest(format!(
+                            "group_by must be function, day or hour, got `{other}`"
+                        )));
                     }
                 });
             }
@@ -60,17 +66,14 @@ const MAX_TIME_MS: i64 = 253_402_300_800_000;
 /// Query parameter `name`: Unix milliseconds, or a `YYYY-MM-DD` date
 /// (midnight UTC), within years 1970 to 9999, so no arithmetic on it overflows.
 fn parse_time(name: &str, value: &str) -> Result<i64, ApiError> {
-    value
-        .parse::<i64>()
-        .ok()
-        .or_else(|| parse_date(value))
-        .filter(|ms| (0..=MAX_TIME_MS).contains(ms))
-        .ok_or_else(|| {
+    value.parse::<i64>().ok().or_else(|| parse_date(value)).filter(|ms| (0..=MAX_TIME_MS).contains(ms)).ok_or_else(
+        || {
             ApiError::BadRequest(format!(
                 "`{name}` must be Unix milliseconds from 0 to {MAX_TIME_MS} or a date YYYY-MM-DD \
                  from 1970-01-01 to 9999-12-31, got `{value}`"
             ))
-        })
+        },
+    )
 }
 
 /// A real calendar date `YYYY-MM-DD` of years 1970 to 9999, as Unix milliseconds.
@@ -80,11 +83,7 @@ fn parse_date(value: &str) -> Option<i64> {
     if parts.next().is_some() || !year.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let (year, month, day) = (
-        year.parse::<i64>().ok()?,
-        month.parse::<u32>().ok()?,
-        day.parse::<u32>().ok()?,
-    );
+    let (year, month, day) = (year.parse::<i64>().ok()?, month.parse::<u32>().ok()?, day.parse::<u32>().ok()?);
     if !(1970..=9999).contains(&year) || !(1..=12).contains(&month) || day == 0 {
         return None;
     }
@@ -124,7 +123,8 @@ pub async fn totals(app: &App, principal: &Principal, query: Option<&str>) -> Re
 pub async fn records(app: &App, principal: &Principal, query: Option<&str>) -> Result<http::Response<Body>, ApiError> {
     let params = parse(query, &["after", "limit", "tenant"])?;
     let tenant = tenant_of(principal, params.tenant)?;
-    let records = app.db.usage_records(&tenant, params.after.as_deref().unwrap_or(""), params.limit.unwrap_or(100)).await?;
+    let records =
+        app.db.usage_records(&tenant, params.after.as_deref().unwrap_or(""), params.limit.unwrap_or(100)).await?;
     let next_after = records.last().map(|r| r.request_id.clone());
     Ok(body::json_response(StatusCode::OK, &json!({ "records": records, "next_after": next_after })))
 }
@@ -136,18 +136,9 @@ mod tests {
     #[test]
     fn times_are_checked_before_any_arithmetic() {
         assert_eq!(parse_time("from", "1970-01-02").ok(), Some(86_400_000));
-        assert_eq!(
-            parse_time("from", "2024-02-29").ok(),
-            Some(1_709_164_800_000)
-        );
-        assert_eq!(
-            parse_time("to", "9999-12-31").ok(),
-            Some(MAX_TIME_MS - 86_400_000)
-        );
-        assert_eq!(
-            parse_time("to", "1700000000000").ok(),
-            Some(1_700_000_000_000)
-        );
+        assert_eq!(parse_time("from", "2024-02-29").ok(), Some(1_709_164_800_000));
+        assert_eq!(parse_time("to", "9999-12-31").ok(), Some(MAX_TIME_MS - 86_400_000));
+        assert_eq!(parse_time("to", "1700000000000").ok(), Some(1_700_000_000_000));
         for bad in [
             "99999999999999999-01-01",
             "9223372036854775807-12-31",
@@ -161,14 +152,8 @@ mod tests {
             "2024-01-01-01",
             "yesterday",
         ] {
-            let err = parse_time("from", bad)
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_default();
-            assert!(
-                err.contains("`from` must be") && err.contains(bad),
-                "{bad}: {err}"
-            );
+            let err = parse_time("from", bad).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("`from` must be") && err.contains(bad), "{bad}: {err}");
         }
     }
 }

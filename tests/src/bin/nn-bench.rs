@@ -94,9 +94,8 @@ struct Row {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cell = Duration::from_secs_f64(
-        std::env::var("NN_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5.0),
-    );
+    let cell =
+        Duration::from_secs_f64(std::env::var("NN_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5.0));
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let cases = [digits()?, resnet50()?];
     println!(
@@ -252,13 +251,8 @@ impl Target {
 
     /// One request; fails unless muon answers 200 and the probe `ok`.
     async fn call(&self) -> anyhow::Result<Value> {
-        let response = self
-            .http
-            .post(&self.url)
-            .header("content-type", "application/json")
-            .body(self.body.clone())
-            .send()
-            .await?;
+        let response =
+            self.http.post(&self.url).header("content-type", "application/json").body(self.body.clone()).send().await?;
         let status = response.status();
         let text = response.bytes().await?;
         ensure!(status == 200, "{} answered {status}: {}", self.url, String::from_utf8_lossy(&text));
@@ -276,8 +270,17 @@ impl Target {
         ensure!(outputs.len() == expected.len(), "muon gave {} outputs, direct {}", outputs.len(), expected.len());
         for (output, tensor) in outputs.iter().zip(&expected) {
             let data = B64.decode(output["data_base64"].as_str().context("no data_base64")?)?;
-            ensure!(output["dims"] == json!(tensor.dimensions), "dims differ: {} vs {:?}", output["dims"], tensor.dimensions);
-            ensure!(same_values(&data, &tensor.data, tensor.ty), "muon and direct outputs differ for {}", output["name"]);
+            ensure!(
+                output["dims"] == json!(tensor.dimensions),
+                "dims differ: {} vs {:?}",
+                output["dims"],
+                tensor.dimensions
+            );
+            ensure!(
+                same_values(&data, &tensor.data, tensor.ty),
+                "muon and direct outputs differ for {}",
+                output["name"]
+            );
         }
         Ok(())
     }
@@ -327,7 +330,10 @@ impl Target {
         let text = self.http.get(&self.metrics_url).send().await?.error_for_status()?.text().await?;
         let value = |name: &str, labels: &str| {
             let prefix = if labels.is_empty() { format!("{name} ") } else { format!("{name}{{{labels}}} ") };
-            text.lines().find_map(|line| line.strip_prefix(&prefix)).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0)
+            text.lines()
+                .find_map(|line| line.strip_prefix(&prefix))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
         };
         let function = format!("function=\"{}\"", self.label);
         Ok(Totals {
@@ -480,11 +486,24 @@ fn micros(duration: Duration) -> f64 {
 
 fn print_summary(rows: &[Row]) {
     println!();
-    println!("latency, 1 client (µs; overhead = muon - direct; in-muon request, compute and ledger write from its /metrics)");
+    println!(
+        "latency, 1 client (µs; overhead = muon - direct; in-muon request, compute and ledger write from its /metrics)"
+    );
     println!(
         "{:<12} {:<6} {:>10} {:>10} {:>6} {:>9} {:>9} {:>9} {:>6} {:>9} {:>10} {:>10} {:>6}",
-        "backend", "model", "muon mean", "dir. mean", "ratio", "overhead", "muon p50", "dir. p50", "ratio", "overhead",
-        "in-muon rq", "in-muon nn", "ledger"
+        "backend",
+        "model",
+        "muon mean",
+        "dir. mean",
+        "ratio",
+        "overhead",
+        "muon p50",
+        "dir. p50",
+        "ratio",
+        "overhead",
+        "in-muon rq",
+        "in-muon nn",
+        "ledger"
     );
     for row in rows {
         let (muon, direct, inside) = (&row.latency.muon, &row.latency.direct, &row.latency.inside);
@@ -570,7 +589,8 @@ impl CpuShare {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
             // utime and stime are fields 14 and 15; the name before them may hold spaces.
             let after_name = stat.rsplit_once(')').context("unexpected /proc/PID/stat")?.1;
-            let times: Vec<u64> = after_name.split_whitespace().skip(11).take(2).filter_map(|f| f.parse().ok()).collect();
+            let times: Vec<u64> =
+                after_name.split_whitespace().skip(11).take(2).filter_map(|f| f.parse().ok()).collect();
             Ok(times.iter().sum())
         };
         Ok((machine, process("self")? + process(&server.to_string())?))

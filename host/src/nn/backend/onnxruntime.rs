@@ -48,14 +48,14 @@ impl OnnxRuntime {
         let builder = builder.with_intra_threads(self.intra_op_threads).map_err(|err| failed(&err))?;
         let mut builder = builder.with_inter_threads(1).map_err(|err| failed(&err))?;
         if device == Device::Gpu {
-            builder = builder
-                .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
-                .map_err(|err| {
+            builder = builder.with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()]).map_err(
+                |err| {
                     NnError::new(
                         ErrorCode::UnsupportedOperation,
                         format!("the CUDA execution provider is not available: {err}"),
                     )
-                })?;
+                },
+            )?;
         }
         builder.commit_from_memory(bytes).map_err(|err| {
             NnError::new(ErrorCode::InvalidEncoding, format!("ONNX Runtime cannot load the model: {err}"))
@@ -73,9 +73,7 @@ impl Backend for OnnxRuntime {
             }
             Err(err) => return Err(err),
         };
-        let spare = (1..self.sessions_per_model)
-            .map(|_| self.session(bytes, device))
-            .collect::<Result<Vec<_>, _>>()?;
+        let spare = (1..self.sessions_per_model).map(|_| self.session(bytes, device)).collect::<Result<Vec<_>, _>>()?;
         let mut idle = spare;
         idle.push(first);
         Ok(Arc::new(OrtModel {
@@ -165,8 +163,7 @@ fn to_ort(tensor: HostTensor) -> Result<DynValue, NnError> {
         data: &[u8],
         decode: fn([u8; N]) -> T,
     ) -> Result<DynValue, NnError> {
-        let values: Vec<T> =
-            data.chunks_exact(N).map(|chunk| decode(chunk.try_into().unwrap_or([0; N]))).collect();
+        let values: Vec<T> = data.chunks_exact(N).map(|chunk| decode(chunk.try_into().unwrap_or([0; N]))).collect();
         Tensor::from_array((shape, values))
             .map(|tensor| tensor.into_dyn())
             .map_err(|err| NnError::new(ErrorCode::InvalidArgument, err.to_string()))

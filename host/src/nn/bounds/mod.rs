@@ -77,49 +77,27 @@ struct Fact {
 impl Fact {
     fn elements(&self) -> Option<u128> {
         let shape = self.shape.as_ref()?;
-        Some(
-            shape
-                .iter()
-                .try_fold(1u128, |n, &d| n.checked_mul(u128::from(d)))
-                .unwrap_or(u128::MAX),
-        )
+        Some(shape.iter().try_fold(1u128, |n, &d| n.checked_mul(u128::from(d))).unwrap_or(u128::MAX))
     }
 
     fn bytes(&self) -> Option<u128> {
-        self.elements()
-            .map(|n| n.saturating_mul(element_bytes(self.dtype)))
+        self.elements().map(|n| n.saturating_mul(element_bytes(self.dtype)))
     }
 
     fn with_shape(shape: Vec<u64>, dtype: i32) -> Self {
-        Self {
-            shape: Some(shape),
-            value: None,
-            dtype,
-            from_input: false,
-        }
+        Self { shape: Some(shape), value: None, dtype, from_input: false }
     }
 
     fn with_value(value: Vec<f64>, dtype: i32) -> Self {
-        Self {
-            shape: Some(vec![value.len() as u64]),
-            value: Some(value),
-            dtype,
-            from_input: false,
-        }
+        Self { shape: Some(vec![value.len() as u64]), value: Some(value), dtype, from_input: false }
     }
 
     fn ints(&self) -> Option<Vec<i64>> {
-        self.value
-            .as_ref()
-            .map(|v| v.iter().map(|&x| x as i64).collect())
+        self.value.as_ref().map(|v| v.iter().map(|&x| x as i64).collect())
     }
 
     fn dims(&self) -> Option<Vec<u64>> {
-        self.value
-            .as_ref()?
-            .iter()
-            .map(|&x| (x >= 0.0).then_some(x as u64))
-            .collect()
+        self.value.as_ref()?.iter().map(|&x| (x >= 0.0).then_some(x as u64)).collect()
     }
 }
 
@@ -141,22 +119,14 @@ impl Node {
 
 impl ModelBounds {
     /// Parses `bytes` and checks what loading them would fold, under `limits`.
-    pub fn analyse(
-        bytes: &[u8],
-        signature: &Signature,
-        limits: LoadLimits,
-    ) -> Result<Self, NnError> {
+    pub fn analyse(bytes: &[u8], signature: &Signature, limits: LoadLimits) -> Result<Self, NnError> {
         let proto = tract_onnx::onnx()
             .proto_model_for_read(&mut &bytes[..])
-            .map_err(|err| {
-                NnError::new(
-                    ErrorCode::InvalidEncoding,
-                    format!("not a valid ONNX model: {err:#}"),
-                )
-            })?;
-        let graph = proto.graph.as_ref().ok_or_else(|| {
-            NnError::new(ErrorCode::InvalidEncoding, "the ONNX model has no graph")
-        })?;
+            .map_err(|err| NnError::new(ErrorCode::InvalidEncoding, format!("not a valid ONNX model: {err:#}")))?;
+        let graph = proto
+            .graph
+            .as_ref()
+            .ok_or_else(|| NnError::new(ErrorCode::InvalidEncoding, "the ONNX model has no graph"))?;
         let nodes = count_nodes(graph);
         if nodes > limits.max_nodes {
             return Err(NnError::new(
@@ -194,32 +164,15 @@ impl ModelBounds {
                 constants.push((at, sparse_fact(sparse)));
             }
         }
-        let inputs = signature
-            .inputs
-            .iter()
-            .map(|spec| index(&spec.name, &mut slots))
-            .collect();
+        let inputs = signature.inputs.iter().map(|spec| index(&spec.name, &mut slots)).collect();
         let mut nodes = Vec::with_capacity(graph.node.len());
         for node in &graph.node {
-            let inputs = node
-                .input
-                .iter()
-                .map(|name| index(name, &mut slots))
-                .collect();
-            let outputs = node
-                .output
-                .iter()
-                .map(|name| index(name, &mut slots))
-                .collect();
+            let inputs = node.input.iter().map(|name| index(name, &mut slots)).collect();
+            let outputs = node.output.iter().map(|name| index(name, &mut slots)).collect();
             nodes.push(build_node(node, inputs, outputs));
         }
         let nodes = topological(nodes, slots.len(), &constants)?;
-        Ok(Self {
-            nodes,
-            slots: slots.len(),
-            constants,
-            inputs,
-        })
+        Ok(Self { nodes, slots: slots.len(), constants, inputs })
     }
 
     /// Refuses tensors that constant folding at load would make too large.
@@ -230,22 +183,12 @@ impl ModelBounds {
     /// dimension 1: a tensor that is too large even then is refused, against
     /// `max_tensor` (no function could compute it) when it depends on an
     /// input, against the fold `limit` when it comes from constants alone.
-    fn check_folding(
-        &self,
-        signature: &Signature,
-        limit: u128,
-        max_tensor: u128,
-    ) -> Result<(), NnError> {
+    fn check_folding(&self, signature: &Signature, limit: u128, max_tensor: u128) -> Result<(), NnError> {
         let inputs = signature
             .inputs
             .iter()
             .map(|spec| Fact {
-                shape: Some(
-                    spec.shape
-                        .iter()
-                        .map(|d| if let Dim::Fixed(n) = d { *n } else { 1 })
-                        .collect(),
-                ),
+                shape: Some(spec.shape.iter().map(|d| if let Dim::Fixed(n) = d { *n } else { 1 }).collect()),
                 value: None,
                 dtype: dtype_of(spec.ty),
                 from_input: true,
@@ -323,22 +266,12 @@ impl ModelBounds {
                 facts[*at] = Some(fact);
             }
         }
-        let unknown = Fact {
-            from_input: true,
-            ..Fact::default()
-        };
+        let unknown = Fact { from_input: true, ..Fact::default() };
         for node in &self.nodes {
-            let given: Vec<&Fact> = node
-                .inputs
-                .iter()
-                .map(|at| at.and_then(|at| facts[at].as_ref()).unwrap_or(&unknown))
-                .collect();
-            let present: Vec<Option<&Fact>> = node
-                .inputs
-                .iter()
-                .zip(&given)
-                .map(|(at, fact)| at.map(|_| *fact))
-                .collect();
+            let given: Vec<&Fact> =
+                node.inputs.iter().map(|at| at.and_then(|at| facts[at].as_ref()).unwrap_or(&unknown)).collect();
+            let present: Vec<Option<&Fact>> =
+                node.inputs.iter().zip(&given).map(|(at, fact)| at.map(|_| *fact)).collect();
             let from_input = given.iter().any(|fact| fact.from_input);
             let mut outputs = infer(node, &present);
             for (fact, at) in outputs.iter_mut().zip(&node.outputs) {
@@ -367,11 +300,7 @@ fn too_large_fold(what: &str, fact: &Fact, limit: u128) -> NnError {
 }
 
 fn describe(node: &Node) -> String {
-    if node.name.is_empty() {
-        format!("a {} node", node.op)
-    } else {
-        format!("node `{}` ({})", node.name, node.op)
-    }
+    if node.name.is_empty() { format!("a {} node", node.op) } else { format!("node `{}` ({})", node.name, node.op) }
 }
 
 fn human(bytes: u128) -> String {
@@ -382,11 +311,7 @@ fn human(bytes: u128) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 {
-        format!("{bytes} bytes")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    if unit == 0 { format!("{bytes} bytes") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
 /// Operators whose output can be far larger than their inputs, sized by
@@ -424,11 +349,7 @@ fn count_nodes(graph: &pb::GraphProto) -> usize {
 /// Orders nodes so each comes after the producers of its inputs, as ONNX
 /// requires and backends assume (they sort themselves; so must muon, or an
 /// unordered graph would hide a constant subgraph from the checks).
-fn topological(
-    nodes: Vec<Node>,
-    slots: usize,
-    constants: &[(usize, Fact)],
-) -> Result<Vec<Node>, NnError> {
+fn topological(nodes: Vec<Node>, slots: usize, constants: &[(usize, Fact)]) -> Result<Vec<Node>, NnError> {
     let mut producer: Vec<Option<usize>> = vec![None; slots];
     for (index, node) in nodes.iter().enumerate() {
         for at in node.outputs.iter().flatten() {
@@ -448,10 +369,7 @@ fn topological(
             }
         }
     }
-    let mut ready: Vec<usize> = (0..nodes.len())
-        .filter(|&i| waiting[i] == 0)
-        .rev()
-        .collect();
+    let mut ready: Vec<usize> = (0..nodes.len()).filter(|&i| waiting[i] == 0).rev().collect();
     let mut order = Vec::with_capacity(nodes.len());
     while let Some(index) = ready.pop() {
         order.push(index);
@@ -463,10 +381,7 @@ fn topological(
         }
     }
     if order.len() != nodes.len() {
-        return Err(NnError::new(
-            ErrorCode::InvalidEncoding,
-            "the ONNX graph has a cycle",
-        ));
+        return Err(NnError::new(ErrorCode::InvalidEncoding, "the ONNX graph has a cycle"));
     }
     let mut slots: Vec<Option<Node>> = nodes.into_iter().map(Some).collect();
     Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())

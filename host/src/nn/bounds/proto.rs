@@ -10,11 +10,7 @@ use tract_onnx::pb::tensor_proto::DataType;
 use super::{Fact, Node, SMALL};
 use crate::nn::tensor::{ElementType, HostTensor};
 
-pub(super) fn build_node(
-    node: &pb::NodeProto,
-    inputs: Vec<Option<usize>>,
-    outputs: Vec<Option<usize>>,
-) -> Node {
+pub(super) fn build_node(node: &pb::NodeProto, inputs: Vec<Option<usize>>, outputs: Vec<Option<usize>>) -> Node {
     let mut ints = HashMap::new();
     let mut tensor = None;
     for attribute in &node.attribute {
@@ -31,12 +27,9 @@ pub(super) fn build_node(
     if node.domain.is_empty() || node.domain == "ai.onnx" {
         tensor = match node.op_type.as_str() {
             "Constant" => constant_fact(&node.attribute),
-            "ConstantOfShape" => node
-                .attribute
-                .iter()
-                .find(|a| a.name == "value")
-                .and_then(|a| a.t.as_ref())
-                .map(tensor_fact),
+            "ConstantOfShape" => {
+                node.attribute.iter().find(|a| a.name == "value").and_then(|a| a.t.as_ref()).map(tensor_fact)
+            }
             _ => None,
         };
     }
@@ -45,14 +38,7 @@ pub(super) fn build_node(
     } else {
         format!("{}.{}", node.domain, node.op_type)
     };
-    Node {
-        name: node.name.clone(),
-        op,
-        inputs,
-        outputs,
-        ints,
-        tensor,
-    }
+    Node { name: node.name.clone(), op, inputs, outputs, ints, tensor }
 }
 
 pub(super) fn element_bytes(dtype: i32) -> u128 {
@@ -78,9 +64,7 @@ pub(super) fn dtype_of(ty: ElementType) -> i32 {
 }
 
 pub(super) fn dims_of(dims: &[i64]) -> Vec<u64> {
-    dims.iter()
-        .map(|&d| u64::try_from(d).unwrap_or(0))
-        .collect()
+    dims.iter().map(|&d| u64::try_from(d).unwrap_or(0)).collect()
 }
 
 pub(super) fn tensor_fact(tensor: &pb::TensorProto) -> Fact {
@@ -93,10 +77,7 @@ pub(super) fn tensor_fact(tensor: &pb::TensorProto) -> Fact {
 }
 
 pub(super) fn sparse_fact(sparse: &pb::SparseTensorProto) -> Fact {
-    Fact::with_shape(
-        dims_of(&sparse.dims),
-        sparse.values.as_ref().map_or(0, |v| v.data_type),
-    )
+    Fact::with_shape(dims_of(&sparse.dims), sparse.values.as_ref().map_or(0, |v| v.data_type))
 }
 
 fn tensor_values(tensor: &pb::TensorProto) -> Option<Vec<f64>> {
@@ -104,36 +85,22 @@ fn tensor_values(tensor: &pb::TensorProto) -> Option<Vec<f64>> {
     let raw = &tensor.raw_data;
     let values: Vec<f64> = match dtype {
         DataType::Int64 if raw.is_empty() => tensor.int64_data.iter().map(|&v| v as f64).collect(),
-        DataType::Int64 => raw
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f64)
-            .collect(),
-        DataType::Int32 if raw.is_empty() => {
-            tensor.int32_data.iter().map(|&v| f64::from(v)).collect()
+        DataType::Int64 => {
+            raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f64).collect()
         }
-        DataType::Int32 => raw
-            .chunks_exact(4)
-            .map(|c| f64::from(i32::from_le_bytes(c.try_into().unwrap_or([0; 4]))))
-            .collect(),
-        DataType::Float if raw.is_empty() => {
-            tensor.float_data.iter().map(|&v| f64::from(v)).collect()
+        DataType::Int32 if raw.is_empty() => tensor.int32_data.iter().map(|&v| f64::from(v)).collect(),
+        DataType::Int32 => {
+            raw.chunks_exact(4).map(|c| f64::from(i32::from_le_bytes(c.try_into().unwrap_or([0; 4])))).collect()
         }
-        DataType::Float => raw
-            .chunks_exact(4)
-            .map(|c| f64::from(f32::from_le_bytes(c.try_into().unwrap_or([0; 4]))))
-            .collect(),
+        DataType::Float if raw.is_empty() => tensor.float_data.iter().map(|&v| f64::from(v)).collect(),
+        DataType::Float => {
+            raw.chunks_exact(4).map(|c| f64::from(f32::from_le_bytes(c.try_into().unwrap_or([0; 4])))).collect()
+        }
         DataType::Double if raw.is_empty() => tensor.double_data.clone(),
-        DataType::Double => raw
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-            .collect(),
+        DataType::Double => raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect(),
         _ => return None,
     };
-    let expected: u64 = tensor
-        .dims
-        .iter()
-        .map(|&d| u64::try_from(d).unwrap_or(0))
-        .product();
+    let expected: u64 = tensor.dims.iter().map(|&d| u64::try_from(d).unwrap_or(0)).product();
     (values.len() as u64 == expected).then_some(values)
 }
 
@@ -144,28 +111,16 @@ fn constant_fact(attributes: &[pb::AttributeProto]) -> Option<Fact> {
     Some(match attribute.name.as_str() {
         "value" => tensor_fact(attribute.t.as_ref()?),
         "sparse_value" => sparse_fact(attribute.sparse_tensor.as_ref()?),
-        "value_int" => Fact {
-            shape: Some(vec![]),
-            value: Some(vec![attribute.i as f64]),
-            dtype: int64,
-            from_input: false,
-        },
+        "value_int" => {
+            Fact { shape: Some(vec![]), value: Some(vec![attribute.i as f64]), dtype: int64, from_input: false }
+        }
         "value_ints" => Fact::with_value(attribute.ints.iter().map(|&v| v as f64).collect(), int64),
-        "value_float" => Fact {
-            shape: Some(vec![]),
-            value: Some(vec![f64::from(attribute.f)]),
-            dtype: float,
-            from_input: false,
-        },
-        "value_floats" => Fact::with_value(
-            attribute.floats.iter().map(|&v| f64::from(v)).collect(),
-            float,
-        ),
+        "value_float" => {
+            Fact { shape: Some(vec![]), value: Some(vec![f64::from(attribute.f)]), dtype: float, from_input: false }
+        }
+        "value_floats" => Fact::with_value(attribute.floats.iter().map(|&v| f64::from(v)).collect(), float),
         "value_string" => Fact::with_shape(vec![], DataType::String as i32),
-        "value_strings" => Fact::with_shape(
-            vec![attribute.strings.len() as u64],
-            DataType::String as i32,
-        ),
+        "value_strings" => Fact::with_shape(vec![attribute.strings.len() as u64], DataType::String as i32),
         _ => return None,
     })
 }
@@ -176,32 +131,17 @@ pub(super) fn input_fact(tensor: &HostTensor) -> Fact {
     let count: u64 = shape.iter().product();
     let chunks = |n: usize| tensor.data.chunks_exact(n);
     let value = (count <= SMALL).then(|| match tensor.ty {
-        ElementType::I64 => Some(
-            chunks(8)
-                .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f64)
-                .collect(),
-        ),
-        ElementType::I32 => Some(
-            chunks(4)
-                .map(|c| f64::from(i32::from_le_bytes(c.try_into().unwrap_or([0; 4]))))
-                .collect(),
-        ),
-        ElementType::Fp32 => Some(
-            chunks(4)
-                .map(|c| f64::from(f32::from_le_bytes(c.try_into().unwrap_or([0; 4]))))
-                .collect(),
-        ),
-        ElementType::Fp64 => Some(
-            chunks(8)
-                .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-                .collect(),
-        ),
+        ElementType::I64 => {
+            Some(chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f64).collect())
+        }
+        ElementType::I32 => {
+            Some(chunks(4).map(|c| f64::from(i32::from_le_bytes(c.try_into().unwrap_or([0; 4])))).collect())
+        }
+        ElementType::Fp32 => {
+            Some(chunks(4).map(|c| f64::from(f32::from_le_bytes(c.try_into().unwrap_or([0; 4])))).collect())
+        }
+        ElementType::Fp64 => Some(chunks(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect()),
         _ => None,
     });
-    Fact {
-        shape: Some(shape),
-        value: value.flatten(),
-        dtype,
-        from_input: true,
-    }
+    Fact { shape: Some(shape), value: value.flatten(), dtype, from_input: true }
 }
