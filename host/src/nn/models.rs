@@ -214,8 +214,10 @@ impl ModelStore {
     }
 
     async fn sync(&self) -> anyhow::Result<()> {
-        let rows = self.db.models().await?;
+        // Rows read before the lock could miss an upload that commits in
+        // between, and the `retain` below would then drop the new model.
         let _guard = self.changes.lock().await;
+        let rows = self.db.models().await?;
         let mut seen = std::collections::HashSet::new();
         for row in rows {
             let label = key(&row.tenant, &row.name);
