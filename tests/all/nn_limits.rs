@@ -18,13 +18,8 @@ const RSS_HEADROOM: u64 = 96 * MIB;
 
 /// `VmRSS` (now) and `VmHWM` (the peak so far) of the server, in bytes.
 fn memory(server: &Server) -> anyhow::Result<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid()?))?;
-    let field = |name: &str| -> anyhow::Result<u64> {
-        let line = status.lines().find(|l| l.starts_with(name)).ok_or_else(|| anyhow::anyhow!("no {name}"))?;
-        let kib: u64 = line.split_whitespace().nth(1).unwrap_or_default().parse()?;
-        Ok(kib * 1024)
-    };
-    Ok((field("VmRSS:")?, field("VmHWM:")?))
+    let memory = server.memory()?;
+    Ok((memory.rss_kb * 1024, memory.peak_kb * 1024))
 }
 
 /// Asserts that the server's peak RSS stayed within [`RSS_HEADROOM`] of

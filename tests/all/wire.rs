@@ -115,15 +115,9 @@ impl Conn {
     }
 }
 
-/// The server's resident memory, from `/proc/PID/status`.
+/// The server's resident memory, in bytes.
 pub fn rss_bytes(server: &Server) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid()?))?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS line")?;
-    Ok(kib * 1024)
+    Ok(server.memory()?.rss_kb * 1024)
 }
 
 /// `n` MiB.
