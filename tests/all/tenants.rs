@@ -166,3 +166,32 @@ async fn two_nodes_share_one_postgres_catalog_and_ledger() -> anyhow::Result<()>
     assert_eq!(records.len(), 2, "usage of both nodes in one query: {records:#?}");
     Ok(())
 }
+
+/// Issue 9: one tenant's keys flooding `/v1` (deploys, uploads) took the
+/// host from every other tenant. The management API has a per-tenant rate
+/// limit; invocations and admin keys are outside it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_management_api_is_rate_limited_per_tenant() -> anyhow::Result<()> {
+    let server = Server::start(&[]).await?;
+    let acme = client_with_key(Some(&server.create_tenant("acme").await?))?;
+    let quotas = json!({ "api_requests_per_second": 3 });
+    server.http.put(server.url("/v1/tenants/acme/quotas")).json(&quotas).send().await?.error_for_status()?;
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let response = acme.get(server.url("/v1/functions")).send().await?;
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 {
+            let (_, code, _) = error_of(response).await?;
+            assert_eq!(code, "rate_limited");
+        }
+    }
+    assert!(statuses.iter().filter(|&&s| s == 200).count() <= 4, "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
+    // Another tenant and the admin are not limited by acme's flood.
+    for _ in 0..10 {
+        assert_eq!(server.http.get(server.url("/v1/functions")).send().await?.status(), 200);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(acme.get(server.url("/v1/functions")).send().await?.status(), 200, "the bucket refills");
+    Ok(())
+}
