@@ -156,16 +156,7 @@ async fn parallel_deploys_create_no_more_functions_than_the_quota(backend: Backe
             tokio::spawn(async move { server.deploy(&format!("f{i}"), "hello", "").await })
         })
         .collect();
-    let mut created = 0;
-    for deploy in deploys {
-        let response = deploy.await??;
-        if response.status() == 201 {
-            created += 1;
-        } else {
-            let (status, code, message) = error_of(response).await?;
-            assert_eq!((status, code.as_str()), (429, "quota_exceeded"), "{message}");
-        }
-    }
+    let created = count_created(deploys).await?;
     assert_eq!(created, 5, "exactly max_functions deploys succeed");
     let listed: Value = server.http.get(server.url("/v1/functions")).send().await?.json().await?;
     assert_eq!(listed["functions"].as_array().map(Vec::len), Some(5));
@@ -185,16 +176,7 @@ async fn parallel_deploys_never_store_more_than_the_quota(backend: Backend) -> a
             tokio::spawn(async move { put(&server, &server.http, &format!("f{i}"), bytes).await })
         })
         .collect();
-    let mut created = 0;
-    for deploy in deploys {
-        let response = deploy.await??;
-        if response.status() == 201 {
-            created += 1;
-        } else {
-            let (status, code, message) = error_of(response).await?;
-            assert_eq!((status, code.as_str()), (429, "quota_exceeded"), "{message}");
-        }
-    }
+    let created = count_created(deploys).await?;
     assert_eq!(created, 3, "three components of {size} bytes fit in {quota}, a fourth does not");
     let (file_bytes, _, blobs) = stored(&server, &db).await?;
     assert!(file_bytes <= quota, "component files hold {file_bytes} bytes, over the quota of {quota}");
@@ -534,4 +516,21 @@ async fn a_kill_during_deploys_leaves_nothing_unreferenced(backend: Backend) -> 
     );
     assert_eq!(restarted.get_fn("keep", "").await?.text().await?, "hello, world!\n");
     Ok(())
+}
+
+/// How many of `deploys` answered `201`; every other must be a quota refusal.
+async fn count_created(
+    deploys: Vec<tokio::task::JoinHandle<anyhow::Result<reqwest::Response>>>,
+) -> anyhow::Result<usize> {
+    let mut created = 0;
+    for deploy in deploys {
+        let response = deploy.await??;
+        if response.status() == 201 {
+            created += 1;
+        } else {
+            let (status, code, message) = error_of(response).await?;
+            assert_eq!((status, code.as_str()), (429, "quota_exceeded"), "{message}");
+        }
+    }
+    Ok(created)
 }
