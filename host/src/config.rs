@@ -14,6 +14,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use crate::ledger::pricing::Plan;
+use crate::ledger::{LedgerSettings, LedgerSync};
 use crate::nn::NnConfig;
 use crate::nn::backend::BackendKind;
 use crate::tenancy::{AnonymousLimits, Quotas, TenancyConfig, TenantSettings};
@@ -121,6 +122,15 @@ pub struct Settings {
     /// Meter every request and write it to the ledger [default: true].
     #[arg(long)]
     pub metering: Option<bool>,
+    /// When usage records reach the disk: `interval` (in the database's log before the response,
+    /// so a crash of muon loses nothing; synced to disk every `ledger_sync_interval_ms`) or
+    /// `always` (synced before the response) [default: interval].
+    #[arg(long, value_enum)]
+    pub ledger_sync: Option<LedgerSync>,
+    /// With `ledger_sync = "interval"`, the longest a usage record waits for a sync to disk, in
+    /// milliseconds: what a power loss can lose [default: 50].
+    #[arg(long)]
+    pub ledger_sync_interval_ms: Option<u64>,
     /// Versions of a function kept, newest first [default: 10]. The active
     /// version and the one before it (the rollback target) are always kept.
     #[arg(long)]
@@ -270,6 +280,7 @@ pub struct Config {
     pub allow_private_outbound: bool,
     pub database_url: Option<String>,
     pub metering: bool,
+    pub ledger: LedgerSettings,
     pub max_versions_kept: usize,
     pub compile_slots: usize,
     pub compile_timeout: Duration,
@@ -335,6 +346,8 @@ impl Settings {
             allow_private_outbound,
             database_url,
             metering,
+            ledger_sync,
+            ledger_sync_interval_ms,
             max_versions_kept,
             compile_slots,
             compile_timeout_ms,
@@ -400,6 +413,10 @@ impl Settings {
             allow_private_outbound: self.allow_private_outbound.unwrap_or(false),
             database_url: self.database_url,
             metering: self.metering.unwrap_or(true),
+            ledger: LedgerSettings {
+                sync: self.ledger_sync.unwrap_or_default(),
+                sync_interval: Duration::from_millis(self.ledger_sync_interval_ms.unwrap_or(50).max(1)),
+            },
             max_versions_kept: self.max_versions_kept.unwrap_or(10).max(1),
             compile_slots: self.compile_slots.unwrap_or(2).max(1),
             compile_timeout: Duration::from_millis(self.compile_timeout_ms.unwrap_or(60_000).max(1)),
@@ -458,6 +475,18 @@ mod tests {
         assert_eq!((config.nn.threads, config.nn.sessions_per_model, config.nn.intra_op_threads), (3, 3, 2));
         assert_eq!(config.nn.default_backend, Some(BackendKind::Tract));
         assert!(toml::from_str::<Settings>("[nn]\nthread = 3\n").is_err(), "typos in [nn] are errors");
+        Ok(())
+    }
+
+    #[test]
+    fn ledger_sync_defaults_to_interval_and_names_its_values() -> anyhow::Result<()> {
+        let config = Settings::default().resolve()?;
+        assert_eq!((config.ledger.sync, config.ledger.sync_interval), (LedgerSync::Interval, Duration::from_millis(50)));
+        let file: Settings = toml::from_str("ledger_sync = \"always\"\nledger_sync_interval_ms = 20\n")?;
+        let config = file.resolve()?;
+        assert_eq!((config.ledger.sync, config.ledger.sync_interval), (LedgerSync::Always, Duration::from_millis(20)));
+        let err = toml::from_str::<Settings>("ledger_sync = \"bogus\"\n").map(drop).unwrap_err().to_string();
+        assert!(err.contains("bogus") && err.contains("interval") && err.contains("always"), "{err}");
         Ok(())
     }
 

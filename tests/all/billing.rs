@@ -13,7 +13,9 @@ crate::on_both_databases!(
     deploy_quotas_are_enforced,
     monthly_budget_stops_spending,
     shutdown_flushes_the_ledger,
-    crash_loses_no_billed_response,
+    crash_loses_no_billed_response_syncing_on_an_interval,
+    crash_loses_no_billed_response_always_syncing,
+    the_interval_sync_runs_while_records_are_written,
 );
 
 const PLAN: &str =
@@ -258,8 +260,18 @@ async fn shutdown_flushes_the_ledger(backend: Backend) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn crash_loses_no_billed_response(backend: Backend) -> anyhow::Result<()> {
-    let flags = backend.flags()?;
+async fn crash_loses_no_billed_response_syncing_on_an_interval(backend: Backend) -> anyhow::Result<()> {
+    crash_loses_no_billed_response(backend, "interval").await
+}
+
+async fn crash_loses_no_billed_response_always_syncing(backend: Backend) -> anyhow::Result<()> {
+    crash_loses_no_billed_response(backend, "always").await
+}
+
+/// `kill -9` while 8 clients call: every answered request has exactly one record.
+async fn crash_loses_no_billed_response(backend: Backend, ledger_sync: &str) -> anyhow::Result<()> {
+    let mut flags = backend.flags()?;
+    flags.extend(["--ledger-sync".to_owned(), ledger_sync.to_owned()]);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let mut server = Server::start(&flags).await?;
     server.deploy_ok("hello", "hello", "").await?;
@@ -304,6 +316,55 @@ async fn crash_loses_no_billed_response(backend: Backend) -> anyhow::Result<()> 
         received.len(),
         &missing[..missing.len().min(5)]
     );
+    Ok(())
+}
+
+/// A broken sync loop would leave records unsynced until a power loss finds them.
+async fn the_interval_sync_runs_while_records_are_written(backend: Backend) -> anyhow::Result<()> {
+    let syncs = "muon_ledger_syncs_total";
+    let server = Server::start_on(backend, &["--ledger-sync-interval-ms", "20"]).await?;
+    server.deploy_ok("hello", "hello", "").await?;
+    assert_eq!(server.metric(syncs).await?, None, "nothing written, nothing synced");
+    for _ in 0..3 {
+        assert_eq!(server.get_fn("hello", "").await?.status(), 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let synced = server.metric(syncs).await?.unwrap_or(0.0);
+    assert!(synced >= 3.0, "3 records, each written more than an interval apart, got {synced} syncs");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(server.metric(syncs).await?, Some(synced), "an idle ledger has nothing to sync");
+
+    let always = Server::start_on(backend, &["--ledger-sync", "always"]).await?;
+    always.deploy_ok("hello", "hello", "").await?;
+    assert_eq!(always.get_fn("hello", "").await?.status(), 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(always.metric(syncs).await?, None, "always: every commit syncs, no syncer runs");
+    assert_eq!(always.usage_records(&always.http, None).await?.len(), 1);
+    Ok(())
+}
+
+#[test]
+fn an_unknown_ledger_sync_is_refused_naming_the_valid_values() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = config_file("ledger_sync = \"bogus\"\n")?;
+    let serve = |flags: &[&str]| {
+        std::process::Command::new(muon_tests::muon_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .args(flags)
+            .env_remove("MUON_DATABASE_URL")
+            .output()
+    };
+    let path = config.path().display().to_string();
+    for flags in [["--config", path.as_str()], ["--ledger-sync", "bogus"]] {
+        let out = serve(&flags)?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flags:?} started: {stderr}");
+        assert!(
+            stderr.contains("bogus") && stderr.contains("interval") && stderr.contains("always"),
+            "{flags:?}: {stderr}"
+        );
+    }
     Ok(())
 }
 

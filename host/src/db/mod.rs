@@ -101,7 +101,7 @@ pub use blobs::Blob;
 pub use catalog::{CatalogChange, Footprint, VersionRecord};
 pub use models::ModelRow;
 pub use tenants::{KeyRecord, Revocation, TenantRecord};
-pub use usage::{GroupBy, UsageQuery, UsageRecord, UsageTotals};
+pub use usage::{GroupBy, UsageQuery, UsageRecord, UsageTotals, UsageWriter};
 
 /// How long a SQLite writer waits for the write lock before giving up.
 const SQLITE_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

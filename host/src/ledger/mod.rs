@@ -1,21 +1,56 @@
-//! The billing ledger: every request's usage record is durable before its
+//! The billing ledger: every request's usage record is committed before its
 //! response is sent.
 //!
-//! Group commit: many concurrent requests share one transaction and one
-//! sync. On SQLite the requests themselves take turns as the writer (see
-//! [`SqliteGroup`]); on PostgreSQL they hand records to a writer task. If the
-//! write fails, every waiting request fails with `503` instead of running
-//! unbilled. A unique request id keeps a record from being written twice.
+//! Committed means in the database's log, synced to disk before the response
+//! with `ledger_sync = "always"`, or at least every `ledger_sync_interval_ms`
+//! with `"interval"` (see [`sync`]): either way a crash of muon loses nothing.
+//!
+//! Group commit: many concurrent requests share one transaction (and, when
+//! always syncing, one sync). On SQLite the requests themselves take turns as
+//! the writer (see [`SqliteGroup`]); on PostgreSQL they hand records to a
+//! writer task. If the write fails, every waiting request fails with `503`
+//! instead of running unbilled. A unique request id keeps a record from being
+//! written twice.
 
 pub mod pricing;
 mod sqlite;
+mod sync;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::db::{Db, UsageRecord};
+use crate::db::{Db, UsageRecord, UsageWriter};
 use crate::error::ApiError;
+use sync::{SyncTarget, Syncer};
+
+/// When usage records reach the disk (`ledger_sync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LedgerSync {
+    /// In the database's log before the response leaves, synced to disk at
+    /// least every `ledger_sync_interval_ms`: a power loss can lose that window.
+    #[default]
+    Interval,
+    /// Synced to disk before the response leaves.
+    Always,
+}
+
+/// The ledger's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct LedgerSettings {
+    /// When records reach the disk.
+    pub sync: LedgerSync,
+    /// With [`LedgerSync::Interval`], the longest a committed record waits for a sync.
+    pub sync_interval: Duration,
+}
+
+impl Default for LedgerSettings {
+    fn default() -> Self {
+        Self { sync: LedgerSync::Interval, sync_interval: Duration::from_millis(50) }
+    }
+}
 
 /// Records written per transaction at most.
 const MAX_BATCH: usize = 2048;
@@ -32,6 +67,8 @@ type Entry = (Option<UsageRecord>, Ack);
 #[derive(Clone)]
 pub struct Ledger {
     writer: Writer,
+    /// With `ledger_sync = "interval"`: syncs what the writer committed.
+    syncer: Option<Arc<Syncer>>,
 }
 
 #[derive(Clone)]
@@ -39,35 +76,49 @@ enum Writer {
     /// A writer task fed by a channel (PostgreSQL).
     Task(mpsc::Sender<Entry>),
     /// Leader/follower group commit on the requests' own threads (SQLite).
-    Group(std::sync::Arc<SqliteGroup>),
+    Group(Arc<SqliteGroup>),
 }
 
 impl Ledger {
-    /// Starts the writer; it ends once every handle is dropped and the queue
-    /// is drained. SQLite gets a dedicated thread, PostgreSQL a task.
-    pub fn start(db: Db) -> anyhow::Result<Self> {
+    /// Starts the writer (and in interval mode the syncer); the writer ends
+    /// once every handle is dropped and the queue is drained. SQLite gets a
+    /// dedicated thread, PostgreSQL a task.
+    pub fn start(db: Db, settings: LedgerSettings) -> anyhow::Result<Self> {
+        let always = settings.sync == LedgerSync::Always;
+        let target = match db.sqlite_path() {
+            Some(path) => SyncTarget::Wal(sqlite::wal_path(path)),
+            None => SyncTarget::Postgres(db.clone()),
+        };
+        let syncer = (!always).then(|| Syncer::start(target, settings.sync_interval));
         let writer = match db.sqlite_path() {
-            Some(path) => Writer::Group(std::sync::Arc::new(SqliteGroup {
+            Some(path) => Writer::Group(Arc::new(SqliteGroup {
                 queue: std::sync::Mutex::new(Vec::new()),
-                writer: tokio::sync::Mutex::new(SyncThread::start(sqlite::SqliteWriter::open(path)?)?),
+                writer: tokio::sync::Mutex::new(SyncThread::start(
+                    sqlite::SqliteWriter::open(path, always)?,
+                    syncer.clone(),
+                )?),
             })),
             None => {
                 let (sender, receiver) = mpsc::channel(QUEUE);
-                tokio::spawn(write_loop(db, receiver));
+                tokio::spawn(write_loop(db.usage_writer(always), receiver, syncer.clone()));
                 Writer::Task(sender)
             }
         };
-        Ok(Self { writer })
+        Ok(Self { writer, syncer })
     }
 
-    /// Writes `record` durably; returns once it is committed.
+    /// Writes `record`; returns once it is committed.
     pub async fn record(&self, record: UsageRecord) -> Result<(), ApiError> {
         self.send(Some(record)).await
     }
 
-    /// Returns once every record handed in before is written.
+    /// Returns once every record handed in before is written and synced to disk.
     pub async fn flush(&self) -> Result<(), ApiError> {
-        self.send(None).await
+        self.send(None).await?;
+        match &self.syncer {
+            Some(syncer) => syncer.sync().await.map_err(|err| ApiError::LedgerUnavailable(format!("{err:#}"))),
+            None => Ok(()),
+        }
     }
 
     async fn send(&self, entry: Option<UsageRecord>) -> Result<(), ApiError> {
@@ -107,13 +158,13 @@ struct SqliteGroup {
 type Batch = (Vec<UsageRecord>, oneshot::Sender<Result<(), String>>);
 
 /// The thread that owns the SQLite connection and runs each batch's
-/// transaction and sync.
+/// transaction (and, always syncing, its sync).
 struct SyncThread {
     batches: std::sync::mpsc::Sender<Batch>,
 }
 
 impl SyncThread {
-    fn start(mut writer: sqlite::SqliteWriter) -> anyhow::Result<Self> {
+    fn start(mut writer: sqlite::SqliteWriter, syncer: Option<Arc<Syncer>>) -> anyhow::Result<Self> {
         let (batches, incoming) = std::sync::mpsc::channel::<Batch>();
         std::thread::Builder::new().name("muon-ledger".into()).spawn(move || {
             for (records, done) in incoming {
@@ -121,6 +172,9 @@ impl SyncThread {
                     tracing::error!(error = %err, records = records.len(), "cannot write usage records");
                     err.to_string()
                 });
+                if let (Ok(()), Some(syncer), Some(last)) = (&result, &syncer, records.last()) {
+                    syncer.committed(&last.request_id);
+                }
                 drop(done.send(result));
             }
         })?;
@@ -177,7 +231,7 @@ fn record_batch(records: usize, started: std::time::Instant) {
     metrics::histogram!("muon_ledger_write_seconds").record(started.elapsed().as_secs_f64());
 }
 
-async fn write_loop(db: Db, mut receiver: mpsc::Receiver<Entry>) {
+async fn write_loop(mut db: UsageWriter, mut receiver: mpsc::Receiver<Entry>, syncer: Option<Arc<Syncer>>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (records, acks): (Vec<Option<UsageRecord>>, Vec<Ack>) = batch.drain(..).unzip();
@@ -187,11 +241,14 @@ async fn write_loop(db: Db, mut receiver: mpsc::Receiver<Entry>) {
             continue;
         }
         let started = std::time::Instant::now();
-        let result = db.insert_usage(&records).await.map_err(|err| {
+        let result = db.insert(&records).await.map_err(|err| {
             tracing::error!(error = format!("{err:#}"), records = records.len(), "cannot write usage records");
             format!("{err:#}")
         });
         record_batch(records.len(), started);
+        if let (Ok(()), Some(syncer), Some(last)) = (&result, &syncer, records.last()) {
+            syncer.committed(&last.request_id);
+        }
         for ack in acks {
             let _ = ack.send(result.clone());
         }

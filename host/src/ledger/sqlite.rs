@@ -1,12 +1,12 @@
 //! The SQLite ledger writer: one connection, one prepared statement, one
-//! transaction (and one sync) per batch.
+//! transaction per batch (and one sync, when always syncing).
 //!
 //! sqlx's generic path costs about 45 µs a row here (a statement per batch
 //! size, per-parameter conversions, a thread hop per call); this one costs a
 //! few microseconds, which is what keeps metering cheap. PostgreSQL keeps
 //! using sqlx.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, params};
 
@@ -24,14 +24,16 @@ pub struct SqliteWriter {
 
 impl SqliteWriter {
     /// Opens the database file the catalog already migrated.
-    pub fn open(path: &Path) -> rusqlite::Result<Self> {
+    ///
+    /// With `always_sync`, `synchronous=FULL`: the WAL is synced at every
+    /// commit, so a committed batch survives a power loss. Without,
+    /// `synchronous=NORMAL`: a commit is written to the WAL (a crash of muon
+    /// loses nothing) and the ledger's syncer syncs the WAL on its interval.
+    pub fn open(path: &Path, always_sync: bool) -> rusqlite::Result<Self> {
         let connection = Connection::open(path)?;
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
-        // FULL: the WAL is synced at every commit, so a committed batch
-        // survives a power loss, not only a crash of muon. (NORMAL measured no
-        // faster here: the sync is not what limits the ledger.)
         connection.pragma_update(None, "journal_mode", "WAL")?;
-        connection.pragma_update(None, "synchronous", "FULL")?;
+        connection.pragma_update(None, "synchronous", if always_sync { "FULL" } else { "NORMAL" })?;
         Ok(Self { connection })
     }
 
@@ -62,4 +64,11 @@ impl SqliteWriter {
         }
         transaction.commit()
     }
+}
+
+/// The WAL file of the database at `path` (SQLite names it so).
+pub fn wal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
 }

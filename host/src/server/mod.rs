@@ -82,7 +82,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::spawn(Arc::clone(&models).follow(REGISTRY_SYNC));
     }
     let tenancy = Tenancy::new(db.clone(), config.tenancy.clone());
-    let ledger = if config.metering { Some(Ledger::start(db.clone())?) } else { None };
+    let ledger = if config.metering { Some(Ledger::start(db.clone(), config.ledger)?) } else { None };
     let listener =
         TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
