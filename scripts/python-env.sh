@@ -3,12 +3,14 @@
 # $CARGO_TARGET_DIR/py (default target/py), with the pinned packages of
 # scripts/requirements-models.txt. A stamp holding the requirements' hash makes
 # a second run instant; changing the file reinstalls.
+#   scripts/python-env.sh [REQUIREMENTS NAME]
+# makes another one, at $CARGO_TARGET_DIR/NAME, from REQUIREMENTS instead.
 # Prints the venv's python path (its only stdout line).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
-venv="$target/py"
-requirements=scripts/requirements-models.txt
+venv="$target/${2:-py}"
+requirements="${1:-scripts/requirements-models.txt}"
 stamp="$venv/.requirements.sha256"
 
 want=$(sha256sum "$requirements" | cut -d' ' -f1)
