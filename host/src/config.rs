@@ -481,7 +481,10 @@ mod tests {
     #[test]
     fn ledger_sync_defaults_to_interval_and_names_its_values() -> anyhow::Result<()> {
         let config = Settings::default().resolve()?;
-        assert_eq!((config.ledger.sync, config.ledger.sync_interval), (LedgerSync::Interval, Duration::from_millis(50)));
+        assert_eq!(
+            (config.ledger.sync, config.ledger.sync_interval),
+            (LedgerSync::Interval, Duration::from_millis(50))
+        );
         let file: Settings = toml::from_str("ledger_sync = \"always\"\nledger_sync_interval_ms = 20\n")?;
         let config = file.resolve()?;
         assert_eq!((config.ledger.sync, config.ledger.sync_interval), (LedgerSync::Always, Duration::from_millis(20)));

@@ -99,14 +99,14 @@ impl UsageWriter {
         }
         result
     }
-
 }
 
 /// A connection outside the pool, with `synchronous_commit` set for its session.
 async fn connect(db: &Db, synchronous_commit: bool) -> anyhow::Result<AnyConnection> {
     let options = db.pool.connect_options();
-    let mut connection =
-        tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await.context("timed out connecting to the database")??;
+    let mut connection = tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
+        .await
+        .context("timed out connecting to the database")??;
     // Explicit either way, so `always` syncs even where the server's default is off.
     let mode = if synchronous_commit { "on" } else { "off" };
     connection.execute(format!("SET synchronous_commit = {mode}").as_str()).await?;

@@ -86,7 +86,7 @@ impl Ledger {
     pub fn start(db: Db, settings: LedgerSettings) -> anyhow::Result<Self> {
         let always = settings.sync == LedgerSync::Always;
         let target = match db.sqlite_path() {
-            Some(path) => SyncTarget::Wal(sqlite::wal_path(path)),
+            Some(path) => SyncTarget::Wal(Arc::new(std::sync::Mutex::new(sqlite::WalSync::new(path)))),
             None => SyncTarget::Postgres(db.clone()),
         };
         let syncer = (!always).then(|| Syncer::start(target, settings.sync_interval));

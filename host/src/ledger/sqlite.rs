@@ -6,6 +6,7 @@
 //! few microseconds, which is what keeps metering cheap. PostgreSQL keeps
 //! using sqlx.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, params};
@@ -28,12 +29,19 @@ impl SqliteWriter {
     /// With `always_sync`, `synchronous=FULL`: the WAL is synced at every
     /// commit, so a committed batch survives a power loss. Without,
     /// `synchronous=NORMAL`: a commit is written to the WAL (a crash of muon
-    /// loses nothing) and the ledger's syncer syncs the WAL on its interval.
+    /// loses nothing) and [`WalSync`] syncs the WAL on its interval, and
+    /// checkpoints it too: a checkpoint syncs twice, which would stall every
+    /// request waiting on this writer.
     pub fn open(path: &Path, always_sync: bool) -> rusqlite::Result<Self> {
         let connection = Connection::open(path)?;
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
-        connection.pragma_update(None, "synchronous", if always_sync { "FULL" } else { "NORMAL" })?;
+        if always_sync {
+            connection.pragma_update(None, "synchronous", "FULL")?;
+        } else {
+            connection.pragma_update(None, "synchronous", "NORMAL")?;
+            connection.pragma_update(None, "wal_autocheckpoint", 0)?;
+        }
         Ok(Self { connection })
     }
 
@@ -66,9 +74,114 @@ impl SqliteWriter {
     }
 }
 
-/// The WAL file of the database at `path` (SQLite names it so).
-pub fn wal_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push("-wal");
-    PathBuf::from(name)
+/// A WAL this large is checkpointed into the database file at the next sync
+/// (SQLite's own automatic checkpoint comes at 1000 pages, about as large).
+const CHECKPOINT_BYTES: u64 = 4 << 20;
+
+/// Syncs the ledger's WAL to disk (`ledger_sync = "interval"`), and
+/// checkpoints it once it has grown, in place of the writer.
+pub struct WalSync {
+    database: PathBuf,
+    wal: PathBuf,
+    /// For checkpoints; opened on the first one.
+    connection: Option<Connection>,
+    /// The `-wal` file synced last, by inode: a new one needs its directory synced too.
+    synced_inode: Option<u64>,
+}
+
+impl WalSync {
+    /// Syncs the WAL of the database at `path`.
+    pub fn new(path: &Path) -> Self {
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        Self { database: path.to_owned(), wal: PathBuf::from(wal), connection: None, synced_inode: None }
+    }
+
+    /// fdatasyncs the `-wal` file: every frame written to it before is then
+    /// durable (SQLite's checksums drop a torn tail at recovery). Its
+    /// directory is synced too when the file is new (SQLite made it since the
+    /// last sync), so that its name survives a power loss. No WAL: everything
+    /// is checkpointed into the database file, which SQLite syncs.
+    pub fn sync(&mut self) -> anyhow::Result<()> {
+        let file = match std::fs::File::open(&self.wal) {
+            Ok(file) => file,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(err) => return Err(err.into()),
+        };
+        file.sync_data()?;
+        let metadata = file.metadata()?;
+        if self.synced_inode != Some(metadata.ino())
+            && let Some(dir) = self.wal.parent()
+        {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        self.synced_inode = Some(metadata.ino());
+        if metadata.len() >= CHECKPOINT_BYTES {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Copies the WAL into the database file (syncing both), without waiting
+    /// for readers or blocking the writer; the writer then starts the WAL over.
+    fn checkpoint(&mut self) -> rusqlite::Result<()> {
+        let connection = match &mut self.connection {
+            Some(connection) => connection,
+            None => self.connection.insert(Connection::open(&self.database)?),
+        };
+        connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: usize) -> UsageRecord {
+        UsageRecord {
+            request_id: format!("r{id:09}"),
+            tenant: "default".to_owned(),
+            function: "hello".to_owned(),
+            version: 1,
+            start_ms: 1_700_000_000_000,
+            wall_us: 10,
+            cpu_us: 5,
+            peak_memory_bytes: 65536,
+            memory_byte_ms: 1,
+            nn_cpu_us: 0,
+            nn_gpu_us: 0,
+            bytes_in: 0,
+            bytes_out: 14,
+            outcome: "ok".to_owned(),
+            cost_micros: 100,
+        }
+    }
+
+    /// The writer leaves checkpoints to the sync (none on the requests' path),
+    /// and the sync does checkpoint a grown WAL, so it cannot grow forever.
+    #[tokio::test]
+    async fn the_interval_sync_checkpoints_in_place_of_the_writer() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("muon-wal-sync-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let db = crate::db::Db::open_sqlite(&dir).await?;
+        let path = db.sqlite_path().map(Path::to_owned).unwrap_or_default();
+        let (mut writer, mut sync) = (SqliteWriter::open(&path, false)?, WalSync::new(&path));
+        let wal_len = || std::fs::metadata(dir.join("muon.db-wal")).map(|m| m.len());
+        let mut next = 0;
+        // Past SQLite's automatic checkpoint (1000 pages), which would have started the WAL over.
+        while wal_len()? < CHECKPOINT_BYTES + (1 << 20) && next < 1_000_000 {
+            writer.write(&(next..next + 20).map(record).collect::<Vec<_>>())?;
+            next += 20;
+        }
+        let grown = wal_len()?;
+        assert!(grown >= CHECKPOINT_BYTES + (1 << 20), "the WAL stopped growing at {grown} bytes");
+        sync.sync()?;
+        writer.write(&[record(next)])?;
+        assert_eq!(wal_len()?, grown, "after the checkpoint the writer starts the WAL over instead of growing it");
+        let count: i64 = writer.connection.query_row("SELECT COUNT(*) FROM usage_records", [], |row| row.get(0))?;
+        assert_eq!(count, i64::try_from(next + 1)?);
+        db.close().await;
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
 }

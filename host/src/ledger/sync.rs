@@ -4,24 +4,21 @@
 //!
 //! A commit without a sync is already safe from a crash of muon: SQLite has
 //! written it to the `-wal` file (the kernel holds it), PostgreSQL to its WAL
-//! buffers (the server holds it). Only a power loss or a kernel crash, before
-//! the next sync, can lose it.
+//! buffers (the database server holds it). Only a power loss or a kernel
+//! crash (on PostgreSQL, a crash of the database server too) before the next
+//! sync can lose it.
 
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use super::sqlite::WalSync;
 use crate::db::Db;
 
 /// What the sync writes to disk.
 pub(super) enum SyncTarget {
-    /// SQLite's `-wal` file, committed to with `synchronous=NORMAL`: it is
-    /// fdatasynced (any frame in it when the sync starts is then durable;
-    /// SQLite's checksums drop a torn tail, and it syncs the WAL itself
-    /// before every checkpoint).
-    Wal(PathBuf),
+    /// SQLite's `-wal` file, committed to with `synchronous=NORMAL`.
+    Wal(Arc<std::sync::Mutex<WalSync>>),
     /// PostgreSQL, committed to with `synchronous_commit = off`: a synced
     /// commit flushes the WAL up to it, the asynchronous commits before it
     /// included (see [`Db::sync_usage`]).
@@ -35,16 +32,9 @@ pub(super) struct Syncer {
     committed: AtomicU64,
     /// The newest request id committed (PostgreSQL's sync locks its row).
     newest: std::sync::Mutex<String>,
-    /// One sync at a time (the loop's or a flush's).
-    state: tokio::sync::Mutex<SyncState>,
-}
-
-#[derive(Default)]
-struct SyncState {
-    /// `committed` as it was when the last sync started.
-    synced: u64,
-    /// The `-wal` file synced last, by inode: a new one needs its directory synced too.
-    wal_inode: Option<u64>,
+    /// `committed` as it was when the last sync started; held during a sync,
+    /// so that one runs at a time (the loop's or a flush's).
+    synced: tokio::sync::Mutex<u64>,
 }
 
 impl Syncer {
@@ -55,7 +45,7 @@ impl Syncer {
             target,
             committed: AtomicU64::new(0),
             newest: std::sync::Mutex::new(String::new()),
-            state: tokio::sync::Mutex::new(SyncState::default()),
+            synced: tokio::sync::Mutex::new(0),
         });
         tokio::spawn(sync_loop(Arc::downgrade(&syncer), every));
         syncer
@@ -73,23 +63,26 @@ impl Syncer {
 
     /// Syncs everything committed before this call, if anything is unsynced.
     pub(super) async fn sync(&self) -> anyhow::Result<()> {
-        let mut state = self.state.lock().await;
+        let mut synced = self.synced.lock().await;
         let committed = self.committed.load(Ordering::Acquire);
-        if committed == state.synced {
+        if committed == *synced {
             return Ok(());
         }
         let started = std::time::Instant::now();
         match &self.target {
-            SyncTarget::Wal(path) => {
-                let (path, known) = (path.clone(), state.wal_inode);
-                state.wal_inode = tokio::task::spawn_blocking(move || sync_wal(&path, known)).await??;
+            SyncTarget::Wal(wal) => {
+                let wal = Arc::clone(wal);
+                tokio::task::spawn_blocking(move || {
+                    wal.lock().map_err(|_| anyhow::anyhow!("the WAL sync is poisoned"))?.sync()
+                })
+                .await??;
             }
             SyncTarget::Postgres(db) => {
                 let newest = self.newest.lock().map(|id| id.clone()).unwrap_or_default();
                 db.sync_usage(&newest).await?;
             }
         }
-        state.synced = committed;
+        *synced = committed;
         metrics::counter!("muon_ledger_syncs_total").increment(1);
         metrics::histogram!("muon_ledger_sync_seconds").record(started.elapsed().as_secs_f64());
         Ok(())
@@ -107,24 +100,4 @@ async fn sync_loop(syncer: Weak<Syncer>, every: Duration) {
             tracing::error!(error = format!("{err:#}"), "cannot sync the usage ledger to disk");
         }
     }
-}
-
-/// fdatasyncs SQLite's `-wal` file, and its directory when the file is not
-/// the one synced last (SQLite made it since), so that its name survives a
-/// power loss too. Returns the file's inode; `None` when there is no WAL
-/// (everything is checkpointed into the database file, which SQLite syncs).
-fn sync_wal(path: &Path, synced_inode: Option<u64>) -> std::io::Result<Option<u64>> {
-    let file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(err),
-    };
-    file.sync_data()?;
-    let inode = file.metadata()?.ino();
-    if synced_inode != Some(inode)
-        && let Some(dir) = path.parent()
-    {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(Some(inode))
 }
