@@ -91,13 +91,17 @@ impl Ledger {
         };
         let syncer = (!always).then(|| Syncer::start(target, settings.sync_interval));
         let writer = match db.sqlite_path() {
-            Some(path) => Writer::Group(Arc::new(SqliteGroup {
-                queue: std::sync::Mutex::new(Vec::new()),
-                writer: tokio::sync::Mutex::new(SyncThread::start(
-                    sqlite::SqliteWriter::open(path, always)?,
-                    syncer.clone(),
-                )?),
-            })),
+            Some(path) => {
+                let writer = sqlite::SqliteWriter::open(path, always)?;
+                let sink = match &syncer {
+                    Some(syncer) => SqliteSink::Inline(writer, Arc::clone(syncer)),
+                    None => SqliteSink::Thread(SyncThread::start(writer)?),
+                };
+                Writer::Group(Arc::new(SqliteGroup {
+                    queue: std::sync::Mutex::new(Vec::new()),
+                    writer: tokio::sync::Mutex::new(sink),
+                }))
+            }
             None => {
                 let (sender, receiver) = mpsc::channel(QUEUE);
                 tokio::spawn(write_loop(db.usage_writer(always), receiver, syncer.clone()));
@@ -152,7 +156,40 @@ impl Ledger {
 /// record, and no tokio worker ever blocks in a sync.
 struct SqliteGroup {
     queue: std::sync::Mutex<Vec<(UsageRecord, Ack)>>,
-    writer: tokio::sync::Mutex<SyncThread>,
+    writer: tokio::sync::Mutex<SqliteSink>,
+}
+
+/// Where the group's leader hands its batch.
+enum SqliteSink {
+    /// Always syncing: to the writer thread, since a commit syncs.
+    Thread(SyncThread),
+    /// Syncing on an interval: written by the leader itself, on its own
+    /// thread. A commit there only writes to the WAL (tens of microseconds,
+    /// no sync, no checkpoint: see [`sqlite::SqliteWriter::open`]), less than
+    /// handing it to a thread and waking the request again would cost.
+    Inline(sqlite::SqliteWriter, Arc<Syncer>),
+}
+
+impl SqliteSink {
+    async fn write(&mut self, records: Vec<UsageRecord>) -> Result<(), String> {
+        match self {
+            Self::Thread(thread) => thread.write(records).await,
+            Self::Inline(writer, syncer) => {
+                let result = write_logged(writer, &records);
+                if let (Ok(()), Some(last)) = (&result, records.last()) {
+                    syncer.committed(&last.request_id);
+                }
+                result
+            }
+        }
+    }
+}
+
+fn write_logged(writer: &mut sqlite::SqliteWriter, records: &[UsageRecord]) -> Result<(), String> {
+    writer.write(records).map_err(|err| {
+        tracing::error!(error = %err, records = records.len(), "cannot write usage records");
+        err.to_string()
+    })
 }
 
 type Batch = (Vec<UsageRecord>, oneshot::Sender<Result<(), String>>);
@@ -164,18 +201,11 @@ struct SyncThread {
 }
 
 impl SyncThread {
-    fn start(mut writer: sqlite::SqliteWriter, syncer: Option<Arc<Syncer>>) -> anyhow::Result<Self> {
+    fn start(mut writer: sqlite::SqliteWriter) -> anyhow::Result<Self> {
         let (batches, incoming) = std::sync::mpsc::channel::<Batch>();
         std::thread::Builder::new().name("muon-ledger".into()).spawn(move || {
             for (records, done) in incoming {
-                let result = writer.write(&records).map_err(|err| {
-                    tracing::error!(error = %err, records = records.len(), "cannot write usage records");
-                    err.to_string()
-                });
-                if let (Ok(()), Some(syncer), Some(last)) = (&result, &syncer, records.last()) {
-                    syncer.committed(&last.request_id);
-                }
-                drop(done.send(result));
+                drop(done.send(write_logged(&mut writer, &records)));
             }
         })?;
         Ok(Self { batches })
@@ -200,7 +230,7 @@ impl SqliteGroup {
             }
             queue.push((record, ack));
         }
-        let writer = self.writer.lock().await;
+        let mut writer = self.writer.lock().await;
         if let Ok(result) = done.try_recv() {
             return result;
         }
