@@ -94,7 +94,7 @@ impl Ledger {
             Some(path) => {
                 let writer = sqlite::SqliteWriter::open(path, always)?;
                 let sink = match &syncer {
-                    Some(syncer) => SqliteSink::Inline(writer, Arc::clone(syncer)),
+                    Some(syncer) => SqliteSink::Inline(Arc::new(std::sync::Mutex::new(writer)), Arc::clone(syncer)),
                     None => SqliteSink::Thread(SyncThread::start(writer)?),
                 };
                 Writer::Group(Arc::new(SqliteGroup {
@@ -166,30 +166,48 @@ enum SqliteSink {
     /// Syncing on an interval: written by the leader itself, on its own
     /// thread. A commit there only writes to the WAL (tens of microseconds,
     /// no sync, no checkpoint: see [`sqlite::SqliteWriter::open`]), less than
-    /// handing it to a thread and waking the request again would cost.
-    Inline(sqlite::SqliteWriter, Arc<Syncer>),
+    /// handing it to a thread and waking the request again would cost. The
+    /// mutex is never contended (the group's lock is held around it); it lets
+    /// a blocking thread borrow the writer when it must wait.
+    Inline(Arc<std::sync::Mutex<sqlite::SqliteWriter>>, Arc<Syncer>),
 }
 
 impl SqliteSink {
     async fn write(&mut self, records: Vec<UsageRecord>) -> Result<(), String> {
-        match self {
-            Self::Thread(thread) => thread.write(records).await,
-            Self::Inline(writer, syncer) => {
-                let result = write_logged(writer, &records);
-                if let (Ok(()), Some(last)) = (&result, records.last()) {
-                    syncer.committed(&last.request_id);
-                }
-                result
+        let (writer, syncer) = match self {
+            Self::Thread(thread) => return thread.write(records).await,
+            Self::Inline(writer, syncer) => (writer, syncer),
+        };
+        let written = writer.lock().map_err(|_| POISONED.to_owned())?.try_write(&records);
+        let records = match written {
+            Ok(true) => records,
+            // Another connection holds the write lock (a deploy, say): wait
+            // for it on a blocking thread, never on a runtime worker.
+            Ok(false) => {
+                let writer = Arc::clone(writer);
+                tokio::task::spawn_blocking(move || {
+                    match writer.lock().map_err(|_| POISONED.to_owned())?.write(&records) {
+                        Ok(()) => Ok(records),
+                        Err(err) => Err(logged(&err, records.len())),
+                    }
+                })
+                .await
+                .map_err(|_| "the ledger writer stopped".to_owned())??
             }
+            Err(err) => return Err(logged(&err, records.len())),
+        };
+        if let Some(last) = records.last() {
+            syncer.committed(&last.request_id);
         }
+        Ok(())
     }
 }
 
-fn write_logged(writer: &mut sqlite::SqliteWriter, records: &[UsageRecord]) -> Result<(), String> {
-    writer.write(records).map_err(|err| {
-        tracing::error!(error = %err, records = records.len(), "cannot write usage records");
-        err.to_string()
-    })
+const POISONED: &str = "the ledger writer is poisoned";
+
+fn logged(err: &rusqlite::Error, records: usize) -> String {
+    tracing::error!(error = %err, records, "cannot write usage records");
+    err.to_string()
 }
 
 type Batch = (Vec<UsageRecord>, oneshot::Sender<Result<(), String>>);
@@ -205,7 +223,7 @@ impl SyncThread {
         let (batches, incoming) = std::sync::mpsc::channel::<Batch>();
         std::thread::Builder::new().name("muon-ledger".into()).spawn(move || {
             for (records, done) in incoming {
-                drop(done.send(write_logged(&mut writer, &records)));
+                drop(done.send(writer.write(&records).map_err(|err| logged(&err, records.len()))));
             }
         })?;
         Ok(Self { batches })
@@ -282,5 +300,35 @@ async fn write_loop(mut db: UsageWriter, mut receiver: mpsc::Receiver<Entry>, sy
         for ack in acks {
             let _ = ack.send(result.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlite::tests::{TempDb, record};
+
+    /// In interval mode the leader writes on its own thread, but never waits
+    /// there for another connection's write lock: a runtime with one worker
+    /// would then stall until the busy timeout and fail the write.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_held_write_lock_is_waited_for_off_the_runtime() -> anyhow::Result<()> {
+        let db = TempDb::new("held-lock").await?;
+        let ledger = Ledger::start(db.1.clone(), LedgerSettings::default())?;
+        let other = rusqlite::Connection::open(&db.0)?;
+        other.execute_batch("BEGIN IMMEDIATE")?;
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            other.execute_batch("COMMIT")
+        });
+        let started = std::time::Instant::now();
+        ledger.record(record(1)).await?;
+        assert!(started.elapsed() >= Duration::from_millis(250), "written while the lock was held?");
+        release.await??;
+        ledger.flush().await?;
+        let count: i64 =
+            rusqlite::Connection::open(&db.0)?.query_row("SELECT COUNT(*) FROM usage_records", [], |row| row.get(0))?;
+        assert_eq!(count, 1);
+        Ok(())
     }
 }

@@ -9,7 +9,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
 
 use crate::db::UsageRecord;
 
@@ -17,6 +17,9 @@ const INSERT: &str = "INSERT INTO usage_records (request_id, tenant, function, v
      cpu_us, peak_memory_bytes, memory_byte_ms, nn_cpu_us, nn_gpu_us, bytes_in, bytes_out, outcome, cost_micros)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
      ON CONFLICT (request_id) DO NOTHING";
+
+/// How long a write waits for another connection's write to end.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A connection dedicated to writing usage records.
 pub struct SqliteWriter {
@@ -34,7 +37,7 @@ impl SqliteWriter {
     /// request waiting on this writer.
     pub fn open(path: &Path, always_sync: bool) -> rusqlite::Result<Self> {
         let connection = Connection::open(path)?;
-        connection.busy_timeout(std::time::Duration::from_secs(5))?;
+        connection.busy_timeout(BUSY_TIMEOUT)?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
         if always_sync {
             connection.pragma_update(None, "synchronous", "FULL")?;
@@ -45,9 +48,25 @@ impl SqliteWriter {
         Ok(Self { connection })
     }
 
-    /// Writes a batch in one transaction.
+    /// Writes a batch unless another connection holds the write lock, which
+    /// it does not wait for: `Ok(false)` then, and nothing is written.
+    pub fn try_write(&mut self, records: &[UsageRecord]) -> rusqlite::Result<bool> {
+        self.connection.busy_timeout(std::time::Duration::ZERO)?;
+        let written = self.write(records);
+        self.connection.busy_timeout(BUSY_TIMEOUT)?;
+        match written {
+            Ok(()) => Ok(true),
+            Err(rusqlite::Error::SqliteFailure(err, _)) if err.code == ErrorCode::DatabaseBusy => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Writes a batch in one transaction, waiting for another connection's
+    /// write (a deploy, say) to end first.
     pub fn write(&mut self, records: &[UsageRecord]) -> rusqlite::Result<()> {
-        let transaction = self.connection.transaction()?;
+        // IMMEDIATE: the write lock is taken at BEGIN, so a busy database is
+        // found before anything is written.
+        let transaction = self.connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
             let mut insert = transaction.prepare_cached(INSERT)?;
             for r in records {
@@ -134,10 +153,10 @@ impl WalSync {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn record(id: usize) -> UsageRecord {
+    pub(crate) fn record(id: usize) -> UsageRecord {
         UsageRecord {
             request_id: format!("r{id:09}"),
             tenant: "default".to_owned(),
@@ -161,12 +180,10 @@ mod tests {
     /// and the sync does checkpoint a grown WAL, so it cannot grow forever.
     #[tokio::test]
     async fn the_interval_sync_checkpoints_in_place_of_the_writer() -> anyhow::Result<()> {
-        let dir = std::env::temp_dir().join(format!("muon-wal-sync-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        let db = crate::db::Db::open_sqlite(&dir).await?;
-        let path = db.sqlite_path().map(Path::to_owned).unwrap_or_default();
-        let (mut writer, mut sync) = (SqliteWriter::open(&path, false)?, WalSync::new(&path));
-        let wal_len = || std::fs::metadata(dir.join("muon.db-wal")).map(|m| m.len());
+        let db = TempDb::new("wal-sync").await?;
+        let (mut writer, mut sync) = (SqliteWriter::open(&db.0, false)?, WalSync::new(&db.0));
+        let wal = sync.wal.clone();
+        let wal_len = || std::fs::metadata(&wal).map(|m| m.len());
         let mut next = 0;
         // Past SQLite's automatic checkpoint (1000 pages), which would have started the WAL over.
         while wal_len()? < CHECKPOINT_BYTES + (1 << 20) && next < 1_000_000 {
@@ -180,8 +197,45 @@ mod tests {
         assert_eq!(wal_len()?, grown, "after the checkpoint the writer starts the WAL over instead of growing it");
         let count: i64 = writer.connection.query_row("SELECT COUNT(*) FROM usage_records", [], |row| row.get(0))?;
         assert_eq!(count, i64::try_from(next + 1)?);
-        db.close().await;
-        std::fs::remove_dir_all(&dir)?;
+        db.1.close().await;
+        Ok(())
+    }
+
+    /// A temporary data dir with a migrated SQLite database; removed on drop.
+    pub(crate) struct TempDb(pub PathBuf, pub crate::db::Db);
+
+    impl TempDb {
+        pub(crate) async fn new(name: &str) -> anyhow::Result<Self> {
+            let dir = std::env::temp_dir().join(format!("muon-{name}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            let db = crate::db::Db::open_sqlite(&dir).await?;
+            Ok(Self(dir.join("muon.db"), db))
+        }
+    }
+
+    impl Drop for TempDb {
+        fn drop(&mut self) {
+            if let Some(dir) = self.0.parent() {
+                drop(std::fs::remove_dir_all(dir));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn try_write_gives_way_to_another_writer() -> anyhow::Result<()> {
+        let db = TempDb::new("try-write").await?;
+        let mut writer = SqliteWriter::open(&db.0, false)?;
+        let other = Connection::open(&db.0)?;
+        other.execute_batch("BEGIN IMMEDIATE")?;
+        assert!(!writer.try_write(&[record(1)])?, "the other connection holds the write lock");
+        other.execute_batch("COMMIT")?;
+        assert!(writer.try_write(&[record(2)])?);
+        let ids: Vec<String> = other
+            .prepare("SELECT request_id FROM usage_records")?
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        assert_eq!(ids, [record(2).request_id], "the refused batch wrote nothing");
+        db.1.close().await;
         Ok(())
     }
 }
