@@ -85,11 +85,13 @@ impl Ledger {
     /// dedicated thread, PostgreSQL a task.
     pub fn start(db: Db, settings: LedgerSettings) -> anyhow::Result<Self> {
         let always = settings.sync == LedgerSync::Always;
-        let target = match db.sqlite_path() {
-            Some(path) => SyncTarget::Wal(Arc::new(std::sync::Mutex::new(sqlite::WalSync::new(path)))),
-            None => SyncTarget::Postgres(db.clone()),
-        };
-        let syncer = (!always).then(|| Syncer::start(target, settings.sync_interval));
+        let syncer = (!always).then(|| {
+            let target = match db.sqlite_path() {
+                Some(path) => SyncTarget::Wal(Arc::new(std::sync::Mutex::new(sqlite::WalSync::new(path)))),
+                None => SyncTarget::Postgres(db.clone()),
+            };
+            Syncer::start(target, settings.sync_interval)
+        });
         let writer = match db.sqlite_path() {
             Some(path) => {
                 let writer = sqlite::SqliteWriter::open(path, always)?;
@@ -150,9 +152,9 @@ impl Ledger {
 }
 
 /// SQLite group commit: a request queues its record and takes the writer
-/// lock; whoever gets the lock first hands everything queued to the writer
-/// thread as one transaction and answers all of it, and those behind find
-/// their record already written. One thread wake-up per batch, not per
+/// lock; whoever gets the lock first writes everything queued as one
+/// transaction (see [`SqliteSink`]) and answers all of it, and those behind
+/// find their record already written. One transaction per batch, not per
 /// record, and no tokio worker ever blocks in a sync.
 struct SqliteGroup {
     queue: std::sync::Mutex<Vec<(UsageRecord, Ack)>>,
