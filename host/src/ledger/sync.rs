@@ -92,12 +92,24 @@ impl Syncer {
 async fn sync_loop(syncer: Weak<Syncer>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Logged when syncs start failing and when they work again, not at every tick.
+    let mut failing = false;
     loop {
         tick.tick().await;
         let Some(syncer) = syncer.upgrade() else { return };
-        if let Err(err) = syncer.sync().await {
-            // Retried at the next tick; records stay committed meanwhile.
-            tracing::error!(error = format!("{err:#}"), "cannot sync the usage ledger to disk");
+        match syncer.sync().await {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!("the usage ledger syncs to disk again");
+            }
+            Ok(()) => {}
+            // Retried at the next tick; the records stay committed meanwhile.
+            Err(err) if !failing => {
+                failing = true;
+                tracing::error!(error = format!("{err:#}"), "cannot sync the usage ledger to disk; retrying");
+            }
+            Err(_) => {}
         }
+        metrics::gauge!("muon_ledger_sync_failing").set(f64::from(u8::from(failing)));
     }
 }
