@@ -222,6 +222,20 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    async fn interval_commits_without_a_sync_and_always_with_one() -> anyhow::Result<()> {
+        let db = TempDb::new("sync-modes").await?;
+        let pragma = |writer: &SqliteWriter, name: &str| -> rusqlite::Result<i64> {
+            writer.connection.pragma_query_value(None, name, |row| row.get(0))
+        };
+        let interval = SqliteWriter::open(&db.0, false)?;
+        assert_eq!((pragma(&interval, "synchronous")?, pragma(&interval, "wal_autocheckpoint")?), (1, 0));
+        let always = SqliteWriter::open(&db.0, true)?;
+        assert_eq!((pragma(&always, "synchronous")?, pragma(&always, "wal_autocheckpoint")?), (2, 1000));
+        db.1.close().await;
+        Ok(())
+    }
+
+    #[tokio::test]
     async fn try_write_gives_way_to_another_writer() -> anyhow::Result<()> {
         let db = TempDb::new("try-write").await?;
         let mut writer = SqliteWriter::open(&db.0, false)?;
