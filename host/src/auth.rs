@@ -10,9 +10,10 @@ use dashmap::DashMap;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::clock::now_ms;
 use crate::db::{Db, KeyRecord, Revocation};
 use crate::error::ApiError;
-use crate::registry::DEFAULT_TENANT;
+use crate::names::DEFAULT_TENANT;
 
 /// Prefix of every secret key, so leaked keys are easy to recognise.
 const KEY_PREFIX: &str = "muon_sk_";
@@ -171,13 +172,6 @@ fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))?;
     writeln!(file, "{secret}")?;
     Ok(())
-}
-
-/// Unix time in milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -448,7 +448,7 @@ async fn keys(command: KeysCommand, client: &ClientArgs) -> anyhow::Result<()> {
     let http = client.http()?;
     match command {
         KeysCommand::Create { tenant, admin } => {
-            let tenant = tenant.unwrap_or_else(|| crate::registry::DEFAULT_TENANT.to_owned());
+            let tenant = tenant.unwrap_or_else(|| crate::names::DEFAULT_TENANT.to_owned());
             let request = http
                 .post(format!("{}/v1/tenants/{tenant}/keys", client.server))
                 .json(&serde_json::json!({ "admin": admin }));
@@ -520,7 +520,7 @@ async fn invoke(
     let request = if typed {
         http.post(format!("{}/v1/functions/{name}/invoke", client.server)).body(body)
     } else {
-        let tenant = info["tenant"].as_str().unwrap_or(crate::registry::DEFAULT_TENANT);
+        let tenant = info["tenant"].as_str().unwrap_or(crate::names::DEFAULT_TENANT);
         let url = format!("{}/fn/{tenant}/{name}{}", client.server, normalize_path(path));
         if data.is_some() { http.post(url).body(body) } else { http.get(url) }
     };

@@ -1,12 +1,9 @@
 //! Errors a user of the HTTP API sees, each a status code and a stable code.
 //!
-//! Every failure on a request path ends up here and becomes a response with a
-//! JSON body `{"error": {"code": "...", "message": "..."}}`; nothing reaches
-//! hyper as an error, so no connection is dropped because a guest misbehaved.
-
-use http::{HeaderValue, StatusCode};
-
-use crate::server::body::{self, Body};
+//! A leaf: it names failures and their stable codes. `server::errors` alone
+//! turns them into HTTP statuses and JSON bodies
+//! `{"error": {"code": "...", "message": "..."}}`; nothing reaches hyper as an
+//! error, so no connection is dropped because a guest misbehaved.
 
 /// A failure that is reported to the client.
 #[derive(Debug, thiserror::Error)]
@@ -135,63 +132,10 @@ impl ApiError {
             Self::Internal(_) => "internal",
         }
     }
+}
 
-    /// The HTTP status this error is answered with.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::InvalidComponent(_) | Self::InvalidModel(_) | Self::UnknownImport { .. } | Self::BadRequest(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::QuotaExceeded { .. } | Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::LedgerUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Conflict(_) | Self::StateConflict(_) => StatusCode::CONFLICT,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::CompileTimeout { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::Overloaded { .. } | Self::BodiesBusy { .. } | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::CompileBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::ResponseTooLarge { .. }
-            | Self::InvalidResponse(_)
-            | Self::MemoryLimit { .. }
-            | Self::Trap(_)
-            | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// Builds the JSON error response.
-    pub fn into_response(self) -> http::Response<Body> {
-        let status = self.status();
-        if let Self::Internal(err) = &self {
-            tracing::error!(error = format!("{err:#}"), "internal error");
-        }
-        let payload = serde_json::json!({
-            "error": { "code": self.code(), "message": self.to_string() }
-        });
-        let mut response = body::json_response(status, &payload);
-        let retry_after = match self {
-            Self::Overloaded { retry_after_s }
-            | Self::BodiesBusy { retry_after_s }
-            | Self::CompileBusy { retry_after_s }
-            | Self::QuotaExceeded { retry_after_s, .. }
-            | Self::RateLimited { retry_after_s, .. } => Some(retry_after_s),
-            Self::LedgerUnavailable(_) => Some(1),
-            _ => None,
-        };
-        if let Some(seconds) = retry_after {
-            response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        if let Self::MethodNotAllowed(methods) = self {
-            response.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(methods));
-        }
-        if matches!(self, Self::Unauthorized) {
-            response.headers_mut().insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        response
+impl From<crate::names::InvalidName> for ApiError {
+    fn from(err: crate::names::InvalidName) -> Self {
+        Self::BadRequest(err.to_string())
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod engine;
@@ -16,8 +17,10 @@ pub mod files;
 pub mod invoke;
 pub mod ledger;
 pub mod metering;
+pub mod names;
 pub mod nn;
 pub mod registry;
 pub mod server;
+pub mod settle;
 pub mod telemetry;
 pub mod tenancy;

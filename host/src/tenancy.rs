@@ -273,7 +273,7 @@ impl Tenancy {
         let api_rate = *quotas.api_requests_per_second.get_or_insert(DEFAULT_API_REQUESTS_PER_SECOND);
         let plan_name = settings.plan.as_deref().unwrap_or("default");
         let plan = self.config.plans.get(plan_name).copied().unwrap_or_default();
-        let month_start = month_start_ms(crate::auth::now_ms());
+        let month_start = month_start_ms(crate::clock::now_ms());
         let spent = self.db.cost_since(tenant, month_start).await?;
         let state = Arc::new(TenantState {
             quotas,
@@ -288,7 +288,7 @@ impl Tenancy {
     }
 
     async fn roll_month(&self, state: &TenantState) -> Result<(), ApiError> {
-        let start = month_start_ms(crate::auth::now_ms());
+        let start = month_start_ms(crate::clock::now_ms());
         if state.month_start_ms.swap(start, Ordering::AcqRel) != start {
             state.month_cost.store(0, Ordering::Release);
         }
@@ -411,7 +411,7 @@ fn month_start_ms(now_ms: i64) -> i64 {
 }
 
 fn seconds_to_next_month() -> u32 {
-    let now = crate::auth::now_ms();
+    let now = crate::clock::now_ms();
     let (year, month, _) = civil_from_days(now.div_euclid(86_400_000));
     let (next_year, next_month) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
     let next = days_from_civil(next_year, next_month, 1) * 86_400_000;

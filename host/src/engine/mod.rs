@@ -18,7 +18,6 @@ pub use bindings::{NamedTensor, RawRecord, Request, Response, Tensor, TensorType
 pub use outbound::OutboundPolicy;
 pub use state::{HostState, InstanceLimits};
 
-use crate::config::Config;
 use crate::error::ApiError;
 
 /// What a component is, judged by what it exports.
@@ -81,6 +80,19 @@ const PROVIDED_IMPORTS: &[&str] = &[
     "muon:function/types",
 ];
 
+/// What the engine needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Where compiled artifacts are cached.
+    pub compiled_dir: PathBuf,
+    /// Instances alive at once (the pooling allocator's size).
+    pub max_instances: u32,
+    /// The largest memory limit any function may have, in MiB.
+    pub max_memory_mb: u32,
+    /// Wasm stack per instance, in bytes.
+    pub max_wasm_stack: usize,
+}
+
 /// The engine with its linker and compiled-artifact cache.
 pub struct Runtime {
     engine: Engine,
@@ -91,7 +103,7 @@ pub struct Runtime {
 
 impl Runtime {
     /// Builds the engine (Cranelift, pooling allocator, epochs) and the linker.
-    pub fn new(config: &Config) -> anyhow::Result<Self> {
+    pub fn new(config: &EngineSettings) -> anyhow::Result<Self> {
         let engine = Engine::new(&wasmtime_config(config)?)
             .map_err(anyhow::Error::from)
             .context("cannot create the wasm engine")?;
@@ -101,7 +113,7 @@ impl Runtime {
         crate::nn::wasi::add_to_linker(&mut linker, HostState::nn)?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        let compiled_dir = config.data_dir.join("compiled");
+        let compiled_dir = config.compiled_dir.clone();
         std::fs::create_dir_all(&compiled_dir).with_context(|| format!("cannot create {}", compiled_dir.display()))?;
         Ok(Self { engine, linker, compiled_dir, compatibility: hasher.finish() })
     }
@@ -255,7 +267,7 @@ fn check_component_bytes(bytes: &[u8]) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn wasmtime_config(config: &Config) -> anyhow::Result<WasmtimeConfig> {
+fn wasmtime_config(config: &EngineSettings) -> anyhow::Result<WasmtimeConfig> {
     let instances = config.max_instances;
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(instances)
@@ -263,7 +275,7 @@ fn wasmtime_config(config: &Config) -> anyhow::Result<WasmtimeConfig> {
         .total_memories(instances.saturating_mul(2))
         .total_tables(instances.saturating_mul(8))
         .total_stacks(instances)
-        .max_memory_size(usize::try_from(config.limits.max_memory_mb)? << 20)
+        .max_memory_size(usize::try_from(config.max_memory_mb)? << 20)
         // Reset linear memory in place instead of unmapping it: PAGEMAP_SCAN
         // (Linux 6.7+) finds the pages a request dirtied and only those are
         // restored, so there is no madvise, TLB shootdown or page fault on the

@@ -4,19 +4,13 @@
 //! Tensors travel as `{"name", "dimensions", "type", "data"}` where `data`
 //! holds the elements as JSON numbers in row-major order.
 
-use std::sync::Arc;
-use std::time::Instant;
-
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{GuestCall, record_instantiate};
-use crate::engine::{EntryPoint, NamedTensor, Tensor, TensorType};
+use super::{Input, Output};
+use crate::engine::{FunctionKind, NamedTensor, Tensor, TensorType};
 use crate::error::ApiError;
-use crate::metering::Measurement;
-use crate::registry::Version;
-use crate::server::App;
 
 /// A tensor as JSON.
 #[derive(Debug, Serialize, Deserialize)]
@@ -56,109 +50,53 @@ enum TrainingInput {
     },
 }
 
-/// Invokes a typed function with a JSON input and returns its JSON output,
-/// serialized and at most `max_response_bytes` long.
-pub async fn invoke_typed(
-    app: &App,
-    version: Arc<Version>,
-    input: &[u8],
-    request_id: &str,
-    usage: &mut Measurement,
-) -> Result<Vec<u8>, ApiError> {
-    let limit = app.config.limits.max_response_bytes;
+/// The input of a typed function of `kind` from its JSON form.
+pub fn input(kind: FunctionKind, json: &[u8]) -> Result<Input, ApiError> {
     let parse_error = |err: serde_json::Error| ApiError::BadRequest(format!("invalid invoke input: {err}"));
-    match &version.entry {
-        EntryPoint::Preprocessor(pre) => {
-            let input: PreprocessInput = serde_json::from_slice(input).map_err(parse_error)?;
-            let record = raw_record(input)?;
-            let pre = pre.clone();
-            let output = run(app, version, request_id, |mut call| async move {
-                let outcome = call
-                    .guard()
-                    .run(async {
-                        let started = Instant::now();
-                        let instance = pre.instantiate_async(&mut call.store).await?;
-                        record_instantiate(started);
-                        instance.muon_function_preprocess().call_preprocess(&mut call.store, &record).await
-                    })
-                    .await;
-                call.finish(outcome, usage)
-            })
-            .await?
-            .map_err(guest_error)?;
-            output_json(&TensorsOutput { tensors: TensorList::checked(&output, limit)? }, limit)
+    match kind {
+        FunctionKind::Preprocessor => {
+            let input: PreprocessInput = serde_json::from_slice(json).map_err(parse_error)?;
+            Ok(Input::Preprocess(raw_record(input)?))
         }
-        EntryPoint::TrainingStep(pre) => {
-            let input: TrainingInput = serde_json::from_slice(input).map_err(parse_error)?;
-            let pre = pre.clone();
-            match input {
-                TrainingInput::Init { config } => {
-                    let config = match config {
-                        Value::String(text) => text,
-                        other => other.to_string(),
-                    };
-                    let parameters = run(app, version, request_id, |mut call| async move {
-                        let outcome = call
-                            .guard()
-                            .run(async {
-                                let instance = pre.instantiate_async(&mut call.store).await?;
-                                instance.muon_function_train().call_init(&mut call.store, &config).await
-                            })
-                            .await;
-                        call.finish(outcome, usage)
-                    })
-                    .await?
-                    .map_err(guest_error)?;
-                    output_json(&ParametersOutput { parameters: TensorList::checked(&parameters, limit)? }, limit)
-                }
-                TrainingInput::Step { parameters, batch, hyper_parameters } => {
-                    let parameters = tensors_from_json(parameters)?;
-                    let batch = tensors_from_json(batch)?;
-                    let hyper: Vec<(String, f64)> = hyper_parameters.into_iter().collect();
-                    let output = run(app, version, request_id, |mut call| async move {
-                        let outcome = call
-                            .guard()
-                            .run(async {
-                                let instance = pre.instantiate_async(&mut call.store).await?;
-                                instance
-                                    .muon_function_train()
-                                    .call_step(&mut call.store, &parameters, &batch, &hyper)
-                                    .await
-                            })
-                            .await;
-                        call.finish(outcome, usage)
-                    })
-                    .await?
-                    .map_err(guest_error)?;
-                    let step = StepOutput {
-                        parameters: TensorList::checked(&output.parameters, limit)?,
-                        loss: output.loss,
-                        metrics: output.metrics.iter().map(|(name, value)| (name.as_str(), *value)).collect(),
-                    };
-                    output_json(&step, limit)
-                }
+        FunctionKind::TrainingStep => match serde_json::from_slice(json).map_err(parse_error)? {
+            TrainingInput::Init { config } => {
+                let config = match config {
+                    Value::String(text) => text,
+                    other => other.to_string(),
+                };
+                Ok(Input::TrainInit { config })
             }
+            TrainingInput::Step { parameters, batch, hyper_parameters } => Ok(Input::TrainStep {
+                parameters: tensors_from_json(parameters)?,
+                batch: tensors_from_json(batch)?,
+                hyper: hyper_parameters.into_iter().collect(),
+            }),
+        },
+        FunctionKind::Handler | FunctionKind::Http => {
+            Err(ApiError::BadRequest("an HTTP function has no typed input; call it at /fn/{tenant}/{name}".into()))
         }
-        EntryPoint::Handler(_) | EntryPoint::Http(_) => Err(ApiError::BadRequest(format!(
-            "`{}` is an HTTP function; call it at /fn/{}",
-            version.record.name, version.label
-        ))),
     }
 }
 
-/// Admits the request, builds the store and runs `body` with it.
-async fn run<T, F, Fut>(app: &App, version: Arc<Version>, request_id: &str, body: F) -> Result<T, ApiError>
-where
-    F: FnOnce(GuestCall) -> Fut,
-    Fut: Future<Output = Result<T, ApiError>>,
-{
-    let _slot = Arc::clone(&version.admission).enter().await?;
-    body(GuestCall::new(app, version, request_id)).await
-}
-
-/// A function's own `err(string)` result is a 422: the call worked, the input did not.
-fn guest_error(message: String) -> ApiError {
-    ApiError::Unprocessable(message)
+/// A typed function's output as JSON, at most `limit` bytes long.
+pub fn output(output: &Output, limit: u64) -> Result<Vec<u8>, ApiError> {
+    match output {
+        Output::Tensors(tensors) => {
+            output_json(&TensorsOutput { tensors: TensorList::checked(tensors, limit)? }, limit)
+        }
+        Output::Parameters(parameters) => {
+            output_json(&ParametersOutput { parameters: TensorList::checked(parameters, limit)? }, limit)
+        }
+        Output::Step(step) => {
+            let step = StepJson {
+                parameters: TensorList::checked(&step.parameters, limit)?,
+                loss: step.loss,
+                metrics: step.metrics.iter().map(|(name, value)| (name.as_str(), *value)).collect(),
+            };
+            output_json(&step, limit)
+        }
+        Output::Http(_) => Err(ApiError::Internal(anyhow::anyhow!("an HTTP response is not a typed output"))),
+    }
 }
 
 fn raw_record(input: PreprocessInput) -> Result<crate::engine::RawRecord, ApiError> {
@@ -262,7 +200,7 @@ struct ParametersOutput<'a> {
 
 /// The JSON output of a training step's `step`.
 #[derive(Serialize)]
-struct StepOutput<'a> {
+struct StepJson<'a> {
     parameters: TensorList<'a>,
     loss: f64,
     metrics: std::collections::BTreeMap<&'a str, f64>,

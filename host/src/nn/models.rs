@@ -168,7 +168,7 @@ impl ModelStore {
             target: graph.model.device(),
             inputs: signature.inputs.clone(),
             outputs: signature.outputs.clone(),
-            created_at_ms: crate::auth::now_ms(),
+            created_at_ms: crate::clock::now_ms(),
             signature,
         });
         self.db.put_model(&row_from_record(&record)?).await?;

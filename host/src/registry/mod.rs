@@ -4,7 +4,6 @@
 
 mod admission;
 mod compile;
-mod name;
 mod storage;
 
 use std::sync::Arc;
@@ -15,21 +14,17 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use admission::Admission;
-pub use name::{FunctionName, check_model_name, check_tenant_name};
 
-use crate::config::Config;
 use crate::db::{Blob, Db, VersionRecord};
 use crate::engine::{EntryPoint, Runtime};
 use crate::error::ApiError;
+use crate::names::{FunctionName, check_model_name};
 use crate::nn::ModelAccess;
 use crate::nn::wasi::NnScope;
 use crate::telemetry::FunctionMetrics;
-use crate::tenancy::StorageQuota;
+use crate::tenancy::{AnonymousLimits, StorageQuota};
 use compile::Compiler;
 use storage::LocalStore;
-
-/// The only tenant until tenants exist.
-pub const DEFAULT_TENANT: &str = "default";
 
 /// Limits a function runs under.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -65,11 +60,49 @@ pub struct Version {
     pub metrics: FunctionMetrics,
 }
 
+/// What the registry needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct RegistrySettings {
+    /// Where components are stored once each, by digest.
+    pub components_dir: std::path::PathBuf,
+    /// Per-function defaults and caps.
+    pub limits: LimitDefaults,
+    /// Requests that may wait for a busy function.
+    pub queue_depth: u32,
+    /// How long a request may wait for a busy function.
+    pub queue_timeout: std::time::Duration,
+    /// Host-wide defaults of the budget anonymous callers share per public function.
+    pub anonymous: AnonymousLimits,
+    /// Versions kept per function, the active one included.
+    pub max_versions_kept: usize,
+    /// Components compiled at once.
+    pub compile_slots: usize,
+    /// How long one compile may take.
+    pub compile_timeout: std::time::Duration,
+}
+
+/// Per-function limits: the defaults a deploy gets and the caps it may not pass.
+#[derive(Debug, Clone, Copy)]
+pub struct LimitDefaults {
+    /// Memory of a function that names none, in MiB.
+    pub default_memory_mb: u32,
+    /// Largest memory a deploy may ask for, in MiB.
+    pub max_memory_mb: u32,
+    /// Deadline of a function that names none, in milliseconds.
+    pub default_timeout_ms: u64,
+    /// Longest deadline a deploy may ask for, in milliseconds.
+    pub max_timeout_ms: u64,
+    /// Concurrent instances of a function that names no limit.
+    pub default_max_concurrency: u32,
+    /// Largest `max_concurrency` a deploy may ask for.
+    pub max_concurrency_cap: u32,
+}
+
 /// The function registry.
 pub struct Registry {
     db: Db,
     runtime: Arc<Runtime>,
-    config: Config,
+    config: RegistrySettings,
     files: LocalStore,
     live: DashMap<String, Arc<Version>>,
     /// Serialises this node's catalog changes, so two deploys of a name
@@ -84,8 +117,8 @@ fn key(tenant: &str, name: &str) -> String {
 
 impl Registry {
     /// Loads every function's active version from the catalog.
-    pub async fn load(db: Db, runtime: Arc<Runtime>, config: Config) -> anyhow::Result<Self> {
-        let components_dir = config.data_dir.join("components");
+    pub async fn load(db: Db, runtime: Arc<Runtime>, config: RegistrySettings) -> anyhow::Result<Self> {
+        let components_dir = config.components_dir.clone();
         std::fs::create_dir_all(&components_dir)
             .with_context(|| format!("cannot create {}", components_dir.display()))?;
         let compiler = Compiler::new(Arc::clone(&runtime), config.compile_slots, config.compile_timeout);
@@ -193,7 +226,7 @@ impl Registry {
             public: options.public,
             allowed_hosts: options.allowed_hosts.join(","),
             models: options.models.as_ref().map(|names| names.join(",")),
-            created_at_ms: crate::auth::now_ms(),
+            created_at_ms: crate::clock::now_ms(),
         };
         let mut change = self.db.change(tenant).await?;
         let before = change.footprint(tenant).await?;

@@ -8,7 +8,8 @@ use super::App;
 use super::body::{self, Body};
 use crate::db::VersionRecord;
 use crate::error::ApiError;
-use crate::registry::{DeployOptions, FunctionName, Version, parse_allowed_hosts, parse_models};
+use crate::names::FunctionName;
+use crate::registry::{DeployOptions, Version, parse_allowed_hosts, parse_models};
 
 /// `PUT /v1/functions/{name}` with the component's bytes.
 pub async fn deploy(

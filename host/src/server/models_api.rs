@@ -7,9 +7,9 @@ use serde_json::json;
 use super::App;
 use super::body::{self, Body};
 use crate::error::ApiError;
+use crate::names::check_model_name;
 use crate::nn::ModelOptions;
 use crate::nn::backend::{BackendKind, Device};
-use crate::registry::check_model_name;
 
 /// `PUT /v1/models/{name}` with the model's bytes.
 pub async fn upload(

@@ -7,9 +7,10 @@ use http::{HeaderValue, Method, StatusCode};
 use hyper::body::Incoming;
 
 use super::body::{self, Body};
+use super::errors::IntoResponse;
 use super::{App, calls, functions_api, models_api, tenants_api, usage_api};
 use crate::error::ApiError;
-use crate::registry::FunctionName;
+use crate::names::FunctionName;
 
 /// Response header carrying the request id.
 pub const REQUEST_ID_HEADER: &str = "x-muon-request-id";
@@ -95,7 +96,7 @@ async fn api(
             functions_api::rollback(app, &tenant, &FunctionName::parse(name)?).await
         }
         (["functions", name, "invoke"], &Method::POST) => {
-            calls::call_typed_function(app, &principal, request, &FunctionName::parse(name)?, request_id).await
+            calls::call_typed_function(app, &tenant, request, &FunctionName::parse(name)?, request_id).await
         }
         (["models"], &Method::GET) => Ok(models_api::list(app, &tenant)),
         (["models", name], _) => match method {

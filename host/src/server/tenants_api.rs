@@ -7,9 +7,10 @@ use serde_json::json;
 
 use super::App;
 use super::body::{self, Body};
-use crate::auth::{Principal, now_ms};
+use crate::auth::Principal;
+use crate::clock::now_ms;
 use crate::error::ApiError;
-use crate::registry::check_tenant_name;
+use crate::names::check_tenant_name;
 use crate::tenancy::Quotas;
 
 /// Largest JSON body the management API reads.

@@ -5,7 +5,8 @@ use serde_json::json;
 
 use super::App;
 use super::body::{self, Body};
-use crate::auth::{Principal, now_ms};
+use crate::auth::Principal;
+use crate::clock::now_ms;
 use crate::db::{GroupBy, UsageQuery};
 use crate::error::ApiError;
 

@@ -1,0 +1,76 @@
+//! The one place where errors become HTTP: a status, a JSON body with the
+//! error's stable code and message, and the headers some errors call for
+//! (`Retry-After`, `Allow`, `WWW-Authenticate`).
+
+use http::{HeaderValue, StatusCode};
+
+use super::body::{self, Body};
+use crate::error::ApiError;
+
+/// An error as an HTTP response.
+pub trait IntoResponse {
+    /// The HTTP status this error is answered with.
+    fn status(&self) -> StatusCode;
+
+    /// Builds the JSON error response.
+    fn into_response(self) -> http::Response<Body>;
+}
+
+impl IntoResponse for ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidComponent(_) | Self::InvalidModel(_) | Self::UnknownImport { .. } | Self::BadRequest(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::QuotaExceeded { .. } | Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::LedgerUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Conflict(_) | Self::StateConflict(_) => StatusCode::CONFLICT,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::CompileTimeout { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Overloaded { .. } | Self::BodiesBusy { .. } | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::CompileBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ResponseTooLarge { .. }
+            | Self::InvalidResponse(_)
+            | Self::MemoryLimit { .. }
+            | Self::Trap(_)
+            | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn into_response(self) -> http::Response<Body> {
+        let status = self.status();
+        if let Self::Internal(err) = &self {
+            tracing::error!(error = format!("{err:#}"), "internal error");
+        }
+        let payload = serde_json::json!({
+            "error": { "code": self.code(), "message": self.to_string() }
+        });
+        let mut response = body::json_response(status, &payload);
+        let retry_after = match self {
+            Self::Overloaded { retry_after_s }
+            | Self::BodiesBusy { retry_after_s }
+            | Self::CompileBusy { retry_after_s }
+            | Self::QuotaExceeded { retry_after_s, .. }
+            | Self::RateLimited { retry_after_s, .. } => Some(retry_after_s),
+            Self::LedgerUnavailable(_) => Some(1),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Self::MethodNotAllowed(methods) = self {
+            response.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(methods));
+        }
+        if matches!(self, Self::Unauthorized) {
+            response.headers_mut().insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
