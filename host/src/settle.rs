@@ -180,3 +180,87 @@ fn usage_record(work: &Work<'_>, latency: Duration, used: &Measurement, outcome:
         cost_micros: 0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Db;
+    use crate::ledger::pricing::Plan;
+    use crate::tenancy::TenancyConfig;
+
+    /// A settler over a fresh SQLite database, metering on or off.
+    async fn settler(metering: bool) -> anyhow::Result<(Settler, Db, std::path::PathBuf)> {
+        let dir = std::env::temp_dir().join(format!("muon-settle-{}-{}", std::process::id(), crate::clock::now_ms()));
+        std::fs::create_dir_all(&dir)?;
+        let db = Db::open_sqlite(&dir).await?;
+        let ledger = if metering { Some(Ledger::start(db.clone())?) } else { None };
+        let mut config = TenancyConfig::default();
+        config.plans.insert("default".to_owned(), Plan { per_request: 7, ..Plan::default() });
+        Ok((Settler::new(ledger, Arc::new(Tenancy::new(db.clone(), config))), db, dir))
+    }
+
+    fn work<'a>(id: &'a str, metrics: &'a FunctionMetrics) -> Work<'a> {
+        Work {
+            id,
+            tenant: "default",
+            function: "hello",
+            version: 3,
+            start_ms: crate::clock::now_ms(),
+            started: Instant::now(),
+            bytes_in: 10,
+            bytes_out: 20,
+            metrics,
+        }
+    }
+
+    #[tokio::test]
+    async fn settled_work_is_recorded_and_published() -> anyhow::Result<()> {
+        let (settler, db, dir) = settler(true).await?;
+        let mut events = settler.subscribe();
+        let metrics = FunctionMetrics::new("default/hello", "default");
+        let used = Measurement { cpu: Duration::from_micros(1500), ..Measurement::default() };
+        settler.settle(work("r-1", &metrics), &used, Outcome::Ok).await?;
+        let refused = Outcome::of::<()>(&Err(ApiError::RateLimited { limit: 1, retry_after_s: 1 }));
+        assert_eq!(refused, Outcome::Refused("rate_limited"));
+        settler.settle(work("r-2", &metrics), &used, refused).await?;
+
+        let ran = events.recv().await?;
+        assert_eq!((&*ran.tenant, &*ran.function, ran.version, ran.outcome), ("default", "hello", 3, Outcome::Ok));
+        assert_eq!(ran.cpu, Duration::from_micros(1500));
+        assert_eq!(ran.cost_micros, 7, "the default plan charges per request");
+        let free = events.recv().await?;
+        assert_eq!((free.outcome, free.cost_micros), (Outcome::Refused("rate_limited"), 0));
+
+        let records = db.usage_records("default", "", 10).await?;
+        let outcomes: Vec<(&str, &str, i64)> =
+            records.iter().map(|r| (r.request_id.as_str(), r.outcome.as_str(), r.cost_micros)).collect();
+        assert_eq!(outcomes, [("r-1", "ok", ran.cost_micros), ("r-2", "rate_limited", 0)]);
+        db.close().await;
+        std::fs::remove_dir_all(dir)?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_never_reads_slows_nothing() -> anyhow::Result<()> {
+        let (settler, db, dir) = settler(false).await?;
+        let mut stalled = settler.subscribe();
+        let metrics = FunctionMetrics::new("default/hello", "default");
+        let settled = 3 * EVENT_BUFFER;
+        let all = async {
+            for i in 0..settled {
+                settler.settle(work(&i.to_string(), &metrics), &Measurement::default(), Outcome::Ok).await?;
+            }
+            anyhow::Ok(())
+        };
+        tokio::time::timeout(Duration::from_secs(10), all).await??;
+        // The subscriber lost the oldest events, and is told how many.
+        let skipped = stalled.recv().await;
+        assert!(
+            matches!(skipped, Err(broadcast::error::RecvError::Lagged(n)) if n as usize == settled - EVENT_BUFFER),
+            "{skipped:?}"
+        );
+        db.close().await;
+        std::fs::remove_dir_all(dir)?;
+        Ok(())
+    }
+}
