@@ -3,9 +3,9 @@
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 
+use super::InvokeError;
 use super::framing;
 use crate::engine::{Request, Response};
-use crate::error::ApiError;
 
 /// The request record a handler function sees: `path` is the part of the URL
 /// below the function's route.
@@ -26,18 +26,19 @@ pub fn request(parts: &http::request::Parts, path: &str, body: Bytes) -> Request
 /// The guest's response as the host sends it: framing and hop-by-hop headers
 /// are dropped (hyper frames the body), and a status or header that is not
 /// valid HTTP is a `500` naming it rather than something put on the wire.
-pub(super) fn framed(response: Response, limit: u64, function: &str) -> Result<http::Response<Bytes>, ApiError> {
+pub(super) fn framed(response: Response, limit: u64, function: &str) -> Result<http::Response<Bytes>, InvokeError> {
     if response.body.len() as u64 > limit {
-        return Err(ApiError::ResponseTooLarge { limit });
+        return Err(InvokeError::ResponseTooLarge { limit });
     }
     let status = framing::final_status(response.status)?;
     let mut out = http::Response::new(Bytes::from(response.body));
     *out.status_mut() = status;
     for (name, value) in response.headers {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| ApiError::InvalidResponse(format!("`{}` is not a valid header name", name.escape_debug())))?;
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            InvokeError::InvalidResponse(format!("`{}` is not a valid header name", name.escape_debug()))
+        })?;
         let value = HeaderValue::from_str(&value).map_err(|_| {
-            ApiError::InvalidResponse(format!("the value of header `{name}` is not a valid header value"))
+            InvokeError::InvalidResponse(format!("the value of header `{name}` is not a valid header value"))
         })?;
         if framing::host_owned(&name) {
             framing::log_dropped(function, &name);

@@ -13,9 +13,9 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
+use super::InvokeError;
 use super::{Caller, Invoker, Output, framing, instantiate};
 use crate::engine::HostState;
-use crate::error::ApiError;
 use crate::metering::Measurement;
 use crate::registry::Version;
 
@@ -25,7 +25,7 @@ pub fn request(
     mut parts: http::request::Parts,
     path_and_query: &str,
     body: Bytes,
-) -> Result<http::Request<Full<Bytes>>, ApiError> {
+) -> Result<http::Request<Full<Bytes>>, InvokeError> {
     let authority =
         parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_owned();
     parts.uri = http::Uri::builder()
@@ -33,7 +33,7 @@ pub fn request(
         .authority(authority)
         .path_and_query(path_and_query)
         .build()
-        .map_err(|err| ApiError::BadRequest(format!("cannot form the function's request URI: {err}")))?;
+        .map_err(|err| InvokeError::BadInput(format!("cannot form the function's request URI: {err}")))?;
     Ok(http::Request::from_parts(parts, Full::new(body)))
 }
 
@@ -47,7 +47,7 @@ pub(super) async fn run(
     request: http::Request<Full<Bytes>>,
     deadline: Duration,
     caller: Caller<'_>,
-) -> (Result<Output, ApiError>, Measurement) {
+) -> (Result<Output, InvokeError>, Measurement) {
     let (sender, receiver) = oneshot::channel();
     // The guest and the reading of its response run side by side in this
     // task: the guest sends the response head, then streams the body while it
@@ -83,11 +83,11 @@ async fn collect(
     receiver: oneshot::Receiver<Answer>,
     limit: u64,
     label: &str,
-) -> Result<http::Response<Bytes>, ApiError> {
+) -> Result<http::Response<Bytes>, InvokeError> {
     let response = match receiver.await {
         Ok(Ok(response)) => response,
-        Ok(Err(code)) => return Err(ApiError::Trap(format!("the function answered with error {code:?}"))),
-        Err(_) => return Err(ApiError::Trap("the function returned without setting a response".into())),
+        Ok(Err(code)) => return Err(InvokeError::Trap(format!("the function answered with error {code:?}"))),
+        Err(_) => return Err(InvokeError::Trap("the function returned without setting a response".into())),
     };
     let (mut parts, body) = response.into_parts();
     framing::final_status(parts.status.as_u16())?;
@@ -95,7 +95,7 @@ async fn collect(
     let cap = usize::try_from(limit).unwrap_or(usize::MAX);
     match Limited::new(body, cap).collect().await {
         Ok(body) => Ok(http::Response::from_parts(parts, body.to_bytes())),
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(ApiError::ResponseTooLarge { limit }),
-        Err(err) => Err(ApiError::Trap(format!("the function's response body failed: {err}"))),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(InvokeError::ResponseTooLarge { limit }),
+        Err(err) => Err(InvokeError::Trap(format!("the function's response body failed: {err}"))),
     }
 }

@@ -8,6 +8,7 @@
 //! version's limits, instantiate from the pre-linked component, call under
 //! the deadline, measure, log what the guest printed, and judge the outcome.
 
+mod error;
 mod framing;
 pub mod handler;
 pub mod http;
@@ -21,13 +22,13 @@ use bytes::Bytes;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use crate::engine::{EntryPoint, HostState, InstanceLimits, NamedTensor, OutboundPolicy, RawRecord, Runtime};
-use crate::error::ApiError;
 use crate::metering::{Measurement, timed};
 use crate::nn::ModelStore;
 use crate::nn::wasi::NnCtx;
-use crate::registry::Version;
+use crate::registry::{Overloaded, Version};
 
 pub use crate::engine::bindings::training::exports::muon::function::train::StepOutput;
+pub use error::InvokeError;
 
 /// What the invoker needs from the configuration: the limits every instance runs under.
 #[derive(Debug, Clone)]
@@ -112,7 +113,7 @@ impl Invoker {
         input: Input,
         deadline: Option<Duration>,
         caller: Caller<'_>,
-    ) -> (Result<Output, ApiError>, Measurement) {
+    ) -> (Result<Output, InvokeError>, Measurement) {
         let deadline = deadline.unwrap_or(Duration::from_millis(version.limits.timeout_ms));
         match (&version.entry, input) {
             (EntryPoint::Handler(pre), Input::Handler(request)) => {
@@ -168,17 +169,19 @@ impl Invoker {
         deadline: Duration,
         caller: Caller<'_>,
         call: impl AsyncFnOnce(&mut Store<HostState>) -> wasmtime::Result<T>,
-    ) -> (Result<T, ApiError>, Measurement) {
+    ) -> (Result<T, InvokeError>, Measurement) {
         let _slot = match Arc::clone(&version.admission).enter().await {
             Ok(slot) => slot,
-            Err(err) => return (Err(err), Measurement::default()),
+            Err(Overloaded { retry_after_s }) => {
+                return (Err(InvokeError::Overloaded { retry_after_s }), Measurement::default());
+            }
         };
         let _in_flight = version.metrics.instance_running();
         let mut store = self.store(version, deadline);
         let (outcome, cpu) = timed(tokio::time::timeout(deadline, call(&mut store))).await;
         let used = measurement(&store, cpu);
         log_output(&store, version, caller);
-        let timeout = || ApiError::Timeout { timeout_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX) };
+        let timeout = || InvokeError::Timeout { timeout_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX) };
         let result = match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => Err(classify(&store, version, &err).unwrap_or_else(timeout)),
@@ -230,18 +233,18 @@ fn measurement(store: &Store<HostState>, cpu: Duration) -> Measurement {
 }
 
 /// Why a guest call failed; `None` for an interrupt at the deadline.
-fn classify(store: &Store<HostState>, version: &Version, err: &wasmtime::Error) -> Option<ApiError> {
+fn classify(store: &Store<HostState>, version: &Version, err: &wasmtime::Error) -> Option<InvokeError> {
     let state = store.data();
     if state.limiter.hit_limit {
-        return Some(ApiError::MemoryLimit { limit_mb: version.limits.memory_mb });
+        return Some(InvokeError::MemoryLimit { limit_mb: version.limits.memory_mb });
     }
     Some(match err.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => return None,
         Some(Trap::StackOverflow) => {
-            ApiError::Trap("stack overflow: the function recursed deeper than its wasm stack limit".to_owned())
+            InvokeError::Trap("stack overflow: the function recursed deeper than its wasm stack limit".to_owned())
         }
-        Some(trap) => ApiError::Trap(with_guest_message(&trap.to_string(), &state.stderr.contents())),
-        None => ApiError::Trap(with_guest_message(&format!("{err:#}"), &state.stderr.contents())),
+        Some(trap) => InvokeError::Trap(with_guest_message(&trap.to_string(), &state.stderr.contents())),
+        None => InvokeError::Trap(with_guest_message(&format!("{err:#}"), &state.stderr.contents())),
     })
 }
 
@@ -272,17 +275,17 @@ async fn instantiate<T>(instantiating: impl Future<Output = wasmtime::Result<T>>
 }
 
 /// A function's own `err(string)` result: the call worked, the input did not.
-fn guest_result<T>(result: Result<T, String>) -> Result<T, ApiError> {
-    result.map_err(ApiError::Unprocessable)
+fn guest_result<T>(result: Result<T, String>) -> Result<T, InvokeError> {
+    result.map_err(InvokeError::Rejected)
 }
 
-fn wrong_input(version: &Version, entry: &EntryPoint) -> ApiError {
+fn wrong_input(version: &Version, entry: &EntryPoint) -> InvokeError {
     let name = &version.record.name;
     match entry {
         EntryPoint::Handler(_) | EntryPoint::Http(_) => {
-            ApiError::BadRequest(format!("`{name}` is an HTTP function; call it at /fn/{}", version.label))
+            InvokeError::BadInput(format!("`{name}` is an HTTP function; call it at /fn/{}", version.label))
         }
-        EntryPoint::Preprocessor(_) | EntryPoint::TrainingStep(_) => ApiError::BadRequest(format!(
+        EntryPoint::Preprocessor(_) | EntryPoint::TrainingStep(_) => InvokeError::BadInput(format!(
             "`{name}` is a {} function; call it with POST /v1/functions/{name}/invoke",
             entry.kind().as_str()
         )),

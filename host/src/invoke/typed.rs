@@ -8,9 +8,9 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::InvokeError;
 use super::{Input, Output};
 use crate::engine::{FunctionKind, NamedTensor, Tensor, TensorType};
-use crate::error::ApiError;
 
 /// A tensor as JSON.
 #[derive(Debug, Serialize, Deserialize)]
@@ -51,8 +51,8 @@ enum TrainingInput {
 }
 
 /// The input of a typed function of `kind` from its JSON form.
-pub fn input(kind: FunctionKind, json: &[u8]) -> Result<Input, ApiError> {
-    let parse_error = |err: serde_json::Error| ApiError::BadRequest(format!("invalid invoke input: {err}"));
+pub fn input(kind: FunctionKind, json: &[u8]) -> Result<Input, InvokeError> {
+    let parse_error = |err: serde_json::Error| InvokeError::BadInput(format!("invalid invoke input: {err}"));
     match kind {
         FunctionKind::Preprocessor => {
             let input: PreprocessInput = serde_json::from_slice(json).map_err(parse_error)?;
@@ -73,13 +73,13 @@ pub fn input(kind: FunctionKind, json: &[u8]) -> Result<Input, ApiError> {
             }),
         },
         FunctionKind::Handler | FunctionKind::Http => {
-            Err(ApiError::BadRequest("an HTTP function has no typed input; call it at /fn/{tenant}/{name}".into()))
+            Err(InvokeError::BadInput("an HTTP function has no typed input; call it at /fn/{tenant}/{name}".into()))
         }
     }
 }
 
 /// A typed function's output as JSON, at most `limit` bytes long.
-pub fn output(output: &Output, limit: u64) -> Result<Vec<u8>, ApiError> {
+pub fn output(output: &Output, limit: u64) -> Result<Vec<u8>, InvokeError> {
     match output {
         Output::Tensors(tensors) => {
             output_json(&TensorsOutput { tensors: TensorList::checked(tensors, limit)? }, limit)
@@ -95,24 +95,24 @@ pub fn output(output: &Output, limit: u64) -> Result<Vec<u8>, ApiError> {
             };
             output_json(&step, limit)
         }
-        Output::Http(_) => Err(ApiError::Internal(anyhow::anyhow!("an HTTP response is not a typed output"))),
+        Output::Http(_) => Err(InvokeError::Internal(anyhow::anyhow!("an HTTP response is not a typed output"))),
     }
 }
 
-fn raw_record(input: PreprocessInput) -> Result<crate::engine::RawRecord, ApiError> {
+fn raw_record(input: PreprocessInput) -> Result<crate::engine::RawRecord, InvokeError> {
     let data = match (input.data, input.data_base64) {
         (Some(text), None) => text.into_bytes(),
         (None, Some(encoded)) => base64::engine::general_purpose::STANDARD
             .decode(encoded.as_bytes())
-            .map_err(|err| ApiError::BadRequest(format!("data_base64 is not valid base64: {err}")))?,
+            .map_err(|err| InvokeError::BadInput(format!("data_base64 is not valid base64: {err}")))?,
         _ => {
-            return Err(ApiError::BadRequest("give exactly one of `data` (text) or `data_base64`".to_owned()));
+            return Err(InvokeError::BadInput("give exactly one of `data` (text) or `data_base64`".to_owned()));
         }
     };
     Ok(crate::engine::RawRecord { content_type: input.content_type, data })
 }
 
-fn tensor_type(name: &str) -> Result<TensorType, ApiError> {
+fn tensor_type(name: &str) -> Result<TensorType, InvokeError> {
     Ok(match name {
         "fp16" => TensorType::Fp16,
         "fp32" => TensorType::Fp32,
@@ -122,7 +122,7 @@ fn tensor_type(name: &str) -> Result<TensorType, ApiError> {
         "i32" => TensorType::I32,
         "i64" => TensorType::I64,
         other => {
-            return Err(ApiError::BadRequest(format!(
+            return Err(InvokeError::BadInput(format!(
                 "unknown tensor type `{other}`; use fp16, fp32, fp64, bf16, u8, i32 or i64"
             )));
         }
@@ -150,19 +150,19 @@ fn element_size(ty: TensorType) -> usize {
     }
 }
 
-fn tensors_from_json(tensors: Vec<JsonTensor>) -> Result<Vec<NamedTensor>, ApiError> {
+fn tensors_from_json(tensors: Vec<JsonTensor>) -> Result<Vec<NamedTensor>, InvokeError> {
     tensors.into_iter().map(tensor_from_json).collect()
 }
 
-fn tensor_from_json(json: JsonTensor) -> Result<NamedTensor, ApiError> {
+fn tensor_from_json(json: JsonTensor) -> Result<NamedTensor, InvokeError> {
     let ty = tensor_type(&json.ty)?;
     let count = json
         .dimensions
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d as usize))
-        .ok_or_else(|| ApiError::BadRequest(format!("tensor `{}`: dimensions overflow", json.name)))?;
+        .ok_or_else(|| InvokeError::BadInput(format!("tensor `{}`: dimensions overflow", json.name)))?;
     if count != json.data.len() {
-        return Err(ApiError::BadRequest(format!(
+        return Err(InvokeError::BadInput(format!(
             "tensor `{}`: dimensions {:?} hold {count} elements but data has {}",
             json.name,
             json.dimensions,
@@ -179,7 +179,7 @@ fn tensor_from_json(json: JsonTensor) -> Result<NamedTensor, ApiError> {
             TensorType::U8 => data.push(x as u8),
             TensorType::Bf16 => data.extend_from_slice(&(((x as f32).to_bits() >> 16) as u16).to_le_bytes()),
             TensorType::Fp16 => {
-                return Err(ApiError::BadRequest("fp16 tensors are not accepted as JSON; use fp32".into()));
+                return Err(InvokeError::BadInput("fp16 tensors are not accepted as JSON; use fp32".into()));
             }
         }
     }
@@ -213,12 +213,12 @@ struct TensorList<'a>(&'a [NamedTensor]);
 impl<'a> TensorList<'a> {
     /// The tensors, once each is known to be whole and their JSON could fit
     /// in `limit` bytes (every element takes at least two: a digit and a comma).
-    fn checked(tensors: &'a [NamedTensor], limit: u64) -> Result<Self, ApiError> {
+    fn checked(tensors: &'a [NamedTensor], limit: u64) -> Result<Self, InvokeError> {
         let mut elements = 0u64;
         for named in tensors {
             let size = element_size(named.tensor.ty);
             if !named.tensor.data.len().is_multiple_of(size) {
-                return Err(ApiError::Trap(format!(
+                return Err(InvokeError::Trap(format!(
                     "the function returned tensor `{}` whose byte length {} is not a multiple of {size}",
                     named.name,
                     named.tensor.data.len()
@@ -227,7 +227,7 @@ impl<'a> TensorList<'a> {
             elements = elements.saturating_add((named.tensor.data.len() / size) as u64);
         }
         if elements.saturating_mul(2) > limit {
-            return Err(ApiError::ResponseTooLarge { limit });
+            return Err(InvokeError::ResponseTooLarge { limit });
         }
         Ok(Self(tensors))
     }
@@ -285,13 +285,13 @@ fn element(ty: TensorType, b: &[u8]) -> f64 {
 
 /// Serializes `output` into at most `limit` bytes, stopping as soon as it
 /// passes the limit: the host never holds more than the response cap.
-fn output_json(output: &impl Serialize, limit: u64) -> Result<Vec<u8>, ApiError> {
+fn output_json(output: &impl Serialize, limit: u64) -> Result<Vec<u8>, InvokeError> {
     let mut writer =
         CappedWriter { bytes: Vec::new(), limit: usize::try_from(limit).unwrap_or(usize::MAX), overflowed: false };
     match serde_json::to_writer(&mut writer, output) {
         Ok(()) => Ok(writer.bytes),
-        Err(_) if writer.overflowed => Err(ApiError::ResponseTooLarge { limit }),
-        Err(err) => Err(ApiError::Internal(anyhow::anyhow!("cannot serialize the function's output: {err}"))),
+        Err(_) if writer.overflowed => Err(InvokeError::ResponseTooLarge { limit }),
+        Err(err) => Err(InvokeError::Internal(anyhow::anyhow!("cannot serialize the function's output: {err}"))),
     }
 }
 
@@ -335,7 +335,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tensors_round_trip_through_json() -> Result<(), ApiError> {
+    fn tensors_round_trip_through_json() -> Result<(), InvokeError> {
         let json =
             JsonTensor { name: "x".into(), dimensions: vec![2, 2], ty: "fp32".into(), data: vec![1.0, -2.5, 3.0, 0.0] };
         let tensor = tensor_from_json(json)?;
@@ -352,23 +352,26 @@ mod tests {
     }
 
     #[test]
-    fn output_over_the_cap_is_refused_without_being_built() -> Result<(), ApiError> {
+    fn output_over_the_cap_is_refused_without_being_built() -> Result<(), InvokeError> {
         let tensors = [NamedTensor {
             name: "w".into(),
             tensor: Tensor { dimensions: vec![1000], ty: TensorType::Fp32, data: vec![0; 4000] },
         }];
         // 1000 elements need at least 2000 bytes of JSON: refused before serializing.
-        assert!(matches!(TensorList::checked(&tensors, 1999), Err(ApiError::ResponseTooLarge { limit: 1999 })));
+        assert!(matches!(TensorList::checked(&tensors, 1999), Err(InvokeError::ResponseTooLarge { limit: 1999 })));
         // "0.0," is 4 bytes per element: passes the first check, stopped while writing.
         let list = TensorList::checked(&tensors, 3000)?;
-        assert!(matches!(output_json(&TensorsOutput { tensors: list }, 3000), Err(ApiError::ResponseTooLarge { .. })));
+        assert!(matches!(
+            output_json(&TensorsOutput { tensors: list }, 3000),
+            Err(InvokeError::ResponseTooLarge { .. })
+        ));
         Ok(())
     }
 
     #[test]
     fn wrong_element_count_is_rejected() {
         let json = JsonTensor { name: "x".into(), dimensions: vec![3], ty: "i64".into(), data: vec![1.0] };
-        assert!(matches!(tensor_from_json(json), Err(ApiError::BadRequest(m)) if m.contains("3 elements")));
+        assert!(matches!(tensor_from_json(json), Err(InvokeError::BadInput(m)) if m.contains("3 elements")));
     }
 
     #[test]

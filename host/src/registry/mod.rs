@@ -13,7 +13,7 @@ use dashmap::DashMap;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-pub use admission::Admission;
+pub use admission::{Admission, Overloaded};
 
 use crate::db::{Blob, Db, VersionRecord};
 use crate::engine::{EntryPoint, Runtime};

@@ -43,7 +43,7 @@ pub async fn call_http_function(
                 Some(query) => format!("{rest}?{query}"),
                 None => rest.to_owned(),
             };
-            invoke::http::request(parts, &path_and_query, body).map(Input::Http)
+            invoke::http::request(parts, &path_and_query, body).map(Input::Http).map_err(ApiError::from)
         }
         kind @ (FunctionKind::Preprocessor | FunctionKind::TrainingStep) => Err(ApiError::BadRequest(format!(
             "`{name}` is a {} function; call it with POST /v1/functions/{name}/invoke",
@@ -70,10 +70,10 @@ pub async fn call_typed_function(
         app.registry.get(tenant, name.as_str()).ok_or_else(|| ApiError::NotFound(format!("function `{name}`")))?;
     let (parts, incoming) = request.into_parts();
     let json = app.bodies.read(&parts.headers, incoming, app.config.max_request_bytes).await?;
-    let input = invoke::typed::input(version.entry.kind(), &json);
+    let input = invoke::typed::input(version.entry.kind(), &json).map_err(ApiError::from);
     let limit = app.invoker.max_output_bytes();
     let output = metered(app, &version, Caller::Owner, request_id, json.len(), input, |output| {
-        invoke::typed::output(&output, limit).map(|json| http::Response::new(Bytes::from(json)))
+        Ok(http::Response::new(Bytes::from(invoke::typed::output(&output, limit)?)))
     })
     .await?;
     Ok(body::json_bytes_response(StatusCode::OK, output.into_body()))
@@ -136,7 +136,7 @@ async fn metered(
         (Ok(permit), Ok(input)) => {
             let (output, used) = app.invoker.run(version, input, None, Identity { work_id: request_id }).await;
             drop(permit);
-            (output.and_then(respond), used)
+            (output.map_err(ApiError::from).and_then(respond), used)
         }
         (Err(err), _) | (Ok(_), Err(err)) => (Err(err), Default::default()),
     };

@@ -6,6 +6,23 @@ use http::{HeaderValue, StatusCode};
 
 use super::body::{self, Body};
 use crate::error::ApiError;
+use crate::invoke::InvokeError;
+
+impl From<InvokeError> for ApiError {
+    fn from(err: InvokeError) -> Self {
+        match err {
+            InvokeError::BadInput(message) => Self::BadRequest(message),
+            InvokeError::Overloaded { retry_after_s } => Self::Overloaded { retry_after_s },
+            InvokeError::Timeout { timeout_ms } => Self::Timeout { timeout_ms },
+            InvokeError::MemoryLimit { limit_mb } => Self::MemoryLimit { limit_mb },
+            InvokeError::Trap(message) => Self::Trap(message),
+            InvokeError::Rejected(message) => Self::Unprocessable(message),
+            InvokeError::InvalidResponse(message) => Self::InvalidResponse(message),
+            InvokeError::ResponseTooLarge { limit } => Self::ResponseTooLarge { limit },
+            InvokeError::Internal(err) => Self::Internal(err),
+        }
+    }
+}
 
 /// An error as an HTTP response.
 pub trait IntoResponse {
