@@ -17,22 +17,39 @@ pub enum ApiError {
     InvalidModel(String),
     /// The component imports an interface muon does not provide.
     #[error("the component imports `{import}`, which muon does not provide{detail}")]
-    UnknownImport { import: String, detail: String },
+    UnknownImport {
+        /// The interface, as the component names it.
+        import: String,
+        /// What to do about it, if muon knows.
+        detail: String,
+    },
     /// A request body was over its limit.
     #[error("the request body is larger than the limit of {limit} bytes")]
-    BodyTooLarge { limit: u64 },
+    BodyTooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// The request body did not arrive in time; the connection is closed.
     #[error("the request body did not arrive within {timeout_ms} ms; send it faster or in a smaller piece")]
-    BodyTimeout { timeout_ms: u64 },
+    BodyTimeout {
+        /// How long the body had.
+        timeout_ms: u64,
+    },
     /// Request bodies being received hold the host's whole body memory budget.
     #[error("the server is receiving too many request bodies at once; retry after {retry_after_s} s")]
-    BodiesBusy { retry_after_s: u32 },
+    BodiesBusy {
+        /// When to retry.
+        retry_after_s: u32,
+    },
     /// The function answered with something that is not a valid HTTP response.
     #[error("the function returned an invalid response: {0}")]
     InvalidResponse(String),
     /// A function's response was over the response size cap.
     #[error("the function's response is larger than the limit of {limit} bytes")]
-    ResponseTooLarge { limit: u64 },
+    ResponseTooLarge {
+        /// The cap, in bytes.
+        limit: u64,
+    },
     /// Nothing by that name (or nothing visible to the caller).
     #[error("{0} was not found")]
     NotFound(String),
@@ -41,10 +58,20 @@ pub enum ApiError {
     Unauthorized,
     /// A tenant quota (functions, storage, memory, deadline, concurrency, budget) is used up.
     #[error("{message}")]
-    QuotaExceeded { message: String, retry_after_s: u32 },
+    QuotaExceeded {
+        /// Which quota, and what to do.
+        message: String,
+        /// When a retry may pass (a budget resets at the month's start).
+        retry_after_s: u32,
+    },
     /// The tenant's request rate is over its limit.
     #[error("the tenant's request rate is over its limit of {limit} per second")]
-    RateLimited { limit: u32, retry_after_s: u32 },
+    RateLimited {
+        /// The tenant's limit, per second.
+        limit: u32,
+        /// When to retry.
+        retry_after_s: u32,
+    },
     /// The usage ledger cannot be written; the request is refused rather than run unbilled.
     #[error("the usage ledger is unavailable; the request was not served: {0}")]
     LedgerUnavailable(String),
@@ -68,24 +95,39 @@ pub enum ApiError {
     Unprocessable(String),
     /// The function ran past its deadline.
     #[error("the function did not finish within its deadline of {timeout_ms} ms")]
-    Timeout { timeout_ms: u64 },
+    Timeout {
+        /// The deadline.
+        timeout_ms: u64,
+    },
     /// The function tried to grow its memory past its limit.
     #[error("the function tried to use more than its memory limit of {limit_mb} MiB")]
-    MemoryLimit { limit_mb: u32 },
+    MemoryLimit {
+        /// The limit.
+        limit_mb: u32,
+    },
     /// The guest trapped (panic, unreachable, stack overflow, ...).
     #[error("the function trapped: {0}")]
     Trap(String),
     /// The function is at its concurrency limit and its queue is full or timed out.
     #[error("the function is at its concurrency limit; retry after {retry_after_s} s")]
-    Overloaded { retry_after_s: u32 },
+    Overloaded {
+        /// When a retry may find a slot.
+        retry_after_s: u32,
+    },
     /// Compiling the component took longer than the host allows.
     #[error(
         "compiling the component took longer than the limit of {timeout_ms} ms; deploy a smaller component (fewer or smaller functions)"
     )]
-    CompileTimeout { timeout_ms: u64 },
+    CompileTimeout {
+        /// The compile deadline.
+        timeout_ms: u64,
+    },
     /// Every compile slot stayed busy past the compile deadline.
     #[error("the host is busy compiling other components; retry after {retry_after_s} s")]
-    CompileBusy { retry_after_s: u32 },
+    CompileBusy {
+        /// When to retry.
+        retry_after_s: u32,
+    },
     /// The host is shutting down or not ready.
     #[error("{0}")]
     Unavailable(String),

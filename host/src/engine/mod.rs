@@ -48,9 +48,13 @@ impl FunctionKind {
 /// A component linked and ready to instantiate, once per version.
 #[derive(Clone)]
 pub enum EntryPoint {
+    /// The `muon:function/handler` world.
     Handler(bindings::handler::HandlerPre<HostState>),
+    /// The `muon:function/preprocessor` world.
     Preprocessor(bindings::preprocessor::PreprocessorPre<HostState>),
+    /// The `muon:function/training-step` world.
     TrainingStep(bindings::training::TrainingStepPre<HostState>),
+    /// The `wasi:http/proxy` world.
     Http(wasmtime_wasi_http::p2::bindings::ProxyPre<HostState>),
 }
 

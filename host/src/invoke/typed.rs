@@ -16,10 +16,14 @@ use crate::engine::{FunctionKind, NamedTensor, Tensor, TensorType};
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JsonTensor {
+    /// The tensor's name.
     pub name: String,
+    /// Its shape.
     pub dimensions: Vec<u32>,
+    /// Its element type (`fp32`, `i64`, ...).
     #[serde(rename = "type")]
     pub ty: String,
+    /// The elements, row-major.
     pub data: Vec<f64>,
 }
 

@@ -29,18 +29,26 @@ use storage::LocalStore;
 /// Limits a function runs under.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct FunctionLimits {
+    /// Linear memory an instance may grow to, in MiB.
     pub memory_mb: u32,
+    /// The deadline of a call, in milliseconds.
     pub timeout_ms: u64,
+    /// Instances running at once.
     pub max_concurrency: u32,
 }
 
 /// What a deploy asks for beyond the component itself.
 #[derive(Debug, Clone, Default)]
 pub struct DeployOptions {
+    /// Memory limit, in MiB; the host default when `None`.
     pub memory_mb: Option<u32>,
+    /// Deadline, in milliseconds; the host default when `None`.
     pub timeout_ms: Option<u64>,
+    /// Instances at once; the host default when `None`.
     pub max_concurrency: Option<u32>,
+    /// Whether anyone may call it without a key (under the anonymous budget).
     pub public: bool,
+    /// Hosts its outbound requests may reach.
     pub allowed_hosts: Vec<String>,
     /// Models the function may load by name; `None`: every model of its tenant.
     pub models: Option<Vec<String>>,
@@ -48,15 +56,21 @@ pub struct DeployOptions {
 
 /// One live version of a function.
 pub struct Version {
+    /// The version as the catalog stores it.
     pub record: VersionRecord,
+    /// The limits its calls run under.
     pub limits: FunctionLimits,
+    /// Hosts its outbound requests may reach.
     pub allowed_hosts: Arc<[String]>,
     /// The models its instances may load.
     pub nn_scope: Arc<NnScope>,
+    /// The pre-linked component to instantiate.
     pub entry: EntryPoint,
+    /// Its concurrency slots and queue, shared across versions with the same limit.
     pub admission: Arc<Admission>,
     /// `tenant/name`, the function's label in metrics and logs.
     pub label: String,
+    /// Its metric series.
     pub metrics: FunctionMetrics,
 }
 
