@@ -191,14 +191,14 @@ impl Tenancy {
     ) -> Result<StorageQuota, ApiError> {
         let quotas = self.state(tenant).await?.quotas;
         if let Some(max) = quotas.max_memory_mb.filter(|&max| memory_mb > max) {
-            return Err(exceeded(format!("memory_mb={memory_mb} is over the tenant's limit of {max}")));
+            return Err(exceeded_api(format!("memory_mb={memory_mb} is over the tenant's limit of {max}")));
         }
         if let Some(max) = quotas.max_timeout_ms.filter(|&max| timeout_ms > max) {
-            return Err(exceeded(format!("timeout_ms={timeout_ms} is over the tenant's limit of {max}")));
+            return Err(exceeded_api(format!("timeout_ms={timeout_ms} is over the tenant's limit of {max}")));
         }
         let quota = StorageQuota { max_functions: quotas.max_functions, max_storage_bytes: quotas.max_storage_bytes };
         if let Some(max) = quota.max_storage_bytes.filter(|&max| size > max) {
-            return Err(exceeded(format!(
+            return Err(exceeded_api(format!(
                 "the component's {size} bytes alone pass the tenant's storage limit of {max} bytes"
             )));
         }
@@ -217,7 +217,7 @@ impl Tenancy {
             let stored = self.db.tenant_footprint(tenant).await?.bytes;
             let total = u64::try_from(stored).unwrap_or(0) + size;
             if total > max {
-                return Err(exceeded(format!(
+                return Err(exceeded_api(format!(
                     "storing {total} bytes (functions and models) would pass the tenant's limit of {max}"
                 )));
             }
@@ -307,7 +307,7 @@ pub struct StorageQuota {
 impl StorageQuota {
     /// Whether a change from `before` to `after` is allowed. A change that
     /// adds no function, or no bytes, passes even over a quota (lowered since).
-    pub fn check(&self, before: Footprint, after: Footprint) -> Result<(), ApiError> {
+    pub fn check(&self, before: Footprint, after: Footprint) -> Result<(), QuotaExceeded> {
         let added_function = after.functions > before.functions;
         if let Some(max) = self.max_functions.filter(|&max| added_function && after.functions > i64::from(max)) {
             return Err(exceeded(format!("the tenant already has {} functions, its limit is {max}", before.functions)));
@@ -322,8 +322,28 @@ impl StorageQuota {
     }
 }
 
-fn exceeded(message: String) -> ApiError {
-    ApiError::QuotaExceeded { message, retry_after_s: 3600 }
+fn exceeded_api(message: String) -> ApiError {
+    exceeded(message).into()
+}
+
+fn exceeded(message: String) -> QuotaExceeded {
+    QuotaExceeded { message, retry_after_s: 3600 }
+}
+
+/// A change refused by one of the tenant's storage quotas.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct QuotaExceeded {
+    /// Which quota, and by how much.
+    pub message: String,
+    /// When a retry may pass.
+    pub retry_after_s: u32,
+}
+
+impl From<QuotaExceeded> for ApiError {
+    fn from(err: QuotaExceeded) -> Self {
+        Self::QuotaExceeded { message: err.message, retry_after_s: err.retry_after_s }
+    }
 }
 
 /// Host-wide limits on anonymous callers of each public function.

@@ -4,6 +4,7 @@
 
 mod admission;
 mod compile;
+mod error;
 mod storage;
 
 use std::sync::Arc;
@@ -14,10 +15,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use admission::{Admission, Overloaded};
+pub use error::RegistryError;
 
 use crate::db::{Blob, Db, VersionRecord};
 use crate::engine::{EntryPoint, Runtime};
-use crate::error::ApiError;
 use crate::names::{FunctionName, check_model_name};
 use crate::nn::ModelAccess;
 use crate::nn::wasi::NnScope;
@@ -177,7 +178,7 @@ impl Registry {
     }
 
     /// All stored versions of a function.
-    pub async fn history(&self, tenant: &str, name: &FunctionName) -> Result<Vec<VersionRecord>, ApiError> {
+    pub async fn history(&self, tenant: &str, name: &FunctionName) -> Result<Vec<VersionRecord>, RegistryError> {
         Ok(self.db.versions(tenant, name.as_str()).await?)
     }
 
@@ -191,7 +192,7 @@ impl Registry {
         bytes: bytes::Bytes,
         options: DeployOptions,
         quota: StorageQuota,
-    ) -> Result<Arc<Version>, ApiError> {
+    ) -> Result<Arc<Version>, RegistryError> {
         let digest = hex::encode(Sha256::digest(&bytes));
         let pin = self.files.pin(&digest);
         let deployed = self.deploy_pinned(tenant, name, &digest, bytes, options, quota).await;
@@ -218,7 +219,7 @@ impl Registry {
         bytes: bytes::Bytes,
         options: DeployOptions,
         quota: StorageQuota,
-    ) -> Result<Arc<Version>, ApiError> {
+    ) -> Result<Arc<Version>, RegistryError> {
         let limits = self.limits_for(&options)?;
         let component = self.compiler.compile(tenant, digest, bytes.clone()).await?;
         let entry = self.runtime.prepare(&component)?;
@@ -256,21 +257,19 @@ impl Registry {
     }
 
     /// Makes the version before the active one active again.
-    pub async fn rollback(&self, tenant: &str, name: &FunctionName) -> Result<Arc<Version>, ApiError> {
+    pub async fn rollback(&self, tenant: &str, name: &FunctionName) -> Result<Arc<Version>, RegistryError> {
         let _guard = self.changes.lock().await;
         let current =
-            self.get(tenant, name.as_str()).ok_or_else(|| ApiError::NotFound(format!("function `{name}`")))?;
+            self.get(tenant, name.as_str()).ok_or_else(|| RegistryError::NotFound(format!("function `{name}`")))?;
         let previous = self
             .db
             .versions(tenant, name.as_str())
             .await?
             .into_iter()
             .rfind(|r| r.version < current.record.version)
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "function `{name}` has no version before {}; nothing to roll back to",
-                    current.record.version
-                ))
+            .ok_or_else(|| RegistryError::NoEarlierVersion {
+                name: name.to_string(),
+                version: current.record.version,
             })?;
         let version = Arc::new(self.materialize(previous).await?);
         let mut change = self.db.change(tenant).await?;
@@ -282,13 +281,13 @@ impl Registry {
 
     /// Removes a function and frees what only its versions held; requests
     /// already running finish.
-    pub async fn delete(&self, tenant: &str, name: &FunctionName) -> Result<(), ApiError> {
+    pub async fn delete(&self, tenant: &str, name: &FunctionName) -> Result<(), RegistryError> {
         let _guard = self.changes.lock().await;
         let mut change = self.db.change(tenant).await?;
         let digests = change
             .delete_function(tenant, name.as_str())
             .await?
-            .ok_or_else(|| ApiError::NotFound(format!("function `{name}`")))?;
+            .ok_or_else(|| RegistryError::NotFound(format!("function `{name}`")))?;
         let released = change.release(digests).await?;
         change.commit().await?;
         self.live.remove(&key(tenant, name.as_str()));
@@ -303,7 +302,7 @@ impl Registry {
         crate::db::follow(period, "functions", || self.sync()).await;
     }
 
-    async fn sync(&self) -> Result<(), ApiError> {
+    async fn sync(&self) -> Result<(), RegistryError> {
         // Read under the lock: a deploy of this node that commits between
         // the read and the lock would otherwise be dropped until the next round.
         let _guard = self.changes.lock().await;
@@ -347,13 +346,13 @@ impl Registry {
     }
 
     /// The limits a deploy with `options` gets, checked against the host caps.
-    pub fn limits_for(&self, options: &DeployOptions) -> Result<FunctionLimits, ApiError> {
+    pub fn limits_for(&self, options: &DeployOptions) -> Result<FunctionLimits, RegistryError> {
         let caps = self.config.limits;
         let memory_mb = options.memory_mb.unwrap_or(caps.default_memory_mb);
         let timeout_ms = options.timeout_ms.unwrap_or(caps.default_timeout_ms);
         let max_concurrency = options.max_concurrency.unwrap_or(caps.default_max_concurrency);
         let over = |what: &str, asked: u64, cap: u64| {
-            ApiError::BadRequest(format!("{what}={asked} is outside the allowed range 1..={cap}"))
+            RegistryError::BadOption(format!("{what}={asked} is outside the allowed range 1..={cap}"))
         };
         if memory_mb == 0 || memory_mb > caps.max_memory_mb {
             return Err(over("memory_mb", memory_mb.into(), caps.max_memory_mb.into()));
@@ -369,7 +368,7 @@ impl Registry {
 
     /// Brings a stored version back to life from its cached artifact,
     /// recompiling from the stored component only when the cache lacks it.
-    async fn materialize(&self, record: VersionRecord) -> Result<Version, ApiError> {
+    async fn materialize(&self, record: VersionRecord) -> Result<Version, RegistryError> {
         let component = match self.compiler.cached(&record.digest).await? {
             Some(component) => component,
             None => {
@@ -422,7 +421,7 @@ impl Registry {
 
 /// Parses the `models` deploy option: model names, comma-separated, or `*`
 /// for every model of the tenant (the default).
-pub fn parse_models(value: &str) -> Result<Option<Vec<String>>, ApiError> {
+pub fn parse_models(value: &str) -> Result<Option<Vec<String>>, RegistryError> {
     if value == "*" {
         return Ok(None);
     }
@@ -432,7 +431,7 @@ pub fn parse_models(value: &str) -> Result<Option<Vec<String>>, ApiError> {
 }
 
 /// Parses the `allowed_hosts` deploy option (comma-separated host names).
-pub fn parse_allowed_hosts(value: &str) -> Result<Vec<String>, ApiError> {
+pub fn parse_allowed_hosts(value: &str) -> Result<Vec<String>, RegistryError> {
     value
         .split(',')
         .map(str::trim)
@@ -443,7 +442,7 @@ pub fn parse_allowed_hosts(value: &str) -> Result<Vec<String>, ApiError> {
             if valid {
                 Ok(host.to_ascii_lowercase())
             } else {
-                Err(ApiError::BadRequest(format!(
+                Err(RegistryError::BadOption(format!(
                     "allowed_hosts entry `{host}` is not a host name; give names like api.example.com, comma-separated"
                 )))
             }

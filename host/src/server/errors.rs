@@ -5,8 +5,37 @@
 use http::{HeaderValue, StatusCode};
 
 use super::body::{self, Body};
+use crate::engine::ComponentError;
 use crate::error::ApiError;
 use crate::invoke::InvokeError;
+use crate::registry::RegistryError;
+
+impl From<ComponentError> for ApiError {
+    fn from(err: ComponentError) -> Self {
+        match err {
+            ComponentError::Invalid(message) => Self::InvalidComponent(message),
+            ComponentError::UnknownImport { import, detail } => Self::UnknownImport { import, detail },
+            ComponentError::Internal(err) => Self::Internal(err),
+        }
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(err: RegistryError) -> Self {
+        match err {
+            RegistryError::Component(err) => err.into(),
+            RegistryError::CompileTimeout { timeout_ms } => Self::CompileTimeout { timeout_ms },
+            RegistryError::CompileBusy { retry_after_s } => Self::CompileBusy { retry_after_s },
+            RegistryError::CompileAbandoned => Self::Unavailable(err.to_string()),
+            RegistryError::BadOption(_) | RegistryError::InvalidName(_) | RegistryError::NoEarlierVersion { .. } => {
+                Self::BadRequest(err.to_string())
+            }
+            RegistryError::NotFound(what) => Self::NotFound(what),
+            RegistryError::Quota(err) => err.into(),
+            RegistryError::Internal(err) => Self::Internal(err),
+        }
+    }
+}
 
 impl From<InvokeError> for ApiError {
     fn from(err: InvokeError) -> Self {
