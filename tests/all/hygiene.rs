@@ -11,8 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 async fn raw_exchange(server: &Server, request: &[u8]) -> anyhow::Result<String> {
-    let address = server.base.trim_start_matches("http://");
-    let mut stream = TcpStream::connect(address).await?;
+    let mut stream = TcpStream::connect(server.address()).await?;
     stream.write_all(request).await?;
     let mut response = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response)).await;
@@ -52,8 +51,7 @@ async fn ambiguous_framing_is_refused() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_clients_are_closed_at_the_header_timeout() -> anyhow::Result<()> {
     let server = Server::start(&["--header-read-timeout-ms", "500"]).await?;
-    let address = server.base.trim_start_matches("http://").to_owned();
-    let mut slow = TcpStream::connect(&address).await?;
+    let mut slow = TcpStream::connect(server.address()).await?;
     slow.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n").await?;
     let started = Instant::now();
     // Another client is served while the slow one trickles.
