@@ -104,8 +104,9 @@ fn host_modules_import_only_downwards_and_never_in_a_cycle() -> anyhow::Result<(
 /// named (as `"NAME"`) in a test under `REPO/tests/all`; a plain library
 /// must be a path dependency of another crate there.
 fn unused_fixtures(repo: &Path) -> anyhow::Result<Vec<String>> {
-    let mut tests = String::new();
-    read_rust_files(&repo.join("tests/all"), &mut tests)?;
+    let mut files = Vec::new();
+    imports::rust_files(&repo.join("tests/all"), &mut files)?;
+    let tests = files.iter().map(std::fs::read_to_string).collect::<Result<String, _>>()?;
     let mut manifests = Vec::new();
     for entry in std::fs::read_dir(repo.join("functions"))? {
         let dir = entry?.path();
@@ -127,18 +128,6 @@ fn unused_fixtures(repo: &Path) -> anyhow::Result<Vec<String>> {
         .collect();
     unused.sort();
     Ok(unused)
-}
-
-fn read_rust_files(dir: &Path, out: &mut String) -> anyhow::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            read_rust_files(&path, out)?;
-        } else if path.extension().is_some_and(|x| x == "rs") {
-            out.push_str(&std::fs::read_to_string(&path)?);
-        }
-    }
-    Ok(())
 }
 
 #[test]

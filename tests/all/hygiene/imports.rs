@@ -96,7 +96,8 @@ pub fn edges(src: &Path) -> anyhow::Result<Vec<Edge>> {
     Ok(edges)
 }
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+/// Every `.rs` file below `dir`, in no particular order.
+pub fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let path = entry?.path();
         if path.is_dir() {
