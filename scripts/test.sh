@@ -13,7 +13,9 @@ cargo fmt --all --check
 # wasm32-wasip2, but nothing in them is specific to that target, and a check
 # (unlike a build) never links, so clippy on the host target sees all their
 # code. `--release` shares the build scripts and proc macros of the release
-# build below, instead of building them again in a debug profile.
+# build below, instead of building them again in a debug profile. Measured on
+# 2 cores: nothing changed, 1 s; after an edit to the host, the tests and the
+# SDK, 12-36 s; from cold (CI), about 415 CPU-seconds (3.5 minutes).
 cargo clippy --release --workspace --all-targets -- -D warnings
 rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 ./scripts/build-functions.sh
