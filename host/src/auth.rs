@@ -25,7 +25,9 @@ const CACHE_TTL: Duration = Duration::from_secs(2);
 /// Who is calling.
 #[derive(Debug, Clone)]
 pub struct Principal {
+    /// The tenant whose key was presented: the namespace its calls act in.
     pub tenant: String,
+    /// The key's public id (never the secret), for logs and usage records.
     pub key_id: String,
     /// Admin keys act as their tenant and may manage every tenant.
     pub admin: bool,
@@ -41,8 +43,11 @@ impl Principal {
 /// A freshly issued key; the secret is shown once.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct IssuedKey {
+    /// The public id, to list or revoke the key later.
     pub id: String,
+    /// The tenant the key acts as.
     pub tenant: String,
+    /// The secret bearer token; only its hash is stored.
     pub key: String,
 }
 

@@ -74,14 +74,18 @@ impl Quotas {
 pub struct TenantSettings {
     /// Name of a plan in `[plans]`; `default` when unset.
     pub plan: Option<String>,
+    /// Overrides `[quotas]` for this tenant, limit by limit.
     pub quotas: Quotas,
 }
 
 /// Billing and quota configuration.
 #[derive(Debug, Clone, Default)]
 pub struct TenancyConfig {
+    /// The limits of every tenant that sets none of its own (`[quotas]`).
     pub default_quotas: Quotas,
+    /// Prices by plan name (`[plans.NAME]`).
     pub plans: BTreeMap<String, Plan>,
+    /// Plan and quotas per tenant (`[tenants.NAME]`).
     pub tenants: BTreeMap<String, TenantSettings>,
 }
 
@@ -300,7 +304,9 @@ impl Tenancy {
 /// writes a deploy, so that parallel deploys cannot all pass one check.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StorageQuota {
+    /// Functions the tenant may have; `None`: no limit.
     pub max_functions: Option<u32>,
+    /// Bytes the tenant may store; `None`: no limit.
     pub max_storage_bytes: Option<u64>,
 }
 

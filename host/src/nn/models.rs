@@ -24,15 +24,24 @@ use crate::error::ApiError;
 /// A tenant's model, as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelRecord {
+    /// The name functions load it by.
     pub name: String,
+    /// The owning tenant; implied by the URL, so not in the API's answer.
     #[serde(skip)]
     pub tenant: String,
+    /// SHA-256 of the model's bytes: the same bytes are stored and loaded once.
     pub digest: String,
+    /// The bytes' size, counted against the tenant's storage quota.
     pub size: u64,
+    /// The inference backend it runs on.
     pub backend: BackendKind,
+    /// The device it runs on.
     pub target: Device,
+    /// What a guest must pass, in graph order.
     pub inputs: Vec<super::TensorSpec>,
+    /// What a guest gets back, in graph order.
     pub outputs: Vec<super::TensorSpec>,
+    /// When it was uploaded (Unix milliseconds).
     pub created_at_ms: i64,
     #[serde(skip)]
     signature: Arc<Signature>,
