@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::db::{Db, Footprint};
-use crate::error::ApiError;
 use crate::ledger::pricing::Plan;
 
 /// Limits of one tenant. `None` is unlimited.
@@ -123,36 +122,36 @@ impl Tenancy {
     /// Admits one management API request of `tenant`'s keys, or answers
     /// `429`: a tenant flooding deploys or uploads would take the host's CPU
     /// and database from every other tenant.
-    pub async fn admit_api(&self, tenant: &str) -> Result<(), ApiError> {
+    pub async fn admit_api(&self, tenant: &str) -> Result<(), TenancyError> {
         let state = self.state(tenant).await?;
         let mut bucket = state.api_bucket.lock().map_err(|_| anyhow::anyhow!("rate limiter poisoned"))?;
         if bucket.take() {
             return Ok(());
         }
-        Err(ApiError::RateLimited { limit: state.quotas.api_requests_per_second.unwrap_or(0), retry_after_s: 1 })
+        Err(TenancyError::RateLimited { limit: state.quotas.api_requests_per_second.unwrap_or(0), retry_after_s: 1 })
     }
 
     /// Admits one request of `tenant` or says which limit it hit.
-    pub async fn admit(&self, tenant: &str) -> Result<TenantPermit, ApiError> {
+    pub async fn admit(&self, tenant: &str) -> Result<TenantPermit, TenancyError> {
         let state = self.state(tenant).await?;
         if let Some(bucket) = &state.bucket {
             let mut bucket = bucket.lock().map_err(|_| anyhow::anyhow!("rate limiter poisoned"))?;
             if !bucket.take() {
                 let limit = state.quotas.requests_per_second.unwrap_or(0);
-                return Err(ApiError::RateLimited { limit, retry_after_s: 1 });
+                return Err(TenancyError::RateLimited { limit, retry_after_s: 1 });
             }
         }
         self.check_budget(&state).await?;
         let slot = match &state.concurrency {
-            Some(semaphore) => {
-                Some(Arc::clone(semaphore).try_acquire_owned().map_err(|_| ApiError::QuotaExceeded {
+            Some(semaphore) => Some(Arc::clone(semaphore).try_acquire_owned().map_err(|_| {
+                TenancyError::from(QuotaExceeded {
                     message: format!(
                         "the tenant already has {} requests running, its limit",
                         state.quotas.max_concurrent_requests.unwrap_or(0)
                     ),
                     retry_after_s: 1,
-                })?)
-            }
+                })
+            })?),
             None => None,
         };
         Ok(TenantPermit { _slot: slot })
@@ -162,21 +161,21 @@ impl Tenancy {
     /// function's own `gate`. The tenant's rate and concurrency limits are
     /// left to its key-holding callers; the call is still billed to the
     /// tenant, so a spent monthly budget refuses it too.
-    pub async fn admit_anonymous(&self, tenant: &str, gate: &AnonymousGate) -> Result<TenantPermit, ApiError> {
+    pub async fn admit_anonymous(&self, tenant: &str, gate: &AnonymousGate) -> Result<TenantPermit, TenancyError> {
         let slot = gate.admit()?;
         let state = self.state(tenant).await?;
         self.check_budget(&state).await?;
         Ok(TenantPermit { _slot: Some(slot) })
     }
 
-    async fn check_budget(&self, state: &TenantState) -> Result<(), ApiError> {
+    async fn check_budget(&self, state: &TenantState) -> Result<(), TenancyError> {
         if let Some(budget) = state.quotas.monthly_budget_micros {
             self.roll_month(state).await?;
             if state.month_cost.load(Ordering::Acquire) >= budget {
-                return Err(ApiError::QuotaExceeded {
+                return Err(TenancyError::from(QuotaExceeded {
                     message: format!("the tenant's monthly budget of {budget} micro-units is spent"),
                     retry_after_s: seconds_to_next_month(),
-                });
+                }));
             }
         }
         Ok(())
@@ -192,7 +191,7 @@ impl Tenancy {
         timeout_ms: u64,
         new_function: bool,
         size: u64,
-    ) -> Result<StorageQuota, ApiError> {
+    ) -> Result<StorageQuota, TenancyError> {
         let quotas = self.state(tenant).await?.quotas;
         if let Some(max) = quotas.max_memory_mb.filter(|&max| memory_mb > max) {
             return Err(exceeded_api(format!("memory_mb={memory_mb} is over the tenant's limit of {max}")));
@@ -215,7 +214,7 @@ impl Tenancy {
     }
 
     /// Checks a model upload of `size` bytes against the tenant's storage limit.
-    pub async fn check_model_upload(&self, tenant: &str, size: u64) -> Result<(), ApiError> {
+    pub async fn check_model_upload(&self, tenant: &str, size: u64) -> Result<(), TenancyError> {
         let quotas = self.state(tenant).await?.quotas;
         if let Some(max) = quotas.max_storage_bytes {
             let stored = self.db.tenant_footprint(tenant).await?.bytes;
@@ -237,31 +236,31 @@ impl Tenancy {
     }
 
     /// The price plan of a tenant.
-    pub async fn plan(&self, tenant: &str) -> Result<Plan, ApiError> {
+    pub async fn plan(&self, tenant: &str) -> Result<Plan, TenancyError> {
         Ok(self.state(tenant).await?.plan)
     }
 
     /// Live keys the tenant may hold.
-    pub async fn max_keys(&self, tenant: &str) -> Result<u32, ApiError> {
+    pub async fn max_keys(&self, tenant: &str) -> Result<u32, TenancyError> {
         Ok(self.state(tenant).await?.quotas.max_keys.unwrap_or(DEFAULT_MAX_KEYS))
     }
 
     /// The effective quotas of a tenant.
-    pub async fn quotas(&self, tenant: &str) -> Result<Quotas, ApiError> {
+    pub async fn quotas(&self, tenant: &str) -> Result<Quotas, TenancyError> {
         Ok(self.state(tenant).await?.quotas)
     }
 
     /// Sets quotas through the admin API; they apply at once on this node.
-    pub async fn set_quotas(&self, tenant: &str, quotas: Quotas) -> Result<Quotas, ApiError> {
+    pub async fn set_quotas(&self, tenant: &str, quotas: Quotas) -> Result<Quotas, TenancyError> {
         let json = serde_json::to_string(&quotas).map_err(anyhow::Error::from)?;
         if !self.db.set_tenant_quotas(tenant, &json).await? {
-            return Err(ApiError::NotFound(format!("tenant `{tenant}`")));
+            return Err(TenancyError::UnknownTenant(tenant.to_owned()));
         }
         self.live.remove(tenant);
         self.quotas(tenant).await
     }
 
-    async fn state(&self, tenant: &str) -> Result<Arc<TenantState>, ApiError> {
+    async fn state(&self, tenant: &str) -> Result<Arc<TenantState>, TenancyError> {
         if let Some(state) = self.live.get(tenant) {
             return Ok(Arc::clone(state.value()));
         }
@@ -291,7 +290,7 @@ impl Tenancy {
         Ok(Arc::clone(self.live.entry(tenant.to_owned()).or_insert(state).value()))
     }
 
-    async fn roll_month(&self, state: &TenantState) -> Result<(), ApiError> {
+    async fn roll_month(&self, state: &TenantState) -> Result<(), TenancyError> {
         let start = month_start_ms(crate::clock::now_ms());
         if state.month_start_ms.swap(start, Ordering::AcqRel) != start {
             state.month_cost.store(0, Ordering::Release);
@@ -328,7 +327,7 @@ impl StorageQuota {
     }
 }
 
-fn exceeded_api(message: String) -> ApiError {
+fn exceeded_api(message: String) -> TenancyError {
     exceeded(message).into()
 }
 
@@ -346,10 +345,26 @@ pub struct QuotaExceeded {
     pub retry_after_s: u32,
 }
 
-impl From<QuotaExceeded> for ApiError {
-    fn from(err: QuotaExceeded) -> Self {
-        Self::QuotaExceeded { message: err.message, retry_after_s: err.retry_after_s }
-    }
+/// A tenant's request or change refused, or its state unreadable.
+#[derive(Debug, thiserror::Error)]
+pub enum TenancyError {
+    /// The tenant's request rate is over its limit.
+    #[error("the tenant's request rate is over its limit of {limit} per second")]
+    RateLimited {
+        /// The limit, per second.
+        limit: u32,
+        /// When to retry.
+        retry_after_s: u32,
+    },
+    /// A quota (concurrency, budget, storage, limits) is used up.
+    #[error(transparent)]
+    Quota(#[from] QuotaExceeded),
+    /// No such tenant.
+    #[error("tenant `{0}` was not found")]
+    UnknownTenant(String),
+    /// The database could not be read or written.
+    #[error("internal error: {0:#}")]
+    Internal(#[from] anyhow::Error),
 }
 
 /// Host-wide limits on anonymous callers of each public function.
@@ -383,12 +398,14 @@ impl AnonymousGate {
         }
     }
 
-    fn admit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
-        let refuse = |what: String| ApiError::QuotaExceeded {
-            message: format!(
-                "anonymous callers of this function are at their limit of {what}; retry later or call with an API key of its tenant"
-            ),
-            retry_after_s: 1,
+    fn admit(&self) -> Result<OwnedSemaphorePermit, TenancyError> {
+        let refuse = |what: String| {
+            TenancyError::from(QuotaExceeded {
+                message: format!(
+                    "anonymous callers of this function are at their limit of {what}; retry later or call with an API key of its tenant"
+                ),
+                retry_after_s: 1,
+            })
         };
         if let Some(bucket) = &self.bucket {
             let mut bucket = bucket.lock().map_err(|_| anyhow::anyhow!("rate limiter poisoned"))?;
@@ -477,7 +494,7 @@ mod tests {
         let gate = AnonymousGate::new(AnonymousLimits::default(), 8);
         let held: Vec<_> = (0..4).map(|_| gate.admit()).collect();
         assert!(held.iter().all(Result::is_ok));
-        assert!(matches!(gate.admit(), Err(ApiError::QuotaExceeded { .. })));
+        assert!(matches!(gate.admit(), Err(TenancyError::Quota(QuotaExceeded { .. }))));
         let limited =
             AnonymousGate::new(AnonymousLimits { requests_per_second: Some(3), max_concurrency: Some(100) }, 64);
         let admitted = (0..10).filter(|_| limited.admit().is_ok()).count();

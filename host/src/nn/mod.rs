@@ -28,7 +28,7 @@ use dashmap::DashMap;
 use backend::{Backend, BackendKind, Device, LoadedModel, OnnxRuntime, Tract};
 use bounds::{LoadLimits, ModelBounds};
 pub use error::{ErrorCode, NnError};
-pub use models::{ModelAccess, ModelOptions, ModelRecord, ModelStore};
+pub use models::{ModelAccess, ModelError, ModelOptions, ModelRecord, ModelStore};
 use pool::ComputePool;
 pub use signature::{Dim, Signature, TensorSpec, inspect_onnx};
 pub use tensor::{ElementType, HostTensor};

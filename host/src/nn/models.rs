@@ -19,7 +19,6 @@ use super::error::NnError;
 use super::signature::{Signature, inspect_onnx};
 use super::{Graph, Inference, ModelBytes, ModelSpec};
 use crate::db::{Blob, Db, ModelRow};
-use crate::error::ApiError;
 
 /// A tenant's model, as the API shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -121,18 +120,18 @@ impl ModelStore {
         name: &str,
         bytes: Bytes,
         options: ModelOptions,
-    ) -> Result<Arc<ModelRecord>, ApiError> {
+    ) -> Result<Arc<ModelRecord>, ModelError> {
         match options.encoding.as_deref() {
             None | Some("onnx" | "autodetect") => {}
             Some(other) => {
-                return Err(ApiError::BadRequest(format!(
+                return Err(ModelError::BadOption(format!(
                     "encoding `{other}` is not supported; muon serves ONNX models (encoding=onnx or autodetect)"
                 )));
             }
         }
-        let invalid = |err: NnError| ApiError::InvalidModel(err.message);
+        let invalid = |err: NnError| ModelError::Invalid(err.message);
         let backend =
-            self.inference.choose_backend(options.backend).map_err(|err| ApiError::BadRequest(err.message))?;
+            self.inference.choose_backend(options.backend).map_err(|err| ModelError::BadOption(err.message))?;
         let target = options.target.unwrap_or(Device::Cpu);
         // One change at a time, from the file written to the name recorded,
         // so a failed upload never removes a file another one is about to use.
@@ -202,10 +201,10 @@ impl ModelStore {
     }
 
     /// Deletes a model's name; its bytes go when no name uses them.
-    pub async fn delete(&self, tenant: &str, name: &str) -> Result<(), ApiError> {
+    pub async fn delete(&self, tenant: &str, name: &str) -> Result<(), ModelError> {
         let _guard = self.changes.lock().await;
         if !self.db.delete_model(tenant, name).await? {
-            return Err(ApiError::NotFound(format!("model `{name}`")));
+            return Err(ModelError::NotFound(format!("model `{name}`")));
         }
         if let Some((_, old)) = self.records.remove(&key(tenant, name)) {
             self.forget_if_unused(&old.digest).await;
@@ -275,6 +274,23 @@ impl ModelStore {
             tracing::warn!(%err, digest, "cannot remove an unused model file");
         }
     }
+}
+
+/// An upload or deletion of a model refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// An upload option is not supported.
+    #[error("{0}")]
+    BadOption(String),
+    /// The bytes are not a model muon can serve.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such model.
+    #[error("{0} was not found")]
+    NotFound(String),
+    /// The disk or the database failed.
+    #[error("internal error: {0:#}")]
+    Internal(#[from] anyhow::Error),
 }
 
 /// A model's bytes from its file, or, on a node sharing the database, from the

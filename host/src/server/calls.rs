@@ -131,7 +131,8 @@ async fn metered(
     let admitted = match caller {
         Caller::Owner => app.tenancy.admit(tenant).await,
         Caller::Anonymous => app.tenancy.admit_anonymous(tenant, &version.admission.anonymous).await,
-    };
+    }
+    .map_err(ApiError::from);
     let (result, used) = match (admitted, input) {
         (Ok(permit), Ok(input)) => {
             let (output, used) = app.invoker.run(version, input, None, Identity { work_id: request_id }).await;

@@ -5,10 +5,54 @@
 use http::{HeaderValue, StatusCode};
 
 use super::body::{self, Body};
+use crate::auth::AuthError;
 use crate::engine::ComponentError;
 use crate::error::ApiError;
 use crate::invoke::InvokeError;
+use crate::nn::ModelError;
 use crate::registry::RegistryError;
+use crate::tenancy::{QuotaExceeded, TenancyError};
+
+impl From<QuotaExceeded> for ApiError {
+    fn from(err: QuotaExceeded) -> Self {
+        Self::QuotaExceeded { message: err.message, retry_after_s: err.retry_after_s }
+    }
+}
+
+impl From<TenancyError> for ApiError {
+    fn from(err: TenancyError) -> Self {
+        match err {
+            TenancyError::RateLimited { limit, retry_after_s } => Self::RateLimited { limit, retry_after_s },
+            TenancyError::Quota(err) => err.into(),
+            TenancyError::UnknownTenant(tenant) => Self::NotFound(format!("tenant `{tenant}`")),
+            TenancyError::Internal(err) => Self::Internal(err),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Unauthorized => Self::Unauthorized,
+            AuthError::Forbidden(message) => Self::Forbidden(message),
+            AuthError::NotFound(what) => Self::NotFound(what),
+            AuthError::TooManyKeys(err) => err.into(),
+            AuthError::LastAdmin(message) => Self::StateConflict(message),
+            AuthError::Internal(err) => Self::Internal(err),
+        }
+    }
+}
+
+impl From<ModelError> for ApiError {
+    fn from(err: ModelError) -> Self {
+        match err {
+            ModelError::BadOption(message) => Self::BadRequest(message),
+            ModelError::Invalid(message) => Self::InvalidModel(message),
+            ModelError::NotFound(what) => Self::NotFound(what),
+            ModelError::Internal(err) => Self::Internal(err),
+        }
+    }
+}
 
 impl From<ComponentError> for ApiError {
     fn from(err: ComponentError) -> Self {
