@@ -6,6 +6,7 @@
 //! become responses in [`error`]. [`nn`] serves wasi-nn inference on
 //! tenants' models; [`metering`] and [`ledger`] bill every request.
 
+pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;

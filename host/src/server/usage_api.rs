@@ -1,12 +1,12 @@
 //! `/v1/usage`: totals and raw records from the ledger.
 
 use http::StatusCode;
-use serde_json::json;
 
 use super::App;
 use super::body::{self, Body};
+use crate::api::{self, UsageGroups, UsageRecords};
 use crate::auth::{Principal, now_ms};
-use crate::db::{GroupBy, UsageQuery};
+use crate::db::{GroupBy, UsageQuery, UsageRecord, UsageTotals};
 use crate::error::ApiError;
 
 /// Query parameters, parsed strictly.
@@ -115,8 +115,8 @@ pub async fn totals(app: &App, principal: &Principal, query: Option<&str>) -> Re
         function: params.function,
         group_by: params.group_by.unwrap_or(GroupBy::Function),
     };
-    let groups = app.db.usage_totals(&query).await?;
-    Ok(body::json_response(StatusCode::OK, &json!({ "tenant": query.tenant, "groups": groups })))
+    let groups = app.db.usage_totals(&query).await?.into_iter().map(totals_of).collect();
+    Ok(body::json_response(StatusCode::OK, &UsageGroups { tenant: query.tenant, groups }))
 }
 
 /// `GET /v1/usage/records?after=&limit=[&tenant=]`, in request-id order.
@@ -126,7 +126,51 @@ pub async fn records(app: &App, principal: &Principal, query: Option<&str>) -> R
     let records =
         app.db.usage_records(&tenant, params.after.as_deref().unwrap_or(""), params.limit.unwrap_or(100)).await?;
     let next_after = records.last().map(|r| r.request_id.clone());
-    Ok(body::json_response(StatusCode::OK, &json!({ "records": records, "next_after": next_after })))
+    let records = records.into_iter().map(record_of).collect();
+    Ok(body::json_response(StatusCode::OK, &UsageRecords { records, next_after }))
+}
+
+fn totals_of(totals: UsageTotals) -> api::UsageTotals {
+    let UsageTotals { group, requests, cpu_ms, wall_ms, gb_seconds, compute_ms, bytes_in, bytes_out, cost_micros } =
+        totals;
+    api::UsageTotals { group, requests, cpu_ms, wall_ms, gb_seconds, compute_ms, bytes_in, bytes_out, cost_micros }
+}
+
+fn record_of(record: UsageRecord) -> api::UsageRecord {
+    let UsageRecord {
+        request_id,
+        tenant,
+        function,
+        version,
+        start_ms,
+        wall_us,
+        cpu_us,
+        peak_memory_bytes,
+        memory_byte_ms,
+        nn_cpu_us,
+        nn_gpu_us,
+        bytes_in,
+        bytes_out,
+        outcome,
+        cost_micros,
+    } = record;
+    api::UsageRecord {
+        request_id,
+        tenant,
+        function,
+        version,
+        start_ms,
+        wall_us,
+        cpu_us,
+        peak_memory_bytes,
+        memory_byte_ms,
+        nn_cpu_us,
+        nn_gpu_us,
+        bytes_in,
+        bytes_out,
+        outcome,
+        cost_micros,
+    }
 }
 
 #[cfg(test)]
