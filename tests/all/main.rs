@@ -32,6 +32,7 @@ mod invoke;
 mod nn;
 mod nn_limits;
 mod observability;
+mod openapi;
 mod outbound;
 mod persistence;
 mod routes;

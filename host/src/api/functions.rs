@@ -115,7 +115,7 @@ pub struct DeployQuery {
     /// Hosts the function may call over outbound HTTP, comma-separated [default: none].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed_hosts: Option<String>,
-    /// Models the function may load by name, comma-separated [default: every model of the tenant].
+    /// Models the function may load by name, comma-separated; `*`: every model of the tenant [default: `*`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub models: Option<String>,
 }

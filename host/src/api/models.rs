@@ -64,6 +64,21 @@ pub enum ElementType {
     I64,
 }
 
+impl ElementType {
+    /// The type as it appears in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fp16 => "fp16",
+            Self::Fp32 => "fp32",
+            Self::Fp64 => "fp64",
+            Self::Bf16 => "bf16",
+            Self::U8 => "u8",
+            Self::I32 => "i32",
+            Self::I64 => "i64",
+        }
+    }
+}
+
 /// One dimension of a model input or output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
