@@ -37,19 +37,19 @@ pub fn operations(item: &PathItem) -> Vec<(&'static str, &Operation)> {
     .collect()
 }
 
-fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &mut Operation)> {
     [
-        &mut item.get,
-        &mut item.head,
-        &mut item.post,
-        &mut item.put,
-        &mut item.delete,
-        &mut item.patch,
-        &mut item.options,
-        &mut item.trace,
+        ("get", &mut item.get),
+        ("head", &mut item.head),
+        ("post", &mut item.post),
+        ("put", &mut item.put),
+        ("delete", &mut item.delete),
+        ("patch", &mut item.patch),
+        ("options", &mut item.options),
+        ("trace", &mut item.trace),
     ]
     .into_iter()
-    .filter_map(Option::as_mut)
+    .filter_map(|(method, operation)| operation.as_mut().map(|operation| (method, operation)))
 }
 
 #[derive(OpenApi)]
@@ -90,7 +90,7 @@ fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
         routes::usage_records,
     ),
     components(schemas(super::ErrorCode)),
-    modifiers(&Security, &CommonErrors),
+    modifiers(&Security, &CommonErrors, &OneIdPerMethod),
     security(("api_key" = [])),
     tags(
         (name = "calls", description = "Calling functions."),
@@ -136,7 +136,7 @@ impl Modify for CommonErrors {
     fn modify(&self, openapi: &mut Document) {
         for (path, item) in openapi.paths.paths.iter_mut() {
             let management = path.starts_with("/v1/");
-            for operation in operations_mut(item) {
+            for (_, operation) in operations_mut(item) {
                 let keyless = operation
                     .security
                     .as_ref()
@@ -153,6 +153,24 @@ impl Modify for CommonErrors {
                 }
                 for (status, description) in common {
                     operation.responses.responses.entry(status.to_owned()).or_insert_with(|| error(description).into());
+                }
+            }
+        }
+    }
+}
+
+/// A route declared for several methods (the function calls) gets one
+/// operation id per method, `call_function_get`..., as ids must be unique.
+struct OneIdPerMethod;
+
+impl Modify for OneIdPerMethod {
+    fn modify(&self, openapi: &mut Document) {
+        for item in openapi.paths.paths.values_mut() {
+            let methods = operations(item).len();
+            for (method, operation) in operations_mut(item) {
+                if let (true, Some(id)) = (methods > 1, &mut operation.operation_id) {
+                    id.push('_');
+                    id.push_str(method);
                 }
             }
         }
@@ -572,6 +590,22 @@ mod tests {
         {
             assert!(doc["components"]["schemas"][name].is_object(), "schema {name} is missing");
         }
+    }
+
+    #[test]
+    fn operation_ids_are_unique() {
+        let document = document();
+        let mut ids: Vec<&str> = document
+            .paths
+            .paths
+            .values()
+            .flat_map(operations)
+            .filter_map(|(_, operation)| operation.operation_id.as_deref())
+            .collect();
+        let count = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), count, "operation ids repeat");
     }
 
     #[test]
