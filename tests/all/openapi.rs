@@ -2,10 +2,10 @@
 //! API's types (issue 10, item 5).
 
 use muon::api::{
-    ErrorBody, FunctionDetail, FunctionList, Health, HealthStatus, ModelList, TenantList, TenantQuotas, UsageGroups,
-    UsageRecords,
+    Deleted, ErrorBody, FunctionDetail, FunctionKind, FunctionList, FunctionVersion, Health, HealthStatus, IssuedKey,
+    ModelList, Revoked, TenantCreated, TenantList, TenantQuotas, UsageGroups, UsageRecords,
 };
-use muon_tests::{Server, client_with_key};
+use muon_tests::{Server, client_with_key, muon_bin, target_dir};
 
 /// A request for every path and method of `/v1/openapi.json`, with a key: no
 /// answer may be `405` or a `404` for the route itself.
@@ -90,5 +90,44 @@ async fn operator_routes_are_405_for_other_methods() -> anyhow::Result<()> {
         let allow = response.headers().get("allow").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         assert_eq!((response.status().as_u16(), allow.as_str()), (405, "GET"), "POST {path}");
     }
+    Ok(())
+}
+
+/// `muon ... --json` prints the API's types, read back here with them.
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_json_prints_the_api_types() -> anyhow::Result<()> {
+    let server = Server::start(&[]).await?;
+    let muon = |args: &[&str]| -> anyhow::Result<Vec<u8>> {
+        let out = std::process::Command::new(muon_bin())
+            .args(args)
+            .arg("--json")
+            .env("MUON_SERVER", &server.base)
+            .env("MUON_DATA_DIR", &server.data_dir)
+            .env_remove("MUON_API_KEY")
+            .output()?;
+        anyhow::ensure!(out.status.success(), "muon {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(out.stdout)
+    };
+    let hello = target_dir().join("wasm32-wasip2/guest/hello.wasm").display().to_string();
+    let deployed: FunctionVersion = serde_json::from_slice(&muon(&["deploy", "greet", &hello, "--memory-mb", "64"])?)?;
+    assert_eq!(
+        (deployed.name.as_str(), deployed.kind, deployed.limits.memory_mb),
+        ("greet", FunctionKind::Handler, 64)
+    );
+    let listed: FunctionList = serde_json::from_slice(&muon(&["functions"])?)?;
+    assert_eq!(listed.functions, vec![deployed.clone()]);
+    let models: ModelList = serde_json::from_slice(&muon(&["models"])?)?;
+    assert!(models.models.is_empty());
+    let created: TenantCreated = serde_json::from_slice(&muon(&["tenants", "create", "acme"])?)?;
+    assert_eq!((created.tenant.as_str(), created.key.tenant.as_str()), ("acme", "acme"));
+    let tenants: TenantList = serde_json::from_slice(&muon(&["tenants"])?)?;
+    assert!(tenants.tenants.iter().any(|t| t.name == "acme"));
+    let key: IssuedKey = serde_json::from_slice(&muon(&["keys", "create", "--tenant", "acme"])?)?;
+    let revoked: Revoked = serde_json::from_slice(&muon(&["keys", "revoke", &key.id])?)?;
+    assert_eq!(revoked.revoked, key.id);
+    let usage: UsageGroups = serde_json::from_slice(&muon(&["usage"])?)?;
+    assert_eq!(usage.tenant, "default");
+    let deleted: Deleted = serde_json::from_slice(&muon(&["delete", "greet"])?)?;
+    assert_eq!(deleted.deleted, "greet");
     Ok(())
 }
