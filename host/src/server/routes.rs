@@ -151,7 +151,7 @@ fn openapi() -> Result<http::Response<Body>, ApiError> {
     Ok(body::json_bytes_response(StatusCode::OK, document.clone()))
 }
 
-/// `/v1/...`: every route needs a key.
+/// `/v1/...`: every route here needs a key (the document is answered above, without one).
 async fn api(
     app: &App,
     request: http::Request<Incoming>,
