@@ -5,6 +5,8 @@
 //! `{"error": {"code": "...", "message": "..."}}`; nothing reaches hyper as an
 //! error, so no connection is dropped because a guest misbehaved.
 
+use crate::api::ErrorCode;
+
 /// A failure that is reported to the client.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -144,34 +146,34 @@ impl From<wasmtime::Error> for ApiError {
 
 impl ApiError {
     /// The stable, machine-readable code of this error.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::InvalidComponent(_) => "invalid_component",
-            Self::InvalidModel(_) => "invalid_model",
-            Self::UnknownImport { .. } => "unknown_import",
-            Self::BodyTooLarge { .. } => "body_too_large",
-            Self::BodyTimeout { .. } => "body_timeout",
-            Self::BodiesBusy { .. } => "bodies_busy",
-            Self::InvalidResponse(_) => "invalid_response",
-            Self::ResponseTooLarge { .. } => "response_too_large",
-            Self::NotFound(_) => "not_found",
-            Self::Unauthorized => "unauthorized",
-            Self::QuotaExceeded { .. } => "quota_exceeded",
-            Self::RateLimited { .. } => "rate_limited",
-            Self::LedgerUnavailable(_) => "ledger_unavailable",
-            Self::Conflict(_) | Self::StateConflict(_) => "conflict",
-            Self::Forbidden(_) => "forbidden",
-            Self::MethodNotAllowed(_) => "method_not_allowed",
-            Self::BadRequest(_) => "bad_request",
-            Self::Unprocessable(_) => "function_error",
-            Self::Timeout { .. } => "timeout",
-            Self::MemoryLimit { .. } => "memory_limit",
-            Self::Trap(_) => "trap",
-            Self::Overloaded { .. } => "overloaded",
-            Self::Unavailable(_) => "unavailable",
-            Self::CompileTimeout { .. } => "compile_timeout",
-            Self::CompileBusy { .. } => "compile_busy",
-            Self::Internal(_) => "internal",
+            Self::InvalidComponent(_) => ErrorCode::InvalidComponent,
+            Self::InvalidModel(_) => ErrorCode::InvalidModel,
+            Self::UnknownImport { .. } => ErrorCode::UnknownImport,
+            Self::BodyTooLarge { .. } => ErrorCode::BodyTooLarge,
+            Self::BodyTimeout { .. } => ErrorCode::BodyTimeout,
+            Self::BodiesBusy { .. } => ErrorCode::BodiesBusy,
+            Self::InvalidResponse(_) => ErrorCode::InvalidResponse,
+            Self::ResponseTooLarge { .. } => ErrorCode::ResponseTooLarge,
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::Unauthorized => ErrorCode::Unauthorized,
+            Self::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
+            Self::RateLimited { .. } => ErrorCode::RateLimited,
+            Self::LedgerUnavailable(_) => ErrorCode::LedgerUnavailable,
+            Self::Conflict(_) | Self::StateConflict(_) => ErrorCode::Conflict,
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
+            Self::BadRequest(_) => ErrorCode::BadRequest,
+            Self::Unprocessable(_) => ErrorCode::FunctionError,
+            Self::Timeout { .. } => ErrorCode::Timeout,
+            Self::MemoryLimit { .. } => ErrorCode::MemoryLimit,
+            Self::Trap(_) => ErrorCode::Trap,
+            Self::Overloaded { .. } => ErrorCode::Overloaded,
+            Self::Unavailable(_) => ErrorCode::Unavailable,
+            Self::CompileTimeout { .. } => ErrorCode::CompileTimeout,
+            Self::CompileBusy { .. } => ErrorCode::CompileBusy,
+            Self::Internal(_) => ErrorCode::Internal,
         }
     }
 }

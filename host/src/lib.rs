@@ -7,6 +7,7 @@
 //! wasi-nn inference on tenants' models, [`ledger`] keeps usage durable, and
 //! [`error`], [`names`] and [`clock`] are leaves everyone may use.
 
+pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod clock;

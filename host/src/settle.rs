@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 
+use crate::api::ErrorCode;
 use crate::db::UsageRecord;
 use crate::error::ApiError;
 use crate::ledger::Ledger;
@@ -26,9 +27,9 @@ pub enum Outcome {
     /// It ran and succeeded.
     Ok,
     /// A quota or rate limit refused it before anything ran: recorded, free.
-    Refused(&'static str),
+    Refused(ErrorCode),
     /// It ran, or was tried, and failed with this error code.
-    Failed(&'static str),
+    Failed(ErrorCode),
 }
 
 impl Outcome {
@@ -42,7 +43,7 @@ impl Outcome {
     }
 
     /// The error code, or `None` for success.
-    pub fn error_code(self) -> Option<&'static str> {
+    pub fn error_code(self) -> Option<ErrorCode> {
         match self {
             Self::Ok => None,
             Self::Refused(code) | Self::Failed(code) => Some(code),
@@ -51,7 +52,7 @@ impl Outcome {
 
     /// The outcome as the ledger stores it: `ok` or the error code.
     pub fn as_str(self) -> &'static str {
-        self.error_code().unwrap_or("ok")
+        self.error_code().map_or("ok", ErrorCode::as_str)
     }
 }
 
@@ -129,7 +130,7 @@ impl Settler {
     /// not be delivered, since it could not be billed.
     pub async fn settle(&self, work: Work<'_>, used: &Measurement, outcome: Outcome) -> Result<(), ApiError> {
         let latency = work.started.elapsed();
-        work.metrics.record(work.started, outcome.error_code());
+        work.metrics.record(work.started, outcome.error_code().map(ErrorCode::as_str));
         let mut cost_micros = 0;
         if let Some(ledger) = &self.ledger {
             let mut record = usage_record(&work, latency, used, outcome);
@@ -221,7 +222,7 @@ mod tests {
         let used = Measurement { cpu: Duration::from_micros(1500), ..Measurement::default() };
         settler.settle(work("r-1", &metrics), &used, Outcome::Ok).await?;
         let refused = Outcome::of::<()>(&Err(ApiError::RateLimited { limit: 1, retry_after_s: 1 }));
-        assert_eq!(refused, Outcome::Refused("rate_limited"));
+        assert_eq!(refused, Outcome::Refused(ErrorCode::RateLimited));
         settler.settle(work("r-2", &metrics), &used, refused).await?;
 
         let ran = events.recv().await?;
@@ -229,7 +230,7 @@ mod tests {
         assert_eq!(ran.cpu, Duration::from_micros(1500));
         assert_eq!(ran.cost_micros, 7, "the default plan charges per request");
         let free = events.recv().await?;
-        assert_eq!((free.outcome, free.cost_micros), (Outcome::Refused("rate_limited"), 0));
+        assert_eq!((free.outcome, free.cost_micros), (Outcome::Refused(ErrorCode::RateLimited), 0));
 
         let records = db.usage_records("default", "", 10).await?;
         let outcomes: Vec<(&str, &str, i64)> =

@@ -36,6 +36,7 @@ mod invoke;
 mod nn;
 mod nn_limits;
 mod observability;
+mod openapi;
 mod outbound;
 mod persistence;
 mod routes;

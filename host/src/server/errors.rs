@@ -5,6 +5,7 @@
 use http::{HeaderValue, StatusCode};
 
 use super::body::{self, Body};
+use crate::api::ErrorBody;
 use crate::auth::AuthError;
 use crate::engine::ComponentError;
 use crate::error::ApiError;
@@ -139,10 +140,7 @@ impl IntoResponse for ApiError {
         if let Self::Internal(err) = &self {
             tracing::error!(error = format!("{err:#}"), "internal error");
         }
-        let payload = serde_json::json!({
-            "error": { "code": self.code(), "message": self.to_string() }
-        });
-        let mut response = body::json_response(status, &payload);
+        let mut response = body::json_response(status, &ErrorBody::new(self.code(), self.to_string()));
         let retry_after = match self {
             Self::Overloaded { retry_after_s }
             | Self::BodiesBusy { retry_after_s }
