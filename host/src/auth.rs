@@ -41,7 +41,7 @@ impl Principal {
 }
 
 /// A freshly issued key; the secret is shown once.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct IssuedKey {
     /// The public id, to list or revoke the key later.
     pub id: String,

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use bytes::Bytes;
 use dashmap::DashMap;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::backend::{BackendKind, Device};
@@ -20,13 +19,12 @@ use super::signature::{Signature, inspect_onnx};
 use super::{Graph, Inference, ModelBytes, ModelSpec};
 use crate::db::{Blob, Db, ModelRow};
 
-/// A tenant's model, as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+/// A tenant's model.
+#[derive(Debug, Clone)]
 pub struct ModelRecord {
     /// The name functions load it by.
     pub name: String,
-    /// The owning tenant; implied by the URL, so not in the API's answer.
-    #[serde(skip)]
+    /// The owning tenant.
     pub tenant: String,
     /// SHA-256 of the model's bytes: the same bytes are stored and loaded once.
     pub digest: String,
@@ -42,7 +40,6 @@ pub struct ModelRecord {
     pub outputs: Vec<super::TensorSpec>,
     /// When it was uploaded (Unix milliseconds).
     pub created_at_ms: i64,
-    #[serde(skip)]
     signature: Arc<Signature>,
 }
 

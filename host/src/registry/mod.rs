@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use dashmap::DashMap;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use admission::{Admission, Overloaded};
@@ -28,7 +27,7 @@ use compile::Compiler;
 use storage::LocalStore;
 
 /// Limits a function runs under.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy)]
 pub struct FunctionLimits {
     /// Linear memory an instance may grow to, in MiB.
     pub memory_mb: u32,
