@@ -44,6 +44,9 @@
 //! }
 //! ```
 
+// Functions are written against these docs alone.
+#![deny(missing_docs)]
+
 mod http;
 pub mod nn;
 mod tensor;

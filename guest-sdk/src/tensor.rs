@@ -6,9 +6,19 @@ use crate::{NamedTensor, Tensor, TensorType};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TensorError {
     /// The tensor holds another element type.
-    WrongType { expected: TensorType, actual: TensorType },
+    WrongType {
+        /// The type the caller asked for.
+        expected: TensorType,
+        /// The type the tensor holds.
+        actual: TensorType,
+    },
     /// The byte length does not match the dimensions.
-    WrongLength { elements: usize, bytes: usize },
+    WrongLength {
+        /// How many elements the dimensions promise.
+        elements: usize,
+        /// How many bytes the tensor holds.
+        bytes: usize,
+    },
 }
 
 impl std::fmt::Display for TensorError {

@@ -10,9 +10,10 @@ use dashmap::DashMap;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::clock::now_ms;
 use crate::db::{Db, KeyRecord, Revocation};
-use crate::error::ApiError;
-use crate::registry::DEFAULT_TENANT;
+use crate::names::DEFAULT_TENANT;
+use crate::tenancy::QuotaExceeded;
 
 /// Prefix of every secret key, so leaked keys are easy to recognise.
 const KEY_PREFIX: &str = "muon_sk_";
@@ -24,7 +25,9 @@ const CACHE_TTL: Duration = Duration::from_secs(2);
 /// Who is calling.
 #[derive(Debug, Clone)]
 pub struct Principal {
+    /// The tenant whose key was presented: the namespace its calls act in.
     pub tenant: String,
+    /// The key's public id (never the secret), for logs and usage records.
     pub key_id: String,
     /// Admin keys act as their tenant and may manage every tenant.
     pub admin: bool,
@@ -38,10 +41,13 @@ impl Principal {
 }
 
 /// A freshly issued key; the secret is shown once.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct IssuedKey {
+    /// The public id, to list or revoke the key later.
     pub id: String,
+    /// The tenant the key acts as.
     pub tenant: String,
+    /// The secret bearer token; only its hash is stored.
     pub key: String,
 }
 
@@ -65,10 +71,10 @@ impl Auth {
     }
 
     /// The caller behind an `Authorization: Bearer KEY` header.
-    pub async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Principal, ApiError> {
+    pub async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Principal, AuthError> {
         let key = bearer_token(headers)
             .filter(|k| k.starts_with(KEY_PREFIX) && k.len() < 200)
-            .ok_or(ApiError::Unauthorized)?;
+            .ok_or(AuthError::Unauthorized)?;
         let hash = hash_key(key);
         if let Some(entry) = self.cache.get(&hash) {
             let (principal, checked) = entry.value();
@@ -76,11 +82,11 @@ impl Auth {
                 return Ok(principal.clone());
             }
         }
-        let record = self.db.key_by_hash(&hash).await?.ok_or(ApiError::Unauthorized)?;
+        let record = self.db.key_by_hash(&hash).await?.ok_or(AuthError::Unauthorized)?;
         // The lookup was by hash; compare again without early exit so the
         // time taken says nothing about how much of a guess matched.
         if !bool::from(record.key_hash.as_bytes().ct_eq(hash.as_bytes())) {
-            return Err(ApiError::Unauthorized);
+            return Err(AuthError::Unauthorized);
         }
         let principal = Principal { tenant: record.tenant, key_id: record.id, admin: record.admin };
         self.cache.insert(hash, (principal.clone(), Instant::now()));
@@ -88,32 +94,32 @@ impl Auth {
     }
 
     /// Issues a new key for `tenant`, which may hold at most `max_live` live keys.
-    pub async fn issue(&self, tenant: &str, admin: bool, max_live: u32) -> Result<IssuedKey, ApiError> {
+    pub async fn issue(&self, tenant: &str, admin: bool, max_live: u32) -> Result<IssuedKey, AuthError> {
         let (record, issued) = new_key(tenant, admin)?;
         if !self.db.insert_key_within(&record, max_live, now_ms()).await? {
-            return Err(ApiError::QuotaExceeded {
+            return Err(AuthError::TooManyKeys(QuotaExceeded {
                 message: format!(
                     "tenant `{tenant}` already has {max_live} live keys, its limit; revoke one (DELETE /v1/keys/ID) first"
                 ),
                 retry_after_s: 3600,
-            });
+            }));
         }
         Ok(issued)
     }
 
     /// Revokes key `id`. A non-admin may revoke only its own tenant's
     /// non-admin keys; the last live admin key cannot be revoked.
-    pub async fn revoke(&self, caller: &Principal, id: &str) -> Result<(), ApiError> {
+    pub async fn revoke(&self, caller: &Principal, id: &str) -> Result<(), AuthError> {
         match self.db.revoke_key(id, &caller.tenant, caller.admin, now_ms()).await? {
             Revocation::Revoked { key_hash } => {
                 self.cache.remove(&key_hash);
                 Ok(())
             }
-            Revocation::NotFound => Err(ApiError::NotFound(format!("key `{id}`"))),
+            Revocation::NotFound => Err(AuthError::NotFound(format!("key `{id}`"))),
             Revocation::AdminOnly => {
-                Err(ApiError::Forbidden(format!("key `{id}` is an admin key; only an admin key may revoke it")))
+                Err(AuthError::Forbidden(format!("key `{id}` is an admin key; only an admin key may revoke it")))
             }
-            Revocation::LastAdmin => Err(ApiError::StateConflict(format!(
+            Revocation::LastAdmin => Err(AuthError::LastAdmin(format!(
                 "key `{id}` is the last live admin key; issue another admin key first \
                  (POST /v1/tenants/default/keys with {{\"admin\": true}}), then revoke this one"
             ))),
@@ -141,7 +147,7 @@ fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
 }
 
 /// A fresh key: the record to store (hash only) and the secret to show once.
-fn new_key(tenant: &str, admin: bool) -> Result<(KeyRecord, IssuedKey), ApiError> {
+fn new_key(tenant: &str, admin: bool) -> Result<(KeyRecord, IssuedKey), AuthError> {
     let key = format!("{KEY_PREFIX}{}", random_hex(32)?);
     let record =
         KeyRecord { id: format!("key_{}", random_hex(8)?), tenant: tenant.to_owned(), key_hash: hash_key(&key), admin };
@@ -153,9 +159,9 @@ fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-fn random_hex(bytes: usize) -> Result<String, ApiError> {
+fn random_hex(bytes: usize) -> Result<String, AuthError> {
     let mut buffer = vec![0u8; bytes];
-    getrandom::fill(&mut buffer).map_err(|e| ApiError::Internal(anyhow::anyhow!("no randomness: {e}")))?;
+    getrandom::fill(&mut buffer).map_err(|e| AuthError::Internal(anyhow::anyhow!("no randomness: {e}")))?;
     Ok(hex::encode(buffer))
 }
 
@@ -173,11 +179,27 @@ fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Unix time in milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+/// A key that does not authenticate, or a key change refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No valid API key. The same for missing, malformed, unknown and revoked keys.
+    #[error("missing or invalid API key; send `Authorization: Bearer <key>`")]
+    Unauthorized,
+    /// The caller may not do this to that key.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such key visible to the caller.
+    #[error("{0} was not found")]
+    NotFound(String),
+    /// The tenant holds as many live keys as it may.
+    #[error(transparent)]
+    TooManyKeys(QuotaExceeded),
+    /// Revoking the last live admin key would lock every admin out.
+    #[error("{0}")]
+    LastAdmin(String),
+    /// The database or the system's randomness failed.
+    #[error("internal error: {0:#}")]
+    Internal(#[from] anyhow::Error),
 }
 
 #[cfg(test)]

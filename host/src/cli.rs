@@ -7,8 +7,13 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use serde_json::Value;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
+use crate::api::{
+    Deleted, DeployQuery, ErrorBody, FunctionDetail, FunctionList, FunctionVersion, GroupBy, IssuedKey, Model,
+    ModelList, ModelQuery, NewKey, NewTenant, Revoked, TenantCreated, TenantList, UsageGroups, UsageQuery,
+};
 use crate::config::Settings;
 
 /// muon: a serverless WebAssembly function host for AI workloads.
@@ -196,7 +201,7 @@ struct ClientArgs {
     /// Where to look for admin.key when no key is given.
     #[arg(long, global = true, env = "MUON_DATA_DIR", default_value = crate::config::DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
-    /// Print the server's JSON instead of a summary.
+    /// Print the server's JSON answer (the API's types) instead of a summary.
     #[arg(long, global = true)]
     json: bool,
 }
@@ -281,68 +286,65 @@ async fn client_command(command: Command) -> anyhow::Result<()> {
         } => {
             let http = client.http()?;
             let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let mut query: Vec<(&str, String)> = Vec::new();
-            query.extend(memory_mb.map(|v| ("memory_mb", v.to_string())));
-            query.extend(timeout_ms.map(|v| ("timeout_ms", v.to_string())));
-            query.extend(max_concurrency.map(|v| ("max_concurrency", v.to_string())));
-            query.extend(allowed_hosts.map(|v| ("allowed_hosts", v)));
-            query.extend(models.map(|v| ("models", v)));
-            if public {
-                query.push(("public", "true".to_owned()));
-            }
+            let query = DeployQuery {
+                memory_mb: memory_mb.map(u64::from),
+                timeout_ms,
+                max_concurrency: max_concurrency.map(u64::from),
+                public: public.then_some(true),
+                allowed_hosts,
+                models,
+            };
             let request = http
                 .put(format!("{}/v1/functions/{name}", client.server))
                 .query(&query)
                 .header("content-type", "application/wasm")
                 .body(bytes);
-            let out = send_json(request).await?;
+            let out: FunctionVersion = send(request).await?;
             print_or(&client, &out, || {
                 format!(
                     "deployed {} version {} ({}, digest {})",
-                    out["name"].as_str().unwrap_or_default(),
-                    out["version"],
-                    out["kind"].as_str().unwrap_or_default(),
-                    out["digest"].as_str().unwrap_or_default().get(..12).unwrap_or_default()
+                    out.name,
+                    out.version,
+                    out.kind.as_str(),
+                    short_digest(&out.digest)
                 )
             })
         }
         Command::Invoke { name, data, path, client } => invoke(&client.http()?, &client, &name, data, &path).await,
         Command::Functions { client } => {
-            let out = send_json(client.http()?.get(format!("{}/v1/functions", client.server))).await?;
+            let out: FunctionList = send(client.http()?.get(format!("{}/v1/functions", client.server))).await?;
             print_or(&client, &out, || {
                 let mut lines =
                     vec![format!("{:<24} {:>7}  {:<14} {:>9} {:>10}", "NAME", "VERSION", "KIND", "MEMORY", "TIMEOUT")];
-                for f in out["functions"].as_array().into_iter().flatten() {
+                for f in &out.functions {
                     lines.push(format!(
                         "{:<24} {:>7}  {:<14} {:>6}MiB {:>8}ms",
-                        f["name"].as_str().unwrap_or_default(),
-                        f["version"],
-                        f["kind"].as_str().unwrap_or_default(),
-                        f["limits"]["memory_mb"],
-                        f["limits"]["timeout_ms"],
+                        f.name,
+                        f.version,
+                        f.kind.as_str(),
+                        f.limits.memory_mb,
+                        f.limits.timeout_ms,
                     ));
                 }
                 lines.join("\n")
             })
         }
         Command::Rollback { name, client } => {
-            let out = send_json(client.http()?.post(format!("{}/v1/functions/{name}/rollback", client.server))).await?;
-            print_or(&client, &out, || format!("{name} is now at version {}", out["version"]))
+            let out: FunctionVersion =
+                send(client.http()?.post(format!("{}/v1/functions/{name}/rollback", client.server))).await?;
+            print_or(&client, &out, || format!("{name} is now at version {}", out.version))
         }
         Command::Delete { name, client } => {
-            let out = send_json(client.http()?.delete(format!("{}/v1/functions/{name}", client.server))).await?;
-            print_or(&client, &out, || format!("deleted {name}"))
+            let out: Deleted = send(client.http()?.delete(format!("{}/v1/functions/{name}", client.server))).await?;
+            print_or(&client, &out, || format!("deleted {}", out.deleted))
         }
         Command::Models { command, client } => models(command, &client).await,
         Command::Tenants { command, client } => tenants(command, &client).await,
         Command::Keys { command, client } => keys(command, &client).await,
         Command::Usage { by, from, to, function, tenant, csv, client } => {
-            let mut query = vec![("group_by", by)];
-            query.extend(from.map(|v| ("from", v)));
-            query.extend(to.map(|v| ("to", v)));
-            query.extend(function.map(|v| ("function", v)));
-            query.extend(tenant.map(|v| ("tenant", v)));
-            let out = send_json(client.http()?.get(format!("{}/v1/usage", client.server)).query(&query)).await?;
+            let query = UsageQuery { from, to, function, group_by: Some(group_by(&by)?), tenant };
+            let out: UsageGroups =
+                send(client.http()?.get(format!("{}/v1/usage", client.server)).query(&query)).await?;
             print_or(&client, &out, || usage_table(&out, csv))
         }
     }
@@ -353,60 +355,54 @@ async fn models(command: Option<ModelsCommand>, client: &ClientArgs) -> anyhow::
     match command {
         Some(ModelsCommand::Push { name, file, backend, target }) => {
             let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let mut query: Vec<(&str, String)> = Vec::new();
-            query.extend(backend.map(|v| ("backend", v)));
-            query.extend(target.map(|v| ("target", v)));
+            let query = ModelQuery {
+                encoding: None,
+                backend: backend.as_deref().map(model_backend).transpose()?,
+                target: target.as_deref().map(model_target).transpose()?,
+            };
             let request = http
                 .put(format!("{}/v1/models/{name}", client.server))
                 .query(&query)
                 .header("content-type", "application/octet-stream")
                 .body(bytes);
-            let out = send_json(request).await?;
+            let out: Model = send(request).await?;
             print_or(client, &out, || {
-                let specs = |key: &str| {
-                    out[key]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|t| {
-                            format!(
-                                "{} {} {}",
-                                t["name"].as_str().unwrap_or_default(),
-                                t["type"].as_str().unwrap_or_default(),
-                                t["shape"]
-                            )
-                        })
+                let specs = |specs: &[crate::api::TensorSpec]| {
+                    specs
+                        .iter()
+                        .map(|t| format!("{} {} {}", t.name, t.ty.as_str(), t.shape_text()))
                         .collect::<Vec<_>>()
                         .join(", ")
                 };
                 format!(
-                    "pushed model {name} ({} bytes, {} on {}, digest {})\n  inputs:  {}\n  outputs: {}",
-                    out["size"],
-                    out["backend"].as_str().unwrap_or_default(),
-                    out["target"].as_str().unwrap_or_default(),
-                    out["digest"].as_str().unwrap_or_default().get(..12).unwrap_or_default(),
-                    specs("inputs"),
-                    specs("outputs"),
+                    "pushed model {} ({} bytes, {} on {}, digest {})\n  inputs:  {}\n  outputs: {}",
+                    out.name,
+                    out.size,
+                    out.backend.as_str(),
+                    out.target.as_str(),
+                    short_digest(&out.digest),
+                    specs(&out.inputs),
+                    specs(&out.outputs),
                 )
             })
         }
         Some(ModelsCommand::Delete { name }) => {
-            let out = send_json(http.delete(format!("{}/v1/models/{name}", client.server))).await?;
-            print_or(client, &out, || format!("deleted model {name}"))
+            let out: Deleted = send(http.delete(format!("{}/v1/models/{name}", client.server))).await?;
+            print_or(client, &out, || format!("deleted model {}", out.deleted))
         }
         None => {
-            let out = send_json(http.get(format!("{}/v1/models", client.server))).await?;
+            let out: ModelList = send(http.get(format!("{}/v1/models", client.server))).await?;
             print_or(client, &out, || {
                 let mut lines =
                     vec![format!("{:<24} {:>12}  {:<12} {:<4} {}", "NAME", "BYTES", "BACKEND", "ON", "DIGEST")];
-                for m in out["models"].as_array().into_iter().flatten() {
+                for m in &out.models {
                     lines.push(format!(
                         "{:<24} {:>12}  {:<12} {:<4} {}",
-                        m["name"].as_str().unwrap_or_default(),
-                        m["size"],
-                        m["backend"].as_str().unwrap_or_default(),
-                        m["target"].as_str().unwrap_or_default(),
-                        m["digest"].as_str().unwrap_or_default().get(..12).unwrap_or_default(),
+                        m.name,
+                        m.size,
+                        m.backend.as_str(),
+                        m.target.as_str(),
+                        short_digest(&m.digest),
                     ));
                 }
                 lines.join("\n")
@@ -419,27 +415,15 @@ async fn tenants(command: Option<TenantsCommand>, client: &ClientArgs) -> anyhow
     let http = client.http()?;
     match command {
         Some(TenantsCommand::Create { name }) => {
-            let request = http.post(format!("{}/v1/tenants", client.server)).json(&serde_json::json!({ "name": name }));
-            let out = send_json(request).await?;
+            let request = http.post(format!("{}/v1/tenants", client.server)).json(&NewTenant { name, quotas: None });
+            let out: TenantCreated = send(request).await?;
             print_or(client, &out, || {
-                format!(
-                    "created tenant {name}\nkey {} (shown once): {}",
-                    out["key"]["id"].as_str().unwrap_or_default(),
-                    out["key"]["key"].as_str().unwrap_or_default()
-                )
+                format!("created tenant {}\nkey {} (shown once): {}", out.tenant, out.key.id, out.key.key)
             })
         }
         None => {
-            let out = send_json(http.get(format!("{}/v1/tenants", client.server))).await?;
-            print_or(client, &out, || {
-                out["tenants"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|t| t["name"].as_str())
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            })
+            let out: TenantList = send(http.get(format!("{}/v1/tenants", client.server))).await?;
+            print_or(client, &out, || out.tenants.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join("\n"))
         }
     }
 }
@@ -448,41 +432,36 @@ async fn keys(command: KeysCommand, client: &ClientArgs) -> anyhow::Result<()> {
     let http = client.http()?;
     match command {
         KeysCommand::Create { tenant, admin } => {
-            let tenant = tenant.unwrap_or_else(|| crate::registry::DEFAULT_TENANT.to_owned());
-            let request = http
-                .post(format!("{}/v1/tenants/{tenant}/keys", client.server))
-                .json(&serde_json::json!({ "admin": admin }));
-            let out = send_json(request).await?;
-            print_or(client, &out, || {
-                format!(
-                    "key {} for {tenant} (shown once): {}",
-                    out["id"].as_str().unwrap_or_default(),
-                    out["key"].as_str().unwrap_or_default()
-                )
-            })
+            let tenant = tenant.unwrap_or_else(|| crate::names::DEFAULT_TENANT.to_owned());
+            let request = http.post(format!("{}/v1/tenants/{tenant}/keys", client.server)).json(&NewKey { admin });
+            let out: IssuedKey = send(request).await?;
+            print_or(client, &out, || format!("key {} for {} (shown once): {}", out.id, out.tenant, out.key))
         }
         KeysCommand::Revoke { id } => {
-            let out = send_json(http.delete(format!("{}/v1/keys/{id}", client.server))).await?;
-            print_or(client, &out, || format!("revoked {id}"))
+            let out: Revoked = send(http.delete(format!("{}/v1/keys/{id}", client.server))).await?;
+            print_or(client, &out, || format!("revoked {}", out.revoked))
         }
     }
 }
 
-fn usage_table(out: &Value, csv: bool) -> String {
+fn usage_table(out: &UsageGroups, csv: bool) -> String {
     let columns =
         ["group", "requests", "cpu_ms", "wall_ms", "gb_seconds", "compute_ms", "bytes_in", "bytes_out", "cost_micros"];
-    let rows: Vec<Vec<String>> = out["groups"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let rows: Vec<[String; 9]> = out
+        .groups
+        .iter()
         .map(|g| {
-            columns
-                .iter()
-                .map(|c| match &g[*c] {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-                .collect()
+            [
+                g.group.clone(),
+                g.requests.to_string(),
+                g.cpu_ms.to_string(),
+                g.wall_ms.to_string(),
+                g.gb_seconds.to_string(),
+                g.compute_ms.to_string(),
+                g.bytes_in.to_string(),
+                g.bytes_out.to_string(),
+                g.cost_micros.to_string(),
+            ]
         })
         .collect();
     let mut lines = Vec::new();
@@ -496,6 +475,34 @@ fn usage_table(out: &Value, csv: bool) -> String {
     lines.join("\n")
 }
 
+fn group_by(by: &str) -> anyhow::Result<GroupBy> {
+    [GroupBy::Function, GroupBy::Day, GroupBy::Hour]
+        .into_iter()
+        .find(|g| g.as_str() == by)
+        .with_context(|| format!("--by must be function, day or hour, got `{by}`"))
+}
+
+fn model_backend(name: &str) -> anyhow::Result<crate::api::Backend> {
+    match name {
+        "tract" => Ok(crate::api::Backend::Tract),
+        "onnxruntime" | "ort" => Ok(crate::api::Backend::OnnxRuntime),
+        other => bail!("--backend must be tract or onnxruntime, got `{other}`"),
+    }
+}
+
+fn model_target(name: &str) -> anyhow::Result<crate::api::Target> {
+    match name {
+        "cpu" => Ok(crate::api::Target::Cpu),
+        "gpu" => Ok(crate::api::Target::Gpu),
+        other => bail!("--target must be cpu or gpu, got `{other}`"),
+    }
+}
+
+/// The first 12 hex digits of a digest, enough to tell versions apart.
+fn short_digest(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
+}
+
 async fn invoke(
     http: &reqwest::Client,
     client: &ClientArgs,
@@ -503,7 +510,7 @@ async fn invoke(
     data: Option<String>,
     path: &str,
 ) -> anyhow::Result<()> {
-    let info = send_json(http.get(format!("{}/v1/functions/{name}", client.server))).await?;
+    let info: FunctionDetail = send(http.get(format!("{}/v1/functions/{name}", client.server))).await?;
     let body = match data.as_deref() {
         None => Vec::new(),
         Some("-") => {
@@ -516,12 +523,10 @@ async fn invoke(
             None => arg.as_bytes().to_vec(),
         },
     };
-    let typed = matches!(info["kind"].as_str(), Some("preprocessor" | "training-step"));
-    let request = if typed {
+    let request = if info.active.kind.is_typed() {
         http.post(format!("{}/v1/functions/{name}/invoke", client.server)).body(body)
     } else {
-        let tenant = info["tenant"].as_str().unwrap_or(crate::registry::DEFAULT_TENANT);
-        let url = format!("{}/fn/{tenant}/{name}{}", client.server, normalize_path(path));
+        let url = format!("{}/fn/{}/{name}{}", client.server, info.active.tenant, normalize_path(path));
         if data.is_some() { http.post(url).body(body) } else { http.get(url) }
     };
     let response = request.send().await.with_context(|| format!("cannot reach {}", client.server))?;
@@ -543,32 +548,29 @@ fn normalize_path(path: &str) -> String {
     if path.starts_with('/') { path.to_owned() } else { format!("/{path}") }
 }
 
-async fn send_json(request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+/// Sends `request` and reads the answer as `T`; a failure is one line.
+async fn send<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> anyhow::Result<T> {
     let response = request.send().await.context("cannot reach the muon server (is it running? see --server)")?;
     let status = response.status();
     let bytes = response.bytes().await?;
     if !status.is_success() {
         bail!("{}", failure_line(status, &bytes));
     }
-    serde_json::from_slice(&bytes).context("the server answered with invalid JSON")
+    serde_json::from_slice(&bytes).context("the server's answer is not what this muon expects (a different version?)")
 }
 
 /// `HTTP 404 not_found: function `x` was not found`, from a JSON error body when there is one.
 fn failure_line(status: reqwest::StatusCode, body: &[u8]) -> String {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(v) if v["error"]["code"].is_string() => format!(
-            "HTTP {} {}: {}",
-            status.as_u16(),
-            v["error"]["code"].as_str().unwrap_or_default(),
-            v["error"]["message"].as_str().unwrap_or_default()
-        ),
-        _ => format!("HTTP {}: {}", status.as_u16(), String::from_utf8_lossy(body).trim()),
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(ErrorBody { error }) => format!("HTTP {} {}: {}", status.as_u16(), error.code, error.message),
+        Err(_) => format!("HTTP {}: {}", status.as_u16(), String::from_utf8_lossy(body).trim()),
     }
 }
 
-fn print_or(client: &ClientArgs, json: &Value, human: impl FnOnce() -> String) -> anyhow::Result<()> {
+/// Prints `answer` as JSON with `--json`, else the summary for people.
+fn print_or(client: &ClientArgs, answer: &impl Serialize, human: impl FnOnce() -> String) -> anyhow::Result<()> {
     if client.json {
-        println!("{}", serde_json::to_string_pretty(json)?);
+        println!("{}", serde_json::to_string_pretty(answer)?);
     } else {
         println!("{}", human());
     }

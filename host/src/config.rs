@@ -13,10 +13,13 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+use crate::engine::EngineSettings;
+use crate::invoke::InvokeSettings;
 use crate::ledger::pricing::Plan;
 use crate::ledger::{LedgerSettings, LedgerSync};
 use crate::nn::NnConfig;
 use crate::nn::backend::BackendKind;
+use crate::registry::{LimitDefaults, RegistrySettings};
 use crate::tenancy::{AnonymousLimits, Quotas, TenancyConfig, TenantSettings};
 
 /// Default listen address.
@@ -266,6 +269,7 @@ pub struct Config {
     pub queue_timeout: Duration,
     pub max_deploy_bytes: u64,
     pub max_request_bytes: u64,
+    pub max_response_bytes: u64,
     pub max_headers: usize,
     pub max_header_bytes: usize,
     pub header_read_timeout: Duration,
@@ -288,16 +292,40 @@ pub struct Config {
     pub nn: NnConfig,
 }
 
-/// Per-function limits: the defaults a deploy gets and the caps it may not pass.
-#[derive(Debug, Clone, Copy)]
-pub struct LimitDefaults {
-    pub default_memory_mb: u32,
-    pub max_memory_mb: u32,
-    pub default_timeout_ms: u64,
-    pub max_timeout_ms: u64,
-    pub default_max_concurrency: u32,
-    pub max_concurrency_cap: u32,
-    pub max_response_bytes: u64,
+impl Config {
+    /// What the engine needs: where compiled artifacts go and the pool's sizes.
+    pub fn engine(&self) -> EngineSettings {
+        EngineSettings {
+            compiled_dir: self.data_dir.join("compiled"),
+            max_instances: self.max_instances,
+            max_memory_mb: self.limits.max_memory_mb,
+            max_wasm_stack: self.max_wasm_stack,
+        }
+    }
+
+    /// What the registry needs: where components go, per-function limits, compiles.
+    pub fn registry(&self) -> RegistrySettings {
+        RegistrySettings {
+            components_dir: self.data_dir.join("components"),
+            limits: self.limits,
+            queue_depth: self.queue_depth,
+            queue_timeout: self.queue_timeout,
+            anonymous: self.anonymous,
+            max_versions_kept: self.max_versions_kept,
+            compile_slots: self.compile_slots,
+            compile_timeout: self.compile_timeout,
+        }
+    }
+
+    /// What the invoker needs: the limits every instance runs under.
+    pub fn invoke(&self) -> InvokeSettings {
+        InvokeSettings {
+            max_guest_resources: self.max_guest_resources,
+            guest_output_bytes: self.guest_output_bytes,
+            allow_private_outbound: self.allow_private_outbound,
+            max_response_bytes: self.max_response_bytes,
+        }
+    }
 }
 
 impl Settings {
@@ -366,7 +394,6 @@ impl Settings {
             max_timeout_ms: self.max_timeout_ms.unwrap_or(300_000),
             default_max_concurrency: self.default_max_concurrency.unwrap_or(64),
             max_concurrency_cap: self.max_concurrency_cap.unwrap_or(1000),
-            max_response_bytes: self.max_response_bytes.unwrap_or(16 << 20),
         };
         if limits.default_memory_mb > limits.max_memory_mb
             || limits.default_timeout_ms > limits.max_timeout_ms
@@ -396,6 +423,7 @@ impl Settings {
             queue_timeout: Duration::from_millis(self.queue_timeout_ms.unwrap_or(1000)),
             max_deploy_bytes,
             max_request_bytes,
+            max_response_bytes: self.max_response_bytes.unwrap_or(16 << 20),
             max_headers: self.max_headers.unwrap_or(64),
             max_header_bytes: self.max_header_bytes.unwrap_or(16 * 1024),
             header_read_timeout: Duration::from_millis(self.header_read_timeout_ms.unwrap_or(10_000)),

@@ -1,12 +1,11 @@
 //! Errors a user of the HTTP API sees, each a status code and a stable code.
 //!
-//! Every failure on a request path ends up here and becomes a response with a
-//! JSON body `{"error": {"code": "...", "message": "..."}}`; nothing reaches
-//! hyper as an error, so no connection is dropped because a guest misbehaved.
+//! A leaf: it names failures and their stable codes. `server::errors` alone
+//! turns them into HTTP statuses and JSON bodies
+//! `{"error": {"code": "...", "message": "..."}}`; nothing reaches hyper as an
+//! error, so no connection is dropped because a guest misbehaved.
 
-use http::{HeaderValue, StatusCode};
-
-use crate::server::body::{self, Body};
+use crate::api::ErrorCode;
 
 /// A failure that is reported to the client.
 #[derive(Debug, thiserror::Error)]
@@ -20,22 +19,39 @@ pub enum ApiError {
     InvalidModel(String),
     /// The component imports an interface muon does not provide.
     #[error("the component imports `{import}`, which muon does not provide{detail}")]
-    UnknownImport { import: String, detail: String },
+    UnknownImport {
+        /// The interface, as the component names it.
+        import: String,
+        /// What to do about it, if muon knows.
+        detail: String,
+    },
     /// A request body was over its limit.
     #[error("the request body is larger than the limit of {limit} bytes")]
-    BodyTooLarge { limit: u64 },
+    BodyTooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// The request body did not arrive in time; the connection is closed.
     #[error("the request body did not arrive within {timeout_ms} ms; send it faster or in a smaller piece")]
-    BodyTimeout { timeout_ms: u64 },
+    BodyTimeout {
+        /// How long the body had.
+        timeout_ms: u64,
+    },
     /// Request bodies being received hold the host's whole body memory budget.
     #[error("the server is receiving too many request bodies at once; retry after {retry_after_s} s")]
-    BodiesBusy { retry_after_s: u32 },
+    BodiesBusy {
+        /// When to retry.
+        retry_after_s: u32,
+    },
     /// The function answered with something that is not a valid HTTP response.
     #[error("the function returned an invalid response: {0}")]
     InvalidResponse(String),
     /// A function's response was over the response size cap.
     #[error("the function's response is larger than the limit of {limit} bytes")]
-    ResponseTooLarge { limit: u64 },
+    ResponseTooLarge {
+        /// The cap, in bytes.
+        limit: u64,
+    },
     /// Nothing by that name (or nothing visible to the caller).
     #[error("{0} was not found")]
     NotFound(String),
@@ -44,10 +60,20 @@ pub enum ApiError {
     Unauthorized,
     /// A tenant quota (functions, storage, memory, deadline, concurrency, budget) is used up.
     #[error("{message}")]
-    QuotaExceeded { message: String, retry_after_s: u32 },
+    QuotaExceeded {
+        /// Which quota, and what to do.
+        message: String,
+        /// When a retry may pass (a budget resets at the month's start).
+        retry_after_s: u32,
+    },
     /// The tenant's request rate is over its limit.
     #[error("the tenant's request rate is over its limit of {limit} per second")]
-    RateLimited { limit: u32, retry_after_s: u32 },
+    RateLimited {
+        /// The tenant's limit, per second.
+        limit: u32,
+        /// When to retry.
+        retry_after_s: u32,
+    },
     /// The usage ledger cannot be written; the request is refused rather than run unbilled.
     #[error("the usage ledger is unavailable; the request was not served: {0}")]
     LedgerUnavailable(String),
@@ -71,24 +97,39 @@ pub enum ApiError {
     Unprocessable(String),
     /// The function ran past its deadline.
     #[error("the function did not finish within its deadline of {timeout_ms} ms")]
-    Timeout { timeout_ms: u64 },
+    Timeout {
+        /// The deadline.
+        timeout_ms: u64,
+    },
     /// The function tried to grow its memory past its limit.
     #[error("the function tried to use more than its memory limit of {limit_mb} MiB")]
-    MemoryLimit { limit_mb: u32 },
+    MemoryLimit {
+        /// The limit.
+        limit_mb: u32,
+    },
     /// The guest trapped (panic, unreachable, stack overflow, ...).
     #[error("the function trapped: {0}")]
     Trap(String),
     /// The function is at its concurrency limit and its queue is full or timed out.
     #[error("the function is at its concurrency limit; retry after {retry_after_s} s")]
-    Overloaded { retry_after_s: u32 },
+    Overloaded {
+        /// When a retry may find a slot.
+        retry_after_s: u32,
+    },
     /// Compiling the component took longer than the host allows.
     #[error(
         "compiling the component took longer than the limit of {timeout_ms} ms; deploy a smaller component (fewer or smaller functions)"
     )]
-    CompileTimeout { timeout_ms: u64 },
+    CompileTimeout {
+        /// The compile deadline.
+        timeout_ms: u64,
+    },
     /// Every compile slot stayed busy past the compile deadline.
     #[error("the host is busy compiling other components; retry after {retry_after_s} s")]
-    CompileBusy { retry_after_s: u32 },
+    CompileBusy {
+        /// When to retry.
+        retry_after_s: u32,
+    },
     /// The host is shutting down or not ready.
     #[error("{0}")]
     Unavailable(String),
@@ -105,93 +146,40 @@ impl From<wasmtime::Error> for ApiError {
 
 impl ApiError {
     /// The stable, machine-readable code of this error.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::InvalidComponent(_) => "invalid_component",
-            Self::InvalidModel(_) => "invalid_model",
-            Self::UnknownImport { .. } => "unknown_import",
-            Self::BodyTooLarge { .. } => "body_too_large",
-            Self::BodyTimeout { .. } => "body_timeout",
-            Self::BodiesBusy { .. } => "bodies_busy",
-            Self::InvalidResponse(_) => "invalid_response",
-            Self::ResponseTooLarge { .. } => "response_too_large",
-            Self::NotFound(_) => "not_found",
-            Self::Unauthorized => "unauthorized",
-            Self::QuotaExceeded { .. } => "quota_exceeded",
-            Self::RateLimited { .. } => "rate_limited",
-            Self::LedgerUnavailable(_) => "ledger_unavailable",
-            Self::Conflict(_) | Self::StateConflict(_) => "conflict",
-            Self::Forbidden(_) => "forbidden",
-            Self::MethodNotAllowed(_) => "method_not_allowed",
-            Self::BadRequest(_) => "bad_request",
-            Self::Unprocessable(_) => "function_error",
-            Self::Timeout { .. } => "timeout",
-            Self::MemoryLimit { .. } => "memory_limit",
-            Self::Trap(_) => "trap",
-            Self::Overloaded { .. } => "overloaded",
-            Self::Unavailable(_) => "unavailable",
-            Self::CompileTimeout { .. } => "compile_timeout",
-            Self::CompileBusy { .. } => "compile_busy",
-            Self::Internal(_) => "internal",
+            Self::InvalidComponent(_) => ErrorCode::InvalidComponent,
+            Self::InvalidModel(_) => ErrorCode::InvalidModel,
+            Self::UnknownImport { .. } => ErrorCode::UnknownImport,
+            Self::BodyTooLarge { .. } => ErrorCode::BodyTooLarge,
+            Self::BodyTimeout { .. } => ErrorCode::BodyTimeout,
+            Self::BodiesBusy { .. } => ErrorCode::BodiesBusy,
+            Self::InvalidResponse(_) => ErrorCode::InvalidResponse,
+            Self::ResponseTooLarge { .. } => ErrorCode::ResponseTooLarge,
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::Unauthorized => ErrorCode::Unauthorized,
+            Self::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
+            Self::RateLimited { .. } => ErrorCode::RateLimited,
+            Self::LedgerUnavailable(_) => ErrorCode::LedgerUnavailable,
+            Self::Conflict(_) | Self::StateConflict(_) => ErrorCode::Conflict,
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
+            Self::BadRequest(_) => ErrorCode::BadRequest,
+            Self::Unprocessable(_) => ErrorCode::FunctionError,
+            Self::Timeout { .. } => ErrorCode::Timeout,
+            Self::MemoryLimit { .. } => ErrorCode::MemoryLimit,
+            Self::Trap(_) => ErrorCode::Trap,
+            Self::Overloaded { .. } => ErrorCode::Overloaded,
+            Self::Unavailable(_) => ErrorCode::Unavailable,
+            Self::CompileTimeout { .. } => ErrorCode::CompileTimeout,
+            Self::CompileBusy { .. } => ErrorCode::CompileBusy,
+            Self::Internal(_) => ErrorCode::Internal,
         }
     }
+}
 
-    /// The HTTP status this error is answered with.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::InvalidComponent(_) | Self::InvalidModel(_) | Self::UnknownImport { .. } | Self::BadRequest(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::QuotaExceeded { .. } | Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::LedgerUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Conflict(_) | Self::StateConflict(_) => StatusCode::CONFLICT,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::CompileTimeout { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::Overloaded { .. } | Self::BodiesBusy { .. } | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::CompileBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::ResponseTooLarge { .. }
-            | Self::InvalidResponse(_)
-            | Self::MemoryLimit { .. }
-            | Self::Trap(_)
-            | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// Builds the JSON error response.
-    pub fn into_response(self) -> http::Response<Body> {
-        let status = self.status();
-        if let Self::Internal(err) = &self {
-            tracing::error!(error = format!("{err:#}"), "internal error");
-        }
-        let payload = serde_json::json!({
-            "error": { "code": self.code(), "message": self.to_string() }
-        });
-        let mut response = body::json_response(status, &payload);
-        let retry_after = match self {
-            Self::Overloaded { retry_after_s }
-            | Self::BodiesBusy { retry_after_s }
-            | Self::CompileBusy { retry_after_s }
-            | Self::QuotaExceeded { retry_after_s, .. }
-            | Self::RateLimited { retry_after_s, .. } => Some(retry_after_s),
-            Self::LedgerUnavailable(_) => Some(1),
-            _ => None,
-        };
-        if let Some(seconds) = retry_after {
-            response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        if let Self::MethodNotAllowed(methods) = self {
-            response.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(methods));
-        }
-        if matches!(self, Self::Unauthorized) {
-            response.headers_mut().insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        response
+impl From<crate::names::InvalidName> for ApiError {
+    fn from(err: crate::names::InvalidName) -> Self {
+        Self::BadRequest(err.to_string())
     }
 }

@@ -1,13 +1,16 @@
 //! muon: a serverless WebAssembly function host for AI workloads.
 //!
-//! The request path, top to bottom: [`server`] accepts and routes,
-//! [`registry`] finds the function's live version and admits the request,
-//! [`invoke`] runs it in a fresh instance made by [`engine`], and errors
-//! become responses in [`error`]. [`nn`] serves wasi-nn inference on
-//! tenants' models; [`metering`] and [`ledger`] bill every request.
+//! Imports point down (see `docs/ARCHITECTURE.md`): [`server`] alone knows
+//! HTTP; it parses a request, finds the function in [`registry`], runs it
+//! through the one [`invoke::Invoker`] and meters it through the one
+//! [`settle::Settler`]. [`engine`] builds the instances, [`nn`] serves
+//! wasi-nn inference on tenants' models, [`ledger`] keeps usage durable, and
+//! [`error`], [`names`] and [`clock`] are leaves everyone may use.
 
+pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod engine;
@@ -16,8 +19,10 @@ pub mod files;
 pub mod invoke;
 pub mod ledger;
 pub mod metering;
+pub mod names;
 pub mod nn;
 pub mod registry;
 pub mod server;
+pub mod settle;
 pub mod telemetry;
 pub mod tenancy;

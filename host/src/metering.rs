@@ -98,8 +98,11 @@ mod tests {
 /// What one invocation used, as far as the guest is concerned.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Measurement {
+    /// Guest CPU time (time inside polls of the guest's future).
     pub cpu: Duration,
+    /// The largest linear memory, in bytes.
     pub peak_memory_bytes: usize,
+    /// Linear memory integrated over time, in byte-milliseconds.
     pub memory_byte_ms: u128,
     /// wasi-nn compute on CPU, in microseconds.
     pub nn_cpu_us: u64,

@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::db::{Db, Footprint};
-use crate::error::ApiError;
 use crate::ledger::pricing::Plan;
 
 /// Limits of one tenant. `None` is unlimited.
@@ -74,14 +73,18 @@ impl Quotas {
 pub struct TenantSettings {
     /// Name of a plan in `[plans]`; `default` when unset.
     pub plan: Option<String>,
+    /// Overrides `[quotas]` for this tenant, limit by limit.
     pub quotas: Quotas,
 }
 
 /// Billing and quota configuration.
 #[derive(Debug, Clone, Default)]
 pub struct TenancyConfig {
+    /// The limits of every tenant that sets none of its own (`[quotas]`).
     pub default_quotas: Quotas,
+    /// Prices by plan name (`[plans.NAME]`).
     pub plans: BTreeMap<String, Plan>,
+    /// Plan and quotas per tenant (`[tenants.NAME]`).
     pub tenants: BTreeMap<String, TenantSettings>,
 }
 
@@ -119,36 +122,36 @@ impl Tenancy {
     /// Admits one management API request of `tenant`'s keys, or answers
     /// `429`: a tenant flooding deploys or uploads would take the host's CPU
     /// and database from every other tenant.
-    pub async fn admit_api(&self, tenant: &str) -> Result<(), ApiError> {
+    pub async fn admit_api(&self, tenant: &str) -> Result<(), TenancyError> {
         let state = self.state(tenant).await?;
         let mut bucket = state.api_bucket.lock().map_err(|_| anyhow::anyhow!("rate limiter poisoned"))?;
         if bucket.take() {
             return Ok(());
         }
-        Err(ApiError::RateLimited { limit: state.quotas.api_requests_per_second.unwrap_or(0), retry_after_s: 1 })
+        Err(TenancyError::RateLimited { limit: state.quotas.api_requests_per_second.unwrap_or(0), retry_after_s: 1 })
     }
 
     /// Admits one request of `tenant` or says which limit it hit.
-    pub async fn admit(&self, tenant: &str) -> Result<TenantPermit, ApiError> {
+    pub async fn admit(&self, tenant: &str) -> Result<TenantPermit, TenancyError> {
         let state = self.state(tenant).await?;
         if let Some(bucket) = &state.bucket {
             let mut bucket = bucket.lock().map_err(|_| anyhow::anyhow!("rate limiter poisoned"))?;
             if !bucket.take() {
                 let limit = state.quotas.requests_per_second.unwrap_or(0);
-                return Err(ApiError::RateLimited { limit, retry_after_s: 1 });
+                return Err(TenancyError::RateLimited { limit, retry_after_s: 1 });
             }
         }
         self.check_budget(&state).await?;
         let slot = match &state.concurrency {
-            Some(semaphore) => {
-                Some(Arc::clone(semaphore).try_acquire_owned().map_err(|_| ApiError::QuotaExceeded {
+            Some(semaphore) => Some(Arc::clone(semaphore).try_acquire_owned().map_err(|_| {
+                TenancyError::from(QuotaExceeded {
                     message: format!(
                         "the tenant already has {} requests running, its limit",
                         state.quotas.max_concurrent_requests.unwrap_or(0)
                     ),
                     retry_after_s: 1,
-                })?)
-            }
+                })
+            })?),
             None => None,
         };
         Ok(TenantPermit { _slot: slot })
@@ -158,21 +161,21 @@ impl Tenancy {
     /// function's own `gate`. The tenant's rate and concurrency limits are
     /// left to its key-holding callers; the call is still billed to the
     /// tenant, so a spent monthly budget refuses it too.
-    pub async fn admit_anonymous(&self, tenant: &str, gate: &AnonymousGate) -> Result<TenantPermit, ApiError> {
+    pub async fn admit_anonymous(&self, tenant: &str, gate: &AnonymousGate) -> Result<TenantPermit, TenancyError> {
         let slot = gate.admit()?;
         let state = self.state(tenant).await?;
         self.check_budget(&state).await?;
         Ok(TenantPermit { _slot: Some(slot) })
     }
 
-    async fn check_budget(&self, state: &TenantState) -> Result<(), ApiError> {
+    async fn check_budget(&self, state: &TenantState) -> Result<(), TenancyError> {
         if let Some(budget) = state.quotas.monthly_budget_micros {
             self.roll_month(state).await?;
             if state.month_cost.load(Ordering::Acquire) >= budget {
-                return Err(ApiError::QuotaExceeded {
+                return Err(TenancyError::from(QuotaExceeded {
                     message: format!("the tenant's monthly budget of {budget} micro-units is spent"),
                     retry_after_s: seconds_to_next_month(),
-                });
+                }));
             }
         }
         Ok(())
@@ -188,17 +191,17 @@ impl Tenancy {
         timeout_ms: u64,
         new_function: bool,
         size: u64,
-    ) -> Result<StorageQuota, ApiError> {
+    ) -> Result<StorageQuota, TenancyError> {
         let quotas = self.state(tenant).await?.quotas;
         if let Some(max) = quotas.max_memory_mb.filter(|&max| memory_mb > max) {
-            return Err(exceeded(format!("memory_mb={memory_mb} is over the tenant's limit of {max}")));
+            return Err(exceeded_api(format!("memory_mb={memory_mb} is over the tenant's limit of {max}")));
         }
         if let Some(max) = quotas.max_timeout_ms.filter(|&max| timeout_ms > max) {
-            return Err(exceeded(format!("timeout_ms={timeout_ms} is over the tenant's limit of {max}")));
+            return Err(exceeded_api(format!("timeout_ms={timeout_ms} is over the tenant's limit of {max}")));
         }
         let quota = StorageQuota { max_functions: quotas.max_functions, max_storage_bytes: quotas.max_storage_bytes };
         if let Some(max) = quota.max_storage_bytes.filter(|&max| size > max) {
-            return Err(exceeded(format!(
+            return Err(exceeded_api(format!(
                 "the component's {size} bytes alone pass the tenant's storage limit of {max} bytes"
             )));
         }
@@ -211,13 +214,13 @@ impl Tenancy {
     }
 
     /// Checks a model upload of `size` bytes against the tenant's storage limit.
-    pub async fn check_model_upload(&self, tenant: &str, size: u64) -> Result<(), ApiError> {
+    pub async fn check_model_upload(&self, tenant: &str, size: u64) -> Result<(), TenancyError> {
         let quotas = self.state(tenant).await?.quotas;
         if let Some(max) = quotas.max_storage_bytes {
             let stored = self.db.tenant_footprint(tenant).await?.bytes;
             let total = u64::try_from(stored).unwrap_or(0) + size;
             if total > max {
-                return Err(exceeded(format!(
+                return Err(exceeded_api(format!(
                     "storing {total} bytes (functions and models) would pass the tenant's limit of {max}"
                 )));
             }
@@ -233,31 +236,31 @@ impl Tenancy {
     }
 
     /// The price plan of a tenant.
-    pub async fn plan(&self, tenant: &str) -> Result<Plan, ApiError> {
+    pub async fn plan(&self, tenant: &str) -> Result<Plan, TenancyError> {
         Ok(self.state(tenant).await?.plan)
     }
 
     /// Live keys the tenant may hold.
-    pub async fn max_keys(&self, tenant: &str) -> Result<u32, ApiError> {
+    pub async fn max_keys(&self, tenant: &str) -> Result<u32, TenancyError> {
         Ok(self.state(tenant).await?.quotas.max_keys.unwrap_or(DEFAULT_MAX_KEYS))
     }
 
     /// The effective quotas of a tenant.
-    pub async fn quotas(&self, tenant: &str) -> Result<Quotas, ApiError> {
+    pub async fn quotas(&self, tenant: &str) -> Result<Quotas, TenancyError> {
         Ok(self.state(tenant).await?.quotas)
     }
 
     /// Sets quotas through the admin API; they apply at once on this node.
-    pub async fn set_quotas(&self, tenant: &str, quotas: Quotas) -> Result<Quotas, ApiError> {
+    pub async fn set_quotas(&self, tenant: &str, quotas: Quotas) -> Result<Quotas, TenancyError> {
         let json = serde_json::to_string(&quotas).map_err(anyhow::Error::from)?;
         if !self.db.set_tenant_quotas(tenant, &json).await? {
-            return Err(ApiError::NotFound(format!("tenant `{tenant}`")));
+            return Err(TenancyError::UnknownTenant(tenant.to_owned()));
         }
         self.live.remove(tenant);
         self.quotas(tenant).await
     }
 
-    async fn state(&self, tenant: &str) -> Result<Arc<TenantState>, ApiError> {
+    async fn state(&self, tenant: &str) -> Result<Arc<TenantState>, TenancyError> {
         if let Some(state) = self.live.get(tenant) {
             return Ok(Arc::clone(state.value()));
         }
@@ -273,7 +276,7 @@ impl Tenancy {
         let api_rate = *quotas.api_requests_per_second.get_or_insert(DEFAULT_API_REQUESTS_PER_SECOND);
         let plan_name = settings.plan.as_deref().unwrap_or("default");
         let plan = self.config.plans.get(plan_name).copied().unwrap_or_default();
-        let month_start = month_start_ms(crate::auth::now_ms());
+        let month_start = month_start_ms(crate::clock::now_ms());
         let spent = self.db.cost_since(tenant, month_start).await?;
         let state = Arc::new(TenantState {
             quotas,
@@ -287,8 +290,8 @@ impl Tenancy {
         Ok(Arc::clone(self.live.entry(tenant.to_owned()).or_insert(state).value()))
     }
 
-    async fn roll_month(&self, state: &TenantState) -> Result<(), ApiError> {
-        let start = month_start_ms(crate::auth::now_ms());
+    async fn roll_month(&self, state: &TenantState) -> Result<(), TenancyError> {
+        let start = month_start_ms(crate::clock::now_ms());
         if state.month_start_ms.swap(start, Ordering::AcqRel) != start {
             state.month_cost.store(0, Ordering::Release);
         }
@@ -300,14 +303,16 @@ impl Tenancy {
 /// writes a deploy, so that parallel deploys cannot all pass one check.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StorageQuota {
+    /// Functions the tenant may have; `None`: no limit.
     pub max_functions: Option<u32>,
+    /// Bytes the tenant may store; `None`: no limit.
     pub max_storage_bytes: Option<u64>,
 }
 
 impl StorageQuota {
     /// Whether a change from `before` to `after` is allowed. A change that
     /// adds no function, or no bytes, passes even over a quota (lowered since).
-    pub fn check(&self, before: Footprint, after: Footprint) -> Result<(), ApiError> {
+    pub fn check(&self, before: Footprint, after: Footprint) -> Result<(), QuotaExceeded> {
         let added_function = after.functions > before.functions;
         if let Some(max) = self.max_functions.filter(|&max| added_function && after.functions > i64::from(max)) {
             return Err(exceeded(format!("the tenant already has {} functions, its limit is {max}", before.functions)));
@@ -322,8 +327,44 @@ impl StorageQuota {
     }
 }
 
-fn exceeded(message: String) -> ApiError {
-    ApiError::QuotaExceeded { message, retry_after_s: 3600 }
+fn exceeded_api(message: String) -> TenancyError {
+    exceeded(message).into()
+}
+
+fn exceeded(message: String) -> QuotaExceeded {
+    QuotaExceeded { message, retry_after_s: 3600 }
+}
+
+/// A change refused by one of the tenant's storage quotas.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct QuotaExceeded {
+    /// Which quota, and by how much.
+    pub message: String,
+    /// When a retry may pass.
+    pub retry_after_s: u32,
+}
+
+/// A tenant's request or change refused, or its state unreadable.
+#[derive(Debug, thiserror::Error)]
+pub enum TenancyError {
+    /// The tenant's request rate is over its limit.
+    #[error("the tenant's request rate is over its limit of {limit} per second")]
+    RateLimited {
+        /// The limit, per second.
+        limit: u32,
+        /// When to retry.
+        retry_after_s: u32,
+    },
+    /// A quota (concurrency, budget, storage, limits) is used up.
+    #[error(transparent)]
+    Quota(#[from] QuotaExceeded),
+    /// No such tenant.
+    #[error("tenant `{0}` was not found")]
+    UnknownTenant(String),
+    /// The database could not be read or written.
+    #[error("internal error: {0:#}")]
+    Internal(#[from] anyhow::Error),
 }
 
 /// Host-wide limits on anonymous callers of each public function.
@@ -357,12 +398,14 @@ impl AnonymousGate {
         }
     }
 
-    fn admit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
-        let refuse = |what: String| ApiError::QuotaExceeded {
-            message: format!(
-                "anonymous callers of this function are at their limit of {what}; retry later or call with an API key of its tenant"
-            ),
-            retry_after_s: 1,
+    fn admit(&self) -> Result<OwnedSemaphorePermit, TenancyError> {
+        let refuse = |what: String| {
+            TenancyError::from(QuotaExceeded {
+                message: format!(
+                    "anonymous callers of this function are at their limit of {what}; retry later or call with an API key of its tenant"
+                ),
+                retry_after_s: 1,
+            })
         };
         if let Some(bucket) = &self.bucket {
             let mut bucket = bucket.lock().map_err(|_| anyhow::anyhow!("rate limiter poisoned"))?;
@@ -411,7 +454,7 @@ fn month_start_ms(now_ms: i64) -> i64 {
 }
 
 fn seconds_to_next_month() -> u32 {
-    let now = crate::auth::now_ms();
+    let now = crate::clock::now_ms();
     let (year, month, _) = civil_from_days(now.div_euclid(86_400_000));
     let (next_year, next_month) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
     let next = days_from_civil(next_year, next_month, 1) * 86_400_000;
@@ -451,7 +494,7 @@ mod tests {
         let gate = AnonymousGate::new(AnonymousLimits::default(), 8);
         let held: Vec<_> = (0..4).map(|_| gate.admit()).collect();
         assert!(held.iter().all(Result::is_ok));
-        assert!(matches!(gate.admit(), Err(ApiError::QuotaExceeded { .. })));
+        assert!(matches!(gate.admit(), Err(TenancyError::Quota(QuotaExceeded { .. }))));
         let limited =
             AnonymousGate::new(AnonymousLimits { requests_per_second: Some(3), max_concurrency: Some(100) }, 64);
         let admitted = (0..10).filter(|_| limited.admit().is_ok()).count();

@@ -70,7 +70,7 @@ async fn admin_keys_cannot_be_revoked_by_users_or_all_revoked(backend: Backend) 
     let revoked = second_admin.delete(server.url(&format!("/v1/keys/{first_admin}"))).send().await?;
     assert_eq!(revoked.status(), 200);
     assert_eq!(server.http.get(server.url("/v1/tenants")).send().await?.status(), 401);
-    let second_id = second["id"].as_str().unwrap_or_default();
+    let second_id = second["id"].as_str().unwrap();
     let (status, _, _) =
         error_of(second_admin.delete(server.url(&format!("/v1/keys/{second_id}"))).send().await?).await?;
     assert_eq!(status, 409);
@@ -162,7 +162,7 @@ async fn key_issuance_is_bounded_by_a_quota_even_in_parallel(backend: Backend) -
     assert_eq!(issued.len(), 3, "one key plus three fills a limit of four");
 
     // A revoked key frees its place.
-    let id = issued[0]["id"].as_str().unwrap_or_default();
+    let id = issued[0]["id"].as_str().unwrap();
     assert_eq!(acme.delete(server.url(&format!("/v1/keys/{id}"))).send().await?.status(), 200);
     assert_eq!(acme.post(server.url("/v1/tenants/acme/keys")).send().await?.status(), 201);
     assert_eq!(acme.post(server.url("/v1/tenants/acme/keys")).send().await?.status(), 429);

@@ -4,11 +4,10 @@
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use muon_tests::{Server, client_with_key};
+use muon_tests::{MIB, Server, client_with_key};
 use serde_json::json;
 
-use crate::bodies::{address, drip};
-use crate::wire::{mib, rss_bytes};
+use crate::bodies::drip;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn anonymous_callers_cannot_spend_the_owners_limits() -> anyhow::Result<()> {
@@ -23,12 +22,12 @@ async fn anonymous_callers_cannot_spend_the_owners_limits() -> anyhow::Result<()
     let set = server.http.put(server.url("/v1/tenants/acme/quotas")).json(&quotas).send().await?;
     assert_eq!(set.status(), 200);
     let url = server.url("/fn/acme/hello");
-    let before = rss_bytes(&server)?;
+    let before = server.memory()?.rss_bytes;
 
     // Strangers start bodies and never finish them...
     let mut slow = Vec::new();
     for _ in 0..20 {
-        slow.push(drip(&address(&server), "/fn/acme/hello", 1000, 1, Duration::ZERO).await?);
+        slow.push(drip(server.address(), "/fn/acme/hello", 1000, 1, Duration::ZERO).await?);
     }
     // ...and flood the function, 24 at a time.
     let anonymous = client_with_key(None)?;
@@ -60,13 +59,13 @@ async fn anonymous_callers_cannot_spend_the_owners_limits() -> anyhow::Result<()
     };
     let (flood, owners_calls) = tokio::join!(flood, owners_calls);
     let (flood, owners_calls) = (flood?, owners_calls?);
-    let during = rss_bytes(&server)?;
+    let during = server.memory()?.rss_bytes;
     assert!(owners_calls.iter().all(|&status| status == 200), "the owner's calls: {owners_calls:?}");
     let served = flood.iter().filter(|&&status| status == 200).count();
     let refused = flood.iter().filter(|&&status| status == 429).count();
     // Refusals, if any, are the anonymous budget's (checked above); the tests below push it past its limits.
     assert!(served > 0 && served + refused == flood.len(), "{served} served, {refused} refused of {}", flood.len());
-    assert!(during < before + mib(48), "RSS grew by {} MiB", (during - before) >> 20);
+    assert!(during < before + 48 * MIB, "RSS grew by {} MiB", (during - before) >> 20);
     drop(slow);
     Ok(())
 }

@@ -68,8 +68,7 @@ async fn every_request_gets_one_record_failures_included(backend: Backend) -> an
     let records = server.usage_records(&server.http, None).await?;
     assert_eq!(records.len(), expected.len(), "{records:#?}");
     for record in &records {
-        let id = record["request_id"].as_str().unwrap_or_default();
-        let (outcome, _) = expected.get(id).copied().unwrap_or(("?", 0));
+        let (outcome, _) = expected[record["request_id"].as_str().unwrap()];
         assert_eq!(record["outcome"], outcome, "{record}");
         assert_eq!(record["tenant"], "default");
         assert!(record["wall_us"].as_i64() > Some(0));
@@ -79,8 +78,7 @@ async fn every_request_gets_one_record_failures_included(backend: Backend) -> an
         assert!(record["memory_byte_ms"].as_i64() > Some(0), "{record}");
         assert_eq!(record["nn_cpu_us"], 0);
     }
-    let by_function: HashMap<&str, &Value> =
-        records.iter().map(|r| (r["function"].as_str().unwrap_or_default(), r)).collect();
+    let by_function: HashMap<&str, &Value> = records.iter().map(|r| (r["function"].as_str().unwrap(), r)).collect();
     assert!(
         by_function["spin"]["cpu_us"].as_i64() >= Some(200_000),
         "a spinning guest burns CPU: {}",
@@ -89,7 +87,7 @@ async fn every_request_gets_one_record_failures_included(backend: Backend) -> an
     assert!(by_function["spin"]["wall_us"].as_i64() >= Some(300_000));
     assert!(by_function["hog"]["peak_memory_bytes"].as_i64() > Some(16 << 20), "{}", by_function["hog"]);
     assert_eq!(by_function["normalize"]["bytes_in"], body.len());
-    let normalize_id = by_function["normalize"]["request_id"].as_str().unwrap_or_default();
+    let normalize_id = by_function["normalize"]["request_id"].as_str().unwrap();
     assert_eq!(by_function["normalize"]["bytes_out"], expected[normalize_id].1);
     assert_eq!(by_function["hello"]["bytes_out"], "hello, x!\n".len());
     Ok(())
@@ -120,7 +118,7 @@ async fn costs_follow_the_plan_and_totals_add_up(backend: Backend) -> anyhow::Re
         assert_eq!(record["cost_micros"].as_i64(), Some(plan_cost(record)), "{record}");
         sum += record["cost_micros"].as_i64().unwrap_or(0);
     }
-    let big = records.iter().find(|r| r["function"] == "big").cloned().unwrap_or_default();
+    let big = records.iter().find(|r| r["function"] == "big").unwrap();
     assert!(big["cost_micros"].as_i64() >= Some(100 + 2 * 5000), "2 MiB out costs at least 10000: {big}");
 
     let totals: Value = server.http.get(server.url("/v1/usage?group_by=function")).send().await?.json().await?;
@@ -128,7 +126,7 @@ async fn costs_follow_the_plan_and_totals_add_up(backend: Backend) -> anyhow::Re
     assert_eq!(groups.len(), 2);
     let total_cost: i64 = groups.iter().filter_map(|g| g["cost_micros"].as_i64()).sum();
     assert_eq!(total_cost, sum, "totals are reproducible from the records");
-    let hello = groups.iter().find(|g| g["group"] == "hello").cloned().unwrap_or_default();
+    let hello = groups.iter().find(|g| g["group"] == "hello").unwrap();
     assert_eq!(hello["requests"], 5);
     assert_eq!(hello["bytes_out"], 5 * 14);
     for by in ["day", "hour"] {

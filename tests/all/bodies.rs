@@ -4,11 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use muon_tests::Server;
+use muon_tests::{MIB, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::wire::{Conn, mib, rss_bytes};
+use crate::wire::Conn;
 
 /// Opens a connection, sends a `POST path` head declaring `declared` body
 /// bytes and then `bytes` of it one write at a time, `gap` apart.
@@ -30,11 +30,6 @@ pub async fn drip(
     Ok(stream)
 }
 
-/// `host:port` of the server.
-pub fn address(server: &Server) -> String {
-    server.base.trim_start_matches("http://").to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn bodies_trickled_a_byte_at_a_time_hold_little_memory() -> anyhow::Result<()> {
     const CONNECTIONS: usize = 300;
@@ -44,11 +39,11 @@ async fn bodies_trickled_a_byte_at_a_time_hold_little_memory() -> anyhow::Result
     for _ in 0..20 {
         server.get_fn("hello", "").await?;
     }
-    let before = rss_bytes(&server)?;
+    let before = server.memory()?.rss_bytes;
     let started = Instant::now();
     let drips: Vec<_> = (0..CONNECTIONS)
         .map(|_| {
-            let address = address(&server);
+            let address = server.address().to_owned();
             tokio::spawn(
                 async move { drip(&address, "/fn/default/hello", 100_000, BYTES, Duration::from_millis(3)).await },
             )
@@ -58,11 +53,11 @@ async fn bodies_trickled_a_byte_at_a_time_hold_little_memory() -> anyhow::Result
     for drip in drips {
         streams.push(drip.await??);
     }
-    let during = rss_bytes(&server)?;
+    let during = server.memory()?.rss_bytes;
     let dripped = CONNECTIONS * BYTES;
     drop(streams);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = rss_bytes(&server)?;
+    let after = server.memory()?.rss_bytes;
     eprintln!(
         "{dripped} bytes dripped over {CONNECTIONS} connections in {:?}: RSS {} MiB before, {} MiB while held, {} MiB after close",
         started.elapsed(),
@@ -70,8 +65,8 @@ async fn bodies_trickled_a_byte_at_a_time_hold_little_memory() -> anyhow::Result
         during >> 20,
         after >> 20
     );
-    assert!(during < before + mib(48), "RSS grew by {} MiB while bodies trickled in", (during - before) >> 20);
-    assert!(after < before + mib(48), "RSS stayed {} MiB higher after the connections closed", (after - before) >> 20);
+    assert!(during < before + 48 * MIB, "RSS grew by {} MiB while bodies trickled in", (during - before) >> 20);
+    assert!(after < before + 48 * MIB, "RSS stayed {} MiB higher after the connections closed", (after - before) >> 20);
     assert_eq!(server.get_fn("hello", "").await?.status(), 200);
     Ok(())
 }
@@ -80,7 +75,7 @@ async fn bodies_trickled_a_byte_at_a_time_hold_little_memory() -> anyhow::Result
 async fn bodies_that_do_not_arrive_in_time_get_408_and_a_close() -> anyhow::Result<()> {
     let server = Server::start(&["--body-read-timeout-ms", "1000"]).await?;
     server.deploy_ok("hello", "hello", "public=true").await?;
-    let stream = TcpStream::connect(server.base.trim_start_matches("http://")).await?;
+    let stream = TcpStream::connect(server.address()).await?;
     let (mut reader, mut writer) = stream.into_split();
     let started = Instant::now();
     // A byte every 100 ms for longer than the deadline: a trickle keeps nothing alive.
@@ -139,7 +134,7 @@ async fn bodies_past_the_memory_budget_get_503_until_it_frees() -> anyhow::Resul
     // Four bodies of 64 KiB, nearly all sent and held open, fill the 256 KiB budget.
     let mut held = Vec::new();
     for _ in 0..4 {
-        let mut stream = drip(&address(&server), "/fn/default/hello", 65536, 0, Duration::ZERO).await?;
+        let mut stream = drip(server.address(), "/fn/default/hello", 65536, 0, Duration::ZERO).await?;
         stream.write_all(&[b'x'; 65000]).await?;
         held.push(stream);
     }

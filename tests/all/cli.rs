@@ -108,12 +108,12 @@ async fn tenants_keys_and_usage_from_the_cli() -> anyhow::Result<()> {
 
     let issued = muon(&server, &["keys", "create", "--tenant", "acme", "--json"], None)?;
     let issued: serde_json::Value = serde_json::from_slice(&issued.stdout)?;
-    let id = issued["id"].as_str().unwrap_or_default();
+    let id = issued["id"].as_str().unwrap();
     let revoked = muon(&server, &["keys", "revoke", id], None)?;
     assert_eq!(stdout(&revoked).trim(), format!("revoked {id}"));
     let denied = Command::new(muon_bin())
         .env("MUON_SERVER", &server.base)
-        .env("MUON_API_KEY", issued["key"].as_str().unwrap_or_default())
+        .env("MUON_API_KEY", issued["key"].as_str().unwrap())
         .arg("functions")
         .output()?;
     assert!(!denied.status.success());

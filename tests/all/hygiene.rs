@@ -1,5 +1,9 @@
-//! HTTP hygiene: header limits, slow clients, framing, graceful shutdown.
+//! Hygiene of HTTP (header limits, slow clients, framing, graceful shutdown)
+//! and of the code (layers that point down, fixtures that are used).
 
+mod imports;
+
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use muon_tests::Server;
@@ -7,8 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 async fn raw_exchange(server: &Server, request: &[u8]) -> anyhow::Result<String> {
-    let address = server.base.trim_start_matches("http://");
-    let mut stream = TcpStream::connect(address).await?;
+    let mut stream = TcpStream::connect(server.address()).await?;
     stream.write_all(request).await?;
     let mut response = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response)).await;
@@ -48,8 +51,7 @@ async fn ambiguous_framing_is_refused() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_clients_are_closed_at_the_header_timeout() -> anyhow::Result<()> {
     let server = Server::start(&["--header-read-timeout-ms", "500"]).await?;
-    let address = server.base.trim_start_matches("http://").to_owned();
-    let mut slow = TcpStream::connect(&address).await?;
+    let mut slow = TcpStream::connect(server.address()).await?;
     slow.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n").await?;
     let started = Instant::now();
     // Another client is served while the slow one trickles.
@@ -83,5 +85,73 @@ async fn sigint_also_stops_cleanly() -> anyhow::Result<()> {
     let mut server = Server::start(&[]).await?;
     server.signal("INT")?;
     assert_eq!(server.wait(Duration::from_secs(10)).await?, Some(0));
+    Ok(())
+}
+
+/// The repository's root.
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+#[test]
+fn host_modules_import_only_downwards_and_never_in_a_cycle() -> anyhow::Result<()> {
+    let report = imports::check(&repo().join("host/src"))?;
+    assert!(report.is_clean(), "host/src breaks its layering (docs/ARCHITECTURE.md):\n{report}");
+    Ok(())
+}
+
+/// The crates under `REPO/functions` that no test uses: a component must be
+/// named (as `"NAME"`) in a test under `REPO/tests/all`; a plain library
+/// must be a path dependency of another crate there.
+fn unused_fixtures(repo: &Path) -> anyhow::Result<Vec<String>> {
+    let mut files = Vec::new();
+    imports::rust_files(&repo.join("tests/all"), &mut files)?;
+    let tests = files.iter().map(std::fs::read_to_string).collect::<Result<String, _>>()?;
+    let mut manifests = Vec::new();
+    for entry in std::fs::read_dir(repo.join("functions"))? {
+        let dir = entry?.path();
+        if let Some(name) = dir.file_name().and_then(|n| n.to_str()).filter(|_| dir.is_dir()) {
+            manifests.push((name.to_owned(), std::fs::read_to_string(dir.join("Cargo.toml"))?));
+        }
+    }
+    let mut unused: Vec<String> = manifests
+        .iter()
+        .filter(|(name, manifest)| {
+            if manifest.contains("crate-type = [\"cdylib\"]") {
+                !tests.contains(&format!("\"{name}\""))
+            } else {
+                let dependency = format!("path = \"../{name}\"");
+                !manifests.iter().any(|(other, manifest)| other != name && manifest.contains(&dependency))
+            }
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    unused.sort();
+    Ok(unused)
+}
+
+#[test]
+fn every_fixture_under_functions_is_used_by_a_test() -> anyhow::Result<()> {
+    let unused = unused_fixtures(&repo())?;
+    assert!(unused.is_empty(), "fixtures under functions/ that no test uses (use them, or delete them): {unused:?}");
+    Ok(())
+}
+
+#[test]
+fn unused_components_and_libraries_are_found() -> anyhow::Result<()> {
+    let repo = tempfile::tempdir()?;
+    let cdylib = "[lib]\ncrate-type = [\"cdylib\"]\n";
+    for (name, manifest) in [
+        ("comp-used", format!("{cdylib}[dependencies]\nlib-used = {{ path = \"../lib-used\" }}\n")),
+        ("comp-unused", cdylib.to_owned()),
+        ("lib-used", String::new()),
+        ("lib-unused", String::new()),
+    ] {
+        std::fs::create_dir_all(repo.path().join("functions").join(name))?;
+        std::fs::write(repo.path().join("functions").join(name).join("Cargo.toml"), manifest)?;
+    }
+    std::fs::create_dir_all(repo.path().join("tests/all/nested"))?;
+    std::fs::write(repo.path().join("tests/all/nested/a.rs"), "deploy_ok(\"f\", \"comp-used\", \"\")")?;
+    assert_eq!(unused_fixtures(repo.path())?, ["comp-unused", "lib-unused"]);
     Ok(())
 }

@@ -4,10 +4,8 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use muon_tests::{Backend, Server, error_of, generated_model, repo_file};
+use muon_tests::{B64, Backend, Server, digit_tensor, error_of, generated_model, repo_file};
 use serde_json::{Value, json};
-
-const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// The held-out digits split, with ONNX Runtime's answers from Python.
 struct DigitsSplit {
@@ -178,23 +176,11 @@ async fn a_standard_wasi_nn_http_component_matches_onnx_runtime() -> anyhow::Res
 
 /// Posts a probe (functions/fixture-nn-probe) and returns its JSON answer.
 async fn probe(server: &Server, name: &str, body: Value) -> anyhow::Result<Value> {
-    let response = server.http.post(server.url(&format!("/fn/default/{name}"))).json(&body).send().await?;
-    let status = response.status();
-    let text = response.text().await?;
-    anyhow::ensure!(status == 200, "probe answered {status}: {text}");
-    Ok(serde_json::from_str(&text)?)
-}
-
-fn good_digit_input() -> anyhow::Result<Value> {
-    let split = digits_split()?;
-    let pixels: Vec<f32> =
-        split.pixels[0].as_array().into_iter().flatten().filter_map(Value::as_f64).map(|v| v as f32).collect();
-    let bytes: Vec<u8> = pixels.iter().flat_map(|v| v.to_le_bytes()).collect();
-    Ok(json!({ "name": "x", "type": "fp32", "dims": [1, 64], "data_base64": B64.encode(bytes) }))
+    server.post_json(&server.http, &format!("/fn/default/{name}"), &body).await
 }
 
 async fn assert_good_request_works(server: &Server, probe_name: &str) -> anyhow::Result<()> {
-    let out = probe(server, probe_name, json!({ "model": "digits", "inputs": [good_digit_input()?] })).await?;
+    let out = probe(server, probe_name, json!({ "model": "digits", "inputs": [digit_tensor()?] })).await?;
     assert_eq!(out["ok"], true, "{out}");
     assert_eq!(out["outputs"][0]["name"], "probabilities");
     assert_eq!(out["outputs"][0]["dims"], json!([1, 10]));
@@ -346,7 +332,7 @@ async fn usage_records_carry_compute_time_priced_per_device() -> anyhow::Result<
     assert_eq!(response.status(), 200);
     let request_id = response.headers()["x-muon-request-id"].to_str()?.to_owned();
     let records = server.usage_records(&server.http, None).await?;
-    let record = records.iter().find(|r| r["request_id"] == request_id.as_str()).cloned().unwrap_or_default();
+    let record = records.iter().find(|r| r["request_id"] == request_id.as_str()).unwrap();
     let cpu = record["nn_cpu_us"].as_i64().unwrap_or(0);
     assert!(cpu > 0, "{record}");
     assert_eq!(record["nn_gpu_us"], 0);
@@ -440,7 +426,7 @@ async fn load_from_bytes_runs_the_same_model() -> anyhow::Result<()> {
     let server = Server::start(&[]).await?;
     server.deploy_ok("probe", "fixture-nn-probe", "").await?;
     let digits = repo_file("examples/digits/digits.onnx")?;
-    let out = probe(&server, "probe", json!({ "model_base64": B64.encode(&digits), "encoding": "autodetect", "target": "cpu", "inputs": [good_digit_input()?], "repeat": 3 })).await?;
+    let out = probe(&server, "probe", json!({ "model_base64": B64.encode(&digits), "encoding": "autodetect", "target": "cpu", "inputs": [digit_tensor()?], "repeat": 3 })).await?;
     assert_eq!(out["ok"], true, "{out}");
     assert_eq!(out["outputs"][0]["dims"], json!([1, 10]));
     Ok(())
@@ -496,7 +482,7 @@ async fn a_model_is_loaded_once_and_shared_by_every_function() -> anyhow::Result
     for request in requests.collect::<Vec<_>>() {
         assert_eq!(request.await??.status(), 200);
     }
-    let digest = pushed["digest"].as_str().unwrap_or_default();
+    let digest = pushed["digest"].as_str().unwrap();
     let loads = server.logs().lines().filter(|line| line.contains("model loaded") && line.contains(digest)).count();
     assert_eq!(loads, 1, "one load at upload, shared by 16 requests of two functions");
     Ok(())

@@ -6,47 +6,31 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use muon_tests::{Server, component, error_of, generated_model, repo_file};
+use muon_tests::{B64, MIB, Server, digit_tensor, error_of, generated_model, repo_file};
 use serde_json::{Value, json};
 
-const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
-const MIB: u64 = 1 << 20;
 /// How far the server's peak RSS may rise while it refuses a hostile model.
 /// The hostile tensors are 1 to 2 GiB; what a refusal costs (parsing a
 /// model of a few bytes to 3 MB, answering) is a few MiB.
 const RSS_HEADROOM: u64 = 96 * MIB;
 
-/// `VmRSS` (now) and `VmHWM` (the peak so far) of the server, in bytes.
-fn memory(server: &Server) -> anyhow::Result<(u64, u64)> {
-    let memory = server.memory()?;
-    Ok((memory.rss_kb * 1024, memory.peak_kb * 1024))
-}
-
 /// Asserts that the server's peak RSS stayed within [`RSS_HEADROOM`] of
 /// `before` (its RSS before the hostile request).
 fn assert_peak_within_headroom(server: &Server, before: u64, what: &str) -> anyhow::Result<()> {
-    let (now, peak) = memory(server)?;
+    let memory = server.memory()?;
     assert!(
-        peak < before + RSS_HEADROOM,
+        memory.peak_bytes < before + RSS_HEADROOM,
         "{what}: peak RSS {} MiB, RSS before {} MiB, now {} MiB",
-        peak / MIB,
+        memory.peak_bytes / MIB,
         before / MIB,
-        now / MIB
+        memory.rss_bytes / MIB
     );
     Ok(())
 }
 
-async fn probe(server: &Server, client: &reqwest::Client, url: &str, body: &Value) -> anyhow::Result<Value> {
-    let response = client.post(server.url(url)).json(body).send().await?;
-    let status = response.status();
-    let text = response.text().await?;
-    anyhow::ensure!(status == 200, "probe answered {status}: {text}");
-    Ok(serde_json::from_str(&text)?)
-}
-
 fn scalar_output(out: &Value) -> anyhow::Result<f32> {
-    let bytes = B64.decode(out["outputs"][0]["data_base64"].as_str().unwrap_or_default())?;
-    Ok(f32::from_le_bytes(bytes.get(..4).unwrap_or_default().try_into()?))
+    let bytes = B64.decode(out["outputs"][0]["data_base64"].as_str().unwrap())?;
+    Ok(f32::from_le_bytes(bytes[..4].try_into()?))
 }
 
 fn i64_input(name: &str, dims: Value, n: i64) -> Value {
@@ -70,20 +54,20 @@ async fn a_guest_chosen_tensor_size_is_refused_under_the_functions_memory_limit(
     ];
     for (backend, model, dims) in cases {
         server.push_model_ok("sized", generated_model(model)?, &format!("backend={backend}")).await?;
-        let small = probe(
-            &server,
-            &server.http,
-            "/fn/default/probe",
-            &json!({ "model": "sized", "inputs": [i64_input("n", dims.clone(), 1000)] }),
-        )
-        .await?;
+        let small = server
+            .post_json(
+                &server.http,
+                "/fn/default/probe",
+                &json!({ "model": "sized", "inputs": [i64_input("n", dims.clone(), 1000)] }),
+            )
+            .await?;
         assert_eq!(small["ok"], true, "{backend} {model}: {small}");
         let expected = if model == "range.onnx" { 499_500.0 } else { 1000.0 };
         assert_eq!(scalar_output(&small)?, expected, "{backend} {model}");
 
-        let (before, _) = memory(&server)?;
+        let before = server.memory()?.rss_bytes;
         let huge = json!({ "model": "sized", "inputs": [i64_input("n", dims.clone(), 1 << 28)] });
-        let out = probe(&server, &server.http, "/fn/default/probe", &huge).await?;
+        let out = server.post_json(&server.http, "/fn/default/probe", &huge).await?;
         assert_eq!(
             (out["ok"].clone(), out["code"].clone()),
             (json!(false), json!("too-large")),
@@ -96,24 +80,24 @@ async fn a_guest_chosen_tensor_size_is_refused_under_the_functions_memory_limit(
         );
         assert_peak_within_headroom(&server, before, &format!("{backend} {model}"))?;
 
-        let again = probe(
-            &server,
-            &server.http,
-            "/fn/default/probe",
-            &json!({ "model": "sized", "inputs": [i64_input("n", dims, 10)] }),
-        )
-        .await?;
+        let again = server
+            .post_json(
+                &server.http,
+                "/fn/default/probe",
+                &json!({ "model": "sized", "inputs": [i64_input("n", dims, 10)] }),
+            )
+            .await?;
         assert_eq!(again["ok"], true, "{backend} {model}: the model still answers: {again}");
     }
     // A larger memory limit allows a larger tensor: the bound is the caller's.
     server.deploy_ok("roomy", "fixture-nn-probe", "memory_mb=256").await?;
-    let out = probe(
-        &server,
-        &server.http,
-        "/fn/default/roomy",
-        &json!({ "model": "sized", "inputs": [i64_input("n", json!([1]), 16 << 20)] }),
-    )
-    .await?;
+    let out = server
+        .post_json(
+            &server.http,
+            "/fn/default/roomy",
+            &json!({ "model": "sized", "inputs": [i64_input("n", json!([1]), 16 << 20)] }),
+        )
+        .await?;
     assert_eq!(out["ok"], true, "64 MiB of floats under a 256 MB limit: {out}");
     Ok(())
 }
@@ -130,7 +114,7 @@ async fn tiny_models_that_fold_huge_constants_are_refused_at_upload() -> anyhow:
         let bytes = generated_model(model)?;
         assert!(bytes.len() < 1024, "{model} is {} bytes", bytes.len());
         for backend in ["tract", "onnxruntime"] {
-            let (before, _) = memory(&server)?;
+            let before = server.memory()?.rss_bytes;
             let response =
                 server.push_model(&server.http, "bomb", bytes.clone(), &format!("backend={backend}")).await?;
             let (status, code, message) = error_of(response).await?;
@@ -143,14 +127,10 @@ async fn tiny_models_that_fold_huge_constants_are_refused_at_upload() -> anyhow:
             assert_peak_within_headroom(&server, before, &format!("{model} on {backend}"))?;
         }
         // The same bytes through wasi-nn `load`.
-        let (before, _) = memory(&server)?;
-        let out = probe(
-            &server,
-            &server.http,
-            "/fn/default/probe",
-            &json!({ "model_base64": B64.encode(&bytes), "inputs": [] }),
-        )
-        .await?;
+        let before = server.memory()?.rss_bytes;
+        let out = server
+            .post_json(&server.http, "/fn/default/probe", &json!({ "model_base64": B64.encode(&bytes), "inputs": [] }))
+            .await?;
         assert_eq!((out["stage"].clone(), out["code"].clone()), (json!("load"), json!("too-large")), "{model}: {out}");
         assert_peak_within_headroom(&server, before, &format!("{model} through wasi-nn load"))?;
     }
@@ -175,36 +155,12 @@ async fn a_huge_node_chain_is_refused_at_once() -> anyhow::Result<()> {
         assert!(started.elapsed() < Duration::from_secs(3), "{backend}: refused after {:?}", started.elapsed());
     }
     let started = Instant::now();
-    let out =
-        probe(&server, &server.http, "/fn/default/probe", &json!({ "model_base64": B64.encode(&chain), "inputs": [] }))
-            .await?;
+    let out = server
+        .post_json(&server.http, "/fn/default/probe", &json!({ "model_base64": B64.encode(&chain), "inputs": [] }))
+        .await?;
     assert_eq!(out["code"], "too-large", "{out}");
     assert!(started.elapsed() < Duration::from_secs(3), "refused after {:?}", started.elapsed());
     Ok(())
-}
-
-/// Deploys the probe for the tenant of `client`.
-async fn deploy_as(server: &Server, client: &reqwest::Client, name: &str, query: &str) -> anyhow::Result<()> {
-    let response = client
-        .put(server.url(&format!("/v1/functions/{name}?{query}")))
-        .header("content-type", "application/wasm")
-        .body(component("fixture-nn-probe")?)
-        .send()
-        .await?;
-    anyhow::ensure!(response.status() == 201, "deploy answered {}", response.status());
-    Ok(())
-}
-
-fn digit_input() -> anyhow::Result<Value> {
-    let split: Value = serde_json::from_slice(&repo_file("examples/digits/test-split.json")?)?;
-    let pixels: Vec<u8> = split["pixels"][0]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_f64)
-        .flat_map(|v| (v as f32).to_le_bytes())
-        .collect();
-    Ok(json!({ "name": "x", "type": "fp32", "dims": [1, 64], "data_base64": B64.encode(pixels) }))
 }
 
 /// With two inference threads, tenant A keeps three long computes in
@@ -217,14 +173,14 @@ async fn one_tenants_long_computes_leave_threads_to_another() -> anyhow::Result<
     let pushed =
         server.push_model(&bystander, "digits", repo_file("examples/digits/digits.onnx")?, "backend=tract").await?;
     assert_eq!(pushed.status(), 201);
-    deploy_as(&server, &bystander, "probe", "").await?;
+    server.deploy_ok_as(&bystander, "probe", "fixture-nn-probe", "").await?;
     server.deploy_ok("hog", "fixture-nn-probe", "timeout_ms=60000").await?;
     let slow_input = json!({ "name": "x", "type": "fp32", "dims": [256, 1024], "fill_f32": 0.5 });
-    let small = json!({ "model": "digits", "inputs": [digit_input()?] });
+    let small = json!({ "model": "digits", "inputs": [digit_tensor()?] });
     for backend in ["tract", "onnxruntime"] {
         server.push_model_ok("slow", generated_model("slow.onnx")?, &format!("backend={backend}")).await?;
         // Warm: the bystander's first call loads nothing after this.
-        probe(&server, &bystander, "/fn/bystander/probe", &small).await?;
+        server.post_json(&bystander, "/fn/bystander/probe", &small).await?;
         let hogs: Vec<_> = (0..3)
             .map(|_| {
                 let (http, url) = (server.http.clone(), server.url("/fn/default/hog"));
@@ -236,7 +192,7 @@ async fn one_tenants_long_computes_leave_threads_to_another() -> anyhow::Result<
         let mut slowest = Duration::ZERO;
         for _ in 0..5 {
             let started = Instant::now();
-            let out = probe(&server, &bystander, "/fn/bystander/probe", &small).await?;
+            let out = server.post_json(&bystander, "/fn/bystander/probe", &small).await?;
             assert_eq!(out["ok"], true, "{backend}: {out}");
             slowest = slowest.max(started.elapsed());
         }
@@ -261,8 +217,8 @@ async fn a_slow_load_is_cut_at_its_deadline_and_holds_up_no_compute() -> anyhow:
     let server = Server::start(&flags).await?;
     server.push_model_ok("digits", repo_file("examples/digits/digits.onnx")?, "backend=tract").await?;
     server.deploy_ok("probe", "fixture-nn-probe", "").await?;
-    let small = json!({ "model": "digits", "inputs": [digit_input()?] });
-    probe(&server, &server.http, "/fn/default/probe", &small).await?;
+    let small = json!({ "model": "digits", "inputs": [digit_tensor()?] });
+    server.post_json(&server.http, "/fn/default/probe", &small).await?;
     let chain = generated_model("chain-15000.onnx")?;
     let started = Instant::now();
     let upload = {
@@ -274,7 +230,7 @@ async fn a_slow_load_is_cut_at_its_deadline_and_holds_up_no_compute() -> anyhow:
     tokio::time::sleep(Duration::from_millis(200)).await;
     for _ in 0..5 {
         let compute = Instant::now();
-        let out = probe(&server, &server.http, "/fn/default/probe", &small).await?;
+        let out = server.post_json(&server.http, "/fn/default/probe", &small).await?;
         assert_eq!(out["ok"], true, "{out}");
         assert!(
             compute.elapsed() < Duration::from_millis(300),

@@ -4,8 +4,7 @@
 use muon_tests::Server;
 
 fn fetch_path(server: &Server) -> String {
-    let target = server.base.trim_start_matches("http://");
-    format!("/fetch?url=http://{target}/healthz")
+    format!("/fetch?url=http://{}/healthz", server.address())
 }
 
 #[tokio::test(flavor = "multi_thread")]

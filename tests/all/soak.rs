@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use muon_tests::{Server, component, generated_model};
+use muon_tests::{B64, Server, component, generated_model};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -48,11 +48,11 @@ async fn soak_a_bystander_keeps_its_latency_while_another_tenant_attacks() -> an
         "max_concurrent_requests": 1, "requests_per_second": 50, "api_requests_per_second": 20, "max_functions": 5
     });
     server.http.put(server.url("/v1/tenants/mallory/quotas")).json(&quotas).send().await?.error_for_status()?;
-    put_function(&server, &bystander, "hello", "hello", "").await?;
-    put_function(&server, &mallory, "open", "hello", "public=true").await?;
-    put_function(&server, &mallory, "linear", "train-linear", "memory_mb=512").await?;
-    put_function(&server, &mallory, "forge", "fixture-forge", "").await?;
-    put_function(&server, &mallory, "probe", "fixture-nn-probe", "memory_mb=64").await?;
+    server.deploy_ok_as(&bystander, "hello", "hello", "").await?;
+    server.deploy_ok_as(&mallory, "open", "hello", "public=true").await?;
+    server.deploy_ok_as(&mallory, "linear", "train-linear", "memory_mb=512").await?;
+    server.deploy_ok_as(&mallory, "forge", "fixture-forge", "").await?;
+    server.deploy_ok_as(&mallory, "probe", "fixture-nn-probe", "memory_mb=64").await?;
     let range = mallory
         .put(server.url("/v1/models/sized"))
         .header("content-type", "application/octet-stream")
@@ -69,7 +69,7 @@ async fn soak_a_bystander_keeps_its_latency_while_another_tenant_attacks() -> an
     let stop = Arc::new(AtomicBool::new(false));
     let refused = Arc::new(AtomicU64::new(0));
     let mut attackers = tokio::task::JoinSet::new();
-    let address = server.base.trim_start_matches("http://").to_owned();
+    let address = server.address().to_owned();
     // SOAK_ONLY=slow,forge,typed,models,deploys runs some attackers only (to
     // see which one costs the bystander what).
     let only = std::env::var("SOAK_ONLY").unwrap_or_default();
@@ -111,7 +111,7 @@ async fn soak_a_bystander_keeps_its_latency_while_another_tenant_attacks() -> an
     }
 
     let loaded_p99 = percentile(&loaded, 0.99);
-    let grown_mib = peak_memory.peak_kb.saturating_sub(quiet_memory.rss_kb) / 1024;
+    let grown_mib = peak_memory.peak_bytes.saturating_sub(quiet_memory.rss_bytes) >> 20;
     eprintln!(
         "soak: bystander p99 quiet {quiet_p99:?} ({} samples), under attack {loaded_p99:?} ({} samples); \
          server memory grew {grown_mib} MiB at peak; {} deploys refused by quota",
@@ -128,20 +128,6 @@ async fn soak_a_bystander_keeps_its_latency_while_another_tenant_attacks() -> an
     let functions: serde_json::Value = mallory.get(server.url("/v1/functions")).send().await?.json().await?;
     let count = functions["functions"].as_array().map_or(0, Vec::len);
     assert!(count <= 5, "mallory has {count} functions against a quota of 5");
-    Ok(())
-}
-
-/// Deploys `component` as `name` with `client`'s key.
-async fn put_function(
-    server: &Server,
-    client: &reqwest::Client,
-    name: &str,
-    component_name: &str,
-    query: &str,
-) -> anyhow::Result<()> {
-    let url = server.url(&format!("/v1/functions/{name}?{query}"));
-    let response = client.put(url).body(component(component_name)?).send().await?;
-    anyhow::ensure!(response.status() == 201, "deploy of {name}: {}", response.text().await?);
     Ok(())
 }
 
@@ -251,7 +237,7 @@ async fn huge_typed_outputs(server: Arc<Server>, client: reqwest::Client, stop: 
 /// tensor at compute.
 async fn hostile_models(server: Arc<Server>, client: reqwest::Client, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let bomb = generated_model("fold-constant.onnx")?;
-    let n = base64::engine::general_purpose::STANDARD.encode((1i64 << 28).to_le_bytes());
+    let n = B64.encode((1i64 << 28).to_le_bytes());
     let huge = json!({ "model": "sized", "inputs": [{ "name": "n", "type": "i64", "dims": [], "data_base64": n }] });
     while !stop.load(Ordering::Acquire) {
         let upload = client

@@ -305,8 +305,8 @@ async fn orphans_are_swept_at_start(backend: Backend) -> anyhow::Result<()> {
     let components = server.data_dir.join("components");
     let compiled = server.data_dir.join("compiled");
     let (kept_components, kept_artifacts) = (files(&components), files(&compiled));
-    let artifact = kept_artifacts.first().cloned().unwrap_or_default();
-    let compat = artifact.rsplit_once('-').map(|(_, c)| c.to_owned()).unwrap_or_default();
+    let artifact = &kept_artifacts[0];
+    let (_, compat) = artifact.rsplit_once('-').unwrap();
     let orphan = "0".repeat(64);
     let planted = [
         components.join(format!("{orphan}.wasm")),

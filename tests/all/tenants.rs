@@ -22,8 +22,8 @@ async fn keys_are_required_and_bad_keys_all_look_the_same(backend: Backend) -> a
     let acme = server.create_tenant("acme").await?;
     let revoked = {
         let out: Value = server.http.post(server.url("/v1/tenants/acme/keys")).send().await?.json().await?;
-        server.http.delete(server.url(&format!("/v1/keys/{}", out["id"].as_str().unwrap_or_default()))).send().await?;
-        out["key"].as_str().unwrap_or_default().to_owned()
+        server.http.delete(server.url(&format!("/v1/keys/{}", out["id"].as_str().unwrap()))).send().await?;
+        out["key"].as_str().unwrap().to_owned()
     };
     let mut bodies = Vec::new();
     for key in [None, Some("garbage"), Some("muon_sk_0000"), Some(revoked.as_str()), Some(&acme[..acme.len() - 1])] {
@@ -84,7 +84,7 @@ async fn other_tenants_things_are_404_on_every_route(backend: Backend) -> anyhow
     server.deploy_ok("private", "hello", "").await?;
     server.deploy_ok("csv", "preprocess-csv", "").await?;
     let default_key: Value = server.http.post(server.url("/v1/tenants/default/keys")).send().await?.json().await?;
-    let default_key_id = default_key["id"].as_str().unwrap_or_default().to_owned();
+    let default_key_id = default_key["id"].as_str().unwrap().to_owned();
     let default_user = client_with_key(default_key["key"].as_str())?;
 
     let attempts = [
@@ -133,11 +133,11 @@ async fn revoked_keys_stop_working_at_once(backend: Backend) -> anyhow::Result<(
     let server = Server::start_on(backend, &[]).await?;
     server.create_tenant("acme").await?;
     let issued: Value = server.http.post(server.url("/v1/tenants/acme/keys")).send().await?.json().await?;
-    let key = issued["key"].as_str().unwrap_or_default().to_owned();
+    let key = issued["key"].as_str().unwrap().to_owned();
     let client = client_with_key(Some(&key))?;
     assert_eq!(client.get(server.url("/v1/functions")).send().await?.status(), 200);
     // A tenant may revoke its own keys.
-    let id = issued["id"].as_str().unwrap_or_default();
+    let id = issued["id"].as_str().unwrap();
     assert_eq!(client.delete(server.url(&format!("/v1/keys/{id}"))).send().await?.status(), 200);
     assert_eq!(client.get(server.url("/v1/functions")).send().await?.status(), 401);
     Ok(())

@@ -45,7 +45,7 @@ pub struct Conn {
 impl Conn {
     /// Connects to the server.
     pub async fn open(server: &Server) -> anyhow::Result<Self> {
-        let stream = TcpStream::connect(server.base.trim_start_matches("http://")).await?;
+        let stream = TcpStream::connect(server.address()).await?;
         stream.set_nodelay(true)?;
         Ok(Self { stream: BufReader::new(stream) })
     }
@@ -113,14 +113,4 @@ impl Conn {
             _ => None,
         }
     }
-}
-
-/// The server's resident memory, in bytes.
-pub fn rss_bytes(server: &Server) -> anyhow::Result<u64> {
-    Ok(server.memory()?.rss_kb * 1024)
-}
-
-/// `n` MiB.
-pub const fn mib(n: u64) -> u64 {
-    n << 20
 }

@@ -10,8 +10,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use base64::Engine as _;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+
+/// Base64 as the API speaks it (tensors, inline models).
+pub const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// Bytes in a MiB.
+pub const MIB: u64 = 1 << 20;
 
 /// The workspace's target directory: `CARGO_TARGET_DIR`, else found from the
 /// running test binary (`TARGET/release/deps/all-…`), so a binary built in one
@@ -51,6 +58,20 @@ pub fn repo_file(path: &str) -> anyhow::Result<Vec<u8>> {
 pub fn generated_model(name: &str) -> anyhow::Result<Vec<u8>> {
     let path = target_dir().join("models").join(name);
     std::fs::read(&path).with_context(|| format!("{} is missing: run scripts/make-models.sh first", path.display()))
+}
+
+/// The first image of `examples/digits/test-split.json` as the fp32 input
+/// `x` (`[1, 64]`) of the digits model, in the API's tensor JSON.
+pub fn digit_tensor() -> anyhow::Result<serde_json::Value> {
+    let split: serde_json::Value = serde_json::from_slice(&repo_file("examples/digits/test-split.json")?)?;
+    let pixels: Vec<u8> = split["pixels"][0]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_f64)
+        .flat_map(|v| (v as f32).to_le_bytes())
+        .collect();
+    Ok(serde_json::json!({ "name": "x", "type": "fp32", "dims": [1, 64], "data_base64": B64.encode(pixels) }))
 }
 
 /// Which database a server under test uses.
@@ -195,6 +216,11 @@ impl Server {
         self._temp.clone()
     }
 
+    /// `host:port`, for raw TCP clients.
+    pub fn address(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+
     /// `base + path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
@@ -202,18 +228,40 @@ impl Server {
 
     /// Deploys `functions/COMPONENT` as `name` with a query string (may be empty).
     pub async fn deploy(&self, name: &str, component_name: &str, query: &str) -> anyhow::Result<reqwest::Response> {
+        self.deploy_as(&self.http, name, component_name, query).await
+    }
+
+    /// [`Server::deploy`] with `client`'s key, into its tenant.
+    pub async fn deploy_as(
+        &self,
+        client: &reqwest::Client,
+        name: &str,
+        component_name: &str,
+        query: &str,
+    ) -> anyhow::Result<reqwest::Response> {
         let bytes = component(component_name)?;
         let url = if query.is_empty() {
             self.url(&format!("/v1/functions/{name}"))
         } else {
             self.url(&format!("/v1/functions/{name}?{query}"))
         };
-        Ok(self.http.put(url).header("content-type", "application/wasm").body(bytes).send().await?)
+        Ok(client.put(url).header("content-type", "application/wasm").body(bytes).send().await?)
     }
 
     /// Deploys and checks for `201`.
     pub async fn deploy_ok(&self, name: &str, component_name: &str, query: &str) -> anyhow::Result<serde_json::Value> {
-        let response = self.deploy(name, component_name, query).await?;
+        self.deploy_ok_as(&self.http, name, component_name, query).await
+    }
+
+    /// [`Server::deploy_ok`] with `client`'s key, into its tenant.
+    pub async fn deploy_ok_as(
+        &self,
+        client: &reqwest::Client,
+        name: &str,
+        component_name: &str,
+        query: &str,
+    ) -> anyhow::Result<serde_json::Value> {
+        let response = self.deploy_as(client, name, component_name, query).await?;
         let status = response.status();
         let body = response.text().await?;
         if status != reqwest::StatusCode::CREATED {
@@ -292,6 +340,21 @@ impl Server {
         }
     }
 
+    /// POSTs `body` as JSON to `path` with `client`; the answer must be
+    /// `200` with JSON, which is returned.
+    pub async fn post_json(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        let response = client.post(self.url(path)).json(body).send().await?;
+        let status = response.status();
+        let text = response.text().await?;
+        anyhow::ensure!(status == reqwest::StatusCode::OK, "POST {path} answered {status}: {text}");
+        Ok(serde_json::from_str(&text)?)
+    }
+
     /// `GET /fn/default/NAME{rest}`.
     pub async fn get_fn(&self, name: &str, rest: &str) -> anyhow::Result<reqwest::Response> {
         Ok(self.http.get(self.url(&format!("/fn/default/{name}{rest}"))).send().await?)
@@ -327,7 +390,7 @@ impl Server {
                 .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
                 .with_context(|| format!("no {name} in /proc/PID/status"))
         };
-        Ok(Memory { rss_kb: field("VmRSS:")?, peak_kb: field("VmHWM:")? })
+        Ok(Memory { rss_bytes: field("VmRSS:")? * 1024, peak_bytes: field("VmHWM:")? * 1024 })
     }
 
     /// Sends a signal (`TERM`, `INT`, `KILL`).
@@ -354,13 +417,13 @@ impl Server {
     }
 }
 
-/// A process's resident memory, in KiB.
+/// A process's resident memory, in bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct Memory {
     /// Resident now (`VmRSS`).
-    pub rss_kb: u64,
+    pub rss_bytes: u64,
     /// The most ever resident (`VmHWM`).
-    pub peak_kb: u64,
+    pub peak_bytes: u64,
 }
 
 /// An HTTP client that sends `key` as a bearer token (or no key at all).

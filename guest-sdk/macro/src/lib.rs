@@ -2,6 +2,9 @@
 //! `muon_sdk::training_step`. Each checks the signature and reports a wrong
 //! one with a spanned error that says what is expected.
 
+// Functions are written against these docs alone.
+#![deny(missing_docs)]
+
 use proc_macro::TokenStream;
 use quote::quote;
 use syn::spanned::Spanned;

@@ -8,19 +8,32 @@ use super::Db;
 /// A stored function version.
 #[derive(Debug, Clone)]
 pub struct VersionRecord {
+    /// The owning tenant: functions are named per tenant.
     pub tenant: String,
+    /// The function's name within its tenant.
     pub name: String,
+    /// Counts up from 1 per function; rollbacks pick an older one.
     pub version: i64,
+    /// SHA-256 of the component, which is stored once per digest.
     pub digest: String,
+    /// The function kind detected at deploy (`handler`, `http`, ...), so a
+    /// restart need not inspect the component again.
     pub kind: String,
+    /// The component's size, counted against the tenant's storage quota.
     pub size_bytes: i64,
+    /// The memory limit of one instance.
     pub memory_mb: i64,
+    /// The deadline of one call.
     pub timeout_ms: i64,
+    /// Calls of this version that may run at once; more wait, then get 503.
     pub max_concurrency: i64,
+    /// Whether callers without a key may call it.
     pub public: bool,
+    /// Hosts the function may reach over outbound HTTP, comma-separated.
     pub allowed_hosts: String,
     /// Models the function may load by name, comma-separated; `None`: all of its tenant's.
     pub models: Option<String>,
+    /// When it was deployed (Unix milliseconds), shown in listings.
     pub created_at_ms: i64,
 }
 

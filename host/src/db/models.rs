@@ -8,14 +8,21 @@ use super::Db;
 /// A stored model (its bytes live in the data directory, by digest).
 #[derive(Debug, Clone)]
 pub struct ModelRow {
+    /// The owning tenant: models are named per tenant.
     pub tenant: String,
+    /// The name functions load it by.
     pub name: String,
+    /// SHA-256 of the model's bytes, which name its file.
     pub digest: String,
+    /// The bytes' size, counted against the tenant's storage quota.
     pub size_bytes: i64,
+    /// The inference backend chosen at upload (`tract` or `onnxruntime`).
     pub backend: String,
+    /// The device it runs on (`cpu` or `gpu`).
     pub target: String,
     /// The signature as JSON.
     pub signature: String,
+    /// When it was uploaded (Unix milliseconds), shown in listings.
     pub created_at_ms: i64,
 }
 

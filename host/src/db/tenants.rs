@@ -7,7 +7,9 @@ use super::Db;
 /// A tenant.
 #[derive(Debug, Clone)]
 pub struct TenantRecord {
+    /// The namespace in URLs (`/fn/{tenant}/...`) and in every other table.
     pub name: String,
+    /// When it was created (Unix milliseconds), shown in listings.
     pub created_at_ms: i64,
     /// Quotas set through the admin API, as JSON.
     pub quotas: String,
@@ -17,7 +19,10 @@ pub struct TenantRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Revocation {
     /// The key is revoked; its hash, to drop it from caches.
-    Revoked { key_hash: String },
+    Revoked {
+        /// The revoked key's hash.
+        key_hash: String,
+    },
     /// No live key by that id is visible to the caller.
     NotFound,
     /// The key is an admin key and the caller is not an admin.
@@ -29,9 +34,13 @@ pub enum Revocation {
 /// A live (not revoked) API key, without its secret.
 #[derive(Debug, Clone)]
 pub struct KeyRecord {
+    /// The public id, to list or revoke the key.
     pub id: String,
+    /// The tenant the key acts as.
     pub tenant: String,
+    /// SHA-256 of the secret: keys are looked up by it, never stored in clear.
     pub key_hash: String,
+    /// Admin keys may manage every tenant.
     pub admin: bool,
 }
 

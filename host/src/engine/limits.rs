@@ -12,7 +12,7 @@
 
 use wasmparser::{Parser, Payload};
 
-use crate::error::ApiError;
+use super::ComponentError;
 
 /// Functions with bodies, across all core modules of a component. wasmtime
 /// allows a million; real components (an interpreter, a JS engine) hold
@@ -25,11 +25,11 @@ pub const MAX_FUNCTION_BYTES: usize = 2 << 20;
 pub const MAX_MODULES: u64 = 1_000;
 
 /// Refuses a component over the limits above, saying which.
-pub fn check(bytes: &[u8]) -> Result<(), ApiError> {
+pub fn check(bytes: &[u8]) -> Result<(), ComponentError> {
     let (mut functions, mut modules) = (0_u64, 0_u64);
     for payload in Parser::new(0).parse_all(bytes) {
         let payload =
-            payload.map_err(|err| ApiError::InvalidComponent(format!("the component does not validate: {err}")))?;
+            payload.map_err(|err| ComponentError::Invalid(format!("the component does not validate: {err}")))?;
         match payload {
             Payload::ModuleSection { .. } => modules += 1,
             Payload::CodeSectionStart { count, .. } => functions += u64::from(count),
@@ -51,8 +51,8 @@ pub fn check(bytes: &[u8]) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn too_big(what: String) -> ApiError {
-    ApiError::InvalidComponent(format!("the component has {what}; muon compiles no more; split it or shrink it"))
+fn too_big(what: String) -> ComponentError {
+    ComponentError::Invalid(format!("the component has {what}; muon compiles no more; split it or shrink it"))
 }
 
 #[cfg(test)]
@@ -104,13 +104,13 @@ mod tests {
     fn small_components_pass_and_big_functions_are_named() {
         assert!(check(&component(&[10, 20])).is_ok());
         let err = check(&component(&[10, MAX_FUNCTION_BYTES + 10]));
-        assert!(matches!(err, Err(ApiError::InvalidComponent(m)) if m.contains("function body")));
+        assert!(matches!(err, Err(ComponentError::Invalid(m)) if m.contains("function body")));
     }
 
     #[test]
     fn too_many_functions_are_refused() {
         let bodies = vec![2; usize::try_from(MAX_FUNCTIONS).unwrap_or(0) + 1];
         let err = check(&component(&bodies));
-        assert!(matches!(err, Err(ApiError::InvalidComponent(m)) if m.contains("functions")));
+        assert!(matches!(err, Err(ComponentError::Invalid(m)) if m.contains("functions")));
     }
 }

@@ -2,6 +2,7 @@
 //! the per-version entry points that requests instantiate from.
 
 pub(crate) mod bindings;
+mod error;
 pub mod limits;
 mod outbound;
 mod state;
@@ -15,11 +16,9 @@ use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Config as WasmtimeConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use bindings::{NamedTensor, RawRecord, Request, Response, Tensor, TensorType};
+pub use error::ComponentError;
 pub use outbound::OutboundPolicy;
 pub use state::{HostState, InstanceLimits};
-
-use crate::config::Config;
-use crate::error::ApiError;
 
 /// What a component is, judged by what it exports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,9 +48,13 @@ impl FunctionKind {
 /// A component linked and ready to instantiate, once per version.
 #[derive(Clone)]
 pub enum EntryPoint {
+    /// The `muon:function/handler` world.
     Handler(bindings::handler::HandlerPre<HostState>),
+    /// The `muon:function/preprocessor` world.
     Preprocessor(bindings::preprocessor::PreprocessorPre<HostState>),
+    /// The `muon:function/training-step` world.
     TrainingStep(bindings::training::TrainingStepPre<HostState>),
+    /// The `wasi:http/proxy` world.
     Http(wasmtime_wasi_http::p2::bindings::ProxyPre<HostState>),
 }
 
@@ -81,6 +84,19 @@ const PROVIDED_IMPORTS: &[&str] = &[
     "muon:function/types",
 ];
 
+/// What the engine needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Where compiled artifacts are cached.
+    pub compiled_dir: PathBuf,
+    /// Instances alive at once (the pooling allocator's size).
+    pub max_instances: u32,
+    /// The largest memory limit any function may have, in MiB.
+    pub max_memory_mb: u32,
+    /// Wasm stack per instance, in bytes.
+    pub max_wasm_stack: usize,
+}
+
 /// The engine with its linker and compiled-artifact cache.
 pub struct Runtime {
     engine: Engine,
@@ -91,7 +107,7 @@ pub struct Runtime {
 
 impl Runtime {
     /// Builds the engine (Cranelift, pooling allocator, epochs) and the linker.
-    pub fn new(config: &Config) -> anyhow::Result<Self> {
+    pub fn new(config: &EngineSettings) -> anyhow::Result<Self> {
         let engine = Engine::new(&wasmtime_config(config)?)
             .map_err(anyhow::Error::from)
             .context("cannot create the wasm engine")?;
@@ -101,7 +117,7 @@ impl Runtime {
         crate::nn::wasi::add_to_linker(&mut linker, HostState::nn)?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        let compiled_dir = config.data_dir.join("compiled");
+        let compiled_dir = config.compiled_dir.clone();
         std::fs::create_dir_all(&compiled_dir).with_context(|| format!("cannot create {}", compiled_dir.display()))?;
         Ok(Self { engine, linker, compiled_dir, compatibility: hasher.finish() })
     }
@@ -144,7 +160,7 @@ impl Runtime {
     }
 
     /// Checks that `bytes` are a component within [`limits`], without compiling.
-    pub fn check(bytes: &[u8]) -> Result<(), ApiError> {
+    pub fn check(bytes: &[u8]) -> Result<(), ComponentError> {
         check_component_bytes(bytes)?;
         limits::check(bytes)
     }
@@ -153,11 +169,11 @@ impl Runtime {
     /// it to the serialized form [`Runtime::store_artifact`] takes.
     ///
     /// Blocking and CPU-heavy: call from a blocking thread.
-    pub fn precompile(&self, bytes: &[u8]) -> Result<Vec<u8>, ApiError> {
+    pub fn precompile(&self, bytes: &[u8]) -> Result<Vec<u8>, ComponentError> {
         Self::check(bytes)?;
         self.engine
             .precompile_component(bytes)
-            .map_err(|err| ApiError::InvalidComponent(format!("the component does not validate: {err:#}")))
+            .map_err(|err| ComponentError::Invalid(format!("the component does not validate: {err:#}")))
     }
 
     /// Writes a compiled artifact into the cache and loads it.
@@ -193,7 +209,7 @@ impl Runtime {
     }
 
     /// Checks the imports, links the component and finds its kind.
-    pub fn prepare(&self, component: &Component) -> Result<EntryPoint, ApiError> {
+    pub fn prepare(&self, component: &Component) -> Result<EntryPoint, ComponentError> {
         let component_type = component.component_type();
         for (name, _) in component_type.imports(&self.engine) {
             if !PROVIDED_IMPORTS.iter().any(|prefix| name.starts_with(prefix)) {
@@ -201,10 +217,10 @@ impl Runtime {
                      wasi:sockets, wasi:http/types, wasi:http/outgoing-handler, wasi:nn@0.2.0-rc-2024-10-28 \
                      and muon:function/types"
                     .to_owned();
-                return Err(ApiError::UnknownImport { import: name.to_owned(), detail });
+                return Err(ComponentError::UnknownImport { import: name.to_owned(), detail });
             }
         }
-        let pre = self.linker.instantiate_pre(component).map_err(|err| ApiError::UnknownImport {
+        let pre = self.linker.instantiate_pre(component).map_err(|err| ComponentError::UnknownImport {
             import: "(see detail)".to_owned(),
             detail: format!(": {err:#}"),
         })?;
@@ -212,7 +228,7 @@ impl Runtime {
     }
 }
 
-fn entry_point(pre: InstancePre<HostState>) -> Result<EntryPoint, ApiError> {
+fn entry_point(pre: InstancePre<HostState>) -> Result<EntryPoint, ComponentError> {
     if let Ok(p) = bindings::handler::HandlerPre::new(pre.clone()) {
         return Ok(EntryPoint::Handler(p));
     }
@@ -225,7 +241,7 @@ fn entry_point(pre: InstancePre<HostState>) -> Result<EntryPoint, ApiError> {
     if let Ok(p) = bindings::training::TrainingStepPre::new(pre) {
         return Ok(EntryPoint::TrainingStep(p));
     }
-    Err(ApiError::InvalidComponent(
+    Err(ComponentError::Invalid(
         "the component exports none of muon:function/handle, wasi:http/incoming-handler, \
          muon:function/preprocess or muon:function/train (at compatible versions)"
             .to_owned(),
@@ -233,20 +249,20 @@ fn entry_point(pre: InstancePre<HostState>) -> Result<EntryPoint, ApiError> {
 }
 
 /// Refuses what is not a component before handing bytes to Cranelift.
-fn check_component_bytes(bytes: &[u8]) -> Result<(), ApiError> {
+fn check_component_bytes(bytes: &[u8]) -> Result<(), ComponentError> {
     if Engine::detect_precompiled(bytes).is_some() {
-        return Err(ApiError::InvalidComponent(
+        return Err(ComponentError::Invalid(
             "precompiled native code is refused; upload the component's .wasm and muon compiles it".into(),
         ));
     }
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
-        return Err(ApiError::InvalidComponent(
+        return Err(ComponentError::Invalid(
             "the body is not WebAssembly (no \\0asm header); upload a component built for wasm32-wasip2".into(),
         ));
     }
     // Bytes 4..8 hold the version and layer: 1/0 is a core module, 0x0d/1 a component.
     if bytes[4..8] == [1, 0, 0, 0] {
-        return Err(ApiError::InvalidComponent(
+        return Err(ComponentError::Invalid(
             "this is a core WebAssembly module, not a component; build for wasm32-wasip2 or wrap it \
              with `wasm-tools component new`"
                 .into(),
@@ -255,7 +271,7 @@ fn check_component_bytes(bytes: &[u8]) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn wasmtime_config(config: &Config) -> anyhow::Result<WasmtimeConfig> {
+fn wasmtime_config(config: &EngineSettings) -> anyhow::Result<WasmtimeConfig> {
     let instances = config.max_instances;
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(instances)
@@ -263,7 +279,7 @@ fn wasmtime_config(config: &Config) -> anyhow::Result<WasmtimeConfig> {
         .total_memories(instances.saturating_mul(2))
         .total_tables(instances.saturating_mul(8))
         .total_stacks(instances)
-        .max_memory_size(usize::try_from(config.limits.max_memory_mb)? << 20)
+        .max_memory_size(usize::try_from(config.max_memory_mb)? << 20)
         // Reset linear memory in place instead of unmapping it: PAGEMAP_SCAN
         // (Linux 6.7+) finds the pages a request dirtied and only those are
         // restored, so there is no madvise, TLB shootdown or page fault on the
@@ -291,9 +307,9 @@ mod tests {
         let core = b"\0asm\x01\0\0\0";
         let text = b"hello world";
         let component = b"\0asm\x0d\0\x01\0";
-        assert!(matches!(check_component_bytes(core), Err(ApiError::InvalidComponent(m)) if m.contains("core")));
+        assert!(matches!(check_component_bytes(core), Err(ComponentError::Invalid(m)) if m.contains("core")));
         assert!(
-            matches!(check_component_bytes(text), Err(ApiError::InvalidComponent(m)) if m.contains("not WebAssembly"))
+            matches!(check_component_bytes(text), Err(ComponentError::Invalid(m)) if m.contains("not WebAssembly"))
         );
         assert!(check_component_bytes(component).is_ok());
     }

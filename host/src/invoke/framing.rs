@@ -10,7 +10,7 @@
 
 use http::{HeaderMap, HeaderName, StatusCode};
 
-use crate::error::ApiError;
+use super::InvokeError;
 
 /// Whether response header `name` belongs to the host, not the guest.
 pub(crate) fn host_owned(name: &HeaderName) -> bool {
@@ -23,10 +23,10 @@ pub(crate) fn host_owned(name: &HeaderName) -> bool {
 
 /// The guest's status, if a final response may carry it: a `1xx` would make
 /// the client wait for another response, and anything past 599 is not HTTP.
-pub(crate) fn final_status(status: u16) -> Result<StatusCode, ApiError> {
+pub(crate) fn final_status(status: u16) -> Result<StatusCode, InvokeError> {
     match StatusCode::from_u16(status) {
         Ok(code) if (200..=599).contains(&status) => Ok(code),
-        _ => Err(ApiError::InvalidResponse(format!("status {status} is not a final HTTP status; use 200 to 599"))),
+        _ => Err(InvokeError::InvalidResponse(format!("status {status} is not a final HTTP status; use 200 to 599"))),
     }
 }
 
@@ -79,7 +79,7 @@ mod tests {
     fn only_final_statuses_pass() {
         assert!(final_status(200).is_ok() && final_status(599).is_ok() && final_status(204).is_ok());
         for status in [0, 100, 101, 103, 199, 600, 999, 1000] {
-            assert!(matches!(final_status(status), Err(ApiError::InvalidResponse(_))), "{status}");
+            assert!(matches!(final_status(status), Err(InvokeError::InvalidResponse(_))), "{status}");
         }
     }
 

@@ -1,73 +1,212 @@
-//! Running one request in a fresh instance: admission, a new store with the
-//! function's limits, instantiate from the pre-linked component, call, and
-//! turn whatever happened into a response or a typed error.
+//! The one invoker: runs any function kind in a fresh instance, with an
+//! input, a deadline and the caller's identity, and returns the output and
+//! what the call used. It knows nothing of routes; the HTTP server, and later
+//! the dataset pipeline and training jobs, call it the same way.
+//!
+//! Every kind goes through one guest-call sequence ([`Invoker::guest_call`]):
+//! take a slot of the function's concurrency, build a store with the
+//! version's limits, instantiate from the pre-linked component, call under
+//! the deadline, measure, log what the guest printed, and judge the outcome.
 
+mod error;
 mod framing;
-mod handler;
-mod http;
+pub mod handler;
+pub mod http;
 pub mod typed;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-pub use handler::call_handler;
-pub use http::call_http;
-
-use crate::engine::{HostState, InstanceLimits, OutboundPolicy};
-use crate::error::ApiError;
+use crate::engine::{EntryPoint, HostState, InstanceLimits, NamedTensor, OutboundPolicy, RawRecord, Runtime};
 use crate::metering::{Measurement, timed};
+use crate::nn::ModelStore;
 use crate::nn::wasi::NnCtx;
-use crate::registry::Version;
-use crate::server::App;
-use crate::telemetry::InFlight;
+use crate::registry::{Overloaded, Version};
 
-/// One guest invocation: its store and what is needed to judge its outcome.
-pub(crate) struct GuestCall {
-    pub store: Store<HostState>,
-    version: Arc<Version>,
-    request_id: String,
-    timeout: Duration,
-    _in_flight: InFlight,
+pub use crate::engine::bindings::training::exports::muon::function::train::StepOutput;
+pub use error::InvokeError;
+
+/// What the invoker needs from the configuration: the limits every instance runs under.
+#[derive(Debug, Clone)]
+pub struct InvokeSettings {
+    /// Host resources (streams, fields, ...) an instance may hold at once.
+    pub max_guest_resources: usize,
+    /// Guest stdout plus stderr bytes kept for the log.
+    pub guest_output_bytes: usize,
+    /// Whether guests may reach private and loopback addresses.
+    pub allow_private_outbound: bool,
+    /// Largest response or output a function may return, in bytes.
+    pub max_response_bytes: u64,
 }
 
-/// A guest call's outcome under its deadline, and the CPU time it used.
-pub(crate) type Guarded<T> = (Result<T, tokio::time::error::Elapsed>, Duration);
-
-/// The deadline of a guest call, taken apart from the `GuestCall` so the
-/// call's future can borrow the store.
-pub(crate) struct CallGuard {
-    timeout: Duration,
+/// Who asked for a call, for the logs: the request or job it serves.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    /// The request id (or job and trial id) the call belongs to.
+    pub work_id: &'a str,
 }
 
-impl CallGuard {
-    /// Runs `call` under the deadline, timing the polls that run the guest.
-    pub async fn run<F: Future>(self, call: F) -> Guarded<F::Output> {
-        timed(tokio::time::timeout(self.timeout, call)).await
+/// What a function is called with; each kind takes its own.
+pub enum Input {
+    /// A handler function: the request record (body already read).
+    Handler(crate::engine::Request),
+    /// A `wasi:http` function: the request with its body already read.
+    Http(::http::Request<http_body_util::Full<Bytes>>),
+    /// A preprocessor: one raw record.
+    Preprocess(RawRecord),
+    /// A training step's `init`, with its configuration.
+    TrainInit {
+        /// The configuration as text (JSON, typically).
+        config: String,
+    },
+    /// A training step's `step`.
+    TrainStep {
+        /// The current parameters.
+        parameters: Vec<NamedTensor>,
+        /// One batch of training data.
+        batch: Vec<NamedTensor>,
+        /// Hyper-parameters by name.
+        hyper: Vec<(String, f64)>,
+    },
+}
+
+/// What a function returned.
+pub enum Output {
+    /// An HTTP response whose framing the host owns (handler and `wasi:http`).
+    Http(::http::Response<Bytes>),
+    /// A preprocessor's tensors.
+    Tensors(Vec<NamedTensor>),
+    /// A training step's initial parameters.
+    Parameters(Vec<NamedTensor>),
+    /// A training step's new parameters, loss and metrics.
+    Step(StepOutput),
+}
+
+/// Runs functions: owns the engine, the loaded models and the limits every
+/// instance gets.
+pub struct Invoker {
+    runtime: Arc<Runtime>,
+    models: Arc<ModelStore>,
+    settings: InvokeSettings,
+}
+
+impl Invoker {
+    /// An invoker over `runtime`'s engine and `models`.
+    pub fn new(runtime: Arc<Runtime>, models: Arc<ModelStore>, settings: InvokeSettings) -> Self {
+        Self { runtime, models, settings }
     }
-}
 
-impl GuestCall {
+    /// The largest response or output a function may return, in bytes.
+    pub fn max_output_bytes(&self) -> u64 {
+        self.settings.max_response_bytes
+    }
+
+    /// Runs `version` with `input` under `deadline` (the version's own when
+    /// `None`). The measurement is what the guest used, whatever the outcome.
+    pub async fn run(
+        &self,
+        version: &Arc<Version>,
+        input: Input,
+        deadline: Option<Duration>,
+        caller: Caller<'_>,
+    ) -> (Result<Output, InvokeError>, Measurement) {
+        let deadline = deadline.unwrap_or(Duration::from_millis(version.limits.timeout_ms));
+        match (&version.entry, input) {
+            (EntryPoint::Handler(pre), Input::Handler(request)) => {
+                let (result, used) = self
+                    .guest_call(version, deadline, caller, async |store| {
+                        let instance = instantiate(pre.instantiate_async(&mut *store)).await?;
+                        instance.muon_function_handle().call_handle(store, &request).await
+                    })
+                    .await;
+                let limit = self.settings.max_response_bytes;
+                (result.and_then(|response| handler::framed(response, limit, &version.label)).map(Output::Http), used)
+            }
+            (EntryPoint::Http(pre), Input::Http(request)) => {
+                http::run(self, version, pre, request, deadline, caller).await
+            }
+            (EntryPoint::Preprocessor(pre), Input::Preprocess(record)) => {
+                let (result, used) = self
+                    .guest_call(version, deadline, caller, async |store| {
+                        let instance = instantiate(pre.instantiate_async(&mut *store)).await?;
+                        instance.muon_function_preprocess().call_preprocess(store, &record).await
+                    })
+                    .await;
+                (result.and_then(guest_result).map(Output::Tensors), used)
+            }
+            (EntryPoint::TrainingStep(pre), Input::TrainInit { config }) => {
+                let (result, used) = self
+                    .guest_call(version, deadline, caller, async |store| {
+                        let instance = instantiate(pre.instantiate_async(&mut *store)).await?;
+                        instance.muon_function_train().call_init(store, &config).await
+                    })
+                    .await;
+                (result.and_then(guest_result).map(Output::Parameters), used)
+            }
+            (EntryPoint::TrainingStep(pre), Input::TrainStep { parameters, batch, hyper }) => {
+                let (result, used) = self
+                    .guest_call(version, deadline, caller, async |store| {
+                        let instance = instantiate(pre.instantiate_async(&mut *store)).await?;
+                        instance.muon_function_train().call_step(store, &parameters, &batch, &hyper).await
+                    })
+                    .await;
+                (result.and_then(guest_result).map(Output::Step), used)
+            }
+            (entry, _) => (Err(wrong_input(version, entry)), Measurement::default()),
+        }
+    }
+
+    /// The guest-call sequence, written once: a concurrency slot, a fresh
+    /// store with the version's limits, `call` under the deadline, then the
+    /// measurement, the guest's output in the log, and the outcome judged.
+    async fn guest_call<T>(
+        &self,
+        version: &Arc<Version>,
+        deadline: Duration,
+        caller: Caller<'_>,
+        call: impl AsyncFnOnce(&mut Store<HostState>) -> wasmtime::Result<T>,
+    ) -> (Result<T, InvokeError>, Measurement) {
+        let _slot = match Arc::clone(&version.admission).enter().await {
+            Ok(slot) => slot,
+            Err(Overloaded { retry_after_s }) => {
+                return (Err(InvokeError::Overloaded { retry_after_s }), Measurement::default());
+            }
+        };
+        let _in_flight = version.metrics.instance_running();
+        let mut store = self.store(version, deadline);
+        let (outcome, cpu) = timed(tokio::time::timeout(deadline, call(&mut store))).await;
+        let used = measurement(&store, cpu);
+        log_output(&store, version, caller);
+        let timeout = || InvokeError::Timeout { timeout_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX) };
+        let result = match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(classify(&store, version, &err).unwrap_or_else(timeout)),
+            Err(_) => Err(timeout()),
+        };
+        (result, used)
+    }
+
     /// A fresh store for `version` with its memory, resource and time limits.
-    pub fn new(app: &App, version: Arc<Version>, request_id: &str) -> Self {
-        let config = &app.config;
+    fn store(&self, version: &Version, deadline: Duration) -> Store<HostState> {
+        let settings = &self.settings;
         let limits = InstanceLimits {
             memory_bytes: (version.limits.memory_mb as usize) << 20,
-            max_resources: config.max_guest_resources,
-            output_bytes: config.guest_output_bytes,
+            max_resources: settings.max_guest_resources,
+            output_bytes: settings.guest_output_bytes,
         };
-        let outbound = OutboundPolicy::new(Arc::clone(&version.allowed_hosts), config.allow_private_outbound);
+        let outbound = OutboundPolicy::new(Arc::clone(&version.allowed_hosts), settings.allow_private_outbound);
         let nn = NnCtx::new(
-            Arc::clone(&app.models),
+            Arc::clone(&self.models),
             Arc::clone(&version.nn_scope),
             u64::from(version.limits.memory_mb) << 20,
         );
-        let mut store = Store::new(app.runtime.engine(), HostState::new(limits, outbound, nn));
+        let mut store = Store::new(self.runtime.engine(), HostState::new(limits, outbound, nn));
         store.limiter(|state| &mut state.limiter);
-        let timeout = Duration::from_millis(version.limits.timeout_ms);
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + deadline;
         // Every epoch tick the guest yields to the executor, so a spinning
         // guest cannot starve other requests on its worker thread; past the
         // deadline it is interrupted. A guest blocked in a host call is
@@ -76,66 +215,80 @@ impl GuestCall {
         store.epoch_deadline_callback(move |_| {
             Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
         });
-        let in_flight = version.metrics.instance_running();
-        Self { store, version, request_id: request_id.to_owned(), timeout, _in_flight: in_flight }
+        store
     }
+}
 
-    /// The guard to run this call's guest code under.
-    pub fn guard(&self) -> CallGuard {
-        CallGuard { timeout: self.timeout }
+/// What the guest used, given the CPU time of its call.
+fn measurement(store: &Store<HostState>, cpu: Duration) -> Measurement {
+    let state = store.data();
+    let (nn_cpu_us, nn_gpu_us) = state.nn_compute();
+    Measurement {
+        cpu,
+        peak_memory_bytes: state.limiter.meter.peak(),
+        memory_byte_ms: state.limiter.meter.byte_ms(),
+        nn_cpu_us,
+        nn_gpu_us,
     }
+}
 
-    /// What the guest used, given the CPU time of its call.
-    fn measurement(&self, cpu: Duration) -> Measurement {
-        let meter = &self.store.data().limiter.meter;
-        let (nn_cpu_us, nn_gpu_us) = self.store.data().nn_compute();
-        Measurement { cpu, peak_memory_bytes: meter.peak(), memory_byte_ms: meter.byte_ms(), nn_cpu_us, nn_gpu_us }
+/// Why a guest call failed; `None` for an interrupt at the deadline.
+fn classify(store: &Store<HostState>, version: &Version, err: &wasmtime::Error) -> Option<InvokeError> {
+    let state = store.data();
+    if state.limiter.hit_limit {
+        return Some(InvokeError::MemoryLimit { limit_mb: version.limits.memory_mb });
     }
+    Some(match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => return None,
+        Some(Trap::StackOverflow) => {
+            InvokeError::Trap("stack overflow: the function recursed deeper than its wasm stack limit".to_owned())
+        }
+        Some(trap) => InvokeError::Trap(with_guest_message(&trap.to_string(), &state.stderr.contents())),
+        None => InvokeError::Trap(with_guest_message(&format!("{err:#}"), &state.stderr.contents())),
+    })
+}
 
-    /// Judges the outcome of a call made under [`GuestCall::guard`], records
-    /// what the guest used into `usage`, and logs what the guest printed.
-    pub fn finish<T>(
-        &self,
-        (outcome, cpu): Guarded<wasmtime::Result<T>>,
-        usage: &mut Measurement,
-    ) -> Result<T, ApiError> {
-        *usage = self.measurement(cpu);
-        self.log_output();
-        match outcome {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => Err(self.classify(&err)),
-            Err(_) => Err(ApiError::Timeout { timeout_ms: self.version.limits.timeout_ms }),
+fn log_output(store: &Store<HostState>, version: &Version, caller: Caller<'_>) {
+    let state = store.data();
+    for (stream, output) in [("stdout", state.stdout.contents()), ("stderr", state.stderr.contents())] {
+        if !output.is_empty() {
+            tracing::info!(
+                request_id = %caller.work_id,
+                function = %version.label,
+                stream,
+                output = %String::from_utf8_lossy(&output).trim_end(),
+                "guest output"
+            );
         }
     }
+}
 
-    fn classify(&self, err: &wasmtime::Error) -> ApiError {
-        let state = self.store.data();
-        if state.limiter.hit_limit {
-            return ApiError::MemoryLimit { limit_mb: self.version.limits.memory_mb };
-        }
-        match err.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => ApiError::Timeout { timeout_ms: self.version.limits.timeout_ms },
-            Some(Trap::StackOverflow) => {
-                ApiError::Trap("stack overflow: the function recursed deeper than its wasm stack limit".to_owned())
-            }
-            Some(trap) => ApiError::Trap(with_guest_message(&trap.to_string(), &state.stderr.contents())),
-            None => ApiError::Trap(with_guest_message(&format!("{err:#}"), &state.stderr.contents())),
-        }
-    }
+/// Instantiates, recording how long it took.
+async fn instantiate<T>(instantiating: impl Future<Output = wasmtime::Result<T>>) -> wasmtime::Result<T> {
+    // Looked up once: the macro hashes the key into the registry on every call.
+    static INSTANTIATE: std::sync::LazyLock<metrics::Histogram> =
+        std::sync::LazyLock::new(|| metrics::histogram!("muon_instantiate_seconds"));
+    let started = Instant::now();
+    let instance = instantiating.await?;
+    INSTANTIATE.record(started.elapsed().as_secs_f64());
+    Ok(instance)
+}
 
-    fn log_output(&self) {
-        let state = self.store.data();
-        for (stream, output) in [("stdout", state.stdout.contents()), ("stderr", state.stderr.contents())] {
-            if !output.is_empty() {
-                tracing::info!(
-                    request_id = %self.request_id,
-                    function = %self.version.label,
-                    stream,
-                    output = %String::from_utf8_lossy(&output).trim_end(),
-                    "guest output"
-                );
-            }
+/// A function's own `err(string)` result: the call worked, the input did not.
+fn guest_result<T>(result: Result<T, String>) -> Result<T, InvokeError> {
+    result.map_err(InvokeError::Rejected)
+}
+
+fn wrong_input(version: &Version, entry: &EntryPoint) -> InvokeError {
+    let name = &version.record.name;
+    match entry {
+        EntryPoint::Handler(_) | EntryPoint::Http(_) => {
+            InvokeError::BadInput(format!("`{name}` is an HTTP function; call it at /fn/{}", version.label))
         }
+        EntryPoint::Preprocessor(_) | EntryPoint::TrainingStep(_) => InvokeError::BadInput(format!(
+            "`{name}` is a {} function; call it with POST /v1/functions/{name}/invoke",
+            entry.kind().as_str()
+        )),
     }
 }
 
@@ -149,12 +302,4 @@ fn with_guest_message(trap: &str, stderr: &[u8]) -> String {
         0 => trap.to_owned(),
         n => format!("{trap}; guest stderr: {}", lines[n.saturating_sub(2)..].join(" ")),
     }
-}
-
-/// Records instantiation time.
-pub(crate) fn record_instantiate(started: Instant) {
-    // Looked up once: the macro hashes the key into the registry on every call.
-    static INSTANTIATE: std::sync::LazyLock<metrics::Histogram> =
-        std::sync::LazyLock::new(|| metrics::histogram!("muon_instantiate_seconds"));
-    INSTANTIATE.record(started.elapsed().as_secs_f64());
 }

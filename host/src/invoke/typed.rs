@@ -4,28 +4,26 @@
 //! Tensors travel as `{"name", "dimensions", "type", "data"}` where `data`
 //! holds the elements as JSON numbers in row-major order.
 
-use std::sync::Arc;
-use std::time::Instant;
-
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{GuestCall, record_instantiate};
-use crate::engine::{EntryPoint, NamedTensor, Tensor, TensorType};
-use crate::error::ApiError;
-use crate::metering::Measurement;
-use crate::registry::Version;
-use crate::server::App;
+use super::InvokeError;
+use super::{Input, Output};
+use crate::engine::{FunctionKind, NamedTensor, Tensor, TensorType};
 
 /// A tensor as JSON.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JsonTensor {
+    /// The tensor's name.
     pub name: String,
+    /// Its shape.
     pub dimensions: Vec<u32>,
+    /// Its element type (`fp32`, `i64`, ...).
     #[serde(rename = "type")]
     pub ty: String,
+    /// The elements, row-major.
     pub data: Vec<f64>,
 }
 
@@ -56,125 +54,69 @@ enum TrainingInput {
     },
 }
 
-/// Invokes a typed function with a JSON input and returns its JSON output,
-/// serialized and at most `max_response_bytes` long.
-pub async fn invoke_typed(
-    app: &App,
-    version: Arc<Version>,
-    input: &[u8],
-    request_id: &str,
-    usage: &mut Measurement,
-) -> Result<Vec<u8>, ApiError> {
-    let limit = app.config.limits.max_response_bytes;
-    let parse_error = |err: serde_json::Error| ApiError::BadRequest(format!("invalid invoke input: {err}"));
-    match &version.entry {
-        EntryPoint::Preprocessor(pre) => {
-            let input: PreprocessInput = serde_json::from_slice(input).map_err(parse_error)?;
-            let record = raw_record(input)?;
-            let pre = pre.clone();
-            let output = run(app, version, request_id, |mut call| async move {
-                let outcome = call
-                    .guard()
-                    .run(async {
-                        let started = Instant::now();
-                        let instance = pre.instantiate_async(&mut call.store).await?;
-                        record_instantiate(started);
-                        instance.muon_function_preprocess().call_preprocess(&mut call.store, &record).await
-                    })
-                    .await;
-                call.finish(outcome, usage)
-            })
-            .await?
-            .map_err(guest_error)?;
-            output_json(&TensorsOutput { tensors: TensorList::checked(&output, limit)? }, limit)
+/// The input of a typed function of `kind` from its JSON form.
+pub fn input(kind: FunctionKind, json: &[u8]) -> Result<Input, InvokeError> {
+    let parse_error = |err: serde_json::Error| InvokeError::BadInput(format!("invalid invoke input: {err}"));
+    match kind {
+        FunctionKind::Preprocessor => {
+            let input: PreprocessInput = serde_json::from_slice(json).map_err(parse_error)?;
+            Ok(Input::Preprocess(raw_record(input)?))
         }
-        EntryPoint::TrainingStep(pre) => {
-            let input: TrainingInput = serde_json::from_slice(input).map_err(parse_error)?;
-            let pre = pre.clone();
-            match input {
-                TrainingInput::Init { config } => {
-                    let config = match config {
-                        Value::String(text) => text,
-                        other => other.to_string(),
-                    };
-                    let parameters = run(app, version, request_id, |mut call| async move {
-                        let outcome = call
-                            .guard()
-                            .run(async {
-                                let instance = pre.instantiate_async(&mut call.store).await?;
-                                instance.muon_function_train().call_init(&mut call.store, &config).await
-                            })
-                            .await;
-                        call.finish(outcome, usage)
-                    })
-                    .await?
-                    .map_err(guest_error)?;
-                    output_json(&ParametersOutput { parameters: TensorList::checked(&parameters, limit)? }, limit)
-                }
-                TrainingInput::Step { parameters, batch, hyper_parameters } => {
-                    let parameters = tensors_from_json(parameters)?;
-                    let batch = tensors_from_json(batch)?;
-                    let hyper: Vec<(String, f64)> = hyper_parameters.into_iter().collect();
-                    let output = run(app, version, request_id, |mut call| async move {
-                        let outcome = call
-                            .guard()
-                            .run(async {
-                                let instance = pre.instantiate_async(&mut call.store).await?;
-                                instance
-                                    .muon_function_train()
-                                    .call_step(&mut call.store, &parameters, &batch, &hyper)
-                                    .await
-                            })
-                            .await;
-                        call.finish(outcome, usage)
-                    })
-                    .await?
-                    .map_err(guest_error)?;
-                    let step = StepOutput {
-                        parameters: TensorList::checked(&output.parameters, limit)?,
-                        loss: output.loss,
-                        metrics: output.metrics.iter().map(|(name, value)| (name.as_str(), *value)).collect(),
-                    };
-                    output_json(&step, limit)
-                }
+        FunctionKind::TrainingStep => match serde_json::from_slice(json).map_err(parse_error)? {
+            TrainingInput::Init { config } => {
+                let config = match config {
+                    Value::String(text) => text,
+                    other => other.to_string(),
+                };
+                Ok(Input::TrainInit { config })
             }
+            TrainingInput::Step { parameters, batch, hyper_parameters } => Ok(Input::TrainStep {
+                parameters: tensors_from_json(parameters)?,
+                batch: tensors_from_json(batch)?,
+                hyper: hyper_parameters.into_iter().collect(),
+            }),
+        },
+        FunctionKind::Handler | FunctionKind::Http => {
+            Err(InvokeError::BadInput("an HTTP function has no typed input; call it at /fn/{tenant}/{name}".into()))
         }
-        EntryPoint::Handler(_) | EntryPoint::Http(_) => Err(ApiError::BadRequest(format!(
-            "`{}` is an HTTP function; call it at /fn/{}",
-            version.record.name, version.label
-        ))),
     }
 }
 
-/// Admits the request, builds the store and runs `body` with it.
-async fn run<T, F, Fut>(app: &App, version: Arc<Version>, request_id: &str, body: F) -> Result<T, ApiError>
-where
-    F: FnOnce(GuestCall) -> Fut,
-    Fut: Future<Output = Result<T, ApiError>>,
-{
-    let _slot = Arc::clone(&version.admission).enter().await?;
-    body(GuestCall::new(app, version, request_id)).await
+/// A typed function's output as JSON, at most `limit` bytes long.
+pub fn output(output: &Output, limit: u64) -> Result<Vec<u8>, InvokeError> {
+    match output {
+        Output::Tensors(tensors) => {
+            output_json(&TensorsOutput { tensors: TensorList::checked(tensors, limit)? }, limit)
+        }
+        Output::Parameters(parameters) => {
+            output_json(&ParametersOutput { parameters: TensorList::checked(parameters, limit)? }, limit)
+        }
+        Output::Step(step) => {
+            let step = StepJson {
+                parameters: TensorList::checked(&step.parameters, limit)?,
+                loss: step.loss,
+                metrics: step.metrics.iter().map(|(name, value)| (name.as_str(), *value)).collect(),
+            };
+            output_json(&step, limit)
+        }
+        Output::Http(_) => Err(InvokeError::Internal(anyhow::anyhow!("an HTTP response is not a typed output"))),
+    }
 }
 
-/// A function's own `err(string)` result is a 422: the call worked, the input did not.
-fn guest_error(message: String) -> ApiError {
-    ApiError::Unprocessable(message)
-}
-
-fn raw_record(input: PreprocessInput) -> Result<crate::engine::RawRecord, ApiError> {
+fn raw_record(input: PreprocessInput) -> Result<crate::engine::RawRecord, InvokeError> {
     let data = match (input.data, input.data_base64) {
         (Some(text), None) => text.into_bytes(),
         (None, Some(encoded)) => base64::engine::general_purpose::STANDARD
             .decode(encoded.as_bytes())
-            .map_err(|err| ApiError::BadRequest(format!("data_base64 is not valid base64: {err}")))?,
+            .map_err(|err| InvokeError::BadInput(format!("data_base64 is not valid base64: {err}")))?,
         _ => {
-            return Err(ApiError::BadRequest("give exactly one of `data` (text) or `data_base64`".to_owned()));
+            return Err(InvokeError::BadInput("give exactly one of `data` (text) or `data_base64`".to_owned()));
         }
     };
     Ok(crate::engine::RawRecord { content_type: input.content_type, data })
 }
 
-fn tensor_type(name: &str) -> Result<TensorType, ApiError> {
+fn tensor_type(name: &str) -> Result<TensorType, InvokeError> {
     Ok(match name {
         "fp16" => TensorType::Fp16,
         "fp32" => TensorType::Fp32,
@@ -184,7 +126,7 @@ fn tensor_type(name: &str) -> Result<TensorType, ApiError> {
         "i32" => TensorType::I32,
         "i64" => TensorType::I64,
         other => {
-            return Err(ApiError::BadRequest(format!(
+            return Err(InvokeError::BadInput(format!(
                 "unknown tensor type `{other}`; use fp16, fp32, fp64, bf16, u8, i32 or i64"
             )));
         }
@@ -212,19 +154,19 @@ fn element_size(ty: TensorType) -> usize {
     }
 }
 
-fn tensors_from_json(tensors: Vec<JsonTensor>) -> Result<Vec<NamedTensor>, ApiError> {
+fn tensors_from_json(tensors: Vec<JsonTensor>) -> Result<Vec<NamedTensor>, InvokeError> {
     tensors.into_iter().map(tensor_from_json).collect()
 }
 
-fn tensor_from_json(json: JsonTensor) -> Result<NamedTensor, ApiError> {
+fn tensor_from_json(json: JsonTensor) -> Result<NamedTensor, InvokeError> {
     let ty = tensor_type(&json.ty)?;
     let count = json
         .dimensions
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d as usize))
-        .ok_or_else(|| ApiError::BadRequest(format!("tensor `{}`: dimensions overflow", json.name)))?;
+        .ok_or_else(|| InvokeError::BadInput(format!("tensor `{}`: dimensions overflow", json.name)))?;
     if count != json.data.len() {
-        return Err(ApiError::BadRequest(format!(
+        return Err(InvokeError::BadInput(format!(
             "tensor `{}`: dimensions {:?} hold {count} elements but data has {}",
             json.name,
             json.dimensions,
@@ -241,7 +183,7 @@ fn tensor_from_json(json: JsonTensor) -> Result<NamedTensor, ApiError> {
             TensorType::U8 => data.push(x as u8),
             TensorType::Bf16 => data.extend_from_slice(&(((x as f32).to_bits() >> 16) as u16).to_le_bytes()),
             TensorType::Fp16 => {
-                return Err(ApiError::BadRequest("fp16 tensors are not accepted as JSON; use fp32".into()));
+                return Err(InvokeError::BadInput("fp16 tensors are not accepted as JSON; use fp32".into()));
             }
         }
     }
@@ -262,7 +204,7 @@ struct ParametersOutput<'a> {
 
 /// The JSON output of a training step's `step`.
 #[derive(Serialize)]
-struct StepOutput<'a> {
+struct StepJson<'a> {
     parameters: TensorList<'a>,
     loss: f64,
     metrics: std::collections::BTreeMap<&'a str, f64>,
@@ -275,12 +217,12 @@ struct TensorList<'a>(&'a [NamedTensor]);
 impl<'a> TensorList<'a> {
     /// The tensors, once each is known to be whole and their JSON could fit
     /// in `limit` bytes (every element takes at least two: a digit and a comma).
-    fn checked(tensors: &'a [NamedTensor], limit: u64) -> Result<Self, ApiError> {
+    fn checked(tensors: &'a [NamedTensor], limit: u64) -> Result<Self, InvokeError> {
         let mut elements = 0u64;
         for named in tensors {
             let size = element_size(named.tensor.ty);
             if !named.tensor.data.len().is_multiple_of(size) {
-                return Err(ApiError::Trap(format!(
+                return Err(InvokeError::Trap(format!(
                     "the function returned tensor `{}` whose byte length {} is not a multiple of {size}",
                     named.name,
                     named.tensor.data.len()
@@ -289,7 +231,7 @@ impl<'a> TensorList<'a> {
             elements = elements.saturating_add((named.tensor.data.len() / size) as u64);
         }
         if elements.saturating_mul(2) > limit {
-            return Err(ApiError::ResponseTooLarge { limit });
+            return Err(InvokeError::ResponseTooLarge { limit });
         }
         Ok(Self(tensors))
     }
@@ -347,13 +289,13 @@ fn element(ty: TensorType, b: &[u8]) -> f64 {
 
 /// Serializes `output` into at most `limit` bytes, stopping as soon as it
 /// passes the limit: the host never holds more than the response cap.
-fn output_json(output: &impl Serialize, limit: u64) -> Result<Vec<u8>, ApiError> {
+fn output_json(output: &impl Serialize, limit: u64) -> Result<Vec<u8>, InvokeError> {
     let mut writer =
         CappedWriter { bytes: Vec::new(), limit: usize::try_from(limit).unwrap_or(usize::MAX), overflowed: false };
     match serde_json::to_writer(&mut writer, output) {
         Ok(()) => Ok(writer.bytes),
-        Err(_) if writer.overflowed => Err(ApiError::ResponseTooLarge { limit }),
-        Err(err) => Err(ApiError::Internal(anyhow::anyhow!("cannot serialize the function's output: {err}"))),
+        Err(_) if writer.overflowed => Err(InvokeError::ResponseTooLarge { limit }),
+        Err(err) => Err(InvokeError::Internal(anyhow::anyhow!("cannot serialize the function's output: {err}"))),
     }
 }
 
@@ -397,7 +339,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tensors_round_trip_through_json() -> Result<(), ApiError> {
+    fn tensors_round_trip_through_json() -> Result<(), InvokeError> {
         let json =
             JsonTensor { name: "x".into(), dimensions: vec![2, 2], ty: "fp32".into(), data: vec![1.0, -2.5, 3.0, 0.0] };
         let tensor = tensor_from_json(json)?;
@@ -414,23 +356,26 @@ mod tests {
     }
 
     #[test]
-    fn output_over_the_cap_is_refused_without_being_built() -> Result<(), ApiError> {
+    fn output_over_the_cap_is_refused_without_being_built() -> Result<(), InvokeError> {
         let tensors = [NamedTensor {
             name: "w".into(),
             tensor: Tensor { dimensions: vec![1000], ty: TensorType::Fp32, data: vec![0; 4000] },
         }];
         // 1000 elements need at least 2000 bytes of JSON: refused before serializing.
-        assert!(matches!(TensorList::checked(&tensors, 1999), Err(ApiError::ResponseTooLarge { limit: 1999 })));
+        assert!(matches!(TensorList::checked(&tensors, 1999), Err(InvokeError::ResponseTooLarge { limit: 1999 })));
         // "0.0," is 4 bytes per element: passes the first check, stopped while writing.
         let list = TensorList::checked(&tensors, 3000)?;
-        assert!(matches!(output_json(&TensorsOutput { tensors: list }, 3000), Err(ApiError::ResponseTooLarge { .. })));
+        assert!(matches!(
+            output_json(&TensorsOutput { tensors: list }, 3000),
+            Err(InvokeError::ResponseTooLarge { .. })
+        ));
         Ok(())
     }
 
     #[test]
     fn wrong_element_count_is_rejected() {
         let json = JsonTensor { name: "x".into(), dimensions: vec![3], ty: "i64".into(), data: vec![1.0] };
-        assert!(matches!(tensor_from_json(json), Err(ApiError::BadRequest(m)) if m.contains("3 elements")));
+        assert!(matches!(tensor_from_json(json), Err(InvokeError::BadInput(m)) if m.contains("3 elements")));
     }
 
     #[test]

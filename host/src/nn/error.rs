@@ -4,13 +4,23 @@
 /// The WIT `error-code`s muon returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
+    /// The guest passed what the model or call cannot take (a tensor's type
+    /// or shape, a model in several parts).
     InvalidArgument,
+    /// The model's bytes are not a valid ONNX model.
     InvalidEncoding,
+    /// The compute was stopped at the request's deadline.
     Timeout,
+    /// The backend or the inference threads failed; not the guest's fault.
     RuntimeError,
+    /// The model or call needs something muon does not offer (an operator,
+    /// a device, an output kind).
     UnsupportedOperation,
+    /// A model or tensor is past a size limit.
     TooLarge,
+    /// No model by that name is available to the function.
     NotFound,
+    /// The model reaches outside its upload (external data).
     Security,
 }
 
@@ -34,7 +44,9 @@ impl ErrorCode {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{} ({})", message, code.as_str())]
 pub struct NnError {
+    /// What the guest may branch on.
     pub code: ErrorCode,
+    /// What was expected and what was given, for the guest's author.
     pub message: String,
 }
 

@@ -28,7 +28,7 @@ use dashmap::DashMap;
 use backend::{Backend, BackendKind, Device, LoadedModel, OnnxRuntime, Tract};
 use bounds::{LoadLimits, ModelBounds};
 pub use error::{ErrorCode, NnError};
-pub use models::{ModelAccess, ModelOptions, ModelRecord, ModelStore};
+pub use models::{ModelAccess, ModelError, ModelOptions, ModelRecord, ModelStore};
 use pool::ComputePool;
 pub use signature::{Dim, Signature, TensorSpec, inspect_onnx};
 pub use tensor::{ElementType, HostTensor};
@@ -94,7 +94,9 @@ impl ComputeMeter {
 /// A model ready to compute, as a wasi-nn `graph` holds it.
 #[derive(Clone)]
 pub struct Graph {
+    /// The loaded model, shared by every function that uses it.
     pub model: Arc<dyn LoadedModel>,
+    /// Its inputs and outputs, to check a guest's tensors before compute.
     pub signature: Arc<Signature>,
     bounds: Arc<ModelBounds>,
 }
@@ -104,10 +106,15 @@ type LoadKey = (String, BackendKind, Device);
 /// A model to load: its digest, where to run it, its signature, and the
 /// tenant whose turn on the load threads it takes.
 pub struct ModelSpec {
+    /// The tenant whose turn on the load threads the load takes.
     pub tenant: Arc<str>,
+    /// SHA-256 of the bytes: loads of the same model are shared by it.
     pub digest: String,
+    /// The inference backend to load it into.
     pub backend: BackendKind,
+    /// Where its compute runs.
     pub device: Device,
+    /// Its inputs and outputs, read at upload.
     pub signature: Arc<Signature>,
 }
 
@@ -325,6 +332,7 @@ impl Inference {
 /// threads, and the memory limit its tensors must fit.
 #[derive(Debug, Clone)]
 pub struct Caller {
+    /// The tenant whose turn on the inference threads the compute takes.
     pub tenant: Arc<str>,
     /// The calling function's memory limit, in bytes.
     pub memory_limit: u64,

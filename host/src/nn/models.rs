@@ -11,7 +11,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use bytes::Bytes;
 use dashmap::DashMap;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::backend::{BackendKind, Device};
@@ -19,22 +18,28 @@ use super::error::NnError;
 use super::signature::{Signature, inspect_onnx};
 use super::{Graph, Inference, ModelBytes, ModelSpec};
 use crate::db::{Blob, Db, ModelRow};
-use crate::error::ApiError;
 
-/// A tenant's model, as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+/// A tenant's model.
+#[derive(Debug, Clone)]
 pub struct ModelRecord {
+    /// The name functions load it by.
     pub name: String,
-    #[serde(skip)]
+    /// The owning tenant.
     pub tenant: String,
+    /// SHA-256 of the model's bytes: the same bytes are stored and loaded once.
     pub digest: String,
+    /// The bytes' size, counted against the tenant's storage quota.
     pub size: u64,
+    /// The inference backend it runs on.
     pub backend: BackendKind,
+    /// The device it runs on.
     pub target: Device,
+    /// What a guest must pass, in graph order.
     pub inputs: Vec<super::TensorSpec>,
+    /// What a guest gets back, in graph order.
     pub outputs: Vec<super::TensorSpec>,
+    /// When it was uploaded (Unix milliseconds).
     pub created_at_ms: i64,
-    #[serde(skip)]
     signature: Arc<Signature>,
 }
 
@@ -112,18 +117,18 @@ impl ModelStore {
         name: &str,
         bytes: Bytes,
         options: ModelOptions,
-    ) -> Result<Arc<ModelRecord>, ApiError> {
+    ) -> Result<Arc<ModelRecord>, ModelError> {
         match options.encoding.as_deref() {
             None | Some("onnx" | "autodetect") => {}
             Some(other) => {
-                return Err(ApiError::BadRequest(format!(
+                return Err(ModelError::BadOption(format!(
                     "encoding `{other}` is not supported; muon serves ONNX models (encoding=onnx or autodetect)"
                 )));
             }
         }
-        let invalid = |err: NnError| ApiError::InvalidModel(err.message);
+        let invalid = |err: NnError| ModelError::Invalid(err.message);
         let backend =
-            self.inference.choose_backend(options.backend).map_err(|err| ApiError::BadRequest(err.message))?;
+            self.inference.choose_backend(options.backend).map_err(|err| ModelError::BadOption(err.message))?;
         let target = options.target.unwrap_or(Device::Cpu);
         // One change at a time, from the file written to the name recorded,
         // so a failed upload never removes a file another one is about to use.
@@ -168,7 +173,7 @@ impl ModelStore {
             target: graph.model.device(),
             inputs: signature.inputs.clone(),
             outputs: signature.outputs.clone(),
-            created_at_ms: crate::auth::now_ms(),
+            created_at_ms: crate::clock::now_ms(),
             signature,
         });
         self.db.put_model(&row_from_record(&record)?).await?;
@@ -193,10 +198,10 @@ impl ModelStore {
     }
 
     /// Deletes a model's name; its bytes go when no name uses them.
-    pub async fn delete(&self, tenant: &str, name: &str) -> Result<(), ApiError> {
+    pub async fn delete(&self, tenant: &str, name: &str) -> Result<(), ModelError> {
         let _guard = self.changes.lock().await;
         if !self.db.delete_model(tenant, name).await? {
-            return Err(ApiError::NotFound(format!("model `{name}`")));
+            return Err(ModelError::NotFound(format!("model `{name}`")));
         }
         if let Some((_, old)) = self.records.remove(&key(tenant, name)) {
             self.forget_if_unused(&old.digest).await;
@@ -266,6 +271,23 @@ impl ModelStore {
             tracing::warn!(%err, digest, "cannot remove an unused model file");
         }
     }
+}
+
+/// An upload or deletion of a model refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// An upload option is not supported.
+    #[error("{0}")]
+    BadOption(String),
+    /// The bytes are not a model muon can serve.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such model.
+    #[error("{0} was not found")]
+    NotFound(String),
+    /// The disk or the database failed.
+    #[error("internal error: {0:#}")]
+    Internal(#[from] anyhow::Error),
 }
 
 /// A model's bytes from its file, or, on a node sharing the database, from the

@@ -21,9 +21,13 @@ pub enum Dim {
 /// A named input or output with its element type and shape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TensorSpec {
+    /// The graph's name for it: a guest's inputs are matched by name, and
+    /// outputs come back under it.
     pub name: String,
+    /// The element type a guest's tensor must have.
     #[serde(rename = "type")]
     pub ty: ElementType,
+    /// The dimensions; symbolic ones take any size.
     pub shape: Vec<Dim>,
 }
 
@@ -45,7 +49,9 @@ impl TensorSpec {
 /// A model's inputs and outputs, in graph order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signature {
+    /// What a guest must pass.
     pub inputs: Vec<TensorSpec>,
+    /// What the model computes.
     pub outputs: Vec<TensorSpec>,
 }
 

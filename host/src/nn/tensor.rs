@@ -10,12 +10,19 @@ use super::signature::{Dim, TensorSpec};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ElementType {
+    /// IEEE 754 half precision.
     Fp16,
+    /// IEEE 754 single precision.
     Fp32,
+    /// IEEE 754 double precision.
     Fp64,
+    /// bfloat16: single precision's exponent with a 7-bit mantissa.
     Bf16,
+    /// Unsigned bytes (images, typically).
     U8,
+    /// 32-bit signed integers.
     I32,
+    /// 64-bit signed integers (token ids, typically).
     I64,
 }
 
@@ -47,8 +54,11 @@ impl ElementType {
 /// A tensor in wasi-nn's layout: dimensions, element type, little-endian bytes.
 #[derive(Debug, Clone)]
 pub struct HostTensor {
+    /// The shape, outermost first.
     pub dimensions: Vec<u32>,
+    /// The type of each element of `data`.
     pub ty: ElementType,
+    /// The elements, row-major, little-endian.
     pub data: Vec<u8>,
 }
 

@@ -77,7 +77,9 @@ impl NnCtx {
 
 /// The wasi-nn view of a store's data: its context and resource table.
 pub struct WasiNnView<'a> {
+    /// The call's models, limits and compute meter.
     pub ctx: &'a mut NnCtx,
+    /// Where the guest's graphs, contexts and tensors live as resources.
     pub table: &'a mut ResourceTable,
 }
 

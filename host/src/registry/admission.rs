@@ -8,8 +8,14 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::error::ApiError;
 use crate::tenancy::{AnonymousGate, AnonymousLimits};
+
+/// Every slot of a function is taken and its queue is full or timed out.
+#[derive(Debug, Clone, Copy)]
+pub struct Overloaded {
+    /// When a retry may find a slot, in seconds.
+    pub retry_after_s: u32,
+}
 
 /// Admission control for one function.
 #[derive(Debug)]
@@ -36,13 +42,13 @@ impl Admission {
     }
 
     /// Waits for a slot; the slot is held until the permit is dropped.
-    pub async fn enter(self: Arc<Self>) -> Result<OwnedSemaphorePermit, ApiError> {
+    pub async fn enter(self: Arc<Self>) -> Result<OwnedSemaphorePermit, Overloaded> {
         if let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() {
             return Ok(permit);
         }
         let overloaded = || {
             let retry_after_s = u32::try_from(self.queue_timeout.as_secs()).unwrap_or(u32::MAX).max(1);
-            ApiError::Overloaded { retry_after_s }
+            Overloaded { retry_after_s }
         };
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue_depth {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
@@ -69,7 +75,7 @@ mod tests {
         let held = Arc::clone(&admission).enter().await;
         assert!(held.is_ok());
         let started = Instant::now();
-        assert!(matches!(admission.enter().await, Err(ApiError::Overloaded { .. })));
+        assert!(matches!(admission.enter().await, Err(Overloaded { .. })));
         assert!(started.elapsed() < Duration::from_secs(1));
     }
 

@@ -16,8 +16,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, timeout_at};
 use wasmtime::component::Component;
 
+use super::RegistryError;
 use crate::engine::Runtime;
-use crate::error::ApiError;
 
 /// Compiles components into the runtime's artifact cache.
 pub struct Compiler {
@@ -35,7 +35,7 @@ impl Compiler {
 
     /// The component for `bytes` (whose digest is `digest`), from the
     /// artifact cache or compiled for `tenant`.
-    pub async fn compile(&self, tenant: &str, digest: &str, bytes: bytes::Bytes) -> Result<Component, ApiError> {
+    pub async fn compile(&self, tenant: &str, digest: &str, bytes: bytes::Bytes) -> Result<Component, RegistryError> {
         if let Some(component) = self.cached(digest).await? {
             return Ok(component);
         }
@@ -57,9 +57,10 @@ impl Compiler {
         deadline: Instant,
         digest: &str,
         bytes: bytes::Bytes,
-    ) -> Result<Component, ApiError> {
-        let busy =
-            |_| ApiError::CompileBusy { retry_after_s: u32::try_from(self.timeout.as_secs()).unwrap_or(60).max(1) };
+    ) -> Result<Component, RegistryError> {
+        let busy = |_| RegistryError::CompileBusy {
+            retry_after_s: u32::try_from(self.timeout.as_secs()).unwrap_or(60).max(1),
+        };
         let own = timeout_at(deadline, Arc::clone(tenant_slot).acquire_owned()).await.map_err(busy)?;
         let host = timeout_at(deadline, Arc::clone(&self.host).acquire_owned()).await.map_err(busy)?;
         let permits = (own.context("compile slots closed")?, host.context("compile slots closed")?);
@@ -81,7 +82,7 @@ impl Compiler {
                 *abandoned.lock().map_err(|_| anyhow::anyhow!("compile flag poisoned"))? = true;
                 let timeout_ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
                 tracing::warn!(digest, timeout_ms, "compile passed its deadline");
-                Err(ApiError::CompileTimeout { timeout_ms })
+                Err(RegistryError::CompileTimeout { timeout_ms })
             }
         }
     }
@@ -92,7 +93,7 @@ impl Compiler {
         digest: String,
         bytes: bytes::Bytes,
         abandoned: Arc<Mutex<bool>>,
-    ) -> tokio::task::JoinHandle<Result<Component, ApiError>> {
+    ) -> tokio::task::JoinHandle<Result<Component, RegistryError>> {
         let runtime = Arc::clone(&self.runtime);
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         tokio::task::spawn_blocking(move || {
@@ -111,14 +112,14 @@ impl Compiler {
             // deploy's cleanup removes it).
             let abandoned = abandoned.lock().map_err(|_| anyhow::anyhow!("compile flag poisoned"))?;
             if *abandoned {
-                return Err(ApiError::Unavailable("the compile was abandoned".to_owned()));
+                return Err(RegistryError::CompileAbandoned);
             }
             Ok(runtime.store_artifact(&digest, &serialized)?)
         })
     }
 
     /// The component cached for `digest`, if any.
-    pub async fn cached(&self, digest: &str) -> Result<Option<Component>, ApiError> {
+    pub async fn cached(&self, digest: &str) -> Result<Option<Component>, RegistryError> {
         let runtime = Arc::clone(&self.runtime);
         let digest = digest.to_owned();
         let component =

@@ -4,48 +4,51 @@
 
 mod admission;
 mod compile;
-mod name;
+mod error;
 mod storage;
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use dashmap::DashMap;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-pub use admission::Admission;
-pub use name::{FunctionName, check_model_name, check_tenant_name};
+pub use admission::{Admission, Overloaded};
+pub use error::RegistryError;
 
-use crate::config::Config;
 use crate::db::{Blob, Db, VersionRecord};
 use crate::engine::{EntryPoint, Runtime};
-use crate::error::ApiError;
+use crate::names::{FunctionName, check_model_name};
 use crate::nn::ModelAccess;
 use crate::nn::wasi::NnScope;
 use crate::telemetry::FunctionMetrics;
-use crate::tenancy::StorageQuota;
+use crate::tenancy::{AnonymousLimits, StorageQuota};
 use compile::Compiler;
 use storage::LocalStore;
 
-/// The only tenant until tenants exist.
-pub const DEFAULT_TENANT: &str = "default";
-
 /// Limits a function runs under.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy)]
 pub struct FunctionLimits {
+    /// Linear memory an instance may grow to, in MiB.
     pub memory_mb: u32,
+    /// The deadline of a call, in milliseconds.
     pub timeout_ms: u64,
+    /// Instances running at once.
     pub max_concurrency: u32,
 }
 
 /// What a deploy asks for beyond the component itself.
 #[derive(Debug, Clone, Default)]
 pub struct DeployOptions {
+    /// Memory limit, in MiB; the host default when `None`.
     pub memory_mb: Option<u32>,
+    /// Deadline, in milliseconds; the host default when `None`.
     pub timeout_ms: Option<u64>,
+    /// Instances at once; the host default when `None`.
     pub max_concurrency: Option<u32>,
+    /// Whether anyone may call it without a key (under the anonymous budget).
     pub public: bool,
+    /// Hosts its outbound requests may reach.
     pub allowed_hosts: Vec<String>,
     /// Models the function may load by name; `None`: every model of its tenant.
     pub models: Option<Vec<String>>,
@@ -53,23 +56,67 @@ pub struct DeployOptions {
 
 /// One live version of a function.
 pub struct Version {
+    /// The version as the catalog stores it.
     pub record: VersionRecord,
+    /// The limits its calls run under.
     pub limits: FunctionLimits,
+    /// Hosts its outbound requests may reach.
     pub allowed_hosts: Arc<[String]>,
     /// The models its instances may load.
     pub nn_scope: Arc<NnScope>,
+    /// The pre-linked component to instantiate.
     pub entry: EntryPoint,
+    /// Its concurrency slots and queue, shared across versions with the same limit.
     pub admission: Arc<Admission>,
     /// `tenant/name`, the function's label in metrics and logs.
     pub label: String,
+    /// Its metric series.
     pub metrics: FunctionMetrics,
+}
+
+/// What the registry needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct RegistrySettings {
+    /// Where components are stored once each, by digest.
+    pub components_dir: std::path::PathBuf,
+    /// Per-function defaults and caps.
+    pub limits: LimitDefaults,
+    /// Requests that may wait for a busy function.
+    pub queue_depth: u32,
+    /// How long a request may wait for a busy function.
+    pub queue_timeout: std::time::Duration,
+    /// Host-wide defaults of the budget anonymous callers share per public function.
+    pub anonymous: AnonymousLimits,
+    /// Versions kept per function, the active one included.
+    pub max_versions_kept: usize,
+    /// Components compiled at once.
+    pub compile_slots: usize,
+    /// How long one compile may take.
+    pub compile_timeout: std::time::Duration,
+}
+
+/// Per-function limits: the defaults a deploy gets and the caps it may not pass.
+#[derive(Debug, Clone, Copy)]
+pub struct LimitDefaults {
+    /// Memory of a function that names none, in MiB.
+    pub default_memory_mb: u32,
+    /// Largest memory a deploy may ask for, in MiB.
+    pub max_memory_mb: u32,
+    /// Deadline of a function that names none, in milliseconds.
+    pub default_timeout_ms: u64,
+    /// Longest deadline a deploy may ask for, in milliseconds.
+    pub max_timeout_ms: u64,
+    /// Concurrent instances of a function that names no limit.
+    pub default_max_concurrency: u32,
+    /// Largest `max_concurrency` a deploy may ask for.
+    pub max_concurrency_cap: u32,
 }
 
 /// The function registry.
 pub struct Registry {
     db: Db,
     runtime: Arc<Runtime>,
-    config: Config,
+    config: RegistrySettings,
     files: LocalStore,
     live: DashMap<String, Arc<Version>>,
     /// Serialises this node's catalog changes, so two deploys of a name
@@ -84,8 +131,8 @@ fn key(tenant: &str, name: &str) -> String {
 
 impl Registry {
     /// Loads every function's active version from the catalog.
-    pub async fn load(db: Db, runtime: Arc<Runtime>, config: Config) -> anyhow::Result<Self> {
-        let components_dir = config.data_dir.join("components");
+    pub async fn load(db: Db, runtime: Arc<Runtime>, config: RegistrySettings) -> anyhow::Result<Self> {
+        let components_dir = config.components_dir.clone();
         std::fs::create_dir_all(&components_dir)
             .with_context(|| format!("cannot create {}", components_dir.display()))?;
         let compiler = Compiler::new(Arc::clone(&runtime), config.compile_slots, config.compile_timeout);
@@ -130,7 +177,7 @@ impl Registry {
     }
 
     /// All stored versions of a function.
-    pub async fn history(&self, tenant: &str, name: &FunctionName) -> Result<Vec<VersionRecord>, ApiError> {
+    pub async fn history(&self, tenant: &str, name: &FunctionName) -> Result<Vec<VersionRecord>, RegistryError> {
         Ok(self.db.versions(tenant, name.as_str()).await?)
     }
 
@@ -144,7 +191,7 @@ impl Registry {
         bytes: bytes::Bytes,
         options: DeployOptions,
         quota: StorageQuota,
-    ) -> Result<Arc<Version>, ApiError> {
+    ) -> Result<Arc<Version>, RegistryError> {
         let digest = hex::encode(Sha256::digest(&bytes));
         let pin = self.files.pin(&digest);
         let deployed = self.deploy_pinned(tenant, name, &digest, bytes, options, quota).await;
@@ -171,7 +218,7 @@ impl Registry {
         bytes: bytes::Bytes,
         options: DeployOptions,
         quota: StorageQuota,
-    ) -> Result<Arc<Version>, ApiError> {
+    ) -> Result<Arc<Version>, RegistryError> {
         let limits = self.limits_for(&options)?;
         let component = self.compiler.compile(tenant, digest, bytes.clone()).await?;
         let entry = self.runtime.prepare(&component)?;
@@ -193,7 +240,7 @@ impl Registry {
             public: options.public,
             allowed_hosts: options.allowed_hosts.join(","),
             models: options.models.as_ref().map(|names| names.join(",")),
-            created_at_ms: crate::auth::now_ms(),
+            created_at_ms: crate::clock::now_ms(),
         };
         let mut change = self.db.change(tenant).await?;
         let before = change.footprint(tenant).await?;
@@ -209,21 +256,19 @@ impl Registry {
     }
 
     /// Makes the version before the active one active again.
-    pub async fn rollback(&self, tenant: &str, name: &FunctionName) -> Result<Arc<Version>, ApiError> {
+    pub async fn rollback(&self, tenant: &str, name: &FunctionName) -> Result<Arc<Version>, RegistryError> {
         let _guard = self.changes.lock().await;
         let current =
-            self.get(tenant, name.as_str()).ok_or_else(|| ApiError::NotFound(format!("function `{name}`")))?;
+            self.get(tenant, name.as_str()).ok_or_else(|| RegistryError::NotFound(format!("function `{name}`")))?;
         let previous = self
             .db
             .versions(tenant, name.as_str())
             .await?
             .into_iter()
             .rfind(|r| r.version < current.record.version)
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "function `{name}` has no version before {}; nothing to roll back to",
-                    current.record.version
-                ))
+            .ok_or_else(|| RegistryError::NoEarlierVersion {
+                name: name.to_string(),
+                version: current.record.version,
             })?;
         let version = Arc::new(self.materialize(previous).await?);
         let mut change = self.db.change(tenant).await?;
@@ -235,13 +280,13 @@ impl Registry {
 
     /// Removes a function and frees what only its versions held; requests
     /// already running finish.
-    pub async fn delete(&self, tenant: &str, name: &FunctionName) -> Result<(), ApiError> {
+    pub async fn delete(&self, tenant: &str, name: &FunctionName) -> Result<(), RegistryError> {
         let _guard = self.changes.lock().await;
         let mut change = self.db.change(tenant).await?;
         let digests = change
             .delete_function(tenant, name.as_str())
             .await?
-            .ok_or_else(|| ApiError::NotFound(format!("function `{name}`")))?;
+            .ok_or_else(|| RegistryError::NotFound(format!("function `{name}`")))?;
         let released = change.release(digests).await?;
         change.commit().await?;
         self.live.remove(&key(tenant, name.as_str()));
@@ -256,7 +301,7 @@ impl Registry {
         crate::db::follow(period, "functions", || self.sync()).await;
     }
 
-    async fn sync(&self) -> Result<(), ApiError> {
+    async fn sync(&self) -> Result<(), RegistryError> {
         // Read under the lock: a deploy of this node that commits between
         // the read and the lock would otherwise be dropped until the next round.
         let _guard = self.changes.lock().await;
@@ -300,13 +345,13 @@ impl Registry {
     }
 
     /// The limits a deploy with `options` gets, checked against the host caps.
-    pub fn limits_for(&self, options: &DeployOptions) -> Result<FunctionLimits, ApiError> {
+    pub fn limits_for(&self, options: &DeployOptions) -> Result<FunctionLimits, RegistryError> {
         let caps = self.config.limits;
         let memory_mb = options.memory_mb.unwrap_or(caps.default_memory_mb);
         let timeout_ms = options.timeout_ms.unwrap_or(caps.default_timeout_ms);
         let max_concurrency = options.max_concurrency.unwrap_or(caps.default_max_concurrency);
         let over = |what: &str, asked: u64, cap: u64| {
-            ApiError::BadRequest(format!("{what}={asked} is outside the allowed range 1..={cap}"))
+            RegistryError::BadOption(format!("{what}={asked} is outside the allowed range 1..={cap}"))
         };
         if memory_mb == 0 || memory_mb > caps.max_memory_mb {
             return Err(over("memory_mb", memory_mb.into(), caps.max_memory_mb.into()));
@@ -322,7 +367,7 @@ impl Registry {
 
     /// Brings a stored version back to life from its cached artifact,
     /// recompiling from the stored component only when the cache lacks it.
-    async fn materialize(&self, record: VersionRecord) -> Result<Version, ApiError> {
+    async fn materialize(&self, record: VersionRecord) -> Result<Version, RegistryError> {
         let component = match self.compiler.cached(&record.digest).await? {
             Some(component) => component,
             None => {
@@ -375,7 +420,7 @@ impl Registry {
 
 /// Parses the `models` deploy option: model names, comma-separated, or `*`
 /// for every model of the tenant (the default).
-pub fn parse_models(value: &str) -> Result<Option<Vec<String>>, ApiError> {
+pub fn parse_models(value: &str) -> Result<Option<Vec<String>>, RegistryError> {
     if value == "*" {
         return Ok(None);
     }
@@ -385,7 +430,7 @@ pub fn parse_models(value: &str) -> Result<Option<Vec<String>>, ApiError> {
 }
 
 /// Parses the `allowed_hosts` deploy option (comma-separated host names).
-pub fn parse_allowed_hosts(value: &str) -> Result<Vec<String>, ApiError> {
+pub fn parse_allowed_hosts(value: &str) -> Result<Vec<String>, RegistryError> {
     value
         .split(',')
         .map(str::trim)
@@ -396,7 +441,7 @@ pub fn parse_allowed_hosts(value: &str) -> Result<Vec<String>, ApiError> {
             if valid {
                 Ok(host.to_ascii_lowercase())
             } else {
-                Err(ApiError::BadRequest(format!(
+                Err(RegistryError::BadOption(format!(
                     "allowed_hosts entry `{host}` is not a host name; give names like api.example.com, comma-separated"
                 )))
             }

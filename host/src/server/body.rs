@@ -23,8 +23,16 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 }
 
 /// A JSON response with the given status.
-pub fn json_response(status: StatusCode, value: &serde_json::Value) -> http::Response<Body> {
-    json_bytes_response(status, value.to_string())
+pub fn json_response(status: StatusCode, value: &impl serde::Serialize) -> http::Response<Body> {
+    match serde_json::to_vec(value) {
+        Ok(json) => json_bytes_response(status, json),
+        // Only a map with non-string keys fails, and no API type has one.
+        Err(err) => {
+            tracing::error!(%err, "cannot serialize a response");
+            let body = r#"{"error":{"code":"internal","message":"internal error: cannot serialize the response"}}"#;
+            json_bytes_response(StatusCode::INTERNAL_SERVER_ERROR, body)
+        }
+    }
 }
 
 /// A response whose body is JSON already serialized.

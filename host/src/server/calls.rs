@@ -1,6 +1,7 @@
 //! Function calls as the router sees them: who may call, the request body,
 //! admission (the tenant's limits, or a public function's anonymous budget),
-//! the call itself, then metering and the ledger before the response leaves.
+//! the call through the invoker, then the settle path before the response
+//! leaves.
 //!
 //! The body is read before any limit is taken, so a client that sends it
 //! slowly holds none of the tenant's permits while it does.
@@ -8,18 +9,19 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use http::StatusCode;
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Incoming;
 
 use super::App;
 use super::body::{self, Body};
-use crate::auth::{Principal, now_ms};
-use crate::db::UsageRecord;
+use crate::clock::now_ms;
 use crate::engine::FunctionKind;
 use crate::error::ApiError;
-use crate::invoke;
-use crate::metering::Measurement;
-use crate::registry::{FunctionName, Version};
+use crate::invoke::{self, Caller as Identity, Input, Output};
+use crate::names::FunctionName;
+use crate::registry::Version;
+use crate::settle::{Outcome, Work};
 
 /// `ANY /fn/{tenant}/{name}/{*rest}`: a handler or wasi:http function.
 pub async fn call_http_function(
@@ -33,44 +35,48 @@ pub async fn call_http_function(
     let (version, caller) = visible_function(app, request.headers(), tenant, name).await?;
     let (parts, incoming) = request.into_parts();
     let body = app.bodies.read(&parts.headers, incoming, app.config.max_request_bytes).await?;
-    metered(app, version, caller, request_id, body.len(), async move |version, usage: &mut Measurement| {
-        match version.entry.kind() {
-            FunctionKind::Handler => invoke::call_handler(app, version, &parts, rest, body, request_id, usage).await,
-            FunctionKind::Http => {
-                let path_and_query = match parts.uri.query() {
-                    Some(query) => format!("{rest}?{query}"),
-                    None => rest.to_owned(),
-                };
-                invoke::call_http(app, version, parts, &path_and_query, body, request_id, usage).await
-            }
-            kind @ (FunctionKind::Preprocessor | FunctionKind::TrainingStep) => Err(ApiError::BadRequest(format!(
-                "`{name}` is a {} function; call it with POST /v1/functions/{name}/invoke",
-                kind.as_str()
-            ))),
+    let bytes_in = body.len();
+    let input = match version.entry.kind() {
+        FunctionKind::Handler => Ok(Input::Handler(invoke::handler::request(&parts, rest, body))),
+        FunctionKind::Http => {
+            let path_and_query = match parts.uri.query() {
+                Some(query) => format!("{rest}?{query}"),
+                None => rest.to_owned(),
+            };
+            invoke::http::request(parts, &path_and_query, body).map(Input::Http).map_err(ApiError::from)
         }
+        kind @ (FunctionKind::Preprocessor | FunctionKind::TrainingStep) => Err(ApiError::BadRequest(format!(
+            "`{name}` is a {} function; call it with POST /v1/functions/{name}/invoke",
+            kind.as_str()
+        ))),
+    };
+    let response = metered(app, &version, caller, request_id, bytes_in, input, |output| match output {
+        Output::Http(response) => Ok(response),
+        _ => Err(ApiError::Internal(anyhow::anyhow!("an HTTP function returned a typed output"))),
     })
-    .await
+    .await?;
+    Ok(response.map(body::full))
 }
 
 /// `POST /v1/functions/{name}/invoke`: a typed function with JSON in and out.
 pub async fn call_typed_function(
     app: &App,
-    principal: &Principal,
+    tenant: &str,
     request: http::Request<Incoming>,
     name: &FunctionName,
     request_id: &str,
 ) -> Result<http::Response<Body>, ApiError> {
-    let version = app
-        .registry
-        .get(&principal.tenant, name.as_str())
-        .ok_or_else(|| ApiError::NotFound(format!("function `{name}`")))?;
+    let version =
+        app.registry.get(tenant, name.as_str()).ok_or_else(|| ApiError::NotFound(format!("function `{name}`")))?;
     let (parts, incoming) = request.into_parts();
-    let input = app.bodies.read(&parts.headers, incoming, app.config.max_request_bytes).await?;
-    metered(app, version, Caller::Owner, request_id, input.len(), async move |version, usage: &mut Measurement| {
-        let output = invoke::typed::invoke_typed(app, version, &input, request_id, usage).await?;
-        Ok(body::json_bytes_response(StatusCode::OK, output))
+    let json = app.bodies.read(&parts.headers, incoming, app.config.max_request_bytes).await?;
+    let input = invoke::typed::input(version.entry.kind(), &json).map_err(ApiError::from);
+    let limit = app.invoker.max_output_bytes();
+    let output = metered(app, &version, Caller::Owner, request_id, json.len(), input, |output| {
+        Ok(http::Response::new(Bytes::from(invoke::typed::output(&output, limit)?)))
     })
-    .await
+    .await?;
+    Ok(body::json_bytes_response(StatusCode::OK, output.into_body()))
 }
 
 /// Whose limits a call spends.
@@ -105,71 +111,47 @@ async fn visible_function(
         .ok_or_else(|| ApiError::NotFound(format!("function `{tenant}/{name}`")))
 }
 
-/// Admits the request under `caller`'s limits, runs `call`, and writes the
-/// usage record (durably, before the response is returned). A ledger failure
-/// replaces the response with `503`: nothing is served unbilled.
-async fn metered<F>(
+/// Admits the call under `caller`'s limits, runs it (an input that could not
+/// be formed fails the call), shapes its output with `respond`, and settles
+/// it, failures included: the usage record is in the ledger before the
+/// response is returned. A ledger failure replaces the response with `503`:
+/// nothing is served unbilled.
+async fn metered(
     app: &App,
-    version: Arc<Version>,
+    version: &Arc<Version>,
     caller: Caller,
     request_id: &str,
     bytes_in: usize,
-    call: F,
-) -> Result<http::Response<Body>, ApiError>
-where
-    F: AsyncFnOnce(Arc<Version>, &mut Measurement) -> Result<http::Response<Body>, ApiError>,
-{
+    input: Result<Input, ApiError>,
+    respond: impl FnOnce(Output) -> Result<http::Response<Bytes>, ApiError>,
+) -> Result<http::Response<Bytes>, ApiError> {
     let start_ms = now_ms();
     let started = Instant::now();
-    let mut usage = Measurement::default();
-    let tenant = version.record.tenant.clone();
+    let tenant = version.record.tenant.as_str();
     let admitted = match caller {
-        Caller::Owner => app.tenancy.admit(&tenant).await,
-        Caller::Anonymous => app.tenancy.admit_anonymous(&tenant, &version.admission.anonymous).await,
-    };
-    let result = match admitted {
-        Ok(permit) => {
-            let result = call(Arc::clone(&version), &mut usage).await;
+        Caller::Owner => app.tenancy.admit(tenant).await,
+        Caller::Anonymous => app.tenancy.admit_anonymous(tenant, &version.admission.anonymous).await,
+    }
+    .map_err(ApiError::from);
+    let (result, used) = match (admitted, input) {
+        (Ok(permit), Ok(input)) => {
+            let (output, used) = app.invoker.run(version, input, None, Identity { work_id: request_id }).await;
             drop(permit);
-            result
+            (output.map_err(ApiError::from).and_then(respond), used)
         }
-        Err(rejected) => Err(rejected),
+        (Err(err), _) | (Ok(_), Err(err)) => (Err(err), Default::default()),
     };
-    let code = result.as_ref().err().map(ApiError::code);
-    version.metrics.record(started, code);
-    let Some(ledger) = &app.ledger else { return result };
-    let bytes_out = match &result {
-        Ok(response) => response.body().size_hint().exact().unwrap_or(0),
-        Err(_) => 0,
-    };
-    let mut record = UsageRecord {
-        request_id: request_id.to_owned(),
-        tenant: tenant.clone(),
-        function: version.record.name.clone(),
+    let work = Work {
+        id: request_id,
+        tenant,
+        function: &version.record.name,
         version: version.record.version,
         start_ms,
-        wall_us: micros(started.elapsed()),
-        cpu_us: micros(usage.cpu),
-        peak_memory_bytes: i64::try_from(usage.peak_memory_bytes).unwrap_or(i64::MAX),
-        memory_byte_ms: i64::try_from(usage.memory_byte_ms).unwrap_or(i64::MAX),
-        nn_cpu_us: i64::try_from(usage.nn_cpu_us).unwrap_or(i64::MAX),
-        nn_gpu_us: i64::try_from(usage.nn_gpu_us).unwrap_or(i64::MAX),
-        bytes_in: i64::try_from(bytes_in).unwrap_or(i64::MAX),
-        bytes_out: i64::try_from(bytes_out).unwrap_or(i64::MAX),
-        outcome: code.unwrap_or("ok").to_owned(),
-        cost_micros: 0,
+        started,
+        bytes_in: bytes_in as u64,
+        bytes_out: result.as_ref().map_or(0, |response| response.body().len() as u64),
+        metrics: &version.metrics,
     };
-    // Rejected by a quota or rate limit: recorded, but nothing ran, so free.
-    if !matches!(code, Some("quota_exceeded" | "rate_limited")) {
-        record.cost_micros = app.tenancy.plan(&tenant).await?.cost(&record);
-    }
-    let cost = record.cost_micros;
-    ledger.record(record).await?;
-    app.tenancy.charge(&tenant, cost).await;
-    version.metrics.record_cost(cost);
+    app.settler.settle(work, &used, Outcome::of(&result)).await?;
     result
-}
-
-fn micros(duration: std::time::Duration) -> i64 {
-    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
 }

@@ -2,13 +2,14 @@
 
 use http::StatusCode;
 use hyper::body::Incoming;
-use serde_json::{Value, json};
 
 use super::App;
 use super::body::{self, Body};
+use crate::api::{self, Deleted, DeployQuery, FunctionDetail, FunctionList, FunctionVersion};
 use crate::db::VersionRecord;
 use crate::error::ApiError;
-use crate::registry::{DeployOptions, FunctionName, Version, parse_allowed_hosts, parse_models};
+use crate::names::FunctionName;
+use crate::registry::{DeployOptions, Version, parse_allowed_hosts, parse_models};
 
 /// `PUT /v1/functions/{name}` with the component's bytes.
 pub async fn deploy(
@@ -17,7 +18,7 @@ pub async fn deploy(
     request: http::Request<Incoming>,
     name: &FunctionName,
 ) -> Result<http::Response<Body>, ApiError> {
-    let options = deploy_options(request.uri().query().unwrap_or_default())?;
+    let options = deploy_options(deploy_query(request.uri().query().unwrap_or_default())?)?;
     let (parts, incoming) = request.into_parts();
     let bytes = app.bodies.read(&parts.headers, incoming, app.config.max_deploy_bytes).await?;
     let limits = app.registry.limits_for(&options)?;
@@ -26,23 +27,21 @@ pub async fn deploy(
         app.tenancy.check_deploy(tenant, limits.memory_mb, limits.timeout_ms, is_new, bytes.len() as u64).await?;
     let version = app.registry.deploy(tenant, name, bytes, options, quota).await?;
     tracing::info!(function = %version.label, version = version.record.version, kind = %version.record.kind, "deployed");
-    Ok(body::json_response(StatusCode::CREATED, &version_json(&version)))
+    Ok(body::json_response(StatusCode::CREATED, &version_of(&version)?))
 }
 
 /// `GET /v1/functions`.
-pub fn list(app: &App, tenant: &str) -> http::Response<Body> {
-    let functions: Vec<Value> = app.registry.list(tenant).iter().map(|v| version_json(v)).collect();
-    body::json_response(StatusCode::OK, &json!({ "functions": functions }))
+pub fn list(app: &App, tenant: &str) -> Result<http::Response<Body>, ApiError> {
+    let functions = app.registry.list(tenant).iter().map(|v| version_of(v)).collect::<Result<_, _>>()?;
+    Ok(body::json_response(StatusCode::OK, &FunctionList { functions }))
 }
 
 /// `GET /v1/functions/{name}`: the active version and the history.
 pub async fn show(app: &App, tenant: &str, name: &FunctionName) -> Result<http::Response<Body>, ApiError> {
     let active =
         app.registry.get(tenant, name.as_str()).ok_or_else(|| ApiError::NotFound(format!("function `{name}`")))?;
-    let versions: Vec<Value> = app.registry.history(tenant, name).await?.iter().map(record_json).collect();
-    let mut out = version_json(&active);
-    out["versions"] = Value::Array(versions);
-    Ok(body::json_response(StatusCode::OK, &out))
+    let versions = app.registry.history(tenant, name).await?.iter().map(record_of).collect::<Result<_, _>>()?;
+    Ok(body::json_response(StatusCode::OK, &FunctionDetail { active: version_of(&active)?, versions }))
 }
 
 /// `DELETE /v1/functions/{name}`.
@@ -50,18 +49,19 @@ pub async fn delete(app: &App, tenant: &str, name: &FunctionName) -> Result<http
     app.registry.delete(tenant, name).await?;
     crate::telemetry::forget_function(&format!("{tenant}/{name}"));
     tracing::info!(function = %name, "deleted");
-    Ok(body::json_response(StatusCode::OK, &json!({ "deleted": name.as_str() })))
+    Ok(body::json_response(StatusCode::OK, &Deleted { deleted: name.as_str().to_owned() }))
 }
 
 /// `POST /v1/functions/{name}/rollback`.
 pub async fn rollback(app: &App, tenant: &str, name: &FunctionName) -> Result<http::Response<Body>, ApiError> {
     let version = app.registry.rollback(tenant, name).await?;
     tracing::info!(function = %version.label, version = version.record.version, "rolled back");
-    Ok(body::json_response(StatusCode::OK, &version_json(&version)))
+    Ok(body::json_response(StatusCode::OK, &version_of(&version)?))
 }
 
-fn deploy_options(query: &str) -> Result<DeployOptions, ApiError> {
-    let mut options = DeployOptions::default();
+/// The query of a deploy, parsed strictly: an unknown option or a bad value is `400`.
+fn deploy_query(query: &str) -> Result<DeployQuery, ApiError> {
+    let mut options = DeployQuery::default();
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         let number = |what: &str| {
             value
@@ -69,20 +69,18 @@ fn deploy_options(query: &str) -> Result<DeployOptions, ApiError> {
                 .map_err(|_| ApiError::BadRequest(format!("{what} must be a positive whole number, got `{value}`")))
         };
         match key.as_ref() {
-            "memory_mb" => options.memory_mb = Some(u32::try_from(number("memory_mb")?).unwrap_or(u32::MAX)),
+            "memory_mb" => options.memory_mb = Some(number("memory_mb")?),
             "timeout_ms" => options.timeout_ms = Some(number("timeout_ms")?),
-            "max_concurrency" => {
-                options.max_concurrency = Some(u32::try_from(number("max_concurrency")?).unwrap_or(u32::MAX));
-            }
+            "max_concurrency" => options.max_concurrency = Some(number("max_concurrency")?),
             "public" => {
-                options.public = match value.as_ref() {
+                options.public = Some(match value.as_ref() {
                     "true" | "1" => true,
                     "false" | "0" => false,
                     _ => return Err(ApiError::BadRequest(format!("public must be true or false, got `{value}`"))),
-                };
+                });
             }
-            "allowed_hosts" => options.allowed_hosts = parse_allowed_hosts(&value)?,
-            "models" => options.models = parse_models(&value)?,
+            "allowed_hosts" => options.allowed_hosts = Some(value.into_owned()),
+            "models" => options.models = Some(value.into_owned()),
             other => {
                 return Err(ApiError::BadRequest(format!(
                     "unknown deploy option `{other}`; use memory_mb, timeout_ms, max_concurrency, public, allowed_hosts, models"
@@ -93,28 +91,55 @@ fn deploy_options(query: &str) -> Result<DeployOptions, ApiError> {
     Ok(options)
 }
 
-fn version_json(version: &Version) -> Value {
-    let mut out = record_json(&version.record);
-    out["limits"] = json!(version.limits);
-    out
+fn deploy_options(query: DeployQuery) -> Result<DeployOptions, ApiError> {
+    let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+    Ok(DeployOptions {
+        memory_mb: query.memory_mb.map(clamp),
+        timeout_ms: query.timeout_ms,
+        max_concurrency: query.max_concurrency.map(clamp),
+        public: query.public.unwrap_or(false),
+        allowed_hosts: query.allowed_hosts.as_deref().map(parse_allowed_hosts).transpose()?.unwrap_or_default(),
+        models: query.models.as_deref().map(parse_models).transpose()?.flatten(),
+    })
 }
 
-fn record_json(record: &VersionRecord) -> Value {
-    json!({
-        "tenant": record.tenant,
-        "name": record.name,
-        "version": record.version,
-        "digest": record.digest,
-        "kind": record.kind,
-        "size_bytes": record.size_bytes,
-        "public": record.public,
-        "allowed_hosts": record.allowed_hosts.split(',').filter(|h| !h.is_empty()).collect::<Vec<_>>(),
-        "models": record.models.as_ref().map(|names| names.split(',').filter(|n| !n.is_empty()).collect::<Vec<_>>()),
-        "created_at_ms": record.created_at_ms,
-        "limits": {
-            "memory_mb": record.memory_mb,
-            "timeout_ms": record.timeout_ms,
-            "max_concurrency": record.max_concurrency,
+/// A live version as the API shows it: its limits are the ones it runs under.
+fn version_of(version: &Version) -> Result<FunctionVersion, ApiError> {
+    let limits = api::FunctionLimits {
+        memory_mb: u64::from(version.limits.memory_mb),
+        timeout_ms: version.limits.timeout_ms,
+        max_concurrency: u64::from(version.limits.max_concurrency),
+    };
+    Ok(FunctionVersion { limits, ..record_of(&version.record)? })
+}
+
+/// A stored version as the API shows it.
+fn record_of(record: &VersionRecord) -> Result<FunctionVersion, ApiError> {
+    let kind = api::FunctionKind::parse(&record.kind).ok_or_else(|| {
+        ApiError::Internal(anyhow::anyhow!(
+            "version {} of `{}` has an unknown kind `{}`",
+            record.version,
+            record.name,
+            record.kind
+        ))
+    })?;
+    let list = |names: &str| names.split(',').filter(|n| !n.is_empty()).map(str::to_owned).collect::<Vec<_>>();
+    let limit = |n: i64| u64::try_from(n).unwrap_or(0);
+    Ok(FunctionVersion {
+        tenant: record.tenant.clone(),
+        name: record.name.clone(),
+        version: record.version,
+        digest: record.digest.clone(),
+        kind,
+        size_bytes: record.size_bytes,
+        public: record.public,
+        allowed_hosts: list(&record.allowed_hosts),
+        models: record.models.as_deref().map(list),
+        created_at_ms: record.created_at_ms,
+        limits: api::FunctionLimits {
+            memory_mb: limit(record.memory_mb),
+            timeout_ms: limit(record.timeout_ms),
+            max_concurrency: limit(record.max_concurrency),
         },
     })
 }

@@ -5,6 +5,7 @@
 
 pub mod body;
 mod calls;
+mod errors;
 mod functions_api;
 mod models_api;
 mod routes;
@@ -28,9 +29,11 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::db::Db;
 use crate::engine::Runtime;
+use crate::invoke::Invoker;
 use crate::ledger::Ledger;
 use crate::nn::{Inference, ModelStore};
 use crate::registry::Registry;
+use crate::settle::Settler;
 use crate::telemetry::{Metrics, RequestIds};
 use crate::tenancy::Tenancy;
 
@@ -39,20 +42,22 @@ const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// How often a node sharing a database picks up other nodes' deploys.
 const REGISTRY_SYNC: Duration = Duration::from_secs(1);
 
-/// Shared state of a running server.
+/// Shared state of a running server: the capabilities it calls. Only
+/// `server/` sees inside.
 pub struct App {
-    pub config: Config,
-    pub runtime: Arc<Runtime>,
-    pub registry: Arc<Registry>,
+    config: Config,
+    registry: Arc<Registry>,
     /// Tenants' models and the inference service.
-    pub models: Arc<ModelStore>,
-    pub db: Db,
-    pub auth: Auth,
-    pub tenancy: Tenancy,
+    models: Arc<ModelStore>,
+    /// Runs every function call.
+    invoker: Invoker,
+    /// Meters every call: ledger, budgets, metrics, call events.
+    settler: Settler,
+    db: Db,
+    auth: Auth,
+    tenancy: Arc<Tenancy>,
     /// Reads request bodies under the size, time and memory limits.
-    pub bodies: body::BodyReader,
-    /// `None` when metering is off.
-    pub ledger: Option<Ledger>,
+    bodies: body::BodyReader,
     metrics: Metrics,
     request_ids: RequestIds,
     shutting_down: AtomicBool,
@@ -63,14 +68,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let metrics = crate::telemetry::install_metrics()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    let runtime = Arc::new(Runtime::new(&config)?);
+    let runtime = Arc::new(Runtime::new(&config.engine())?);
     runtime.start_epoch_ticker(EPOCH_TICK);
     let db = match &config.database_url {
         Some(url) => Db::connect(url).await?,
         None => Db::open_sqlite(&config.data_dir).await?,
     };
     let auth = Auth::bootstrap(db.clone(), &config.data_dir).await?;
-    let registry = Arc::new(Registry::load(db.clone(), Arc::clone(&runtime), config.clone()).await?);
+    let registry = Arc::new(Registry::load(db.clone(), Arc::clone(&runtime), config.registry()).await?);
     if config.database_url.is_some() {
         // Other nodes may deploy into the shared database.
         tokio::spawn(Arc::clone(&registry).follow(REGISTRY_SYNC));
@@ -81,8 +86,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         // Other nodes may push and delete models in the shared database.
         tokio::spawn(Arc::clone(&models).follow(REGISTRY_SYNC));
     }
-    let tenancy = Tenancy::new(db.clone(), config.tenancy.clone());
+    let tenancy = Arc::new(Tenancy::new(db.clone(), config.tenancy.clone()));
     let ledger = if config.metering { Some(Ledger::start(db.clone(), config.ledger)?) } else { None };
+    let settler = Settler::new(ledger, Arc::clone(&tenancy));
+    let invoker = Invoker::new(runtime, Arc::clone(&models), config.invoke());
     let listener =
         TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
@@ -99,14 +106,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let bodies = body::BodyReader::new(config.max_inflight_body_bytes, config.body_read_timeout);
     let app = Arc::new(App {
         config,
-        runtime,
         registry,
         models,
+        invoker,
+        settler,
         db: db.clone(),
         auth,
         tenancy,
         bodies,
-        ledger,
         metrics,
         request_ids: RequestIds::new(),
         shutting_down: AtomicBool::new(false),
@@ -116,7 +123,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::spawn(serve_metrics(Arc::clone(&app), listener));
     }
     run(Arc::clone(&app), listener, shutdown).await;
-    if let Some(ledger) = &app.ledger {
+    if let Some(ledger) = app.settler.ledger() {
         match ledger.flush().await {
             Ok(()) => tracing::info!("usage ledger flushed"),
             Err(err) => tracing::error!(%err, "could not flush the usage ledger"),

@@ -1,15 +1,14 @@
 //! `/v1/models`: upload, list, show and delete a tenant's models.
 
-use http::StatusCode;
-use hyper::body::Incoming;
-use serde_json::json;
-
 use super::App;
 use super::body::{self, Body};
+use crate::api::{self, Deleted, Model, ModelList, ModelQuery};
 use crate::error::ApiError;
-use crate::nn::ModelOptions;
+use crate::names::check_model_name;
 use crate::nn::backend::{BackendKind, Device};
-use crate::registry::check_model_name;
+use crate::nn::{Dim, ElementType, ModelOptions, ModelRecord, TensorSpec};
+use http::StatusCode;
+use hyper::body::Incoming;
 
 /// `PUT /v1/models/{name}` with the model's bytes.
 pub async fn upload(
@@ -19,48 +18,50 @@ pub async fn upload(
     name: &str,
 ) -> Result<http::Response<Body>, ApiError> {
     check_model_name(name)?;
-    let options = model_options(request.uri().query().unwrap_or_default())?;
+    let options = model_options(model_query(request.uri().query().unwrap_or_default())?);
     let (parts, incoming) = request.into_parts();
     let bytes = app.bodies.read(&parts.headers, incoming, app.models.inference().config().max_model_bytes).await?;
     app.tenancy.check_model_upload(tenant, bytes.len() as u64).await?;
     let record = app.models.put(tenant, name, bytes, options).await?;
     tracing::info!(tenant, model = name, digest = %record.digest, backend = record.backend.as_str(), "model stored");
-    Ok(body::json_response(StatusCode::CREATED, &json!(record)))
+    Ok(body::json_response(StatusCode::CREATED, &model_of(&record)))
 }
 
 /// `GET /v1/models`.
 pub fn list(app: &App, tenant: &str) -> http::Response<Body> {
-    body::json_response(StatusCode::OK, &json!({ "models": app.models.list(tenant) }))
+    let models = app.models.list(tenant).iter().map(|record| model_of(record)).collect();
+    body::json_response(StatusCode::OK, &ModelList { models })
 }
 
 /// `GET /v1/models/{name}`.
 pub fn show(app: &App, tenant: &str, name: &str) -> Result<http::Response<Body>, ApiError> {
     let record = app.models.get(tenant, name).ok_or_else(|| ApiError::NotFound(format!("model `{name}`")))?;
-    Ok(body::json_response(StatusCode::OK, &json!(record)))
+    Ok(body::json_response(StatusCode::OK, &model_of(&record)))
 }
 
 /// `DELETE /v1/models/{name}`.
 pub async fn delete(app: &App, tenant: &str, name: &str) -> Result<http::Response<Body>, ApiError> {
     app.models.delete(tenant, name).await?;
     tracing::info!(tenant, model = name, "model deleted");
-    Ok(body::json_response(StatusCode::OK, &json!({ "deleted": name })))
+    Ok(body::json_response(StatusCode::OK, &Deleted { deleted: name.to_owned() }))
 }
 
-fn model_options(query: &str) -> Result<ModelOptions, ApiError> {
-    let mut options = ModelOptions::default();
+/// The query of an upload, parsed strictly: an unknown option or a bad value is `400`.
+fn model_query(query: &str) -> Result<ModelQuery, ApiError> {
+    let mut options = ModelQuery::default();
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         match key.as_ref() {
             "encoding" => options.encoding = Some(value.into_owned()),
             "backend" => {
-                options.backend = Some(BackendKind::parse(&value).ok_or_else(|| {
+                let backend = BackendKind::parse(&value).ok_or_else(|| {
                     ApiError::BadRequest(format!("unknown backend `{value}`; use tract or onnxruntime"))
-                })?);
+                })?;
+                options.backend = Some(backend_of(backend));
             }
             "target" => {
-                options.target = Some(
-                    Device::parse(&value)
-                        .ok_or_else(|| ApiError::BadRequest(format!("unknown target `{value}`; use cpu or gpu")))?,
-                );
+                let target = Device::parse(&value)
+                    .ok_or_else(|| ApiError::BadRequest(format!("unknown target `{value}`; use cpu or gpu")))?;
+                options.target = Some(target_of(target));
             }
             other => {
                 return Err(ApiError::BadRequest(format!(
@@ -70,4 +71,67 @@ fn model_options(query: &str) -> Result<ModelOptions, ApiError> {
         }
     }
     Ok(options)
+}
+
+fn model_options(query: ModelQuery) -> ModelOptions {
+    ModelOptions {
+        encoding: query.encoding,
+        backend: query.backend.map(|backend| match backend {
+            api::Backend::Tract => BackendKind::Tract,
+            api::Backend::OnnxRuntime => BackendKind::OnnxRuntime,
+        }),
+        target: query.target.map(|target| match target {
+            api::Target::Cpu => Device::Cpu,
+            api::Target::Gpu => Device::Gpu,
+        }),
+    }
+}
+
+/// A model as the API shows it.
+fn model_of(record: &ModelRecord) -> Model {
+    Model {
+        name: record.name.clone(),
+        digest: record.digest.clone(),
+        size: record.size,
+        backend: backend_of(record.backend),
+        target: target_of(record.target),
+        inputs: record.inputs.iter().map(tensor_of).collect(),
+        outputs: record.outputs.iter().map(tensor_of).collect(),
+        created_at_ms: record.created_at_ms,
+    }
+}
+
+fn backend_of(backend: BackendKind) -> api::Backend {
+    match backend {
+        BackendKind::Tract => api::Backend::Tract,
+        BackendKind::OnnxRuntime => api::Backend::OnnxRuntime,
+    }
+}
+
+fn target_of(device: Device) -> api::Target {
+    match device {
+        Device::Cpu => api::Target::Cpu,
+        Device::Gpu => api::Target::Gpu,
+    }
+}
+
+fn tensor_of(spec: &TensorSpec) -> api::TensorSpec {
+    let ty = match spec.ty {
+        ElementType::Fp16 => api::ElementType::Fp16,
+        ElementType::Fp32 => api::ElementType::Fp32,
+        ElementType::Fp64 => api::ElementType::Fp64,
+        ElementType::Bf16 => api::ElementType::Bf16,
+        ElementType::U8 => api::ElementType::U8,
+        ElementType::I32 => api::ElementType::I32,
+        ElementType::I64 => api::ElementType::I64,
+    };
+    let shape = spec
+        .shape
+        .iter()
+        .map(|dim| match dim {
+            Dim::Fixed(size) => api::Dim::Fixed(*size),
+            Dim::Symbol(name) => api::Dim::Symbol(name.clone()),
+        })
+        .collect();
+    api::TensorSpec { name: spec.name.clone(), ty, shape }
 }

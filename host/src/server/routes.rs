@@ -2,14 +2,89 @@
 //!
 //! `/fn/{tenant}/{name}/...` runs functions; `/v1/...` manages them and needs
 //! an API key; `/healthz`, `/readyz` and `/metrics` (admin key) serve operators.
+//! [`ROUTES`] lists every route with its methods: a path that matches none is
+//! `404`, one that matches for other methods `405` with `Allow`. A test holds
+//! it equal to the OpenAPI document (`api::openapi`), served at `/v1/openapi.json`.
 
+use std::sync::LazyLock;
+
+use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode};
 use hyper::body::Incoming;
 
 use super::body::{self, Body};
+use super::errors::IntoResponse;
 use super::{App, calls, functions_api, models_api, tenants_api, usage_api};
+use crate::api::{Health, HealthStatus};
 use crate::error::ApiError;
-use crate::registry::FunctionName;
+use crate::names::FunctionName;
+
+/// A route: a path pattern and the methods it accepts, as `Allow` lists them.
+///
+/// In a pattern, `{param}` matches one path segment and a last `{rest}`
+/// matches one or more, slashes included.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    /// The path pattern, as the OpenAPI document writes it.
+    pub path: &'static str,
+    /// The methods, comma-separated, as the `Allow` header carries them.
+    pub methods: &'static str,
+}
+
+/// Every method a function call accepts (and the OpenAPI document can name).
+const ANY_METHOD: &str = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE";
+
+/// Every route the router answers.
+pub const ROUTES: &[Route] = &[
+    Route { path: "/fn/{tenant}/{name}", methods: ANY_METHOD },
+    Route { path: "/fn/{tenant}/{name}/{rest}", methods: ANY_METHOD },
+    Route { path: "/healthz", methods: "GET" },
+    Route { path: "/readyz", methods: "GET" },
+    Route { path: "/metrics", methods: "GET" },
+    Route { path: "/v1/openapi.json", methods: "GET" },
+    Route { path: "/v1/functions", methods: "GET" },
+    Route { path: "/v1/functions/{name}", methods: "GET, PUT, DELETE" },
+    Route { path: "/v1/functions/{name}/rollback", methods: "POST" },
+    Route { path: "/v1/functions/{name}/invoke", methods: "POST" },
+    Route { path: "/v1/models", methods: "GET" },
+    Route { path: "/v1/models/{name}", methods: "GET, PUT, DELETE" },
+    Route { path: "/v1/tenants", methods: "GET, POST" },
+    Route { path: "/v1/tenants/{tenant}/keys", methods: "POST" },
+    Route { path: "/v1/tenants/{tenant}/quotas", methods: "GET, PUT" },
+    Route { path: "/v1/keys/{id}", methods: "DELETE" },
+    Route { path: "/v1/usage", methods: "GET" },
+    Route { path: "/v1/usage/records", methods: "GET" },
+];
+
+/// The methods `path` accepts, if it is a route at all.
+fn allowed_methods(path: &str) -> Option<&'static str> {
+    ROUTES.iter().find(|route| matches_pattern(route.path, path)).map(|route| route.methods)
+}
+
+fn matches_pattern(pattern: &str, path: &str) -> bool {
+    let mut wanted = pattern.trim_start_matches('/').split('/');
+    let mut given = path.trim_start_matches('/').split('/');
+    loop {
+        match (wanted.next(), given.next()) {
+            (None, None) => return true,
+            (Some("{rest}"), Some(_)) => return wanted.next().is_none(),
+            (Some(want), Some(segment)) if want.starts_with('{') || want == segment => {}
+            _ => return false,
+        }
+    }
+}
+
+/// `404` for a path that is no route, `405` for one that is, for other methods.
+fn no_route(path: &str) -> ApiError {
+    match allowed_methods(path) {
+        Some(methods) => ApiError::MethodNotAllowed(methods),
+        None => ApiError::NotFound(format!("route `{path}`")),
+    }
+}
+
+/// The OpenAPI document, serialized once.
+static OPENAPI: LazyLock<Option<Bytes>> =
+    LazyLock::new(|| serde_json::to_vec(&crate::api::openapi::document()).ok().map(Bytes::from));
 
 /// Response header carrying the request id.
 pub const REQUEST_ID_HEADER: &str = "x-muon-request-id";
@@ -43,15 +118,17 @@ async fn route(
 ) -> Result<http::Response<Body>, ApiError> {
     let path = request.uri().path().to_owned();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let get = request.method() == Method::GET;
     match segments.as_slice() {
         ["fn", tenant, name, ..] => {
             let prefix = 4 + tenant.len() + 1 + name.len();
             let rest = path.get(prefix..).filter(|r| !r.is_empty()).unwrap_or("/");
             calls::call_http_function(app, request, tenant, name, rest, request_id).await
         }
-        ["healthz"] => Ok(body::json_response(StatusCode::OK, &serde_json::json!({ "status": "ok" }))),
-        ["readyz"] => readyz(app).await,
-        ["metrics"] => {
+        ["healthz"] if get => Ok(body::json_response(StatusCode::OK, &Health { status: HealthStatus::Ok })),
+        ["readyz"] if get => readyz(app).await,
+        ["v1", "openapi.json"] if get => openapi(),
+        ["metrics"] if get => {
             let principal = app.auth.authenticate(request.headers()).await?;
             if !principal.admin {
                 return Err(ApiError::Forbidden(
@@ -61,12 +138,21 @@ async fn route(
             }
             Ok(metrics(app))
         }
+        ["v1", "openapi.json"] => Err(no_route(&path)),
         ["v1", ..] => api(app, request, &segments[1..], request_id).await,
-        _ => Err(ApiError::NotFound(format!("route `{path}`"))),
+        _ => Err(no_route(&path)),
     }
 }
 
-/// `/v1/...`: every route needs a key.
+/// `GET /v1/openapi.json`, without a key.
+fn openapi() -> Result<http::Response<Body>, ApiError> {
+    let document = OPENAPI
+        .as_ref()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the OpenAPI document cannot be serialized")))?;
+    Ok(body::json_bytes_response(StatusCode::OK, document.clone()))
+}
+
+/// `/v1/...`: every route here needs a key (the document is answered above, without one).
 async fn api(
     app: &App,
     request: http::Request<Incoming>,
@@ -81,28 +167,28 @@ async fn api(
     let method = request.method().clone();
     let tenant = principal.tenant.clone();
     match (segments, &method) {
-        (["functions"], &Method::GET) => Ok(functions_api::list(app, &tenant)),
+        (["functions"], &Method::GET) => functions_api::list(app, &tenant),
         (["functions", name], _) => {
             let name = FunctionName::parse(name)?;
             match method {
                 Method::PUT => functions_api::deploy(app, &tenant, request, &name).await,
                 Method::GET => functions_api::show(app, &tenant, &name).await,
                 Method::DELETE => functions_api::delete(app, &tenant, &name).await,
-                _ => Err(ApiError::MethodNotAllowed("GET, PUT, DELETE")),
+                _ => Err(no_route(request.uri().path())),
             }
         }
         (["functions", name, "rollback"], &Method::POST) => {
             functions_api::rollback(app, &tenant, &FunctionName::parse(name)?).await
         }
         (["functions", name, "invoke"], &Method::POST) => {
-            calls::call_typed_function(app, &principal, request, &FunctionName::parse(name)?, request_id).await
+            calls::call_typed_function(app, &tenant, request, &FunctionName::parse(name)?, request_id).await
         }
         (["models"], &Method::GET) => Ok(models_api::list(app, &tenant)),
         (["models", name], _) => match method {
             Method::PUT => models_api::upload(app, &tenant, request, name).await,
             Method::GET => models_api::show(app, &tenant, name),
             Method::DELETE => models_api::delete(app, &tenant, name).await,
-            _ => Err(ApiError::MethodNotAllowed("GET, PUT, DELETE")),
+            _ => Err(no_route(request.uri().path())),
         },
         (["tenants"], &Method::POST) => tenants_api::create(app, &principal, request).await,
         (["tenants"], &Method::GET) => tenants_api::list(app, &principal).await,
@@ -114,24 +200,7 @@ async fn api(
         (["keys", id], &Method::DELETE) => tenants_api::revoke_key(app, &principal, id).await,
         (["usage"], &Method::GET) => usage_api::totals(app, &principal, request.uri().query()).await,
         (["usage", "records"], &Method::GET) => usage_api::records(app, &principal, request.uri().query()).await,
-        _ => match allowed_methods(segments) {
-            Some(methods) => Err(ApiError::MethodNotAllowed(methods)),
-            None => Err(ApiError::NotFound(format!("route `/v1/{}`", segments.join("/")))),
-        },
-    }
-}
-
-/// The methods `/v1/{segments}` accepts, if the path exists at all: a path
-/// that exists for another method is `405`, anything else `404`.
-fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
-    match segments {
-        ["functions" | "models"] | ["usage"] | ["usage", "records"] => Some("GET"),
-        ["functions" | "models", _] => Some("GET, PUT, DELETE"),
-        ["functions", _, "rollback" | "invoke"] | ["tenants", _, "keys"] => Some("POST"),
-        ["tenants"] => Some("GET, POST"),
-        ["tenants", _, "quotas"] => Some("GET, PUT"),
-        ["keys", _] => Some("DELETE"),
-        _ => None,
+        _ => Err(no_route(request.uri().path())),
     }
 }
 
@@ -142,7 +211,7 @@ async fn readyz(app: &App) -> Result<http::Response<Body>, ApiError> {
     if !app.registry.ready().await {
         return Err(ApiError::Unavailable("the database does not answer".to_owned()));
     }
-    Ok(body::json_response(StatusCode::OK, &serde_json::json!({ "status": "ready" })))
+    Ok(body::json_response(StatusCode::OK, &Health { status: HealthStatus::Ready }))
 }
 
 /// A request on a connection accepted after the shutdown signal: the
@@ -150,7 +219,7 @@ async fn readyz(app: &App) -> Result<http::Response<Body>, ApiError> {
 /// too), and the connection closes after the answer.
 pub fn handle_while_stopping(app: &App, request: &http::Request<Incoming>) -> http::Response<Body> {
     let mut response = if request.uri().path() == "/healthz" {
-        body::json_response(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
+        body::json_response(StatusCode::OK, &Health { status: HealthStatus::Ok })
     } else {
         ApiError::Unavailable("muon is shutting down; send the request to another node".to_owned()).into_response()
     };
@@ -178,4 +247,57 @@ fn metrics(app: &App) -> http::Response<Body> {
         .headers_mut()
         .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The router's table and the OpenAPI document name the same routes and
+    /// methods: a route added to one and not the other fails here.
+    #[test]
+    fn the_route_table_and_the_openapi_document_agree() {
+        let table: BTreeSet<(String, &str)> = ROUTES
+            .iter()
+            .flat_map(|route| route.methods.split(", ").map(|method| (route.path.to_owned(), method)))
+            .collect();
+        let document = crate::api::openapi::document();
+        let documented: BTreeSet<(String, &str)> = document
+            .paths
+            .paths
+            .iter()
+            .flat_map(|(path, item)| {
+                crate::api::openapi::operations(item).into_iter().map(|(method, _)| (path.clone(), method))
+            })
+            .collect();
+        let undocumented: Vec<_> = table.difference(&documented).collect();
+        let unrouted: Vec<_> = documented.difference(&table).collect();
+        assert!(undocumented.is_empty(), "routes missing from the OpenAPI document: {undocumented:?}");
+        assert!(unrouted.is_empty(), "documented routes the router does not have: {unrouted:?}");
+    }
+
+    #[test]
+    fn paths_match_the_patterns_of_the_table() {
+        let cases = [
+            ("/fn/acme/hello", Some(ANY_METHOD)),
+            ("/fn/acme/hello/", Some(ANY_METHOD)),
+            ("/fn/acme/hello/a/b/c", Some(ANY_METHOD)),
+            ("/fn/acme", None),
+            ("/healthz", Some("GET")),
+            ("/healthz/x", None),
+            ("/v1/functions/hello", Some("GET, PUT, DELETE")),
+            ("/v1/functions/hello/invoke", Some("POST")),
+            ("/v1/functions/hello/invoke/x", None),
+            ("/v1/tenants/acme/quotas", Some("GET, PUT")),
+            ("/v1/usage/records", Some("GET")),
+            ("/v1/usage/totals", None),
+            ("/v1", None),
+            ("/", None),
+        ];
+        for (path, methods) in cases {
+            assert_eq!(allowed_methods(path), methods, "{path}");
+        }
+    }
 }

@@ -1,27 +1,18 @@
 //! `/v1/tenants` and `/v1/keys`: tenants, their keys and quotas.
 
-use http::StatusCode;
-use hyper::body::Incoming;
-use serde::Deserialize;
-use serde_json::json;
-
 use super::App;
 use super::body::{self, Body};
-use crate::auth::{Principal, now_ms};
+use crate::api::{self, NewKey, NewTenant, Revoked, Tenant, TenantCreated, TenantList, TenantQuotas};
+use crate::auth::{IssuedKey, Principal};
+use crate::clock::now_ms;
 use crate::error::ApiError;
-use crate::registry::check_tenant_name;
+use crate::names::check_tenant_name;
 use crate::tenancy::Quotas;
+use http::StatusCode;
+use hyper::body::Incoming;
 
 /// Largest JSON body the management API reads.
 const MAX_JSON_BYTES: u64 = 64 * 1024;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewTenant {
-    name: String,
-    #[serde(default)]
-    quotas: Option<Quotas>,
-}
 
 fn require_admin(principal: &Principal) -> Result<(), ApiError> {
     if principal.admin { Ok(()) } else { Err(ApiError::Forbidden("this route needs an admin key".to_owned())) }
@@ -55,11 +46,11 @@ pub async fn create(
         return Err(ApiError::Conflict(format!("tenant `{}`", new.name)));
     }
     if let Some(quotas) = new.quotas {
-        app.tenancy.set_quotas(&new.name, quotas).await?;
+        app.tenancy.set_quotas(&new.name, quotas_of(quotas)).await?;
     }
     let key = app.auth.issue(&new.name, false, app.tenancy.max_keys(&new.name).await?).await?;
     tracing::info!(tenant = %new.name, key_id = %key.id, "tenant created");
-    Ok(body::json_response(StatusCode::CREATED, &json!({ "tenant": new.name, "key": key })))
+    Ok(body::json_response(StatusCode::CREATED, &TenantCreated { tenant: new.name, key: key_of(key) }))
 }
 
 /// `GET /v1/tenants` (admin).
@@ -68,18 +59,9 @@ pub async fn list(app: &App, principal: &Principal) -> Result<http::Response<Bod
     let mut tenants = Vec::new();
     for tenant in app.db.tenants().await? {
         let quotas = app.tenancy.quotas(&tenant.name).await?;
-        tenants.push(json!({ "name": tenant.name, "created_at_ms": tenant.created_at_ms, "quotas": quotas }));
+        tenants.push(Tenant { name: tenant.name, created_at_ms: tenant.created_at_ms, quotas: api_quotas(quotas) });
     }
-    Ok(body::json_response(StatusCode::OK, &json!({ "tenants": tenants })))
-}
-
-/// What `POST /v1/tenants/{tenant}/keys` may ask for; the body is optional.
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewKey {
-    /// An admin key (admin callers only).
-    #[serde(default)]
-    admin: bool,
+    Ok(body::json_response(StatusCode::OK, &TenantList { tenants }))
 }
 
 /// `POST /v1/tenants/{tenant}/keys`: a new key for the caller's own tenant (or
@@ -103,14 +85,14 @@ pub async fn issue_key(
     }
     let key = app.auth.issue(tenant, new.admin, app.tenancy.max_keys(tenant).await?).await?;
     tracing::info!(%tenant, key_id = %key.id, admin = new.admin, "key issued");
-    Ok(body::json_response(StatusCode::CREATED, &json!(key)))
+    Ok(body::json_response(StatusCode::CREATED, &key_of(key)))
 }
 
 /// `DELETE /v1/keys/{id}`.
 pub async fn revoke_key(app: &App, principal: &Principal, id: &str) -> Result<http::Response<Body>, ApiError> {
     app.auth.revoke(principal, id).await?;
     tracing::info!(key_id = %id, "key revoked");
-    Ok(body::json_response(StatusCode::OK, &json!({ "revoked": id })))
+    Ok(body::json_response(StatusCode::OK, &Revoked { revoked: id.to_owned() }))
 }
 
 /// `PUT /v1/tenants/{tenant}/quotas` (admin): replaces the API layer of a tenant's quotas.
@@ -121,14 +103,70 @@ pub async fn set_quotas(
     request: http::Request<Incoming>,
 ) -> Result<http::Response<Body>, ApiError> {
     require_admin(principal)?;
-    let quotas: Quotas = read_json(app, request).await?;
-    let effective = app.tenancy.set_quotas(tenant, quotas).await?;
-    Ok(body::json_response(StatusCode::OK, &json!({ "tenant": tenant, "quotas": effective })))
+    let quotas: api::Quotas = read_json(app, request).await?;
+    let effective = app.tenancy.set_quotas(tenant, quotas_of(quotas)).await?;
+    Ok(body::json_response(StatusCode::OK, &TenantQuotas { tenant: tenant.to_owned(), quotas: api_quotas(effective) }))
 }
 
 /// `GET /v1/tenants/{tenant}/quotas`: the effective quotas.
 pub async fn quotas(app: &App, principal: &Principal, tenant: &str) -> Result<http::Response<Body>, ApiError> {
     visible_tenant(app, principal, tenant).await?;
-    let quotas = app.tenancy.quotas(tenant).await?;
-    Ok(body::json_response(StatusCode::OK, &json!({ "tenant": tenant, "quotas": quotas })))
+    let quotas = api_quotas(app.tenancy.quotas(tenant).await?);
+    Ok(body::json_response(StatusCode::OK, &TenantQuotas { tenant: tenant.to_owned(), quotas }))
+}
+
+fn key_of(key: IssuedKey) -> api::IssuedKey {
+    api::IssuedKey { id: key.id, tenant: key.tenant, key: key.key }
+}
+
+/// Quotas as the API shows them.
+fn api_quotas(quotas: Quotas) -> api::Quotas {
+    let Quotas {
+        max_concurrent_requests,
+        requests_per_second,
+        max_memory_mb,
+        max_timeout_ms,
+        max_functions,
+        max_storage_bytes,
+        monthly_budget_micros,
+        max_keys,
+        api_requests_per_second,
+    } = quotas;
+    api::Quotas {
+        max_concurrent_requests,
+        requests_per_second,
+        max_memory_mb,
+        max_timeout_ms,
+        max_functions,
+        max_storage_bytes,
+        monthly_budget_micros,
+        max_keys,
+        api_requests_per_second,
+    }
+}
+
+/// Quotas the API was given.
+fn quotas_of(quotas: api::Quotas) -> Quotas {
+    let api::Quotas {
+        max_concurrent_requests,
+        requests_per_second,
+        max_memory_mb,
+        max_timeout_ms,
+        max_functions,
+        max_storage_bytes,
+        monthly_budget_micros,
+        max_keys,
+        api_requests_per_second,
+    } = quotas;
+    Quotas {
+        max_concurrent_requests,
+        requests_per_second,
+        max_memory_mb,
+        max_timeout_ms,
+        max_functions,
+        max_storage_bytes,
+        monthly_budget_micros,
+        max_keys,
+        api_requests_per_second,
+    }
 }

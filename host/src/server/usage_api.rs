@@ -1,39 +1,64 @@
 //! `/v1/usage`: totals and raw records from the ledger.
 
 use http::StatusCode;
-use serde_json::json;
 
 use super::App;
 use super::body::{self, Body};
-use crate::auth::{Principal, now_ms};
-use crate::db::{GroupBy, UsageQuery};
+use crate::api::{self, UsageGroups, UsageRecords};
+use crate::auth::Principal;
+use crate::clock::now_ms;
+use crate::db::{GroupBy, UsageQuery, UsageRecord, UsageTotals};
 use crate::error::ApiError;
 
-/// Query parameters, parsed strictly.
-#[derive(Default)]
-struct Params {
-    from: Option<i64>,
-    to: Option<i64>,
-    function: Option<String>,
-    group_by: Option<GroupBy>,
-    tenant: Option<String>,
-    after: Option<String>,
-    limit: Option<i64>,
+/// The pairs of `query`, each named in `allowed`: any other is `400`.
+fn pairs(query: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .map(|(key, value)| {
+            if allowed.contains(&key.as_ref()) {
+                Ok((key.into_owned(), value.into_owned()))
+            } else {
+                Err(ApiError::BadRequest(format!("unknown parameter `{key}`; use {}", allowed.join(", "))))
+            }
+        })
+        .collect()
 }
 
-fn parse(query: Option<&str>, allowed: &[&str]) -> Result<Params, ApiError> {
-    let mut params = Params::default();
-    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        if !allowed.contains(&key.as_ref()) {
-            return Err(ApiError::BadRequest(format!("unknown parameter `{key}`; use {}", allowed.join(", "))));
+/// `GET /v1/usage`'s parameters; the times are checked when used.
+fn totals_query(query: Option<&str>) -> Result<api::UsageQuery, ApiError> {
+    let mut params = api::UsageQuery::default();
+    for (key, value) in pairs(query, &["from", "to", "function", "group_by", "tenant"])? {
+        match key.as_str() {
+            "from" => params.from = Some(value),
+            "to" => params.to = Some(value),
+            "function" => params.function = Some(value),
+            "tenant" => params.tenant = Some(value),
+            // `group_by`: `pairs` lets no other name through.
+            _ => {
+                params.group_by = Some(match value.as_str() {
+                    "function" => api::GroupBy::Function,
+                    "day" => api::GroupBy::Day,
+                    "hour" => api::GroupBy::Hour,
+                    other => {
+                        return Err(ApiError::BadRequest(format!(
+                            "group_by must be function, day or hour, got `{other}`"
+                        )));
+                    }
+                });
+            }
         }
-        match key.as_ref() {
-            "from" => params.from = Some(parse_time("from", &value)?),
-            "to" => params.to = Some(parse_time("to", &value)?),
-            "function" => params.function = Some(value.into_owned()),
-            "tenant" => params.tenant = Some(value.into_owned()),
-            "after" => params.after = Some(value.into_owned()),
-            "limit" => {
+    }
+    Ok(params)
+}
+
+/// `GET /v1/usage/records`'s parameters.
+fn records_query(query: Option<&str>) -> Result<api::UsageRecordsQuery, ApiError> {
+    let mut params = api::UsageRecordsQuery::default();
+    for (key, value) in pairs(query, &["after", "limit", "tenant"])? {
+        match key.as_str() {
+            "after" => params.after = Some(value),
+            "tenant" => params.tenant = Some(value),
+            // `limit`: `pairs` lets no other name through.
+            _ => {
                 params.limit = Some(
                     value
                         .parse()
@@ -42,19 +67,6 @@ fn parse(query: Option<&str>, allowed: &[&str]) -> Result<Params, ApiError> {
                         .ok_or_else(|| ApiError::BadRequest(format!("limit must be 1 to 1000, got `{value}`")))?,
                 );
             }
-            "group_by" => {
-                params.group_by = Some(match value.as_ref() {
-                    "function" => GroupBy::Function,
-                    "day" => GroupBy::Day,
-                    "hour" => GroupBy::Hour,
-                    other => {
-                        return Err(ApiError::BadRequest(format!(
-                            "group_by must be function, day or hour, got `{other}`"
-                        )));
-                    }
-                });
-            }
-            _ => {}
         }
     }
     Ok(params)
@@ -107,31 +119,97 @@ fn tenant_of(principal: &Principal, asked: Option<String>) -> Result<String, Api
 
 /// `GET /v1/usage?from=&to=&function=&group_by=function|day|hour[&tenant=]`.
 pub async fn totals(app: &App, principal: &Principal, query: Option<&str>) -> Result<http::Response<Body>, ApiError> {
-    let params = parse(query, &["from", "to", "function", "group_by", "tenant"])?;
+    let params = totals_query(query)?;
     let query = UsageQuery {
+        from_ms: params.from.as_deref().map(|from| parse_time("from", from)).transpose()?.unwrap_or(0),
+        to_ms: params.to.as_deref().map(|to| parse_time("to", to)).transpose()?.unwrap_or_else(|| now_ms() + 1),
         tenant: tenant_of(principal, params.tenant)?,
-        from_ms: params.from.unwrap_or(0),
-        to_ms: params.to.unwrap_or_else(|| now_ms() + 1),
         function: params.function,
-        group_by: params.group_by.unwrap_or(GroupBy::Function),
+        group_by: match params.group_by.unwrap_or_default() {
+            api::GroupBy::Function => GroupBy::Function,
+            api::GroupBy::Day => GroupBy::Day,
+            api::GroupBy::Hour => GroupBy::Hour,
+        },
     };
-    let groups = app.db.usage_totals(&query).await?;
-    Ok(body::json_response(StatusCode::OK, &json!({ "tenant": query.tenant, "groups": groups })))
+    let groups = app.db.usage_totals(&query).await?.into_iter().map(totals_of).collect();
+    Ok(body::json_response(StatusCode::OK, &UsageGroups { tenant: query.tenant, groups }))
 }
 
 /// `GET /v1/usage/records?after=&limit=[&tenant=]`, in request-id order.
 pub async fn records(app: &App, principal: &Principal, query: Option<&str>) -> Result<http::Response<Body>, ApiError> {
-    let params = parse(query, &["after", "limit", "tenant"])?;
+    let params = records_query(query)?;
     let tenant = tenant_of(principal, params.tenant)?;
     let records =
         app.db.usage_records(&tenant, params.after.as_deref().unwrap_or(""), params.limit.unwrap_or(100)).await?;
     let next_after = records.last().map(|r| r.request_id.clone());
-    Ok(body::json_response(StatusCode::OK, &json!({ "records": records, "next_after": next_after })))
+    let records = records.into_iter().map(record_of).collect();
+    Ok(body::json_response(StatusCode::OK, &UsageRecords { records, next_after }))
+}
+
+fn totals_of(totals: UsageTotals) -> api::UsageTotals {
+    let UsageTotals { group, requests, cpu_ms, wall_ms, gb_seconds, compute_ms, bytes_in, bytes_out, cost_micros } =
+        totals;
+    api::UsageTotals { group, requests, cpu_ms, wall_ms, gb_seconds, compute_ms, bytes_in, bytes_out, cost_micros }
+}
+
+fn record_of(record: UsageRecord) -> api::UsageRecord {
+    let UsageRecord {
+        request_id,
+        tenant,
+        function,
+        version,
+        start_ms,
+        wall_us,
+        cpu_us,
+        peak_memory_bytes,
+        memory_byte_ms,
+        nn_cpu_us,
+        nn_gpu_us,
+        bytes_in,
+        bytes_out,
+        outcome,
+        cost_micros,
+    } = record;
+    api::UsageRecord {
+        request_id,
+        tenant,
+        function,
+        version,
+        start_ms,
+        wall_us,
+        cpu_us,
+        peak_memory_bytes,
+        memory_byte_ms,
+        nn_cpu_us,
+        nn_gpu_us,
+        bytes_in,
+        bytes_out,
+        outcome,
+        cost_micros,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parameters_are_parsed_strictly_into_the_api_queries() {
+        let totals = totals_query(Some("group_by=day&from=2024-01-01&function=f")).ok();
+        assert_eq!(totals.as_ref().and_then(|q| q.group_by), Some(api::GroupBy::Day));
+        assert_eq!(totals.as_ref().and_then(|q| q.from.as_deref()), Some("2024-01-01"));
+        let records = records_query(Some("after=r1&limit=5")).ok();
+        assert_eq!(records.map(|q| (q.after, q.limit)), Some((Some("r1".to_owned()), Some(5))));
+        for (bad, message) in [
+            (totals_query(Some("limit=5")).err(), "unknown parameter `limit`"),
+            (totals_query(Some("group_by=week")).err(), "group_by must be"),
+            (records_query(Some("from=1")).err(), "unknown parameter `from`"),
+            (records_query(Some("limit=0")).err(), "limit must be 1 to 1000"),
+        ] {
+            let error = bad.map(|e| e.to_string()).unwrap_or_default();
+            assert!(error.contains(message), "{error}");
+        }
+    }
 
     #[test]
     fn times_are_checked_before_any_arithmetic() {

@@ -50,7 +50,9 @@ impl BackendKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Device {
+    /// The host's CPUs, on the inference threads.
     Cpu,
+    /// A CUDA GPU through ONNX Runtime.
     Gpu,
 }
 

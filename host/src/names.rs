@@ -1,8 +1,18 @@
-//! Validated function names.
+//! Names of tenants, functions and models, and the rules they follow.
 
 use std::fmt;
 
-use crate::error::ApiError;
+/// The tenant that owns the first admin key and tenant-less deploys.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// A name that breaks the rules: 1 to 63 lowercase letters, digits and `-`,
+/// not starting with `-`.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {what} name `{}`: use 1 to 63 lowercase letters, digits and `-`, not starting with `-`", name.escape_debug())]
+pub struct InvalidName {
+    what: &'static str,
+    name: String,
+}
 
 /// A function name: lowercase letters, digits and `-`, 1 to 63 characters,
 /// starting with a letter or digit (so it is also a valid DNS label).
@@ -11,7 +21,7 @@ pub struct FunctionName(String);
 
 impl FunctionName {
     /// Checks `name` and wraps it.
-    pub fn parse(name: &str) -> Result<Self, ApiError> {
+    pub fn parse(name: &str) -> Result<Self, InvalidName> {
         check("function", name).map(|()| Self(name.to_owned()))
     }
 
@@ -22,28 +32,21 @@ impl FunctionName {
 }
 
 /// Checks a tenant name; the rules are those of function names.
-pub fn check_tenant_name(name: &str) -> Result<(), ApiError> {
+pub fn check_tenant_name(name: &str) -> Result<(), InvalidName> {
     check("tenant", name)
 }
 
 /// Checks a model name; the rules are those of function names.
-pub fn check_model_name(name: &str) -> Result<(), ApiError> {
+pub fn check_model_name(name: &str) -> Result<(), InvalidName> {
     check("model", name)
 }
 
-fn check(what: &str, name: &str) -> Result<(), ApiError> {
+fn check(what: &'static str, name: &str) -> Result<(), InvalidName> {
     let valid = !name.is_empty()
         && name.len() <= 63
         && !name.starts_with('-')
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if valid {
-        Ok(())
-    } else {
-        Err(ApiError::BadRequest(format!(
-            "invalid {what} name `{}`: use 1 to 63 lowercase letters, digits and `-`, not starting with `-`",
-            name.escape_debug()
-        )))
-    }
+    if valid { Ok(()) } else { Err(InvalidName { what, name: name.to_owned() }) }
 }
 
 impl fmt::Display for FunctionName {

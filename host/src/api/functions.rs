@@ -1,0 +1,121 @@
+//! `/v1/functions`: deployed functions and their versions.
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// What a component is, judged by what it exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum FunctionKind {
+    /// Exports `muon:function/handle`; called at `/fn/{tenant}/{name}`.
+    Handler,
+    /// Exports `wasi:http/incoming-handler`; called at `/fn/{tenant}/{name}`.
+    Http,
+    /// Exports `muon:function/preprocess`; called at `POST /v1/functions/{name}/invoke`.
+    Preprocessor,
+    /// Exports `muon:function/train`; called at `POST /v1/functions/{name}/invoke`.
+    TrainingStep,
+}
+
+impl FunctionKind {
+    /// The kind as it appears in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Handler => "handler",
+            Self::Http => "http",
+            Self::Preprocessor => "preprocessor",
+            Self::TrainingStep => "training-step",
+        }
+    }
+
+    /// The kind named `name` in JSON, if there is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Handler, Self::Http, Self::Preprocessor, Self::TrainingStep].into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// Whether it is called with JSON at `POST /v1/functions/{name}/invoke`
+    /// rather than over HTTP at `/fn/{tenant}/{name}`.
+    pub fn is_typed(self) -> bool {
+        matches!(self, Self::Preprocessor | Self::TrainingStep)
+    }
+}
+
+/// Limits a function version runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FunctionLimits {
+    /// Guest memory limit, in MiB.
+    pub memory_mb: u64,
+    /// Deadline of one call, in milliseconds.
+    pub timeout_ms: u64,
+    /// Calls of this function running at once; more wait in a short queue.
+    pub max_concurrency: u64,
+}
+
+/// One version of a function.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FunctionVersion {
+    /// The tenant that owns the function.
+    pub tenant: String,
+    /// The function's name.
+    pub name: String,
+    /// Version number, from 1, one more per deploy.
+    pub version: i64,
+    /// SHA-256 of the component, in hex.
+    pub digest: String,
+    /// What the component exports, which decides how it is called.
+    pub kind: FunctionKind,
+    /// Size of the component, in bytes.
+    pub size_bytes: i64,
+    /// Callable without an API key (limited by the anonymous budget).
+    pub public: bool,
+    /// Hosts the function may call over outbound HTTP.
+    pub allowed_hosts: Vec<String>,
+    /// Models the function may load by name; `null`: every model of its tenant.
+    pub models: Option<Vec<String>>,
+    /// When this version was deployed, in Unix milliseconds.
+    pub created_at_ms: i64,
+    /// The limits this version runs under.
+    pub limits: FunctionLimits,
+}
+
+/// `GET /v1/functions/{name}`: the active version and every kept version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FunctionDetail {
+    /// The active version.
+    #[serde(flatten)]
+    pub active: FunctionVersion,
+    /// Every kept version, oldest first.
+    pub versions: Vec<FunctionVersion>,
+}
+
+/// `GET /v1/functions`: the active version of each of the tenant's functions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FunctionList {
+    /// One entry per function.
+    pub functions: Vec<FunctionVersion>,
+}
+
+/// Query parameters of `PUT /v1/functions/{name}`; anything unset takes the
+/// server's default (within the tenant's quotas).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeployQuery {
+    /// Guest memory limit, in MiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
+    /// Deadline of one call, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Calls running at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u64>,
+    /// Callable without an API key: `true` or `false` (also `1`, `0`) [default: false].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public: Option<bool>,
+    /// Hosts the function may call over outbound HTTP, comma-separated [default: none].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_hosts: Option<String>,
+    /// Models the function may load by name, comma-separated; `*`: every model of the tenant [default: `*`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub models: Option<String>,
+}

@@ -1,0 +1,635 @@
+//! The OpenAPI 3.1 document of the HTTP API, served at `GET /v1/openapi.json`.
+//!
+//! Each route is declared once below, as a `#[utoipa::path]` on an empty
+//! function that stands for it; the schemas come from the types of this
+//! module's parent. The server's route table (`server/routes.rs`) is checked
+//! against this document by a test, in both directions.
+
+use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+
+/// The name of the security scheme of every key.
+pub const API_KEY: &str = "api_key";
+/// The name of the security scheme of routes that need an admin key.
+pub const ADMIN_KEY: &str = "admin_key";
+
+/// The document, built from the declarations below.
+pub fn document() -> Document {
+    ApiDoc::openapi()
+}
+
+/// The HTTP methods of `item`'s operations, upper case, with the operations.
+pub fn operations(item: &PathItem) -> Vec<(&'static str, &Operation)> {
+    [
+        ("GET", &item.get),
+        ("HEAD", &item.head),
+        ("POST", &item.post),
+        ("PUT", &item.put),
+        ("DELETE", &item.delete),
+        ("PATCH", &item.patch),
+        ("OPTIONS", &item.options),
+        ("TRACE", &item.trace),
+    ]
+    .into_iter()
+    .filter_map(|(method, operation)| operation.as_ref().map(|operation| (method, operation)))
+    .collect()
+}
+
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &mut Operation)> {
+    [
+        ("get", &mut item.get),
+        ("head", &mut item.head),
+        ("post", &mut item.post),
+        ("put", &mut item.put),
+        ("delete", &mut item.delete),
+        ("patch", &mut item.patch),
+        ("options", &mut item.options),
+        ("trace", &mut item.trace),
+    ]
+    .into_iter()
+    .filter_map(|(method, operation)| operation.as_mut().map(|operation| (method, operation)))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "muon",
+        description = "The HTTP API of muon, a serverless WebAssembly function host for AI workloads.\n\n\
+            Every `/v1` route but this document needs an API key (`Authorization: Bearer <key>`); \
+            the routes under the `admin_key` scheme need an admin key. A tenant's key acts for its own \
+            tenant only: another tenant's objects answer `404`, as if absent. Errors answer \
+            `{\"error\": {\"code\", \"message\"}}` (`ErrorBody`); a path that exists for other methods \
+            answers `405` with `Allow`, any other path `404`.",
+    ),
+    paths(
+        routes::call_function_root,
+        routes::call_function,
+        routes::healthz,
+        routes::readyz,
+        routes::metrics,
+        routes::openapi_json,
+        routes::list_functions,
+        routes::deploy_function,
+        routes::show_function,
+        routes::delete_function,
+        routes::rollback_function,
+        routes::invoke_function,
+        routes::list_models,
+        routes::upload_model,
+        routes::show_model,
+        routes::delete_model,
+        routes::create_tenant,
+        routes::list_tenants,
+        routes::issue_key,
+        routes::set_quotas,
+        routes::show_quotas,
+        routes::revoke_key,
+        routes::usage_totals,
+        routes::usage_records,
+    ),
+    components(schemas(super::ErrorCode)),
+    modifiers(&Security, &CommonErrors, &OneIdPerMethod),
+    security(("api_key" = [])),
+    tags(
+        (name = "calls", description = "Calling functions."),
+        (name = "functions", description = "Deploying and managing functions."),
+        (name = "models", description = "A tenant's models, for wasi-nn `load-by-name`."),
+        (name = "tenants", description = "Tenants, their keys and quotas."),
+        (name = "usage", description = "What requests used and cost, from the ledger."),
+        (name = "operations", description = "Health, readiness, metrics and this document."),
+    ),
+)]
+struct ApiDoc;
+
+/// The two bearer schemes: any key, and an admin key.
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut Document) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let scheme = |description: &str| {
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("muon_sk_...")
+                    .description(Some(description))
+                    .build(),
+            )
+        };
+        components.add_security_scheme(
+            API_KEY,
+            scheme("An API key (`muon_sk_...`): a tenant's key acts for that tenant, an admin key for any."),
+        );
+        components.add_security_scheme(
+            ADMIN_KEY,
+            scheme("An admin key: the key in `DATA_DIR/admin.key`, or one issued with `{\"admin\": true}`."),
+        );
+    }
+}
+
+/// Errors any route may answer, added where a route does not describe them itself.
+struct CommonErrors;
+
+impl Modify for CommonErrors {
+    fn modify(&self, openapi: &mut Document) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let management = path.starts_with("/v1/");
+            for (_, operation) in operations_mut(item) {
+                let keyless = operation
+                    .security
+                    .as_ref()
+                    .is_some_and(|all| all.iter().all(|requirement| *requirement == SecurityRequirement::default()));
+                let mut common = vec![
+                    ("500", "`internal`: a host-side failure; the details are in the server's log."),
+                    ("503", "`unavailable`: muon is shutting down or its database does not answer."),
+                ];
+                if !keyless {
+                    common.push(("401", "`unauthorized`: no valid API key."));
+                }
+                if management && !keyless {
+                    common.push(("429", "`rate_limited`: the tenant's management API rate is over its limit."));
+                }
+                for (status, description) in common {
+                    operation.responses.responses.entry(status.to_owned()).or_insert_with(|| error(description).into());
+                }
+            }
+        }
+    }
+}
+
+/// A route declared for several methods (the function calls) gets one
+/// operation id per method, `call_function_get`..., as ids must be unique.
+struct OneIdPerMethod;
+
+impl Modify for OneIdPerMethod {
+    fn modify(&self, openapi: &mut Document) {
+        for item in openapi.paths.paths.values_mut() {
+            let methods = operations(item).len();
+            for (method, operation) in operations_mut(item) {
+                if let (true, Some(id)) = (methods > 1, &mut operation.operation_id) {
+                    id.push('_');
+                    id.push_str(method);
+                }
+            }
+        }
+    }
+}
+
+/// An error response with the error body.
+fn error(description: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+        .build()
+}
+
+/// Declarations only: each function stands for one route of the document.
+mod routes {
+    #![expect(dead_code, reason = "each function only carries its route's #[utoipa::path]")]
+
+    use crate::api::functions::{DeployQuery, FunctionDetail, FunctionList, FunctionVersion};
+    use crate::api::models::{Model, ModelList, ModelQuery};
+    use crate::api::tenants::{IssuedKey, NewKey, NewTenant, Quotas, TenantCreated, TenantList, TenantQuotas};
+    use crate::api::usage::{UsageGroups, UsageQuery, UsageRecords, UsageRecordsQuery};
+    use crate::api::{Deleted, ErrorBody, Health, Revoked};
+
+    /// Call a handler or `wasi:http` function at its root path.
+    ///
+    /// Any method, any body: the function sees the method, headers and body, and
+    /// its answer is the response. A public function needs no key; any other needs
+    /// a key of its tenant (or an admin key).
+    #[utoipa::path(
+    method(get, head, post, put, delete, patch, options, trace),
+    path = "/fn/{tenant}/{name}",
+    tag = "calls",
+    params(
+        ("tenant" = String, Path, description = "The function's tenant."),
+        ("name" = String, Path, description = "The function's name."),
+    ),
+    request_body(description = "Anything; passed to the function.", content(("*/*"))),
+    responses(
+        (status = 200, description = "The function's response, whatever its status, headers and body.", content(("*/*"))),
+        (status = 400, description = "`bad_request`: the function is typed (call `POST /v1/functions/{name}/invoke`).", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such function visible to the caller.", body = ErrorBody),
+        (status = 408, description = "`body_timeout`: the request body did not arrive in time.", body = ErrorBody),
+        (status = 413, description = "`body_too_large`: the request body is over `max_request_bytes`.", body = ErrorBody),
+        (status = 429, description = "`quota_exceeded`, `rate_limited`: a tenant limit or the anonymous budget is used up.", body = ErrorBody),
+        (status = 500, description = "`trap`, `memory_limit`, `invalid_response`, `response_too_large`, `internal`.", body = ErrorBody),
+        (status = 503, description = "`overloaded`, `bodies_busy`, `ledger_unavailable`, `unavailable` (`Retry-After`).", body = ErrorBody),
+        (status = 504, description = "`timeout`: the function ran past its deadline.", body = ErrorBody),
+    ),
+    security((), ("api_key" = [])),
+)]
+    fn call_function_root() {}
+
+    /// Call a handler or `wasi:http` function at a path below its root.
+    ///
+    /// Like `/fn/{tenant}/{name}`; the function sees `/{rest}` (and the query) as its path.
+    #[utoipa::path(
+    method(get, head, post, put, delete, patch, options, trace),
+    path = "/fn/{tenant}/{name}/{rest}",
+    tag = "calls",
+    params(
+        ("tenant" = String, Path, description = "The function's tenant."),
+        ("name" = String, Path, description = "The function's name."),
+        ("rest" = String, Path, description = "The rest of the path, slashes included, as the function sees it."),
+    ),
+    request_body(description = "Anything; passed to the function.", content(("*/*"))),
+    responses(
+        (status = 200, description = "The function's response, whatever its status, headers and body.", content(("*/*"))),
+        (status = 400, description = "`bad_request`: the function is typed (call `POST /v1/functions/{name}/invoke`).", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such function visible to the caller.", body = ErrorBody),
+        (status = 408, description = "`body_timeout`: the request body did not arrive in time.", body = ErrorBody),
+        (status = 413, description = "`body_too_large`: the request body is over `max_request_bytes`.", body = ErrorBody),
+        (status = 429, description = "`quota_exceeded`, `rate_limited`: a tenant limit or the anonymous budget is used up.", body = ErrorBody),
+        (status = 500, description = "`trap`, `memory_limit`, `invalid_response`, `response_too_large`, `internal`.", body = ErrorBody),
+        (status = 503, description = "`overloaded`, `bodies_busy`, `ledger_unavailable`, `unavailable` (`Retry-After`).", body = ErrorBody),
+        (status = 504, description = "`timeout`: the function ran past its deadline.", body = ErrorBody),
+    ),
+    security((), ("api_key" = [])),
+)]
+    fn call_function() {}
+
+    /// Liveness: the process answers.
+    #[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "Alive (also while shutting down).", body = Health)),
+    security(()),
+)]
+    fn healthz() {}
+
+    /// Readiness: not shutting down, and the database answers.
+    #[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready for work.", body = Health),
+        (status = 503, description = "`unavailable`: shutting down, or the database does not answer.", body = ErrorBody),
+    ),
+    security(()),
+)]
+    fn readyz() {}
+
+    /// Prometheus metrics (admin key; or without a key on the `metrics_listen` address).
+    #[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Metrics in the Prometheus text format.", content_type = "text/plain; version=0.0.4", body = String),
+        (status = 403, description = "`forbidden`: not an admin key.", body = ErrorBody),
+    ),
+    security(("admin_key" = [])),
+)]
+    fn metrics() {}
+
+    /// This document (no key needed).
+    #[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API.", body = Object)),
+    security(()),
+)]
+    fn openapi_json() {}
+
+    /// List the active version of each of the tenant's functions.
+    #[utoipa::path(
+    get,
+    path = "/v1/functions",
+    tag = "functions",
+    responses((status = 200, description = "The functions.", body = FunctionList)),
+)]
+    fn list_functions() {}
+
+    /// Deploy a component as function `name`: a new version if it exists, and the active one.
+    #[utoipa::path(
+    put,
+    path = "/v1/functions/{name}",
+    tag = "functions",
+    params(("name" = String, Path, description = "The function's name."), DeployQuery),
+    request_body(description = "The component: a `.wasm` built for wasm32-wasip2.", content(("application/wasm"), ("application/octet-stream"))),
+    responses(
+        (status = 201, description = "Deployed; the new, active version.", body = FunctionVersion),
+        (status = 400, description = "`invalid_component`, `unknown_import`, `bad_request` (a name or option).", body = ErrorBody),
+        (status = 408, description = "`body_timeout`: the component did not arrive in time.", body = ErrorBody),
+        (status = 413, description = "`body_too_large`: the component is over `max_deploy_bytes`.", body = ErrorBody),
+        (status = 422, description = "`compile_timeout`: compiling took longer than the host allows.", body = ErrorBody),
+        (status = 429, description = "`quota_exceeded` (functions, storage, memory, deadline), `rate_limited`.", body = ErrorBody),
+        (status = 503, description = "`compile_busy`, `bodies_busy` (`Retry-After`), `unavailable`.", body = ErrorBody),
+    ),
+)]
+    fn deploy_function() {}
+
+    /// Show a function: its active version and every kept version.
+    #[utoipa::path(
+    get,
+    path = "/v1/functions/{name}",
+    tag = "functions",
+    params(("name" = String, Path, description = "The function's name.")),
+    responses(
+        (status = 200, description = "The function.", body = FunctionDetail),
+        (status = 400, description = "`bad_request`: not a valid function name.", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such function.", body = ErrorBody),
+    ),
+)]
+    fn show_function() {}
+
+    /// Delete a function and all its versions.
+    #[utoipa::path(
+    delete,
+    path = "/v1/functions/{name}",
+    tag = "functions",
+    params(("name" = String, Path, description = "The function's name.")),
+    responses(
+        (status = 200, description = "Deleted.", body = Deleted),
+        (status = 400, description = "`bad_request`: not a valid function name.", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such function.", body = ErrorBody),
+    ),
+)]
+    fn delete_function() {}
+
+    /// Make the previous version of a function active again.
+    #[utoipa::path(
+    post,
+    path = "/v1/functions/{name}/rollback",
+    tag = "functions",
+    params(("name" = String, Path, description = "The function's name.")),
+    responses(
+        (status = 200, description = "Rolled back; the version now active.", body = FunctionVersion),
+        (status = 400, description = "`bad_request`: not a valid function name, or no version before the active one.", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such function.", body = ErrorBody),
+    ),
+)]
+    fn rollback_function() {}
+
+    /// Call a typed function (preprocessor, training step) with JSON in and out.
+    #[utoipa::path(
+    post,
+    path = "/v1/functions/{name}/invoke",
+    tag = "calls",
+    params(("name" = String, Path, description = "The function's name, of the key's tenant.")),
+    request_body(description = "The function's input.", content = Value, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The function's output.", body = Value),
+        (status = 400, description = "`bad_request`: not a typed function, or the input is not what it takes.", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such function.", body = ErrorBody),
+        (status = 408, description = "`body_timeout`: the input did not arrive in time.", body = ErrorBody),
+        (status = 413, description = "`body_too_large`: the input is over `max_request_bytes`.", body = ErrorBody),
+        (status = 422, description = "`function_error`: the function rejected the input.", body = ErrorBody),
+        (status = 429, description = "`quota_exceeded`, `rate_limited`: a tenant limit is used up.", body = ErrorBody),
+        (status = 500, description = "`trap`, `memory_limit`, `response_too_large`, `internal`.", body = ErrorBody),
+        (status = 503, description = "`overloaded`, `bodies_busy`, `ledger_unavailable`, `unavailable` (`Retry-After`).", body = ErrorBody),
+        (status = 504, description = "`timeout`: the function ran past its deadline.", body = ErrorBody),
+    ),
+)]
+    fn invoke_function() {}
+
+    /// List the tenant's models.
+    #[utoipa::path(
+    get,
+    path = "/v1/models",
+    tag = "models",
+    responses((status = 200, description = "The models.", body = ModelList)),
+)]
+    fn list_models() {}
+
+    /// Upload an ONNX model as `name`, replacing what `name` held.
+    #[utoipa::path(
+    put,
+    path = "/v1/models/{name}",
+    tag = "models",
+    params(("name" = String, Path, description = "The model's name."), ModelQuery),
+    request_body(description = "The model file (ONNX, weights included).", content(("application/octet-stream"))),
+    responses(
+        (status = 201, description = "Stored and loaded.", body = Model),
+        (status = 400, description = "`invalid_model`, `bad_request` (a name or option).", body = ErrorBody),
+        (status = 408, description = "`body_timeout`: the model did not arrive in time.", body = ErrorBody),
+        (status = 413, description = "`body_too_large`: the model is over `max_model_bytes`.", body = ErrorBody),
+        (status = 429, description = "`quota_exceeded` (storage), `rate_limited`.", body = ErrorBody),
+    ),
+)]
+    fn upload_model() {}
+
+    /// Show a model.
+    #[utoipa::path(
+    get,
+    path = "/v1/models/{name}",
+    tag = "models",
+    params(("name" = String, Path, description = "The model's name.")),
+    responses(
+        (status = 200, description = "The model.", body = Model),
+        (status = 404, description = "`not_found`: no such model.", body = ErrorBody),
+    ),
+)]
+    fn show_model() {}
+
+    /// Delete a model.
+    #[utoipa::path(
+    delete,
+    path = "/v1/models/{name}",
+    tag = "models",
+    params(("name" = String, Path, description = "The model's name.")),
+    responses(
+        (status = 200, description = "Deleted.", body = Deleted),
+        (status = 400, description = "`bad_request`: not a valid model name.", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such model.", body = ErrorBody),
+    ),
+)]
+    fn delete_model() {}
+
+    /// Create a tenant (admin key); the answer holds its first key, shown once.
+    #[utoipa::path(
+    post,
+    path = "/v1/tenants",
+    tag = "tenants",
+    request_body = NewTenant,
+    responses(
+        (status = 201, description = "Created.", body = TenantCreated),
+        (status = 400, description = "`bad_request`: invalid JSON or tenant name.", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not an admin key.", body = ErrorBody),
+        (status = 409, description = "`conflict`: the tenant exists.", body = ErrorBody),
+        (status = 413, description = "`body_too_large`: the body is over 64 KiB.", body = ErrorBody),
+    ),
+    security(("admin_key" = [])),
+)]
+    fn create_tenant() {}
+
+    /// List every tenant with its effective quotas (admin key).
+    #[utoipa::path(
+    get,
+    path = "/v1/tenants",
+    tag = "tenants",
+    responses(
+        (status = 200, description = "The tenants.", body = TenantList),
+        (status = 403, description = "`forbidden`: not an admin key.", body = ErrorBody),
+    ),
+    security(("admin_key" = [])),
+)]
+    fn list_tenants() {}
+
+    /// Issue a key for a tenant: the caller's own, or any with an admin key.
+    ///
+    /// `{"admin": true}` issues an admin key, and needs one. The secret is shown once.
+    #[utoipa::path(
+    post,
+    path = "/v1/tenants/{tenant}/keys",
+    tag = "tenants",
+    params(("tenant" = String, Path, description = "The tenant the key acts for.")),
+    request_body(content = Option<NewKey>, description = "Optional: an empty body issues a tenant key."),
+    responses(
+        (status = 201, description = "Issued.", body = IssuedKey),
+        (status = 400, description = "`bad_request`: invalid JSON.", body = ErrorBody),
+        (status = 403, description = "`forbidden`: an admin key was asked for without one.", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such tenant visible to the caller.", body = ErrorBody),
+        (status = 429, description = "`quota_exceeded`: the tenant holds `max_keys` live keys; `rate_limited`.", body = ErrorBody),
+    ),
+)]
+    fn issue_key() {}
+
+    /// Set the API layer of a tenant's quotas (admin key); the answer is the effective quotas.
+    #[utoipa::path(
+    put,
+    path = "/v1/tenants/{tenant}/quotas",
+    tag = "tenants",
+    params(("tenant" = String, Path, description = "The tenant.")),
+    request_body = Quotas,
+    responses(
+        (status = 200, description = "Set; the effective quotas.", body = TenantQuotas),
+        (status = 400, description = "`bad_request`: invalid JSON or an unknown field.", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not an admin key.", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such tenant.", body = ErrorBody),
+    ),
+    security(("admin_key" = [])),
+)]
+    fn set_quotas() {}
+
+    /// Show a tenant's effective quotas (its own key, or an admin key).
+    #[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/quotas",
+    tag = "tenants",
+    params(("tenant" = String, Path, description = "The tenant.")),
+    responses(
+        (status = 200, description = "The effective quotas.", body = TenantQuotas),
+        (status = 404, description = "`not_found`: no such tenant visible to the caller.", body = ErrorBody),
+    ),
+)]
+    fn show_quotas() {}
+
+    /// Revoke a key: one of the caller's tenant, or any with an admin key.
+    #[utoipa::path(
+    delete,
+    path = "/v1/keys/{id}",
+    tag = "tenants",
+    params(("id" = String, Path, description = "The key's id.")),
+    responses(
+        (status = 200, description = "Revoked.", body = Revoked),
+        (status = 403, description = "`forbidden`: an admin key, revoked with a tenant's key.", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such key visible to the caller.", body = ErrorBody),
+        (status = 409, description = "`conflict`: the last live admin key cannot be revoked.", body = ErrorBody),
+    ),
+)]
+    fn revoke_key() {}
+
+    /// Usage totals, grouped by function, day or hour.
+    #[utoipa::path(
+    get,
+    path = "/v1/usage",
+    tag = "usage",
+    params(UsageQuery),
+    responses(
+        (status = 200, description = "The totals.", body = UsageGroups),
+        (status = 400, description = "`bad_request`: an unknown or invalid parameter.", body = ErrorBody),
+        (status = 404, description = "`not_found`: another tenant, without an admin key.", body = ErrorBody),
+    ),
+)]
+    fn usage_totals() {}
+
+    /// Raw usage records, one page at a time, in request-id order.
+    #[utoipa::path(
+    get,
+    path = "/v1/usage/records",
+    tag = "usage",
+    params(UsageRecordsQuery),
+    responses(
+        (status = 200, description = "One page.", body = UsageRecords),
+        (status = 400, description = "`bad_request`: an unknown or invalid parameter.", body = ErrorBody),
+        (status = 404, description = "`not_found`: another tenant, without an admin key.", body = ErrorBody),
+    ),
+)]
+    fn usage_records() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json() -> serde_json::Value {
+        serde_json::to_value(document()).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_1_and_lists_every_error_code() {
+        let doc = json();
+        assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")), "{}", doc["openapi"]);
+        let listed: Vec<&str> = doc["components"]["schemas"]["ErrorCode"]["enum"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str())
+            .collect();
+        let all: Vec<&str> = crate::api::ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(listed, all);
+        for name in ["ErrorBody", "FunctionVersion", "FunctionDetail", "Model", "Quotas", "UsageRecords", "UsageGroups"]
+        {
+            assert!(doc["components"]["schemas"][name].is_object(), "schema {name} is missing");
+        }
+    }
+
+    #[test]
+    fn operation_ids_are_unique() {
+        let document = document();
+        let mut ids: Vec<&str> = document
+            .paths
+            .paths
+            .values()
+            .flat_map(operations)
+            .filter_map(|(_, operation)| operation.operation_id.as_deref())
+            .collect();
+        let count = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), count, "operation ids repeat");
+    }
+
+    #[test]
+    fn every_operation_declares_its_path_parameters_and_errors() {
+        let document = document();
+        for (path, item) in &document.paths.paths {
+            let wanted: Vec<&str> =
+                path.split('/').filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect();
+            for (method, operation) in operations(item) {
+                let op = serde_json::to_value(operation).unwrap_or_default();
+                let declared: Vec<&str> = op["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p["in"] == "path")
+                    .filter_map(|p| p["name"].as_str())
+                    .collect();
+                assert_eq!(declared, wanted, "{method} {path}: path parameters");
+                let errors = op["responses"].as_object().into_iter().flatten().filter(|(status, response)| {
+                    status.starts_with(['4', '5'])
+                        && response["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/ErrorBody"
+                });
+                assert!(errors.count() >= 2, "{method} {path}: error responses");
+            }
+        }
+    }
+}
