@@ -186,6 +186,7 @@ fn usage_record(work: &Work<'_>, latency: Duration, used: &Measurement, outcome:
 mod tests {
     use super::*;
     use crate::db::Db;
+    use crate::ledger::LedgerSettings;
     use crate::ledger::pricing::Plan;
     use crate::tenancy::TenancyConfig;
 
@@ -194,7 +195,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("muon-settle-{}-{}", std::process::id(), crate::clock::now_ms()));
         std::fs::create_dir_all(&dir)?;
         let db = Db::open_sqlite(&dir).await?;
-        let ledger = if metering { Some(Ledger::start(db.clone())?) } else { None };
+        let ledger = if metering { Some(Ledger::start(db.clone(), LedgerSettings::default())?) } else { None };
         let mut config = TenancyConfig::default();
         config.plans.insert("default".to_owned(), Plan { per_request: 7, ..Plan::default() });
         Ok((Settler::new(ledger, Arc::new(Tenancy::new(db.clone(), config))), db, dir))
