@@ -30,15 +30,15 @@ const MEMORY_BOUND_MIB: u64 = 512;
 /// in this process sharing the cores, it was 3.7x to 7.6x (docs/BENCHMARKS.md),
 /// so the test holds the line at 10 and prints the figure.
 const LATENCY_BOUND: u32 = 10;
+/// The quiet p99 the bound is multiplied from, at least: the lowest measured
+/// when the bound was set, with a ledger sync in every request. Without that
+/// sync (`ledger_sync = "interval"`) the quiet p99 is about 0.2 ms while the
+/// p99 under attack, the CPU the attackers take on two cores, stays 3.5-4 ms.
+const QUIET_FLOOR: Duration = Duration::from_micros(500);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn soak_a_bystander_keeps_its_latency_while_another_tenant_attacks() -> anyhow::Result<()> {
-    // `always`: the bound was set against a quiet p99 that includes a sync per
-    // request (0.5-1 ms). With the default `interval` the quiet p99 drops to
-    // about 0.2 ms while the p99 under attack (CPU the attackers take on two
-    // cores) stays about 4 ms, which would read as 18x.
-    let flags = ["--body-read-timeout-ms", "3000", "--ledger-sync", "always"];
-    let server = Arc::new(Server::start(&flags).await?);
+    let server = Arc::new(Server::start(&["--body-read-timeout-ms", "3000"]).await?);
     let bystander_key = server.create_tenant("bystander").await?;
     let bystander = server.with_key(&bystander_key)?;
     let mallory = server.with_key(&server.create_tenant("mallory").await?)?;
@@ -121,7 +121,7 @@ async fn soak_a_bystander_keeps_its_latency_while_another_tenant_attacks() -> an
     );
     assert!(loaded.len() > 100, "the bystander got only {} answers in {SOAK:?}", loaded.len());
     assert!(
-        loaded_p99 < quiet_p99 * LATENCY_BOUND,
+        loaded_p99 < quiet_p99.max(QUIET_FLOOR) * LATENCY_BOUND,
         "bystander p99 went from {quiet_p99:?} to {loaded_p99:?} under attack"
     );
     assert!(grown_mib < MEMORY_BOUND_MIB, "server memory grew by {grown_mib} MiB");
