@@ -260,35 +260,63 @@ impl NnSettings {
 /// The resolved configuration the server runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Where the API and the functions are served.
     pub listen: SocketAddr,
     /// Where `/metrics` is served without a key, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where the database, components and compiled artifacts live.
     pub data_dir: PathBuf,
+    /// Per-function defaults and caps.
     pub limits: LimitDefaults,
+    /// Requests that may wait for a busy function.
     pub queue_depth: u32,
+    /// How long a request may wait for a busy function.
     pub queue_timeout: Duration,
+    /// Largest component upload.
     pub max_deploy_bytes: u64,
+    /// Largest function-call request body.
     pub max_request_bytes: u64,
+    /// Largest response or output a function may return.
     pub max_response_bytes: u64,
+    /// Most request headers before `431`.
     pub max_headers: usize,
+    /// Largest request head before `431`.
     pub max_header_bytes: usize,
+    /// How long a client may take to send a request head.
     pub header_read_timeout: Duration,
+    /// How long a request body may take to arrive (plus 1 s per MiB).
     pub body_read_timeout: Duration,
+    /// Memory all request bodies being received may hold together.
     pub max_inflight_body_bytes: u64,
+    /// The budget anonymous callers of each public function share.
     pub anonymous: AnonymousLimits,
+    /// How long in-flight requests may finish after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// Wasm stack per instance, in bytes.
     pub max_wasm_stack: usize,
+    /// Host resources one instance may hold at once.
     pub max_guest_resources: usize,
+    /// Instances alive at once, host-wide.
     pub max_instances: u32,
+    /// Guest stdout plus stderr kept for the log, per call.
     pub guest_output_bytes: usize,
+    /// Whether guests may reach private and loopback addresses.
     pub allow_private_outbound: bool,
+    /// A PostgreSQL URL, or `None` for SQLite in the data directory.
     pub database_url: Option<String>,
+    /// Whether calls are metered into the ledger.
     pub metering: bool,
+    /// How the ledger makes records durable.
     pub ledger: LedgerSettings,
+    /// Versions kept per function, the active one included.
     pub max_versions_kept: usize,
+    /// Components compiled at once.
     pub compile_slots: usize,
+    /// How long one compile may take.
     pub compile_timeout: Duration,
+    /// Quotas, plans and per-tenant settings.
     pub tenancy: TenancyConfig,
+    /// Inference: backends, threads, model limits.
     pub nn: NnConfig,
 }
 

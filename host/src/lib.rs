@@ -7,6 +7,8 @@
 //! wasi-nn inference on tenants' models, [`ledger`] keeps usage durable, and
 //! [`error`], [`names`] and [`clock`] are leaves everyone may use.
 
+#![deny(missing_docs)]
+
 pub mod api;
 pub mod auth;
 pub mod cli;

@@ -1,7 +1,6 @@
 //! The usage ledger: one record per request, written in batches.
 
 use anyhow::Context;
-use serde::Serialize;
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 use sqlx::{ConnectOptions, Connection, Executor, Row};
@@ -9,27 +8,37 @@ use sqlx::{ConnectOptions, Connection, Executor, Row};
 use super::Db;
 
 /// What one request used, and what it cost (integer micro-units).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct UsageRecord {
+    /// The request (or job) id; one record per id.
     pub request_id: String,
+    /// The tenant billed.
     pub tenant: String,
+    /// The function called.
     pub function: String,
+    /// Its version.
     pub version: i64,
     /// Unix time in milliseconds.
     pub start_ms: i64,
+    /// Wall time from admission to the end of the call.
     pub wall_us: i64,
     /// CPU time spent running the guest.
     pub cpu_us: i64,
+    /// The largest linear memory of the instance.
     pub peak_memory_bytes: i64,
     /// Guest memory integrated over wall time.
     pub memory_byte_ms: i64,
-    /// Time in wasi-nn compute on CPU and on GPU.
+    /// Time in wasi-nn compute on CPU.
     pub nn_cpu_us: i64,
+    /// Time in wasi-nn compute on GPU.
     pub nn_gpu_us: i64,
+    /// Request bytes received.
     pub bytes_in: i64,
+    /// Response bytes sent.
     pub bytes_out: i64,
     /// `ok` or the error code the client saw.
     pub outcome: String,
+    /// What it cost under the tenant's plan, in micro-units.
     pub cost_micros: i64,
 }
 
@@ -40,32 +49,49 @@ const COLUMN_COUNT: usize = 15;
 /// A usage query: one tenant, a time range, an optional function, a grouping.
 #[derive(Debug, Clone)]
 pub struct UsageQuery {
+    /// Whose usage.
     pub tenant: String,
+    /// From (inclusive), Unix milliseconds.
     pub from_ms: i64,
+    /// To (exclusive), Unix milliseconds.
     pub to_ms: i64,
+    /// Only this function, if set.
     pub function: Option<String>,
+    /// How totals are grouped.
     pub group_by: GroupBy,
 }
 
 /// How usage totals are grouped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupBy {
+    /// One group per function.
     Function,
+    /// One group per UTC day.
     Day,
+    /// One group per UTC hour.
     Hour,
 }
 
 /// Totals of one group.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct UsageTotals {
+    /// The function, day or hour.
     pub group: String,
+    /// Records in the group.
     pub requests: i64,
+    /// Guest CPU time.
     pub cpu_ms: f64,
+    /// Wall time.
     pub wall_ms: f64,
+    /// Memory over time, in GB-seconds.
     pub gb_seconds: f64,
+    /// wasi-nn compute time, CPU and GPU.
     pub compute_ms: f64,
+    /// Request bytes received.
     pub bytes_in: i64,
+    /// Response bytes sent.
     pub bytes_out: i64,
+    /// What the group cost, in micro-units.
     pub cost_micros: i64,
 }
 
