@@ -11,37 +11,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use dashmap::DashMap;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::db::{Db, Footprint};
 use crate::ledger::pricing::Plan;
 
-/// Limits of one tenant. `None` is unlimited.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Quotas {
-    /// Requests of the tenant running at once.
-    pub max_concurrent_requests: Option<u32>,
-    /// Sustained requests per second (token bucket; bursts up to one second's worth).
-    pub requests_per_second: Option<u32>,
-    /// Largest `memory_mb` a deploy may ask for.
-    pub max_memory_mb: Option<u32>,
-    /// Largest `timeout_ms` a deploy may ask for.
-    pub max_timeout_ms: Option<u64>,
-    /// Functions the tenant may have.
-    pub max_functions: Option<u32>,
-    /// Bytes stored: each distinct component the tenant's kept versions hold, once, and its models.
-    pub max_storage_bytes: Option<u64>,
-    /// Spend per calendar month (UTC), in micro-units.
-    pub monthly_budget_micros: Option<i64>,
-    /// Live (not revoked) API keys the tenant may hold [default: 100; never unlimited].
-    pub max_keys: Option<u32>,
-    /// Management API (`/v1`, function calls excluded) requests per second of
-    /// the tenant's keys, bursts up to one second's worth [default: 100; never
-    /// unlimited]. Admin keys are not limited.
-    pub api_requests_per_second: Option<u32>,
-}
+/// Limits of one tenant, `None` being unlimited: the API's type, so that
+/// the file, the database and the API read and write one shape.
+pub use crate::api::Quotas;
 
 /// Management API requests per second when no layer sets `api_requests_per_second`.
 pub const DEFAULT_API_REQUESTS_PER_SECOND: u32 = 100;

@@ -7,40 +7,9 @@ use sqlx::{ConnectOptions, Connection, Executor, Row};
 
 use super::Db;
 
-/// What one request used, and what it cost (integer micro-units).
-#[derive(Debug, Clone)]
-pub struct UsageRecord {
-    /// The request (or job) id; one record per id.
-    pub request_id: String,
-    /// The tenant billed.
-    pub tenant: String,
-    /// The function called.
-    pub function: String,
-    /// Its version.
-    pub version: i64,
-    /// Unix time in milliseconds.
-    pub start_ms: i64,
-    /// Wall time from admission to the end of the call.
-    pub wall_us: i64,
-    /// CPU time spent running the guest.
-    pub cpu_us: i64,
-    /// The largest linear memory of the instance.
-    pub peak_memory_bytes: i64,
-    /// Guest memory integrated over wall time.
-    pub memory_byte_ms: i64,
-    /// Time in wasi-nn compute on CPU.
-    pub nn_cpu_us: i64,
-    /// Time in wasi-nn compute on GPU.
-    pub nn_gpu_us: i64,
-    /// Request bytes received.
-    pub bytes_in: i64,
-    /// Response bytes sent.
-    pub bytes_out: i64,
-    /// `ok` or the error code the client saw.
-    pub outcome: String,
-    /// What it cost under the tenant's plan, in micro-units.
-    pub cost_micros: i64,
-}
+/// What one request used, and what it cost (integer micro-units): the API's
+/// type, so the ledger stores what the API shows.
+pub use crate::api::UsageRecord;
 
 const COLUMNS: &str = "request_id, tenant, function, version, start_ms, wall_us, cpu_us, peak_memory_bytes, \
      memory_byte_ms, nn_cpu_us, nn_gpu_us, bytes_in, bytes_out, outcome, cost_micros";
@@ -72,28 +41,8 @@ pub enum GroupBy {
     Hour,
 }
 
-/// Totals of one group.
-#[derive(Debug, Clone)]
-pub struct UsageTotals {
-    /// The function, day or hour.
-    pub group: String,
-    /// Records in the group.
-    pub requests: i64,
-    /// Guest CPU time.
-    pub cpu_ms: f64,
-    /// Wall time.
-    pub wall_ms: f64,
-    /// Memory over time, in GB-seconds.
-    pub gb_seconds: f64,
-    /// wasi-nn compute time, CPU and GPU.
-    pub compute_ms: f64,
-    /// Request bytes received.
-    pub bytes_in: i64,
-    /// Response bytes sent.
-    pub bytes_out: i64,
-    /// What the group cost, in micro-units.
-    pub cost_micros: i64,
-}
+/// Totals of one group: the API's type.
+pub use crate::api::UsageTotals;
 
 /// How long the ledger waits for a connection of its own.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);

@@ -7,7 +7,6 @@ use crate::auth::{IssuedKey, Principal};
 use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::names::check_tenant_name;
-use crate::tenancy::Quotas;
 use http::StatusCode;
 use hyper::body::Incoming;
 
@@ -46,7 +45,7 @@ pub async fn create(
         return Err(ApiError::Conflict(format!("tenant `{}`", new.name)));
     }
     if let Some(quotas) = new.quotas {
-        app.tenancy.set_quotas(&new.name, quotas_of(quotas)).await?;
+        app.tenancy.set_quotas(&new.name, quotas).await?;
     }
     let key = app.auth.issue(&new.name, false, app.tenancy.max_keys(&new.name).await?).await?;
     tracing::info!(tenant = %new.name, key_id = %key.id, "tenant created");
@@ -59,7 +58,7 @@ pub async fn list(app: &App, principal: &Principal) -> Result<http::Response<Bod
     let mut tenants = Vec::new();
     for tenant in app.db.tenants().await? {
         let quotas = app.tenancy.quotas(&tenant.name).await?;
-        tenants.push(Tenant { name: tenant.name, created_at_ms: tenant.created_at_ms, quotas: api_quotas(quotas) });
+        tenants.push(Tenant { name: tenant.name, created_at_ms: tenant.created_at_ms, quotas });
     }
     Ok(body::json_response(StatusCode::OK, &TenantList { tenants }))
 }
@@ -104,69 +103,17 @@ pub async fn set_quotas(
 ) -> Result<http::Response<Body>, ApiError> {
     require_admin(principal)?;
     let quotas: api::Quotas = read_json(app, request).await?;
-    let effective = app.tenancy.set_quotas(tenant, quotas_of(quotas)).await?;
-    Ok(body::json_response(StatusCode::OK, &TenantQuotas { tenant: tenant.to_owned(), quotas: api_quotas(effective) }))
+    let effective = app.tenancy.set_quotas(tenant, quotas).await?;
+    Ok(body::json_response(StatusCode::OK, &TenantQuotas { tenant: tenant.to_owned(), quotas: effective }))
 }
 
 /// `GET /v1/tenants/{tenant}/quotas`: the effective quotas.
 pub async fn quotas(app: &App, principal: &Principal, tenant: &str) -> Result<http::Response<Body>, ApiError> {
     visible_tenant(app, principal, tenant).await?;
-    let quotas = api_quotas(app.tenancy.quotas(tenant).await?);
+    let quotas = app.tenancy.quotas(tenant).await?;
     Ok(body::json_response(StatusCode::OK, &TenantQuotas { tenant: tenant.to_owned(), quotas }))
 }
 
 fn key_of(key: IssuedKey) -> api::IssuedKey {
     api::IssuedKey { id: key.id, tenant: key.tenant, key: key.key }
-}
-
-/// Quotas as the API shows them.
-fn api_quotas(quotas: Quotas) -> api::Quotas {
-    let Quotas {
-        max_concurrent_requests,
-        requests_per_second,
-        max_memory_mb,
-        max_timeout_ms,
-        max_functions,
-        max_storage_bytes,
-        monthly_budget_micros,
-        max_keys,
-        api_requests_per_second,
-    } = quotas;
-    api::Quotas {
-        max_concurrent_requests,
-        requests_per_second,
-        max_memory_mb,
-        max_timeout_ms,
-        max_functions,
-        max_storage_bytes,
-        monthly_budget_micros,
-        max_keys,
-        api_requests_per_second,
-    }
-}
-
-/// Quotas the API was given.
-fn quotas_of(quotas: api::Quotas) -> Quotas {
-    let api::Quotas {
-        max_concurrent_requests,
-        requests_per_second,
-        max_memory_mb,
-        max_timeout_ms,
-        max_functions,
-        max_storage_bytes,
-        monthly_budget_micros,
-        max_keys,
-        api_requests_per_second,
-    } = quotas;
-    Quotas {
-        max_concurrent_requests,
-        requests_per_second,
-        max_memory_mb,
-        max_timeout_ms,
-        max_functions,
-        max_storage_bytes,
-        monthly_budget_micros,
-        max_keys,
-        api_requests_per_second,
-    }
 }

@@ -7,7 +7,7 @@ use super::body::{self, Body};
 use crate::api::{self, UsageGroups, UsageRecords};
 use crate::auth::Principal;
 use crate::clock::now_ms;
-use crate::db::{GroupBy, UsageQuery, UsageRecord, UsageTotals};
+use crate::db::{GroupBy, UsageQuery};
 use crate::error::ApiError;
 
 /// The pairs of `query`, each named in `allowed`: any other is `400`.
@@ -131,7 +131,7 @@ pub async fn totals(app: &App, principal: &Principal, query: Option<&str>) -> Re
             api::GroupBy::Hour => GroupBy::Hour,
         },
     };
-    let groups = app.db.usage_totals(&query).await?.into_iter().map(totals_of).collect();
+    let groups = app.db.usage_totals(&query).await?;
     Ok(body::json_response(StatusCode::OK, &UsageGroups { tenant: query.tenant, groups }))
 }
 
@@ -142,51 +142,7 @@ pub async fn records(app: &App, principal: &Principal, query: Option<&str>) -> R
     let records =
         app.db.usage_records(&tenant, params.after.as_deref().unwrap_or(""), params.limit.unwrap_or(100)).await?;
     let next_after = records.last().map(|r| r.request_id.clone());
-    let records = records.into_iter().map(record_of).collect();
     Ok(body::json_response(StatusCode::OK, &UsageRecords { records, next_after }))
-}
-
-fn totals_of(totals: UsageTotals) -> api::UsageTotals {
-    let UsageTotals { group, requests, cpu_ms, wall_ms, gb_seconds, compute_ms, bytes_in, bytes_out, cost_micros } =
-        totals;
-    api::UsageTotals { group, requests, cpu_ms, wall_ms, gb_seconds, compute_ms, bytes_in, bytes_out, cost_micros }
-}
-
-fn record_of(record: UsageRecord) -> api::UsageRecord {
-    let UsageRecord {
-        request_id,
-        tenant,
-        function,
-        version,
-        start_ms,
-        wall_us,
-        cpu_us,
-        peak_memory_bytes,
-        memory_byte_ms,
-        nn_cpu_us,
-        nn_gpu_us,
-        bytes_in,
-        bytes_out,
-        outcome,
-        cost_micros,
-    } = record;
-    api::UsageRecord {
-        request_id,
-        tenant,
-        function,
-        version,
-        start_ms,
-        wall_us,
-        cpu_us,
-        peak_memory_bytes,
-        memory_byte_ms,
-        nn_cpu_us,
-        nn_gpu_us,
-        bytes_in,
-        bytes_out,
-        outcome,
-        cost_micros,
-    }
 }
 
 #[cfg(test)]
