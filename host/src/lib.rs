@@ -5,7 +5,7 @@
 //! through the one [`invoke::Invoker`] and meters it through the one
 //! [`settle::Settler`]. [`engine`] builds the instances, [`nn`] serves
 //! wasi-nn inference on tenants' models, [`ledger`] keeps usage durable, and
-//! [`error`], [`names`] and [`clock`] are leaves everyone may use.
+//! [`names`] and [`clock`] are leaves everyone may use.
 
 #![deny(missing_docs)]
 
@@ -16,7 +16,6 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod engine;
-pub mod error;
 pub mod files;
 pub mod invoke;
 pub mod ledger;

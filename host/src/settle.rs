@@ -11,11 +11,10 @@ use tokio::sync::broadcast;
 
 use crate::api::ErrorCode;
 use crate::db::UsageRecord;
-use crate::error::ApiError;
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, LedgerError};
 use crate::metering::Measurement;
 use crate::telemetry::FunctionMetrics;
-use crate::tenancy::Tenancy;
+use crate::tenancy::{Tenancy, TenancyError};
 
 /// Events kept for a subscriber that falls behind; past that it skips the
 /// oldest (and is told how many) rather than slowing any request.
@@ -33,15 +32,6 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The outcome of a result: refusals are told apart by their error type.
-    pub fn of<T>(result: &Result<T, ApiError>) -> Self {
-        match result {
-            Ok(_) => Self::Ok,
-            Err(err @ (ApiError::QuotaExceeded { .. } | ApiError::RateLimited { .. })) => Self::Refused(err.code()),
-            Err(err) => Self::Failed(err.code()),
-        }
-    }
-
     /// The error code, or `None` for success.
     pub fn error_code(self) -> Option<ErrorCode> {
         match self {
@@ -54,6 +44,17 @@ impl Outcome {
     pub fn as_str(self) -> &'static str {
         self.error_code().map_or("ok", ErrorCode::as_str)
     }
+}
+
+/// Work that could not be settled, and so must not be delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum SettleError {
+    /// The usage record could not be written.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The tenant's plan could not be read.
+    #[error(transparent)]
+    Tenancy(#[from] TenancyError),
 }
 
 /// One finished call, as subscribers see it.
@@ -128,7 +129,7 @@ impl Settler {
     /// Records `work`, which used `used` and ended with `outcome`. Returns
     /// once the usage record is in the ledger: an error means the work must
     /// not be delivered, since it could not be billed.
-    pub async fn settle(&self, work: Work<'_>, used: &Measurement, outcome: Outcome) -> Result<(), ApiError> {
+    pub async fn settle(&self, work: Work<'_>, used: &Measurement, outcome: Outcome) -> Result<(), SettleError> {
         let latency = work.started.elapsed();
         work.metrics.record(work.started, outcome.error_code().map(ErrorCode::as_str));
         let mut cost_micros = 0;
@@ -222,8 +223,7 @@ mod tests {
         let metrics = FunctionMetrics::new("default/hello", "default");
         let used = Measurement { cpu: Duration::from_micros(1500), ..Measurement::default() };
         settler.settle(work("r-1", &metrics), &used, Outcome::Ok).await?;
-        let refused = Outcome::of::<()>(&Err(ApiError::RateLimited { limit: 1, retry_after_s: 1 }));
-        assert_eq!(refused, Outcome::Refused(ErrorCode::RateLimited));
+        let refused = Outcome::Refused(ErrorCode::RateLimited);
         settler.settle(work("r-2", &metrics), &used, refused).await?;
 
         let ran = events.recv().await?;

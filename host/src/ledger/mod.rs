@@ -22,8 +22,15 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::db::{Db, UsageRecord, UsageWriter};
-use crate::error::ApiError;
 use sync::{SyncTarget, Syncer};
+
+/// The ledger cannot take a record; the work must not be delivered unbilled.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LedgerError {
+    /// The write failed, timed out or found the queue full.
+    #[error("the usage ledger is unavailable; the request was not served: {0}")]
+    Unavailable(String),
+}
 
 /// When usage records reach the disk (`ledger_sync`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
@@ -114,39 +121,37 @@ impl Ledger {
     }
 
     /// Writes `record`; returns once it is committed.
-    pub async fn record(&self, record: UsageRecord) -> Result<(), ApiError> {
+    pub async fn record(&self, record: UsageRecord) -> Result<(), LedgerError> {
         self.send(Some(record)).await
     }
 
     /// Returns once every record handed in before is written and synced to disk.
-    pub async fn flush(&self) -> Result<(), ApiError> {
+    pub async fn flush(&self) -> Result<(), LedgerError> {
         self.send(None).await?;
         match &self.syncer {
-            Some(syncer) => syncer.sync().await.map_err(|err| ApiError::LedgerUnavailable(format!("{err:#}"))),
+            Some(syncer) => syncer.sync().await.map_err(|err| LedgerError::Unavailable(format!("{err:#}"))),
             None => Ok(()),
         }
     }
 
-    async fn send(&self, entry: Option<UsageRecord>) -> Result<(), ApiError> {
+    async fn send(&self, entry: Option<UsageRecord>) -> Result<(), LedgerError> {
         let sender = match &self.writer {
             Writer::Group(group) => {
                 return match tokio::time::timeout(WRITE_TIMEOUT, group.commit(entry)).await {
                     Ok(Ok(())) => Ok(()),
-                    Ok(Err(message)) => Err(ApiError::LedgerUnavailable(message)),
-                    Err(_) => Err(ApiError::LedgerUnavailable("the write did not finish in time".to_owned())),
+                    Ok(Err(message)) => Err(LedgerError::Unavailable(message)),
+                    Err(_) => Err(LedgerError::Unavailable("the write did not finish in time".to_owned())),
                 };
             }
             Writer::Task(sender) => sender,
         };
         let (ack, done) = oneshot::channel();
-        sender
-            .try_send((entry, ack))
-            .map_err(|_| ApiError::LedgerUnavailable("the ledger queue is full".to_owned()))?;
+        sender.try_send((entry, ack)).map_err(|_| LedgerError::Unavailable("the ledger queue is full".to_owned()))?;
         match tokio::time::timeout(WRITE_TIMEOUT, done).await {
             Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(message))) => Err(ApiError::LedgerUnavailable(message)),
-            Ok(Err(_)) => Err(ApiError::LedgerUnavailable("the ledger writer stopped".to_owned())),
-            Err(_) => Err(ApiError::LedgerUnavailable("the write did not finish in time".to_owned())),
+            Ok(Ok(Err(message))) => Err(LedgerError::Unavailable(message)),
+            Ok(Err(_)) => Err(LedgerError::Unavailable("the ledger writer stopped".to_owned())),
+            Err(_) => Err(LedgerError::Unavailable("the write did not finish in time".to_owned())),
         }
     }
 }

@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::body::{Body as _, Incoming};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::error::ApiError;
+use super::error::ApiError;
 
 /// Errors a response body can produce while streaming.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -15,9 +15,9 @@ use hyper::body::Incoming;
 
 use super::App;
 use super::body::{self, Body};
+use super::error::ApiError;
 use crate::clock::now_ms;
 use crate::engine::FunctionKind;
-use crate::error::ApiError;
 use crate::invoke::{self, Caller as Identity, Input, Output};
 use crate::names::FunctionName;
 use crate::registry::Version;
@@ -152,6 +152,11 @@ async fn metered(
         bytes_out: result.as_ref().map_or(0, |response| response.body().len() as u64),
         metrics: &version.metrics,
     };
-    app.settler.settle(work, &used, Outcome::of(&result)).await?;
+    let outcome = match &result {
+        Ok(_) => Outcome::Ok,
+        Err(err) if err.is_refusal() => Outcome::Refused(err.code()),
+        Err(err) => Outcome::Failed(err.code()),
+    };
+    app.settler.settle(work, &used, outcome).await?;
     result
 }

@@ -5,9 +5,9 @@ use hyper::body::Incoming;
 
 use super::App;
 use super::body::{self, Body};
+use super::error::ApiError;
 use crate::api::{self, Deleted, DeployQuery, FunctionDetail, FunctionList, FunctionVersion};
 use crate::db::VersionRecord;
-use crate::error::ApiError;
 use crate::names::FunctionName;
 use crate::registry::{DeployOptions, Version, parse_allowed_hosts, parse_models};
 

@@ -5,6 +5,7 @@
 
 pub mod body;
 mod calls;
+pub mod error;
 mod errors;
 mod functions_api;
 mod models_api;

@@ -2,8 +2,8 @@
 
 use super::App;
 use super::body::{self, Body};
+use super::error::ApiError;
 use crate::api::{self, Deleted, Model, ModelList, ModelQuery};
-use crate::error::ApiError;
 use crate::names::check_model_name;
 use crate::nn::backend::{BackendKind, Device};
 use crate::nn::{Dim, ElementType, ModelOptions, ModelRecord, TensorSpec};

@@ -13,10 +13,10 @@ use http::{HeaderValue, Method, StatusCode};
 use hyper::body::Incoming;
 
 use super::body::{self, Body};
+use super::error::ApiError;
 use super::errors::IntoResponse;
 use super::{App, calls, functions_api, models_api, tenants_api, usage_api};
 use crate::api::{Health, HealthStatus};
-use crate::error::ApiError;
 use crate::names::FunctionName;
 
 /// A route: a path pattern and the methods it accepts, as `Allow` lists them.

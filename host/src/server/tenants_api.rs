@@ -2,10 +2,10 @@
 
 use super::App;
 use super::body::{self, Body};
+use super::error::ApiError;
 use crate::api::{self, NewKey, NewTenant, Revoked, Tenant, TenantCreated, TenantList, TenantQuotas};
 use crate::auth::{IssuedKey, Principal};
 use crate::clock::now_ms;
-use crate::error::ApiError;
 use crate::names::check_tenant_name;
 use http::StatusCode;
 use hyper::body::Incoming;

@@ -4,11 +4,11 @@ use http::StatusCode;
 
 use super::App;
 use super::body::{self, Body};
+use super::error::ApiError;
 use crate::api::{self, UsageGroups, UsageRecords};
 use crate::auth::Principal;
 use crate::clock::now_ms;
 use crate::db::{GroupBy, UsageQuery};
-use crate::error::ApiError;
 
 /// The pairs of `query`, each named in `allowed`: any other is `400`.
 fn pairs(query: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
