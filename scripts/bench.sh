@@ -12,38 +12,11 @@
 # Functions are deployed public=true, so requests carry no API key.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds="${BENCH_SECONDS:-5}"
-if ! command -v wrk >/dev/null || ! command -v bc >/dev/null; then
-    apt-get update -qq && apt-get install -y -qq wrk bc >/dev/null
-fi
 ./scripts/build-functions.sh >/dev/null 2>&1
 profile="${BENCH_PROFILE:-dist}"
 cargo build --profile "$profile" -p muon -p muon-tests --bin muon --bin native-hello >/dev/null 2>&1
-target="${CARGO_TARGET_DIR:-target}"
-guest="$target/wasm32-wasip2/guest"
-work=$(mktemp -d)
-# Servers' pids go to files: `start` runs in a command substitution, a
-# subshell, whose variables the cleanup would never see.
-cleanup() { for pid in "$work"/*.pid; do [ -e "$pid" ] && kill "$(cat "$pid")" 2>/dev/null; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-# start NAME COMMAND...: runs a server that prints "... listening on URL", echoes URL.
-start() {
-    local name=$1; shift
-    "$@" >"$work/$name.out" 2>"$work/$name.err" &
-    echo $! >"$work/$name.pid"
-    for _ in $(seq 1 200); do
-        url=$(sed -n 's/.*listening on //p' "$work/$name.out")
-        [ -n "$url" ] && { echo "$url"; return; }
-        sleep 0.05
-    done
-    echo "$name did not start" >&2; cat "$work/$name.err" >&2; exit 1
-}
+. scripts/bench-lib.sh
 now_ms() { date +%s%3N; }
-rps() { # rps URL CONNECTIONS
-    local threads=$(( $2 < 2 ? 1 : 2 ))
-    wrk -t"$threads" -c"$2" -d"${seconds}s" "$1" | awk '/Requests\/sec/ {printf "%.0f", $2}'
-}
 
 native=$(start native "$target/$profile/native-hello" 127.0.0.1:0)
 # The first server meters nothing, so (a)-(c) measure the host alone; (d)
@@ -105,4 +78,4 @@ done
 ledger=$(curl -sf "${metered_auth[@]}" "$metered_url/metrics")
 batch=$(echo "$ledger" | awk -F'[{}" ]+' '$1=="muon_ledger_batch_size" && $3=="0.5" {printf "%.0f", $4}')
 write=$(echo "$ledger" | awk -F'[{}" ]+' '$1=="muon_ledger_write_seconds" && $3=="0.5" {printf "%.0f", $4*1e6}')
-echo "ledger (SQLite, synchronous=FULL): median batch $batch records, median write+sync $write µs"
+echo "ledger (SQLite, default ledger_sync): median batch $batch records, median write+sync $write µs"
