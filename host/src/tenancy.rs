@@ -191,9 +191,12 @@ impl Tenancy {
         Ok(quota)
     }
 
-    /// Checks a model upload of `size` bytes against the tenant's storage limit.
-    pub async fn check_model_upload(&self, tenant: &str, size: u64) -> Result<(), TenancyError> {
+    /// Checks a model upload of `size` bytes against the tenant's storage
+    /// limit, refusing early what cannot fit; returns the limits the model
+    /// store checks again in the transaction that writes.
+    pub async fn check_model_upload(&self, tenant: &str, size: u64) -> Result<StorageQuota, TenancyError> {
         let quotas = self.state(tenant).await?.quotas;
+        let quota = StorageQuota { max_functions: quotas.max_functions, max_storage_bytes: quotas.max_storage_bytes };
         if let Some(max) = quotas.max_storage_bytes {
             let stored = self.db.tenant_footprint(tenant).await?.bytes;
             let total = u64::try_from(stored).unwrap_or(0) + size;
@@ -203,7 +206,7 @@ impl Tenancy {
                 )));
             }
         }
-        Ok(())
+        Ok(quota)
     }
 
     /// Adds a written record's cost to the tenant's spend this month.

@@ -41,6 +41,7 @@ async fn models_api_round_trip(backend: Backend) -> anyhow::Result<()> {
     let digits = repo_file("examples/digits/digits.onnx")?;
     let out = server.push_model_ok("digits", digits.clone(), "backend=tract").await?;
     assert_eq!(out["name"], "digits");
+    assert_eq!(out["version"], 1);
     assert_eq!(out["backend"], "tract");
     assert_eq!(out["target"], "cpu");
     assert_eq!(out["size"], digits.len() as u64);
@@ -52,6 +53,10 @@ async fn models_api_round_trip(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(list["models"].as_array().map(Vec::len), Some(1));
     let one: Value = server.http.get(server.url("/v1/models/digits")).send().await?.json().await?;
     assert_eq!(one["digest"], out["digest"]);
+    let again = server.push_model_ok("digits", digits.clone(), "backend=tract").await?;
+    assert_eq!(again["version"], 2, "an upload to a name is its next version");
+    let list: Value = server.http.get(server.url("/v1/models")).send().await?.json().await?;
+    assert_eq!(list["models"].as_array().map(Vec::len), Some(1), "and replaces the one before: {list}");
 
     let junk = server.push_model(&server.http, "junk", b"definitely not onnx".to_vec(), "").await?;
     let (status, code, message) = error_of(junk).await?;

@@ -141,7 +141,7 @@ fn files(dir: &Path) -> Vec<String> {
 
 /// Bytes the server keeps for components: files, artifacts and database copies.
 async fn stored(server: &Server, db: &Db) -> anyhow::Result<(u64, u64, i64)> {
-    let (_, blob_bytes) = db.component_blobs().await?;
+    let (_, blob_bytes) = db.stored_blobs().await?;
     Ok((dir_bytes(&server.data_dir.join("components")), dir_bytes(&server.data_dir.join("compiled")), blob_bytes))
 }
 
@@ -322,13 +322,13 @@ async fn orphans_are_swept_at_start(backend: Backend) -> anyhow::Result<()> {
     for path in &planted {
         std::fs::write(path, b"left by a crash")?;
     }
-    db.put_blob(muon::db::Blob::Component, &orphan, b"an orphan blob").await?;
+    db.put_blob(&orphan, b"an orphan blob").await?;
 
     let args: Vec<&str> = flags.iter().map(String::as_str).collect();
     let restarted = Server::start_in(&data_dir, &args, temp).await?;
     assert_eq!(files(&components), kept_components, "component files after the sweep");
     assert_eq!(files(&compiled), kept_artifacts, "artifacts after the sweep");
-    assert_eq!(db.blob(muon::db::Blob::Component, &orphan).await?, None, "the orphan blob is gone");
+    assert_eq!(db.blob(&orphan).await?, None, "the orphan blob is gone");
     assert_eq!(restarted.get_fn("hello", "").await?.text().await?, "hello, world!\n");
     Ok(())
 }
@@ -507,7 +507,7 @@ async fn a_kill_during_deploys_leaves_nothing_unreferenced(backend: Backend) -> 
             "{dir} holds files no version references: {names:?}, versions: {digests:?}"
         );
     }
-    let (blobs, _) = db.component_blobs().await?;
+    let (blobs, _) = db.stored_blobs().await?;
     let expected = if backend == Backend::Postgres { digests.len() } else { 0 };
     assert_eq!(
         usize::try_from(blobs)?,

@@ -121,6 +121,9 @@ impl TensorSpec {
 pub struct Model {
     /// The name functions load it by.
     pub name: String,
+    /// Counts up from 1 per name: each upload to the name is a new version,
+    /// which replaces the one before.
+    pub version: i64,
     /// SHA-256 of the model file, in hex.
     pub digest: String,
     /// Size of the model file, in bytes.

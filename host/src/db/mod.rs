@@ -1,4 +1,4 @@
-//! The database: the function catalog, tenants and keys, and the usage ledger.
+//! The database: the catalog of tenant objects, tenants and keys, and the usage ledger.
 //!
 //! SQLite under the data directory by default (bundled, no system library).
 //! Queries are written once, with `$n` placeholders, for both SQLite and
@@ -10,16 +10,28 @@ use anyhow::Context;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Row};
 
+/// One schema migration: the same SQL for both databases, or one for each
+/// where their dialects differ (JSON functions, mostly).
+enum Migration {
+    Both(&'static str),
+    Each { sqlite: &'static str, postgres: &'static str },
+}
+
+use Migration::{Both, Each};
+
 /// Schema migrations, applied in order; an applied one is never edited.
-const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS muon_schema (version BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS functions (
+const MIGRATIONS: &[Migration] = &[
+    Both("CREATE TABLE IF NOT EXISTS muon_schema (version BIGINT NOT NULL)"),
+    Both(
+        "CREATE TABLE IF NOT EXISTS functions (
         tenant TEXT NOT NULL,
         name TEXT NOT NULL,
         active_version BIGINT NOT NULL,
         PRIMARY KEY (tenant, name)
     )",
-    "CREATE TABLE IF NOT EXISTS function_versions (
+    ),
+    Both(
+        "CREATE TABLE IF NOT EXISTS function_versions (
         tenant TEXT NOT NULL,
         name TEXT NOT NULL,
         version BIGINT NOT NULL,
@@ -34,16 +46,22 @@ const MIGRATIONS: &[&str] = &[
         created_at_ms BIGINT NOT NULL,
         PRIMARY KEY (tenant, name, version)
     )",
-    "CREATE TABLE IF NOT EXISTS components (
+    ),
+    Both(
+        "CREATE TABLE IF NOT EXISTS components (
         digest TEXT PRIMARY KEY,
         bytes BYTEA NOT NULL
     )",
-    "CREATE TABLE IF NOT EXISTS tenants (
+    ),
+    Both(
+        "CREATE TABLE IF NOT EXISTS tenants (
         name TEXT PRIMARY KEY,
         created_at_ms BIGINT NOT NULL,
         quotas TEXT NOT NULL DEFAULT '{}'
     )",
-    "CREATE TABLE IF NOT EXISTS api_keys (
+    ),
+    Both(
+        "CREATE TABLE IF NOT EXISTS api_keys (
         id TEXT PRIMARY KEY,
         tenant TEXT NOT NULL,
         key_hash TEXT NOT NULL UNIQUE,
@@ -51,7 +69,9 @@ const MIGRATIONS: &[&str] = &[
         created_at_ms BIGINT NOT NULL,
         revoked_at_ms BIGINT
     )",
-    "CREATE TABLE IF NOT EXISTS usage_records (
+    ),
+    Both(
+        "CREATE TABLE IF NOT EXISTS usage_records (
         request_id TEXT PRIMARY KEY,
         tenant TEXT NOT NULL,
         function TEXT NOT NULL,
@@ -68,10 +88,12 @@ const MIGRATIONS: &[&str] = &[
         outcome TEXT NOT NULL,
         cost_micros BIGINT NOT NULL
     )",
-    "CREATE INDEX IF NOT EXISTS usage_by_tenant_time ON usage_records (tenant, start_ms)",
+    ),
+    Both("CREATE INDEX IF NOT EXISTS usage_by_tenant_time ON usage_records (tenant, start_ms)"),
     // NULL: the function may use every model of its tenant.
-    "ALTER TABLE function_versions ADD COLUMN models TEXT",
-    "CREATE TABLE IF NOT EXISTS models (
+    Both("ALTER TABLE function_versions ADD COLUMN models TEXT"),
+    Both(
+        "CREATE TABLE IF NOT EXISTS models (
         tenant TEXT NOT NULL,
         name TEXT NOT NULL,
         digest TEXT NOT NULL,
@@ -82,23 +104,93 @@ const MIGRATIONS: &[&str] = &[
         created_at_ms BIGINT NOT NULL,
         PRIMARY KEY (tenant, name)
     )",
+    ),
     // Model bytes, for nodes sharing one database (PostgreSQL) only.
-    "CREATE TABLE IF NOT EXISTS model_blobs (
+    Both(
+        "CREATE TABLE IF NOT EXISTS model_blobs (
         digest TEXT PRIMARY KEY,
         bytes BYTEA NOT NULL
     )",
+    ),
     // Whether any version still references a component, asked at every prune and delete.
-    "CREATE INDEX IF NOT EXISTS function_versions_by_digest ON function_versions (digest)",
+    Both("CREATE INDEX IF NOT EXISTS function_versions_by_digest ON function_versions (digest)"),
+    // One catalog for every kind of versioned tenant object (functions,
+    // models, datasets, ...): what is common is columns, what is particular
+    // to a kind is its `meta` JSON. Blobs are stored once, whatever the kind.
+    Both(
+        "CREATE TABLE IF NOT EXISTS objects (
+        kind TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        active_version BIGINT NOT NULL,
+        PRIMARY KEY (kind, tenant, name)
+    )",
+    ),
+    Both(
+        "CREATE TABLE IF NOT EXISTS object_versions (
+        kind TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        digest TEXT NOT NULL,
+        size_bytes BIGINT NOT NULL,
+        created_at_ms BIGINT NOT NULL,
+        meta TEXT NOT NULL,
+        PRIMARY KEY (kind, tenant, name, version)
+    )",
+    ),
+    Both("CREATE INDEX IF NOT EXISTS object_versions_by_digest ON object_versions (digest)"),
+    Both("CREATE TABLE IF NOT EXISTS blobs (digest TEXT PRIMARY KEY, bytes BYTEA NOT NULL)"),
+    Both(
+        "INSERT INTO objects (kind, tenant, name, active_version)
+        SELECT 'function', tenant, name, active_version FROM functions",
+    ),
+    Each {
+        sqlite: "INSERT INTO object_versions
+            SELECT 'function', tenant, name, version, digest, size_bytes, created_at_ms,
+            json_object('kind', kind, 'memory_mb', memory_mb, 'timeout_ms', timeout_ms,
+                'max_concurrency', max_concurrency, 'public', json(CASE WHEN public <> 0 THEN 'true' ELSE 'false' END),
+                'allowed_hosts', allowed_hosts, 'models', models)
+            FROM function_versions",
+        postgres: "INSERT INTO object_versions
+            SELECT 'function', tenant, name, version, digest, size_bytes, created_at_ms,
+            json_build_object('kind', kind, 'memory_mb', memory_mb, 'timeout_ms', timeout_ms,
+                'max_concurrency', max_concurrency, 'public', public <> 0,
+                'allowed_hosts', allowed_hosts, 'models', models)::text
+            FROM function_versions",
+    },
+    // A model name held one model; it becomes version 1 of that name.
+    Both("INSERT INTO objects (kind, tenant, name, active_version) SELECT 'model', tenant, name, 1 FROM models"),
+    Each {
+        sqlite: "INSERT INTO object_versions
+            SELECT 'model', tenant, name, 1, digest, size_bytes, created_at_ms,
+            json_object('backend', backend, 'target', target, 'signature', json(signature))
+            FROM models",
+        postgres: "INSERT INTO object_versions
+            SELECT 'model', tenant, name, 1, digest, size_bytes, created_at_ms,
+            json_build_object('backend', backend, 'target', target, 'signature', signature::json)::text
+            FROM models",
+    },
+    Both("INSERT INTO blobs (digest, bytes) SELECT digest, bytes FROM components"),
+    Both(
+        "INSERT INTO blobs (digest, bytes) SELECT digest, bytes FROM model_blobs
+        WHERE digest NOT IN (SELECT digest FROM blobs)",
+    ),
+    Both("DROP TABLE functions"),
+    Both("DROP TABLE function_versions"),
+    Both("DROP TABLE models"),
+    Both("DROP TABLE components"),
+    Both("DROP TABLE model_blobs"),
 ];
 
-mod blobs;
 mod catalog;
+mod functions;
 mod models;
 mod tenants;
 mod usage;
 
-pub use blobs::Blob;
-pub use catalog::{CatalogChange, Footprint, VersionRecord};
+pub use catalog::{CatalogChange, Footprint, ObjectKind, ObjectVersion, Retention};
+pub use functions::VersionRecord;
 pub use models::ModelRow;
 pub use tenants::{KeyRecord, Revocation, TenantRecord};
 pub use usage::{GroupBy, UsageQuery, UsageRecord, UsageTotals, UsageWriter};
@@ -175,16 +267,29 @@ impl Db {
     }
 
     async fn migrate(&self) -> anyhow::Result<()> {
-        sqlx::query(MIGRATIONS[0]).execute(&self.pool).await?;
+        let sql_of = |migration: &Migration| match *migration {
+            Both(sql) => sql,
+            Each { sqlite, postgres } => {
+                if self.is_shared() {
+                    postgres
+                } else {
+                    sqlite
+                }
+            }
+        };
+        sqlx::query(sql_of(&MIGRATIONS[0])).execute(&self.pool).await?;
         let applied: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM muon_schema")
             .fetch_one(&self.pool)
             .await?
             .try_get("v")?;
         let mut tx = self.pool.begin().await?;
-        for (index, sql) in MIGRATIONS.iter().enumerate().skip(1) {
+        for (index, migration) in MIGRATIONS.iter().enumerate().skip(1) {
             let version = i64::try_from(index)?;
             if version > applied {
-                sqlx::query(sql).execute(&mut *tx).await.with_context(|| format!("migration {version} failed"))?;
+                sqlx::query(sql_of(migration))
+                    .execute(&mut *tx)
+                    .await
+                    .with_context(|| format!("migration {version} failed"))?;
                 sqlx::query("INSERT INTO muon_schema (version) VALUES ($1)").bind(version).execute(&mut *tx).await?;
             }
         }

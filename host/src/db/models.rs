@@ -1,17 +1,17 @@
-//! The model catalog: which models each tenant has, under which names.
-
-use sqlx::Row;
-use sqlx::any::AnyRow;
+//! Models in the catalog: a version's typed view.
 
 use super::Db;
+use super::catalog::{ObjectKind, ObjectVersion};
 
-/// A stored model (its bytes live in the data directory, by digest).
+/// A stored model version (its bytes live in the data directory, by digest).
 #[derive(Debug, Clone)]
 pub struct ModelRow {
     /// The owning tenant: models are named per tenant.
     pub tenant: String,
     /// The name functions load it by.
     pub name: String,
+    /// Counts up from 1 per name: an upload to a name makes a new version.
+    pub version: i64,
     /// SHA-256 of the model's bytes, which name its file.
     pub digest: String,
     /// The bytes' size, counted against the tenant's storage quota.
@@ -21,75 +21,55 @@ pub struct ModelRow {
     /// The device it runs on (`cpu` or `gpu`).
     pub target: String,
     /// The signature as JSON.
-    pub signature: String,
+    pub signature: serde_json::Value,
     /// When it was uploaded (Unix milliseconds), shown in listings.
     pub created_at_ms: i64,
 }
 
+/// What the catalog keeps of a model version beyond the common columns.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ModelMeta {
+    backend: String,
+    target: String,
+    signature: serde_json::Value,
+}
+
+impl ModelRow {
+    /// The catalog's form of this model (its version is set when inserted).
+    pub fn to_object(&self) -> anyhow::Result<ObjectVersion> {
+        let meta =
+            ModelMeta { backend: self.backend.clone(), target: self.target.clone(), signature: self.signature.clone() };
+        Ok(ObjectVersion {
+            kind: ObjectKind::Model,
+            tenant: self.tenant.clone(),
+            name: self.name.clone(),
+            version: self.version,
+            digest: self.digest.clone(),
+            size_bytes: self.size_bytes,
+            created_at_ms: self.created_at_ms,
+            meta: serde_json::to_string(&meta)?,
+        })
+    }
+
+    fn from_object(object: ObjectVersion) -> anyhow::Result<Self> {
+        let meta: ModelMeta = serde_json::from_str(&object.meta)?;
+        Ok(Self {
+            tenant: object.tenant,
+            name: object.name,
+            version: object.version,
+            digest: object.digest,
+            size_bytes: object.size_bytes,
+            backend: meta.backend,
+            target: meta.target,
+            signature: meta.signature,
+            created_at_ms: object.created_at_ms,
+        })
+    }
+}
+
 impl Db {
-    /// Every model of every tenant.
+    /// Every model's active version, of every tenant.
     pub async fn models(&self) -> anyhow::Result<Vec<ModelRow>> {
-        let rows = sqlx::query("SELECT * FROM models ORDER BY tenant, name").fetch_all(&self.pool).await?;
-        rows.iter().map(model_from_row).collect()
+        self.active_objects(ObjectKind::Model).await?.into_iter().map(ModelRow::from_object).collect()
     }
-
-    /// Stores a model under its name, replacing what the name held.
-    pub async fn put_model(&self, row: &ModelRow) -> anyhow::Result<()> {
-        sqlx::query(
-            "INSERT INTO models (tenant, name, digest, size_bytes, backend, target, signature, created_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (tenant, name) DO UPDATE SET digest = excluded.digest, size_bytes = excluded.size_bytes,
-             backend = excluded.backend, target = excluded.target, signature = excluded.signature,
-             created_at_ms = excluded.created_at_ms",
-        )
-        .bind(&row.tenant)
-        .bind(&row.name)
-        .bind(&row.digest)
-        .bind(row.size_bytes)
-        .bind(&row.backend)
-        .bind(&row.target)
-        .bind(&row.signature)
-        .bind(row.created_at_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Removes a model's name; true if it existed.
-    pub async fn delete_model(&self, tenant: &str, name: &str) -> anyhow::Result<bool> {
-        let removed = sqlx::query("DELETE FROM models WHERE tenant = $1 AND name = $2")
-            .bind(tenant)
-            .bind(name)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(removed > 0)
-    }
-}
-
-impl Db {
-    /// Removes a model's bytes once no name of any tenant uses them.
-    pub async fn delete_model_blob_if_unused(&self, digest: &str) -> anyhow::Result<()> {
-        sqlx::query(
-            "DELETE FROM model_blobs WHERE digest = $1 AND NOT EXISTS (SELECT 1 FROM models WHERE digest = $2)",
-        )
-        .bind(digest)
-        .bind(digest)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-}
-
-fn model_from_row(row: &AnyRow) -> anyhow::Result<ModelRow> {
-    Ok(ModelRow {
-        tenant: row.try_get("tenant")?,
-        name: row.try_get("name")?,
-        digest: row.try_get("digest")?,
-        size_bytes: row.try_get("size_bytes")?,
-        backend: row.try_get("backend")?,
-        target: row.try_get("target")?,
-        signature: row.try_get("signature")?,
-        created_at_ms: row.try_get("created_at_ms")?,
-    })
 }

@@ -17,7 +17,8 @@ use super::backend::{BackendKind, Device};
 use super::error::NnError;
 use super::signature::{Signature, inspect_onnx};
 use super::{Graph, Inference, ModelBytes, ModelSpec};
-use crate::db::{Blob, Db, ModelRow};
+use crate::db::{Db, ModelRow, ObjectKind, Retention};
+use crate::tenancy::{QuotaExceeded, StorageQuota};
 
 /// A tenant's model.
 #[derive(Debug, Clone)]
@@ -26,6 +27,8 @@ pub struct ModelRecord {
     pub name: String,
     /// The owning tenant.
     pub tenant: String,
+    /// Counts up from 1 per name: each upload to the name is a new version.
+    pub version: i64,
     /// SHA-256 of the model's bytes: the same bytes are stored and loaded once.
     pub digest: String,
     /// The bytes' size, counted against the tenant's storage quota.
@@ -110,13 +113,16 @@ impl ModelStore {
     }
 
     /// Stores `bytes` as `tenant/name`: checks the model, loads it into its
-    /// backend, then records it, replacing what the name held.
+    /// backend, then records it as the name's new version, replacing what the
+    /// name held; the tenant's `quota` is checked in the transaction that
+    /// stores it.
     pub async fn put(
         &self,
         tenant: &str,
         name: &str,
         bytes: Bytes,
         options: ModelOptions,
+        quota: StorageQuota,
     ) -> Result<Arc<ModelRecord>, ModelError> {
         match options.encoding.as_deref() {
             None | Some("onnx" | "autodetect") => {}
@@ -144,10 +150,6 @@ impl ModelStore {
                 .map_err(invalid)?,
         );
         crate::files::store_once(&self.path(&digest), &bytes).await.context("cannot store the model")?;
-        if self.db.is_shared() {
-            // In the database too, so other nodes sharing it can load it.
-            self.db.put_blob(Blob::Model, &digest, &bytes).await?;
-        }
         let load_bytes = Arc::clone(&bytes);
         let spec = ModelSpec {
             tenant: Arc::from(tenant),
@@ -164,9 +166,10 @@ impl ModelStore {
                 return Err(invalid(err));
             }
         };
-        let record = Arc::new(ModelRecord {
+        let mut record = ModelRecord {
             name: name.to_owned(),
             tenant: tenant.to_owned(),
+            version: 0,
             digest,
             size: bytes.len() as u64,
             backend,
@@ -175,13 +178,35 @@ impl ModelStore {
             outputs: signature.outputs.clone(),
             created_at_ms: crate::clock::now_ms(),
             signature,
-        });
-        self.db.put_model(&row_from_record(&record)?).await?;
+        };
+        match self.store(&mut record, &bytes, quota).await {
+            Ok(()) => {}
+            Err(err) => {
+                self.forget_if_unused(&record.digest).await;
+                return Err(err);
+            }
+        }
+        let record = Arc::new(record);
         let replaced = self.records.insert(key(tenant, name), Arc::clone(&record));
         if let Some(old) = replaced.filter(|old| old.digest != record.digest) {
             self.forget_if_unused(&old.digest).await;
         }
         Ok(record)
+    }
+
+    /// Writes `record` to the catalog as its name's new version, keeping no
+    /// older one (an upload replaces), within the tenant's `quota`.
+    async fn store(&self, record: &mut ModelRecord, bytes: &[u8], quota: StorageQuota) -> Result<(), ModelError> {
+        let mut object = row_from_record(record)?.to_object()?;
+        let mut change = self.db.change(&record.tenant).await?;
+        let before = change.footprint(&record.tenant).await?;
+        change.insert(&mut object, bytes).await?;
+        let pruned = change.prune(ObjectKind::Model, &record.tenant, &record.name, REPLACE).await?;
+        quota.check(before, change.footprint(&record.tenant).await?)?;
+        change.release(pruned).await?;
+        change.commit().await?;
+        record.version = object.version;
+        Ok(())
     }
 
     /// A tenant's model by name.
@@ -200,14 +225,15 @@ impl ModelStore {
     /// Deletes a model's name; its bytes go when no name uses them.
     pub async fn delete(&self, tenant: &str, name: &str) -> Result<(), ModelError> {
         let _guard = self.changes.lock().await;
-        if !self.db.delete_model(tenant, name).await? {
-            return Err(ModelError::NotFound(format!("model `{name}`")));
-        }
+        let mut change = self.db.change(tenant).await?;
+        let digests = change
+            .delete(ObjectKind::Model, tenant, name)
+            .await?
+            .ok_or_else(|| ModelError::NotFound(format!("model `{name}`")))?;
+        change.release(digests).await?;
+        change.commit().await?;
         if let Some((_, old)) = self.records.remove(&key(tenant, name)) {
             self.forget_if_unused(&old.digest).await;
-            if self.db.is_shared() {
-                self.db.delete_model_blob_if_unused(&old.digest).await?;
-            }
         }
         Ok(())
     }
@@ -226,8 +252,7 @@ impl ModelStore {
         let mut seen = std::collections::HashSet::new();
         for row in rows {
             let label = key(&row.tenant, &row.name);
-            let changed =
-                self.records.get(&label).is_none_or(|r| r.digest != row.digest || r.created_at_ms != row.created_at_ms);
+            let changed = self.records.get(&label).is_none_or(|r| r.version != row.version);
             if changed {
                 let record = Arc::new(record_from_row(row)?);
                 tracing::info!(model = %label, digest = %record.digest, "model picked up from the database");
@@ -285,6 +310,9 @@ pub enum ModelError {
     /// No such model.
     #[error("{0} was not found")]
     NotFound(String),
+    /// The upload would pass the tenant's storage quota.
+    #[error(transparent)]
+    Quota(#[from] QuotaExceeded),
     /// The disk or the database failed.
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
@@ -300,7 +328,7 @@ fn read_model(path: &Path, digest: &str, shared: Option<(Db, tokio::runtime::Han
         Err(err) if err.kind() == std::io::ErrorKind::NotFound && shared.is_some() => {
             let Some((db, handle)) = shared else { return Err(unreadable(&err)) };
             let bytes = handle
-                .block_on(db.blob(Blob::Model, digest))
+                .block_on(db.blob(digest))
                 .map_err(|err| unreadable(&format!("{err:#}")))?
                 .ok_or_else(|| unreadable(&"it is in neither the data directory nor the database"))?;
             if let Err(err) = crate::files::write_atomically(path, &bytes) {
@@ -312,6 +340,9 @@ fn read_model(path: &Path, digest: &str, shared: Option<(Db, tokio::runtime::Han
     }
 }
 
+/// An upload replaces what its name held: only the new version is kept.
+const REPLACE: Retention = Retention { newest: 1, rollback_target: false };
+
 fn key(tenant: &str, name: &str) -> String {
     format!("{tenant}/{name}")
 }
@@ -321,16 +352,17 @@ fn row_from_record(record: &ModelRecord) -> anyhow::Result<ModelRow> {
         tenant: record.tenant.clone(),
         name: record.name.clone(),
         digest: record.digest.clone(),
+        version: record.version,
         size_bytes: i64::try_from(record.size)?,
         backend: record.backend.as_str().to_owned(),
         target: record.target.as_str().to_owned(),
-        signature: serde_json::to_string(record.signature.as_ref())?,
+        signature: serde_json::to_value(record.signature.as_ref())?,
         created_at_ms: record.created_at_ms,
     })
 }
 
 fn record_from_row(row: ModelRow) -> anyhow::Result<ModelRecord> {
-    let signature: Signature = serde_json::from_str(&row.signature).context("unreadable model signature")?;
+    let signature: Signature = serde_json::from_value(row.signature).context("unreadable model signature")?;
     Ok(ModelRecord {
         backend: BackendKind::parse(&row.backend).with_context(|| format!("unknown backend `{}`", row.backend))?,
         target: Device::parse(&row.target).with_context(|| format!("unknown target `{}`", row.target))?,
@@ -340,6 +372,7 @@ fn record_from_row(row: ModelRow) -> anyhow::Result<ModelRecord> {
         signature: Arc::new(signature),
         name: row.name,
         tenant: row.tenant,
+        version: row.version,
         digest: row.digest,
         created_at_ms: row.created_at_ms,
     })

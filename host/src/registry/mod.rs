@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 pub use admission::{Admission, Overloaded};
 pub use error::RegistryError;
 
-use crate::db::{Blob, Db, VersionRecord};
+use crate::db::{Db, ObjectKind, VersionRecord};
 use crate::engine::{EntryPoint, Runtime};
 use crate::names::{FunctionName, check_model_name};
 use crate::nn::ModelAccess;
@@ -245,7 +245,7 @@ impl Registry {
         let mut change = self.db.change(tenant).await?;
         let before = change.footprint(tenant).await?;
         change.insert_version(&mut record, &bytes).await?;
-        let pruned = change.prune(tenant, name.as_str(), self.config.max_versions_kept).await?;
+        let pruned = change.prune_function(tenant, name.as_str(), self.config.max_versions_kept).await?;
         quota.check(before, change.footprint(tenant).await?)?;
         let released = change.release(pruned).await?;
         change.commit().await?;
@@ -272,7 +272,7 @@ impl Registry {
             })?;
         let version = Arc::new(self.materialize(previous).await?);
         let mut change = self.db.change(tenant).await?;
-        change.activate(tenant, name.as_str(), version.record.version).await?;
+        change.activate(ObjectKind::Function, tenant, name.as_str(), version.record.version).await?;
         change.commit().await?;
         self.live.insert(version.label.clone(), Arc::clone(&version));
         Ok(version)
@@ -284,7 +284,7 @@ impl Registry {
         let _guard = self.changes.lock().await;
         let mut change = self.db.change(tenant).await?;
         let digests = change
-            .delete_function(tenant, name.as_str())
+            .delete(ObjectKind::Function, tenant, name.as_str())
             .await?
             .ok_or_else(|| RegistryError::NotFound(format!("function `{name}`")))?;
         let released = change.release(digests).await?;
@@ -374,7 +374,7 @@ impl Registry {
                 let path = self.files.component_path(&record.digest);
                 let bytes = match tokio::fs::read(&path).await {
                     Ok(bytes) => bytes,
-                    Err(_) => self.db.blob(Blob::Component, &record.digest).await?.with_context(|| {
+                    Err(_) => self.db.blob(&record.digest).await?.with_context(|| {
                         format!("component {} is in neither {} nor the database", record.digest, path.display())
                     })?,
                 };

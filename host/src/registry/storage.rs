@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use crate::db::Db;
+use crate::db::{Db, ObjectKind};
 use crate::engine::Runtime;
 
 /// Component files and artifacts of this node.
@@ -83,7 +83,7 @@ impl LocalStore {
     /// left, files of deleted versions another node removed, artifacts of an
     /// older engine. On start (nothing pinned) and when following other nodes.
     pub async fn sweep(&self, db: &Db) -> anyhow::Result<usize> {
-        let referenced: HashSet<String> = db.referenced_digests().await?;
+        let referenced: HashSet<String> = db.referenced_digests(ObjectKind::Function).await?;
         let Ok(pins) = self.pins.lock() else { anyhow::bail!("pins poisoned") };
         let keep = |digest: &str| referenced.contains(digest) || pins.contains_key(digest);
         let components =

@@ -148,6 +148,7 @@ impl ApiError {
                 ModelError::BadOption(_) => ErrorCode::BadRequest,
                 ModelError::Invalid(_) => ErrorCode::InvalidModel,
                 ModelError::NotFound(_) => ErrorCode::NotFound,
+                ModelError::Quota(_) => ErrorCode::QuotaExceeded,
                 ModelError::Internal(_) => ErrorCode::Internal,
             },
             Self::Invoke(err) => match err {
@@ -180,6 +181,7 @@ impl ApiError {
             | Self::Tenancy(TenancyError::RateLimited { retry_after_s, .. }) => Some(*retry_after_s),
             Self::Tenancy(TenancyError::Quota(quota))
             | Self::Registry(RegistryError::Quota(quota))
+            | Self::Model(ModelError::Quota(quota))
             | Self::Auth(AuthError::TooManyKeys(quota)) => Some(quota.retry_after_s),
             Self::Ledger(_) => Some(1),
             _ => None,

@@ -21,8 +21,8 @@ pub async fn upload(
     let options = model_options(model_query(request.uri().query().unwrap_or_default())?);
     let (parts, incoming) = request.into_parts();
     let bytes = app.bodies.read(&parts.headers, incoming, app.models.inference().config().max_model_bytes).await?;
-    app.tenancy.check_model_upload(tenant, bytes.len() as u64).await?;
-    let record = app.models.put(tenant, name, bytes, options).await?;
+    let quota = app.tenancy.check_model_upload(tenant, bytes.len() as u64).await?;
+    let record = app.models.put(tenant, name, bytes, options, quota).await?;
     tracing::info!(tenant, model = name, digest = %record.digest, backend = record.backend.as_str(), "model stored");
     Ok(body::json_response(StatusCode::CREATED, &model_of(&record)))
 }
@@ -91,6 +91,7 @@ fn model_options(query: ModelQuery) -> ModelOptions {
 fn model_of(record: &ModelRecord) -> Model {
     Model {
         name: record.name.clone(),
+        version: record.version,
         digest: record.digest.clone(),
         size: record.size,
         backend: backend_of(record.backend),
