@@ -70,6 +70,9 @@ pub struct Settings {
     /// Largest component upload, in bytes [default: 67108864].
     #[arg(long)]
     pub max_deploy_bytes: Option<u64>,
+    /// Largest dataset upload, in bytes; bigger ones get `413` before more is read [default: 1073741824].
+    #[arg(long)]
+    pub max_dataset_bytes: Option<u64>,
     /// Largest invocation request body, in bytes [default: 8388608].
     #[arg(long)]
     pub max_request_bytes: Option<u64>,
@@ -274,6 +277,8 @@ pub struct Config {
     pub queue_timeout: Duration,
     /// Largest component upload.
     pub max_deploy_bytes: u64,
+    /// Largest dataset upload (spooled to disk, not held in memory).
+    pub max_dataset_bytes: u64,
     /// Largest function-call request body.
     pub max_request_bytes: u64,
     /// Largest response or output a function may return.
@@ -385,6 +390,7 @@ impl Settings {
             queue_depth,
             queue_timeout_ms,
             max_deploy_bytes,
+            max_dataset_bytes,
             max_request_bytes,
             max_response_bytes,
             max_headers,
@@ -450,6 +456,7 @@ impl Settings {
             queue_depth: self.queue_depth.unwrap_or(256),
             queue_timeout: Duration::from_millis(self.queue_timeout_ms.unwrap_or(1000)),
             max_deploy_bytes,
+            max_dataset_bytes: self.max_dataset_bytes.unwrap_or(1 << 30),
             max_request_bytes,
             max_response_bytes: self.max_response_bytes.unwrap_or(16 << 20),
             max_headers: self.max_headers.unwrap_or(64),

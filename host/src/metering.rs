@@ -109,3 +109,15 @@ pub struct Measurement {
     /// wasi-nn compute on GPU, in microseconds.
     pub nn_gpu_us: u64,
 }
+
+impl Measurement {
+    /// Adds what another call used, for work made of many calls (a dataset
+    /// build): times and memory-time add up, the peak is the larger one.
+    pub fn add(&mut self, other: &Measurement) {
+        self.cpu += other.cpu;
+        self.peak_memory_bytes = self.peak_memory_bytes.max(other.peak_memory_bytes);
+        self.memory_byte_ms += other.memory_byte_ms;
+        self.nn_cpu_us += other.nn_cpu_us;
+        self.nn_gpu_us += other.nn_gpu_us;
+    }
+}

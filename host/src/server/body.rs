@@ -75,23 +75,62 @@ impl BodyReader {
     /// is read, and a chunked body as soon as it passes the limit. The bytes
     /// returned keep their share of the budget until the last copy is dropped.
     pub async fn read(&self, headers: &http::HeaderMap, mut body: Incoming, limit: u64) -> Result<Bytes, ApiError> {
-        let declared =
-            headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > limit) {
-            return Err(ApiError::BodyTooLarge { limit });
-        }
+        let declared = declared_length(headers, limit)?;
         if body.is_end_stream() {
             return Ok(Bytes::new());
         }
         let bound = usize::try_from(declared.unwrap_or(limit).min(limit)).unwrap_or(usize::MAX);
         let started = Instant::now();
         let mut buffer = Budgeted::default();
+        while let Some(data) = self.next_chunk(&mut body, started, buffer.bytes.len() as u64, limit).await? {
+            self.grow(&mut buffer, data.len(), bound)?;
+            buffer.bytes.extend_from_slice(&data);
+        }
+        if buffer.bytes.is_empty() {
+            return Ok(Bytes::new());
+        }
+        Ok(Bytes::from_owner(buffer))
+    }
+
+    /// Streams a request body of at most `limit` bytes into `file` and
+    /// returns its length: for uploads too large to hold in memory
+    /// (datasets). The limits are those of [`BodyReader::read`]; only one
+    /// frame at a time is in memory, so the shared budget is not drawn on.
+    pub async fn spool(
+        &self,
+        headers: &http::HeaderMap,
+        mut body: Incoming,
+        limit: u64,
+        file: &mut tokio::fs::File,
+    ) -> Result<u64, ApiError> {
+        use tokio::io::AsyncWriteExt;
+        declared_length(headers, limit)?;
+        let started = Instant::now();
+        let mut received = 0;
+        while let Some(data) = self.next_chunk(&mut body, started, received, limit).await? {
+            file.write_all(&data)
+                .await
+                .map_err(|err| ApiError::Internal(anyhow::anyhow!("cannot spool the upload: {err}")))?;
+            received += data.len() as u64;
+        }
+        file.flush().await.map_err(|err| ApiError::Internal(anyhow::anyhow!("cannot spool the upload: {err}")))?;
+        Ok(received)
+    }
+
+    /// The next data frame of `body`, of which `received` bytes came so far:
+    /// `None` at its end; an error past `limit` or the read deadline.
+    async fn next_chunk(
+        &self,
+        body: &mut Incoming,
+        started: Instant,
+        received: u64,
+        limit: u64,
+    ) -> Result<Option<Bytes>, ApiError> {
         loop {
-            let received = buffer.bytes.len() as u64;
             let deadline = started + self.timeout + Duration::from_millis(received * 1000 / BYTES_PER_EXTRA_SECOND);
             let frame = match tokio::time::timeout_at(deadline.into(), body.frame()).await {
                 Err(_) => return Err(ApiError::BodyTimeout { timeout_ms: millis(self.timeout) }),
-                Ok(None) => break,
+                Ok(None) => return Ok(None),
                 Ok(Some(Err(err))) => {
                     return Err(ApiError::BadRequest(format!("could not read the request body: {err}")));
                 }
@@ -102,13 +141,8 @@ impl BodyReader {
             if received + data.len() as u64 > limit {
                 return Err(ApiError::BodyTooLarge { limit });
             }
-            self.grow(&mut buffer, data.len(), bound)?;
-            buffer.bytes.extend_from_slice(&data);
+            return Ok(Some(data));
         }
-        if buffer.bytes.is_empty() {
-            return Ok(Bytes::new());
-        }
-        Ok(Bytes::from_owner(buffer))
     }
 
     /// Makes room for `more` bytes, doubling up to `bound`, with budget for
@@ -131,6 +165,16 @@ impl BodyReader {
         buffer.bytes.reserve_exact(target - buffer.bytes.len());
         Ok(())
     }
+}
+
+/// The body's declared `Content-Length`, refused at once when over `limit`.
+fn declared_length(headers: &http::HeaderMap, limit: u64) -> Result<Option<u64>, ApiError> {
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(ApiError::BodyTooLarge { limit });
+    }
+    Ok(declared)
 }
 
 /// A body's bytes with their share of the budget, released on drop.
