@@ -41,6 +41,11 @@ pub fn check_model_name(name: &str) -> Result<(), InvalidName> {
     check("model", name)
 }
 
+/// Checks a dataset name; the rules are those of function names.
+pub fn check_dataset_name(name: &str) -> Result<(), InvalidName> {
+    check("dataset", name)
+}
+
 fn check(what: &'static str, name: &str) -> Result<(), InvalidName> {
     let valid = !name.is_empty()
         && name.len() <= 63

@@ -191,10 +191,10 @@ impl Tenancy {
         Ok(quota)
     }
 
-    /// Checks a model upload of `size` bytes against the tenant's storage
-    /// limit, refusing early what cannot fit; returns the limits the model
-    /// store checks again in the transaction that writes.
-    pub async fn check_model_upload(&self, tenant: &str, size: u64) -> Result<StorageQuota, TenancyError> {
+    /// Checks an upload (a model, a dataset) of `size` bytes against the
+    /// tenant's storage limit, refusing early what cannot fit; returns the
+    /// limits the store checks again in the transaction that writes.
+    pub async fn check_upload(&self, tenant: &str, size: u64) -> Result<StorageQuota, TenancyError> {
         let quotas = self.state(tenant).await?.quotas;
         let quota = StorageQuota { max_functions: quotas.max_functions, max_storage_bytes: quotas.max_storage_bytes };
         if let Some(max) = quotas.max_storage_bytes {
@@ -202,7 +202,7 @@ impl Tenancy {
             let total = u64::try_from(stored).unwrap_or(0) + size;
             if total > max {
                 return Err(exceeded_api(format!(
-                    "storing {total} bytes (functions and models) would pass the tenant's limit of {max}"
+                    "storing {total} bytes (functions, models and datasets) would pass the tenant's limit of {max}"
                 )));
             }
         }
@@ -301,7 +301,7 @@ impl StorageQuota {
         let total = u64::try_from(after.bytes).unwrap_or(0);
         if let Some(max) = self.max_storage_bytes.filter(|&max| after.bytes > before.bytes && total > max) {
             return Err(exceeded(format!(
-                "storing {total} bytes (functions and models) would pass the tenant's limit of {max}"
+                "storing {total} bytes (functions, models and datasets) would pass the tenant's limit of {max}"
             )));
         }
         Ok(())

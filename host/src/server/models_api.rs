@@ -21,7 +21,7 @@ pub async fn upload(
     let options = model_options(model_query(request.uri().query().unwrap_or_default())?);
     let (parts, incoming) = request.into_parts();
     let bytes = app.bodies.read(&parts.headers, incoming, app.models.inference().config().max_model_bytes).await?;
-    let quota = app.tenancy.check_model_upload(tenant, bytes.len() as u64).await?;
+    let quota = app.tenancy.check_upload(tenant, bytes.len() as u64).await?;
     let record = app.models.put(tenant, name, bytes, options, quota).await?;
     tracing::info!(tenant, model = name, digest = %record.digest, backend = record.backend.as_str(), "model stored");
     Ok(body::json_response(StatusCode::CREATED, &model_of(&record)))
