@@ -147,9 +147,10 @@ pub async fn records(app: &App, principal: &Principal, query: Option<&str>) -> R
     Ok(body::json_response(StatusCode::OK, &UsageRecords { records, next_after }))
 }
 
-/// Moves what this node journaled into the database, so that a caller
-/// reads every request answered before the query (its own included).
-async fn flush_ledger(app: &App) -> Result<(), ApiError> {
+/// Moves what this node journaled into the database, so that whoever reads
+/// usage records next (a usage query, a tenant's spend this month) reads
+/// every request answered before.
+pub(super) async fn flush_ledger(app: &App) -> Result<(), ApiError> {
     match app.settler.ledger() {
         Some(ledger) => Ok(ledger.flush().await?),
         None => Ok(()),
