@@ -377,6 +377,18 @@ async fn a_crash_before_any_move_is_replayed_from_the_journal(backend: Backend) 
     Ok(())
 }
 
+/// A start with metering off keeps no ledger, but still moves what a
+/// metered run left in the journal.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_start_with_metering_off_still_moves_the_journal() -> anyhow::Result<()> {
+    let (server, received, _) = journal_then_kill(Backend::Sqlite, 5).await?;
+    let restarted = Server::start_in(&server.data_dir, &["--metering", "false"], server.temp()).await?;
+    let counts = counted(&restarted.usage_records(&restarted.http, None).await?);
+    assert_eq!(counts.len(), received.len());
+    assert_eq!(journaled_lines(&server.data_dir)?, 0, "the moved journal is gone");
+    Ok(())
+}
+
 /// A power loss during an append leaves a line cut short at the end of the
 /// journal: the next start skips it, says so, and moves every other record.
 async fn a_torn_last_line_is_skipped_and_the_rest_replayed(backend: Backend) -> anyhow::Result<()> {
