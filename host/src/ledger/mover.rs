@@ -149,12 +149,13 @@ impl Mover {
             }
         }
         self.held.clear();
+        metrics::counter!("muon_ledger_syncs_total").increment(1);
+        metrics::histogram!("muon_ledger_sync_seconds").record(started.elapsed().as_secs_f64());
         journal.moved();
+        // Last: a flush that returns sees the move whole, its metrics included.
         journal.progress.send_modify(|progress| {
             *progress = Progress { moved: self.upto, tried: self.upto, error: None };
         });
-        metrics::counter!("muon_ledger_syncs_total").increment(1);
-        metrics::histogram!("muon_ledger_sync_seconds").record(started.elapsed().as_secs_f64());
         if self.failing {
             self.failing = false;
             tracing::info!("the usage ledger reaches its database again");
