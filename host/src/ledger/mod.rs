@@ -2,8 +2,8 @@
 //! response is sent.
 //!
 //! With `ledger_sync = "interval"` (the default), durable means in muon's
-//! journal (see [`journal`]): one append to a file, no database transaction,
-//! so a crash or `kill -9` of muon loses nothing. The mover (see [`mover`])
+//! journal (see `journal.rs`): one append to a file, no database transaction,
+//! so a crash or `kill -9` of muon loses nothing. The mover (see `mover.rs`)
 //! puts the journal's records into the database in one synced transaction
 //! per `ledger_sync_interval_ms`, and syncs the journal to disk as often, so
 //! a power loss or a kernel crash can lose at most that window. A start
@@ -11,13 +11,13 @@
 //!
 //! With `"always"`, durable means synced into the database. Group commit:
 //! many concurrent requests share one transaction and one sync. On SQLite the
-//! requests themselves take turns as the writer (see [`SqliteGroup`]); on
+//! requests themselves take turns as the writer (see `SqliteGroup`); on
 //! PostgreSQL they hand records to a writer task.
 //!
-//! Either way, if a record cannot be made durable (or, journaled, the
-//! database has taken nothing for too long), the request fails with `503`
-//! instead of running unbilled, and a unique request id keeps a record from
-//! being written twice.
+//! Either way, if a record cannot be made durable (or, journaled, the oldest
+//! record not yet in the database is too old: see `mover::OUTAGE_GRACE`),
+//! the request fails with `503` instead of running unbilled, and a unique
+//! request id keeps a record from being written twice.
 
 mod journal;
 mod mover;
