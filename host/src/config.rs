@@ -128,13 +128,14 @@ pub struct Settings {
     /// Meter every request and write it to the ledger [default: true].
     #[arg(long)]
     pub metering: Option<bool>,
-    /// When usage records reach the disk: `interval` (in the database's log before the response,
-    /// so a crash of muon loses nothing; synced to disk every `ledger_sync_interval_ms`) or
-    /// `always` (synced before the response) [default: interval].
+    /// When usage records reach the disk: `interval` (in muon's journal before the response, so
+    /// a crash of muon loses nothing; moved into the database and synced to disk every
+    /// `ledger_sync_interval_ms`) or `always` (synced into the database before the response)
+    /// [default: interval].
     #[arg(long, value_enum)]
     pub ledger_sync: Option<LedgerSync>,
-    /// With `ledger_sync = "interval"`, the longest a usage record waits for a sync to disk, in
-    /// milliseconds: what a power loss can lose [default: 50].
+    /// With `ledger_sync = "interval"`, the longest a usage record waits to be moved into the
+    /// database and synced to disk, in milliseconds: what a power loss can lose [default: 50].
     #[arg(long)]
     pub ledger_sync_interval_ms: Option<u64>,
     /// Versions of a function kept, newest first [default: 10]. The active
@@ -448,10 +449,11 @@ impl Settings {
                 "max_inflight_body_bytes ({max_inflight_body_bytes}) is smaller than the largest body limit ({largest_body}), so such a body could never be received"
             );
         }
+        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         Ok(Config {
             listen: self.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
             metrics_listen: self.metrics_listen,
-            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            data_dir: data_dir.clone(),
             limits,
             queue_depth: self.queue_depth.unwrap_or(256),
             queue_timeout: Duration::from_millis(self.queue_timeout_ms.unwrap_or(1000)),
@@ -479,6 +481,7 @@ impl Settings {
             ledger: LedgerSettings {
                 sync: self.ledger_sync.unwrap_or_default(),
                 sync_interval: Duration::from_millis(self.ledger_sync_interval_ms.unwrap_or(50).max(1)),
+                journal_dir: crate::ledger::journal_dir(&data_dir),
             },
             max_versions_kept: self.max_versions_kept.unwrap_or(10).max(1),
             compile_slots: self.compile_slots.unwrap_or(2).max(1),

@@ -196,7 +196,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("muon-settle-{}-{}", std::process::id(), crate::clock::now_ms()));
         std::fs::create_dir_all(&dir)?;
         let db = Db::open_sqlite(&dir).await?;
-        let ledger = if metering { Some(Ledger::start(db.clone(), LedgerSettings::default())?) } else { None };
+        let ledger = if metering { Some(Ledger::start(db.clone(), LedgerSettings::new(&dir)).await?) } else { None };
         let mut config = TenancyConfig::default();
         config.plans.insert("default".to_owned(), Plan { per_request: 7, ..Plan::default() });
         Ok((Settler::new(ledger, Arc::new(Tenancy::new(db.clone(), config))), db, dir))
@@ -233,6 +233,9 @@ mod tests {
         let free = events.recv().await?;
         assert_eq!((free.outcome, free.cost_micros), (Outcome::Refused(ErrorCode::RateLimited), 0));
 
+        if let Some(ledger) = settler.ledger() {
+            ledger.flush().await?;
+        }
         let records = db.usage_records("default", "", 10).await?;
         let outcomes: Vec<(&str, &str, i64)> =
             records.iter().map(|r| (r.request_id.as_str(), r.outcome.as_str(), r.cost_micros)).collect();

@@ -252,7 +252,10 @@ async fn deleted_functions_leave_no_series() -> anyhow::Result<()> {
     let server = Server::start(&[]).await?;
     server.deploy_ok("kept", "hello", "").await?;
     assert_eq!(server.get_fn("kept", "").await?.status(), 200);
-    deploy_call_delete(&server, "warm-up").await?; // every process-wide series exists now
+    deploy_call_delete(&server, "warm-up").await?;
+    // A usage query waits for the ledger to move what it journaled: every
+    // process-wide series exists now, the ledger's included.
+    server.usage_records(&server.http, None).await?;
     let before = exposition(&server).await?;
     for n in 0..50 {
         deploy_call_delete(&server, &format!("gone-{n}")).await?;

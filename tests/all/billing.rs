@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use muon_tests::{Backend, Server, error_of};
+use muon_tests::{Backend, Server, client_with_key, error_of};
 use serde_json::{Value, json};
 
 crate::on_both_databases!(
@@ -15,6 +15,8 @@ crate::on_both_databases!(
     shutdown_flushes_the_ledger,
     crash_loses_no_billed_response_syncing_on_an_interval,
     crash_loses_no_billed_response_always_syncing,
+    a_crash_before_any_move_is_replayed_from_the_journal,
+    a_torn_last_line_is_skipped_and_the_rest_replayed,
     the_interval_sync_runs_while_records_are_written,
 );
 
@@ -300,12 +302,7 @@ async fn crash_loses_no_billed_response(backend: Backend, ledger_sync: &str) -> 
     assert!(received.len() > 50, "only {} responses before the crash", received.len());
 
     let restarted = Server::start_in(&server.data_dir, &flags, server.temp()).await?;
-    let records = restarted.usage_records(&restarted.http, None).await?;
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    for record in &records {
-        *counts.entry(record["request_id"].as_str().unwrap_or_default().to_owned()).or_default() += 1;
-    }
-    assert!(counts.values().all(|&n| n == 1), "a request id was recorded twice");
+    let counts = counted(&restarted.usage_records(&restarted.http, None).await?);
     let missing: Vec<&String> = received.iter().filter(|id| !counts.contains_key(*id)).collect();
     assert!(
         missing.is_empty(),
@@ -314,6 +311,97 @@ async fn crash_loses_no_billed_response(backend: Backend, ledger_sync: &str) -> 
         received.len(),
         &missing[..missing.len().min(5)]
     );
+    Ok(())
+}
+
+/// Counts each request id among `records`; fails if one is there twice.
+fn counted(records: &[Value]) -> HashMap<String, usize> {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for record in records {
+        *counts.entry(record["request_id"].as_str().unwrap_or_default().to_owned()).or_default() += 1;
+    }
+    assert!(counts.values().all(|&n| n == 1), "a request id was recorded twice");
+    counts
+}
+
+/// Complete lines in the journal's files (the live one and any segments).
+fn journaled_lines(data_dir: &std::path::Path) -> anyhow::Result<usize> {
+    let mut lines = 0;
+    for entry in std::fs::read_dir(data_dir.join("ledger"))? {
+        let path = entry?.path();
+        if path.file_name().is_some_and(|name| name != "lock") {
+            lines += std::fs::read(&path)?.iter().filter(|&&b| b == b'\n').count();
+        }
+    }
+    Ok(lines)
+}
+
+/// Starts a server that moves nothing out of its journal during a test
+/// (`--ledger-sync-interval-ms 60000`), answers `n` calls of `hello`, and
+/// kills it (`kill -9`). Returns the answered request ids and the flags.
+async fn journal_then_kill(backend: Backend, n: usize) -> anyhow::Result<(Server, Vec<String>, Vec<String>)> {
+    let mut flags = backend.flags()?;
+    flags.extend(["--ledger-sync-interval-ms".to_owned(), "60000".to_owned()]);
+    let borrowed: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut server = Server::start(&borrowed).await?;
+    server.deploy_ok("hello", "hello", "").await?;
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let request = server.http.get(server.url("/fn/default/hello"));
+        calls.spawn(async move {
+            let response = request.send().await?;
+            anyhow::ensure!(response.status() == 200, "answered {}", response.status());
+            anyhow::Ok(request_id(&response))
+        });
+    }
+    let mut received = Vec::new();
+    while let Some(id) = calls.join_next().await {
+        received.push(id??);
+    }
+    assert_eq!(journaled_lines(&server.data_dir)?, n, "every answered record is in the journal");
+    server.signal("KILL")?;
+    server.wait(Duration::from_secs(10)).await?;
+    Ok((server, received, flags))
+}
+
+/// Nothing moved into the database before `kill -9`: the next start moves
+/// every answered request's record out of the journal, once.
+async fn a_crash_before_any_move_is_replayed_from_the_journal(backend: Backend) -> anyhow::Result<()> {
+    let (server, received, flags) = journal_then_kill(backend, 200).await?;
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let restarted = Server::start_in(&server.data_dir, &flags, server.temp()).await?;
+    let counts = counted(&restarted.usage_records(&restarted.http, None).await?);
+    assert_eq!(counts.len(), received.len());
+    assert!(received.iter().all(|id| counts.contains_key(id)), "an answered request has no record");
+    assert_eq!(journaled_lines(&server.data_dir)?, 0, "the moved journal is gone");
+    Ok(())
+}
+
+/// A start with metering off keeps no ledger, but still moves what a
+/// metered run left in the journal.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_start_with_metering_off_still_moves_the_journal() -> anyhow::Result<()> {
+    let (server, received, _) = journal_then_kill(Backend::Sqlite, 5).await?;
+    let restarted = Server::start_in(&server.data_dir, &["--metering", "false"], server.temp()).await?;
+    let counts = counted(&restarted.usage_records(&restarted.http, None).await?);
+    assert_eq!(counts.len(), received.len());
+    assert_eq!(journaled_lines(&server.data_dir)?, 0, "the moved journal is gone");
+    Ok(())
+}
+
+/// A power loss during an append leaves a line cut short at the end of the
+/// journal: the next start skips it, says so, and moves every other record.
+async fn a_torn_last_line_is_skipped_and_the_rest_replayed(backend: Backend) -> anyhow::Result<()> {
+    let (server, received, flags) = journal_then_kill(backend, 5).await?;
+    let mut journal = std::fs::OpenOptions::new().append(true).open(server.data_dir.join("ledger/journal"))?;
+    std::io::Write::write_all(&mut journal, br#"{"request_id":"torn","tenant":"defa"#)?;
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let restarted = Server::start_in(&server.data_dir, &flags, server.temp()).await?;
+    let counts = counted(&restarted.usage_records(&restarted.http, None).await?);
+    assert_eq!(counts.len(), received.len(), "{counts:?}");
+    assert!(received.iter().all(|id| counts.contains_key(id)), "an answered request has no record");
+    let logs = restarted.logs();
+    assert!(logs.contains("cut short") && logs.contains("defa"), "no warning about the torn line: {logs}");
     Ok(())
 }
 
@@ -397,7 +485,7 @@ async fn database_outage_fails_closed_with_503() -> anyhow::Result<()> {
             "immediate",
             action,
         ]);
-        if action == "start" {
+        if action != "stop" {
             command.arg("-l").arg(dir.path().join("log2"));
         }
         command.status().ok()
@@ -405,12 +493,47 @@ async fn database_outage_fails_closed_with_503() -> anyhow::Result<()> {
     let result = async {
         let server = Server::start(&["--database-url", &url]).await?;
         server.deploy_ok("hello", "hello", "public=true").await?;
-        assert_eq!(server.get_fn("hello", "").await?.status(), 200);
+        // Without a key: checking one would need the database, which is down.
+        let anonymous = client_with_key(None)?;
+        let call = || anonymous.get(server.url("/fn/default/hello")).send();
+        let mut answered = Vec::new();
+        let response = call().await?;
+        assert_eq!(response.status(), 200);
+        answered.push(request_id(&response));
         anyhow::ensure!(pg_ctl("stop").is_some_and(|s| s.success()), "cannot stop postgres");
-        let (status, code, _) = error_of(server.get_fn("hello", "").await?).await?;
-        assert_eq!((status, code.as_str()), (503, "ledger_unavailable"), "no usage is dropped silently");
+        // Records wait in the journal for a while; then the node refuses work.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let refused = loop {
+            let response = call().await?;
+            if response.status() == 200 {
+                answered.push(request_id(&response));
+            } else {
+                break error_of(response).await?;
+            }
+            anyhow::ensure!(std::time::Instant::now() < deadline, "still serving 20 s after the database went down");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!((refused.0, refused.1.as_str()), (503, "ledger_unavailable"), "no usage is dropped silently");
         let ready = server.http.get(server.url("/readyz")).send().await?.status();
         assert_eq!(ready, 503, "not ready without its database");
+
+        // `restart` starts it with the options it ran with (its port).
+        anyhow::ensure!(pg_ctl("restart").is_some_and(|s| s.success()), "cannot start postgres again");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let response = call().await?;
+            if response.status() == 200 {
+                answered.push(request_id(&response));
+                break;
+            }
+            anyhow::ensure!(std::time::Instant::now() < deadline, "not serving 20 s after the database came back");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let counts = counted(&server.usage_records(&server.http, None).await?);
+        let missing: Vec<&String> = answered.iter().filter(|id| !counts.contains_key(*id)).collect();
+        assert!(missing.is_empty(), "{} of {} answered requests have no record", missing.len(), answered.len());
+        assert_eq!(counts.len(), answered.len(), "a refused request is not billed");
+        assert!(answered.len() > 2, "some requests were served from the journal during the outage");
         anyhow::Ok(())
     }
     .await;

@@ -162,7 +162,15 @@ async fn two_nodes_share_one_postgres_catalog_and_ledger() -> anyhow::Result<()>
     }
     assert_eq!(served.as_deref(), Some("hello, world!\n"), "deployed on one node, served by the other");
     assert_eq!(first.get_fn("hello", "").await?.status(), 200);
-    let records = first.usage_records(&first.http, None).await?;
+    // A node's usage reaches the database within its ledger_sync_interval_ms (50).
+    let mut records = first.usage_records(&first.http, None).await?;
+    for _ in 0..20 {
+        if records.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        records = first.usage_records(&first.http, None).await?;
+    }
     assert_eq!(records.len(), 2, "usage of both nodes in one query: {records:#?}");
     Ok(())
 }

@@ -48,52 +48,47 @@ pub use crate::api::UsageTotals;
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The ledger's own connection for writing usage records (PostgreSQL), with
-/// `synchronous_commit` set for its session: a pool connection would carry a
-/// session setting on to whoever borrows it next, and `SET LOCAL` would cost
-/// an explicit transaction (three more round trips) per batch.
+/// `synchronous_commit = on` for its session, explicitly, so that a written
+/// batch is on disk even where the server's default is off: a pool
+/// connection would carry a session setting on to whoever borrows it next.
 pub struct UsageWriter {
     db: Db,
-    synchronous_commit: bool,
-    /// Opened on first use, and again after a failed write.
+    /// Opened on first use, and again after a failed or abandoned write.
     connection: Option<AnyConnection>,
 }
 
 impl UsageWriter {
-    /// Writes a batch atomically; a request id already present is skipped,
-    /// so a retried write never bills twice. A batch that fits one statement
-    /// is written without an explicit transaction (one round trip).
+    /// Writes a batch atomically and synced; a request id already present is
+    /// skipped, so a retried write never bills twice. A batch that fits one
+    /// statement is written without an explicit transaction (one round trip).
+    /// Cancel-safe: a write dropped midway leaves no connection behind.
     pub async fn insert(&mut self, records: &[UsageRecord]) -> anyhow::Result<()> {
-        let connection = match &mut self.connection {
+        let mut connection = match self.connection.take() {
             Some(connection) => connection,
-            None => self.connection.insert(connect(&self.db, self.synchronous_commit).await?),
+            None => connect(&self.db).await?,
         };
-        let result = self.db.insert_usage(connection, records).await;
-        if result.is_err() {
-            // The connection may be broken (a restarted server, say): the next batch opens another.
-            self.connection = None;
-        }
-        result
+        self.db.insert_usage(&mut connection, records).await?;
+        // A failed write drops the connection, which may be broken (a restarted server, say).
+        self.connection = Some(connection);
+        Ok(())
     }
 }
 
-/// A connection outside the pool, with `synchronous_commit` set for its session.
-async fn connect(db: &Db, synchronous_commit: bool) -> anyhow::Result<AnyConnection> {
+/// A connection outside the pool, with `synchronous_commit` on for its session.
+async fn connect(db: &Db) -> anyhow::Result<AnyConnection> {
     let options = db.pool.connect_options();
     let mut connection = tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
         .await
         .context("timed out connecting to the database")??;
-    // Explicit either way, so `always` syncs even where the server's default is off.
-    let mode = if synchronous_commit { "on" } else { "off" };
-    connection.execute(format!("SET synchronous_commit = {mode}").as_str()).await?;
+    connection.execute("SET synchronous_commit = on").await?;
     Ok(connection)
 }
 
 impl Db {
-    /// A writer of usage records on a connection of its own; without
-    /// `synchronous_commit`, a commit returns once it is in PostgreSQL's WAL
-    /// buffers, before the WAL is flushed to disk.
-    pub fn usage_writer(&self, synchronous_commit: bool) -> UsageWriter {
-        UsageWriter { db: self.clone(), synchronous_commit, connection: None }
+    /// A writer of usage records on a connection of its own, each batch
+    /// synced to disk before the write returns.
+    pub fn usage_writer(&self) -> UsageWriter {
+        UsageWriter { db: self.clone(), connection: None }
     }
 
     async fn insert_usage(&self, connection: &mut AnyConnection, records: &[UsageRecord]) -> anyhow::Result<()> {
@@ -109,26 +104,6 @@ impl Db {
             let sql = self.insert_usage_sql(chunk.len());
             bind_usage(sqlx::query(&sql), chunk).execute(&mut *tx).await?;
         }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Flushes PostgreSQL's WAL up to now, so that every usage record
-    /// committed without a sync before this call is on disk.
-    ///
-    /// A synced commit that writes nothing new: locking the newest record
-    /// (`newest`, a request id) gives the transaction an xid and a WAL
-    /// record, so its commit flushes the WAL up to itself, and the WAL is
-    /// written in order. A transaction that only has an xid, or writes no
-    /// WAL, commits without a flush.
-    pub async fn sync_usage(&self, newest: &str) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET LOCAL synchronous_commit = on").execute(&mut *tx).await?;
-        let locked = sqlx::query("SELECT request_id FROM usage_records WHERE request_id = $1 FOR UPDATE")
-            .bind(newest)
-            .fetch_optional(&mut *tx)
-            .await?;
-        anyhow::ensure!(locked.is_some(), "usage record {newest} is gone, so the ledger cannot sync on it");
         tx.commit().await?;
         Ok(())
     }

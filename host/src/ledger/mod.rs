@@ -1,33 +1,45 @@
-//! The billing ledger: every request's usage record is committed before its
+//! The billing ledger: every request's usage record is durable before its
 //! response is sent.
 //!
-//! Committed means in the database's log, synced to disk before the response
-//! with `ledger_sync = "always"`, or at least every `ledger_sync_interval_ms`
-//! with `"interval"` (see [`sync`]): either way a crash of muon loses nothing.
+//! With `ledger_sync = "interval"` (the default), durable means in muon's
+//! journal (see `journal.rs`): one append to a file, no database transaction,
+//! so a crash or `kill -9` of muon loses nothing. The mover (see `mover.rs`)
+//! puts the journal's records into the database in one synced transaction
+//! per `ledger_sync_interval_ms`, and syncs the journal to disk as often, so
+//! a power loss or a kernel crash can lose at most that window. A start
+//! first moves whatever a previous run left in the journal.
 //!
-//! Group commit: many concurrent requests share one transaction (and, when
-//! always syncing, one sync). On SQLite the requests themselves take turns as
-//! the writer (see [`SqliteGroup`]); on PostgreSQL they hand records to a
-//! writer task. If the write fails, every waiting request fails with `503`
-//! instead of running unbilled. A unique request id keeps a record from being
-//! written twice.
+//! With `"always"`, durable means synced into the database. Group commit:
+//! many concurrent requests share one transaction and one sync. On SQLite the
+//! requests themselves take turns as the writer (see `SqliteGroup`); on
+//! PostgreSQL they hand records to a writer task.
+//!
+//! Either way, if a record cannot be made durable (or, journaled, the oldest
+//! record not yet in the database is too old: see `mover::OUTAGE_GRACE`),
+//! the request fails with `503` instead of running unbilled, and a unique
+//! request id keeps a record from being written twice.
 
+mod journal;
+mod mover;
 pub mod pricing;
 mod sqlite;
-mod sync;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::db::{Db, UsageRecord, UsageWriter};
-use sync::{SyncTarget, Syncer};
+use journal::Journal;
+use mover::Sink;
 
 /// The ledger cannot take a record; the work must not be delivered unbilled.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LedgerError {
-    /// The write failed, timed out or found the queue full.
+    /// The write failed, timed out or found the queue full, or the database
+    /// has been unreachable for too long.
     #[error("the usage ledger is unavailable; the request was not served: {0}")]
     Unavailable(String),
 }
@@ -36,101 +48,117 @@ pub enum LedgerError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LedgerSync {
-    /// In the database's log before the response leaves, synced to disk at
-    /// least every `ledger_sync_interval_ms`: a power loss can lose that window.
+    /// In muon's journal before the response leaves; moved into the database
+    /// and synced to disk at least every `ledger_sync_interval_ms`: a power
+    /// loss can lose that window.
     #[default]
     Interval,
-    /// Synced to disk before the response leaves.
+    /// Synced into the database before the response leaves.
     Always,
 }
 
 /// The ledger's settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct LedgerSettings {
     /// When records reach the disk.
     pub sync: LedgerSync,
-    /// With [`LedgerSync::Interval`], the longest a committed record waits for a sync.
+    /// With [`LedgerSync::Interval`], the longest a record waits to be moved
+    /// into the database and synced.
     pub sync_interval: Duration,
+    /// The journal's directory (`DATA_DIR/ledger`), of this process alone.
+    pub journal_dir: PathBuf,
 }
 
-impl Default for LedgerSettings {
-    fn default() -> Self {
-        Self { sync: LedgerSync::Interval, sync_interval: Duration::from_millis(50) }
+impl LedgerSettings {
+    /// The defaults, journaling under `data_dir`.
+    pub fn new(data_dir: &Path) -> Self {
+        Self {
+            sync: LedgerSync::Interval,
+            sync_interval: Duration::from_millis(50),
+            journal_dir: journal_dir(data_dir),
+        }
     }
 }
 
-/// Records written per transaction at most.
-const MAX_BATCH: usize = 2048;
-/// Records that may wait for the writer before requests are refused.
+/// The journal's directory under a data dir.
+pub fn journal_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("ledger")
+}
+
+/// Records that may wait for the writer before requests are refused (`always`).
 const QUEUE: usize = 65_536;
-/// How long a request waits for its record to be written.
+/// Records written per transaction at most (`always`, PostgreSQL).
+const MAX_BATCH: usize = 2048;
+/// Records per transaction when a start moves what the journal holds.
+const REPLAY_BATCH: usize = 16_384;
+/// How long a request waits for its record to be written (`always`).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Ack = oneshot::Sender<Result<(), String>>;
 /// A record to write, or `None`: a barrier answered once everything before it is written.
 type Entry = (Option<UsageRecord>, Ack);
 
-/// Handle to the ledger writer.
+/// Handle to the ledger.
 #[derive(Clone)]
 pub struct Ledger {
     writer: Writer,
-    /// With `ledger_sync = "interval"`: syncs what the writer committed.
-    syncer: Option<Arc<Syncer>>,
+    /// The journal directory's lock, held while any handle lives.
+    _lock: Arc<std::fs::File>,
 }
 
 #[derive(Clone)]
 enum Writer {
-    /// A writer task fed by a channel (PostgreSQL).
+    /// `interval`: the journal, emptied into the database by the mover.
+    Journal(Arc<Journal>),
+    /// `always`: a writer task fed by a channel (PostgreSQL).
     Task(mpsc::Sender<Entry>),
-    /// Leader/follower group commit on the requests' own threads (SQLite).
+    /// `always`: leader/follower group commit on the requests' own threads (SQLite).
     Group(Arc<SqliteGroup>),
 }
 
 impl Ledger {
-    /// Starts the writer (and in interval mode the syncer); the writer ends
-    /// once every handle is dropped and the queue is drained. SQLite gets a
-    /// dedicated thread, PostgreSQL a task.
-    pub fn start(db: Db, settings: LedgerSettings) -> anyhow::Result<Self> {
-        let always = settings.sync == LedgerSync::Always;
-        let syncer = (!always).then(|| {
-            let target = match db.sqlite_path() {
-                Some(path) => SyncTarget::Wal(Arc::new(std::sync::Mutex::new(sqlite::WalSync::new(path)))),
-                None => SyncTarget::Postgres(db.clone()),
-            };
-            Syncer::start(target, settings.sync_interval)
-        });
-        let writer = match db.sqlite_path() {
-            Some(path) => {
-                let writer = sqlite::SqliteWriter::open(path, always)?;
-                let sink = match &syncer {
-                    Some(syncer) => SqliteSink::Inline(Arc::new(std::sync::Mutex::new(writer)), Arc::clone(syncer)),
-                    None => SqliteSink::Thread(SyncThread::start(writer)?),
-                };
-                Writer::Group(Arc::new(SqliteGroup {
-                    queue: std::sync::Mutex::new(Vec::new()),
-                    writer: tokio::sync::Mutex::new(sink),
-                }))
+    /// Moves what a previous run left in the journal into the database, then
+    /// starts the writer: the journal and its mover, or with `always` the
+    /// group commit (a dedicated thread for SQLite, a task for PostgreSQL).
+    /// The writer ends once every handle is dropped.
+    pub async fn start(db: Db, settings: LedgerSettings) -> anyhow::Result<Self> {
+        describe_metrics();
+        let lock = Arc::new(recover(&db, &settings.journal_dir).await?);
+        let writer = match (settings.sync, db.sqlite_path()) {
+            (LedgerSync::Interval, _) => {
+                let max_age = settings.sync_interval + mover::OUTAGE_GRACE;
+                let journal = Arc::new(Journal::create(&settings.journal_dir, max_age)?);
+                let (weak, wake) = (Arc::downgrade(&journal), Arc::clone(&journal.wake));
+                tokio::spawn(mover::run(weak, wake, Sink::new(&db), settings.sync_interval));
+                Writer::Journal(journal)
             }
-            None => {
+            (LedgerSync::Always, Some(path)) => Writer::Group(Arc::new(SqliteGroup {
+                queue: std::sync::Mutex::new(Vec::new()),
+                writer: tokio::sync::Mutex::new(SyncThread::start(sqlite::SqliteWriter::open(path)?)?),
+            })),
+            (LedgerSync::Always, None) => {
                 let (sender, receiver) = mpsc::channel(QUEUE);
-                tokio::spawn(write_loop(db.usage_writer(always), receiver, syncer.clone()));
+                tokio::spawn(write_loop(db.usage_writer(), receiver));
                 Writer::Task(sender)
             }
         };
-        Ok(Self { writer, syncer })
+        Ok(Self { writer, _lock: lock })
     }
 
-    /// Writes `record`; returns once it is committed.
+    /// Writes `record`; returns once it is durable (see the module's doc).
     pub async fn record(&self, record: UsageRecord) -> Result<(), LedgerError> {
-        self.send(Some(record)).await
+        match &self.writer {
+            Writer::Journal(journal) => journal.append(record),
+            _ => self.send(Some(record)).await,
+        }
     }
 
-    /// Returns once every record handed in before is written and synced to disk.
+    /// Returns once every record handed in before is in the database and
+    /// synced to disk: read the ledger after this to see them.
     pub async fn flush(&self) -> Result<(), LedgerError> {
-        self.send(None).await?;
-        match &self.syncer {
-            Some(syncer) => syncer.sync().await.map_err(|err| LedgerError::Unavailable(format!("{err:#}"))),
-            None => Ok(()),
+        match &self.writer {
+            Writer::Journal(journal) => mover::flush(journal).await,
+            _ => self.send(None).await,
         }
     }
 
@@ -144,6 +172,7 @@ impl Ledger {
                 };
             }
             Writer::Task(sender) => sender,
+            Writer::Journal(_) => return Err(LedgerError::Unavailable("the ledger journals its records".to_owned())),
         };
         let (ack, done) = oneshot::channel();
         sender.try_send((entry, ack)).map_err(|_| LedgerError::Unavailable("the ledger queue is full".to_owned()))?;
@@ -156,61 +185,69 @@ impl Ledger {
     }
 }
 
+/// Moves what a previous run left in the journal at `journal_dir` into the
+/// database: for a start with metering off, which keeps no ledger.
+pub async fn replay(db: &Db, journal_dir: &Path) -> anyhow::Result<()> {
+    recover(db, journal_dir).await.map(drop)
+}
+
+/// Locks the journal directory, and moves every record its files hold into
+/// the database (synced), then deletes them. Returns the lock.
+async fn recover(db: &Db, dir: &Path) -> anyhow::Result<std::fs::File> {
+    let lock = journal::lock_dir(dir)?;
+    let leftovers = journal::replay(dir)?;
+    if leftovers.files.is_empty() {
+        return Ok(lock);
+    }
+    let (mut sink, mut rest) = (Sink::new(db), leftovers.records);
+    let count = rest.len();
+    while !rest.is_empty() {
+        let chunk = rest.split_off(rest.len().saturating_sub(REPLAY_BATCH));
+        let (_, written) = sink.write(chunk).await;
+        written.context("cannot move the usage records left in the ledger journal into the database")?;
+    }
+    for file in &leftovers.files {
+        std::fs::remove_file(file).with_context(|| format!("cannot delete {}", file.display()))?;
+    }
+    journal::sync_dir(dir)?;
+    tracing::info!(
+        records = count,
+        files = leftovers.files.len(),
+        "moved the ledger journal's records into the database"
+    );
+    Ok(lock)
+}
+
+fn describe_metrics() {
+    metrics::describe_counter!(
+        "muon_ledger_syncs_total",
+        "Batches of journaled usage records moved into the database in a synced transaction (ledger_sync = interval)"
+    );
+    metrics::describe_histogram!(
+        "muon_ledger_sync_seconds",
+        "Time to move one batch: sync its journal segment, write it to the database, synced"
+    );
+    metrics::describe_gauge!(
+        "muon_ledger_sync_failing",
+        "1 while the database refuses the journal's records (they wait in the journal; requests fail with 503 past a bound)"
+    );
+    metrics::describe_gauge!("muon_ledger_backlog", "Usage records in the journal not yet in the database");
+    metrics::describe_histogram!("muon_ledger_batch_size", "Usage records per database transaction");
+    metrics::describe_histogram!(
+        "muon_ledger_write_seconds",
+        "Time to write one batch of usage records to the database"
+    );
+}
+
 /// SQLite group commit: a request queues its record and takes the writer
-/// lock; whoever gets the lock first writes everything queued as one
-/// transaction (see [`SqliteSink`]) and answers all of it, and those behind
-/// find their record already written. One transaction per batch, not per
-/// record, and no tokio worker ever blocks in a sync.
+/// lock; whoever gets the lock first hands everything queued to the writer
+/// thread as one transaction and answers all of it, and those behind find
+/// their record already written. One transaction and one sync per batch, not
+/// per record, and no tokio worker ever blocks in a sync.
 struct SqliteGroup {
     queue: std::sync::Mutex<Vec<(UsageRecord, Ack)>>,
-    writer: tokio::sync::Mutex<SqliteSink>,
+    writer: tokio::sync::Mutex<SyncThread>,
 }
-
-/// Where the group's leader hands its batch.
-enum SqliteSink {
-    /// Always syncing: to the writer thread, since a commit syncs.
-    Thread(SyncThread),
-    /// Syncing on an interval: written by the leader itself, on its own
-    /// thread. A commit there only writes to the WAL (tens of microseconds,
-    /// no sync, no checkpoint: see [`sqlite::SqliteWriter::open`]), less than
-    /// handing it to a thread and waking the request again would cost. The
-    /// mutex is never contended (the group's lock is held around it); it lets
-    /// a blocking thread borrow the writer when it must wait.
-    Inline(Arc<std::sync::Mutex<sqlite::SqliteWriter>>, Arc<Syncer>),
-}
-
-impl SqliteSink {
-    async fn write(&mut self, records: Vec<UsageRecord>) -> Result<(), String> {
-        let (writer, syncer) = match self {
-            Self::Thread(thread) => return thread.write(records).await,
-            Self::Inline(writer, syncer) => (writer, syncer),
-        };
-        let written = writer.lock().map_err(|_| POISONED.to_owned())?.try_write(&records);
-        let records = match written {
-            Ok(true) => records,
-            // Another connection holds the write lock (a deploy, say): wait
-            // for it on a blocking thread, never on a runtime worker.
-            Ok(false) => {
-                let writer = Arc::clone(writer);
-                tokio::task::spawn_blocking(move || {
-                    match writer.lock().map_err(|_| POISONED.to_owned())?.write(&records) {
-                        Ok(()) => Ok(records),
-                        Err(err) => Err(logged(&err, records.len())),
-                    }
-                })
-                .await
-                .map_err(|_| "the ledger writer stopped".to_owned())??
-            }
-            Err(err) => return Err(logged(&err, records.len())),
-        };
-        if let Some(last) = records.last() {
-            syncer.committed(&last.request_id);
-        }
-        Ok(())
-    }
-}
-
-const POISONED: &str = "the ledger writer is poisoned";
 
 fn logged(err: &rusqlite::Error, records: usize) -> String {
     tracing::error!(error = %err, records, "cannot write usage records");
@@ -220,7 +257,7 @@ fn logged(err: &rusqlite::Error, records: usize) -> String {
 type Batch = (Vec<UsageRecord>, oneshot::Sender<Result<(), String>>);
 
 /// The thread that owns the SQLite connection and runs each batch's
-/// transaction (and, always syncing, its sync).
+/// transaction and sync.
 struct SyncThread {
     batches: std::sync::mpsc::Sender<Batch>,
 }
@@ -255,7 +292,7 @@ impl SqliteGroup {
             }
             queue.push((record, ack));
         }
-        let mut writer = self.writer.lock().await;
+        let writer = self.writer.lock().await;
         if let Ok(result) = done.try_recv() {
             return result;
         }
@@ -286,7 +323,7 @@ fn record_batch(records: usize, started: std::time::Instant) {
     metrics::histogram!("muon_ledger_write_seconds").record(started.elapsed().as_secs_f64());
 }
 
-async fn write_loop(mut db: UsageWriter, mut receiver: mpsc::Receiver<Entry>, syncer: Option<Arc<Syncer>>) {
+async fn write_loop(mut db: UsageWriter, mut receiver: mpsc::Receiver<Entry>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (records, acks): (Vec<Option<UsageRecord>>, Vec<Ack>) = batch.drain(..).unzip();
@@ -301,9 +338,6 @@ async fn write_loop(mut db: UsageWriter, mut receiver: mpsc::Receiver<Entry>, sy
             format!("{err:#}")
         });
         record_batch(records.len(), started);
-        if let (Ok(()), Some(syncer), Some(last)) = (&result, &syncer, records.last()) {
-            syncer.committed(&last.request_id);
-        }
         for ack in acks {
             let _ = ack.send(result.clone());
         }
@@ -315,13 +349,17 @@ mod tests {
     use super::*;
     use sqlite::tests::{TempDb, record};
 
-    /// In interval mode the leader writes on its own thread, but never waits
-    /// there for another connection's write lock: a runtime with one worker
-    /// would then stall until the busy timeout and fail the write.
+    fn settings(db: &TempDb, sync: LedgerSync) -> LedgerSettings {
+        LedgerSettings { sync, ..LedgerSettings::new(db.dir()) }
+    }
+
+    /// Journaled, a request never waits for the database: another
+    /// connection's write lock delays the move, not the record (on a runtime
+    /// with one worker, which a wait there would stall).
     #[tokio::test(flavor = "current_thread")]
-    async fn a_held_write_lock_is_waited_for_off_the_runtime() -> anyhow::Result<()> {
+    async fn a_journaled_record_never_waits_for_the_database() -> anyhow::Result<()> {
         let db = TempDb::new("held-lock").await?;
-        let ledger = Ledger::start(db.1.clone(), LedgerSettings::default())?;
+        let ledger = Ledger::start(db.1.clone(), settings(&db, LedgerSync::Interval)).await?;
         let other = rusqlite::Connection::open(&db.0)?;
         other.execute_batch("BEGIN IMMEDIATE")?;
         let release = tokio::spawn(async move {
@@ -330,12 +368,38 @@ mod tests {
         });
         let started = std::time::Instant::now();
         ledger.record(record(1)).await?;
-        assert!(started.elapsed() >= Duration::from_millis(250), "written while the lock was held?");
-        release.await??;
+        assert!(started.elapsed() < Duration::from_millis(100), "the record waited for the database");
         ledger.flush().await?;
-        let count: i64 =
-            rusqlite::Connection::open(&db.0)?.query_row("SELECT COUNT(*) FROM usage_records", [], |row| row.get(0))?;
-        assert_eq!(count, 1);
+        assert!(started.elapsed() >= Duration::from_millis(250), "moved while the lock was held?");
+        release.await??;
+        assert_eq!(db.count()?, 1);
+        Ok(())
+    }
+
+    /// What one run journaled and never moved (a crash) is moved by the next
+    /// start, once, whatever its mode; a record already moved is not doubled.
+    #[tokio::test]
+    async fn a_start_moves_what_the_journal_holds() -> anyhow::Result<()> {
+        let db = TempDb::new("replay").await?;
+        let slow = LedgerSettings { sync_interval: Duration::from_secs(3600), ..settings(&db, LedgerSync::Interval) };
+        let ledger = Ledger::start(db.1.clone(), slow.clone()).await?;
+        ledger.record(record(1)).await?;
+        ledger.flush().await?;
+        for id in 2..=5 {
+            ledger.record(record(id)).await?;
+        }
+        let refused = Ledger::start(db.1.clone(), slow.clone()).await.err().map(|err| err.to_string());
+        assert!(refused.unwrap_or_default().contains("another muon process"), "the journal is in use");
+        drop(ledger);
+        assert_eq!(db.count()?, 1, "records 2-5 are only in the journal");
+        let always = Ledger::start(db.1.clone(), settings(&db, LedgerSync::Always)).await?;
+        assert_eq!(db.count()?, 5);
+        drop(always);
+        replay(&db.1, &slow.journal_dir).await?;
+        assert_eq!(db.count()?, 5);
+        let left: Vec<_> =
+            std::fs::read_dir(&slow.journal_dir)?.filter_map(Result::ok).map(|e| e.file_name()).collect();
+        assert_eq!(left, [std::ffi::OsString::from("lock")], "the journal's files are gone once moved");
         Ok(())
     }
 }

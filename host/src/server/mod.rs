@@ -88,7 +88,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::spawn(Arc::clone(&models).follow(REGISTRY_SYNC));
     }
     let tenancy = Arc::new(Tenancy::new(db.clone(), config.tenancy.clone()));
-    let ledger = if config.metering { Some(Ledger::start(db.clone(), config.ledger)?) } else { None };
+    let ledger = if config.metering {
+        Some(Ledger::start(db.clone(), config.ledger.clone()).await?)
+    } else {
+        // A run with metering on may have left records in the journal.
+        crate::ledger::replay(&db, &config.ledger.journal_dir).await?;
+        None
+    };
     let settler = Settler::new(ledger, Arc::clone(&tenancy));
     let invoker = Invoker::new(runtime, Arc::clone(&models), config.invoke());
     let listener =

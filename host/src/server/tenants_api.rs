@@ -103,6 +103,8 @@ pub async fn set_quotas(
 ) -> Result<http::Response<Body>, ApiError> {
     require_admin(principal)?;
     let quotas: api::Quotas = read_json(app, request).await?;
+    // New quotas reload the tenant's spend this month from the ledger.
+    super::usage_api::flush_ledger(app).await?;
     let effective = app.tenancy.set_quotas(tenant, quotas).await?;
     Ok(body::json_response(StatusCode::OK, &TenantQuotas { tenant: tenant.to_owned(), quotas: effective }))
 }

@@ -131,6 +131,7 @@ pub async fn totals(app: &App, principal: &Principal, query: Option<&str>) -> Re
             api::GroupBy::Hour => GroupBy::Hour,
         },
     };
+    flush_ledger(app).await?;
     let groups = app.db.usage_totals(&query).await?;
     Ok(body::json_response(StatusCode::OK, &UsageGroups { tenant: query.tenant, groups }))
 }
@@ -139,10 +140,21 @@ pub async fn totals(app: &App, principal: &Principal, query: Option<&str>) -> Re
 pub async fn records(app: &App, principal: &Principal, query: Option<&str>) -> Result<http::Response<Body>, ApiError> {
     let params = records_query(query)?;
     let tenant = tenant_of(principal, params.tenant)?;
+    flush_ledger(app).await?;
     let records =
         app.db.usage_records(&tenant, params.after.as_deref().unwrap_or(""), params.limit.unwrap_or(100)).await?;
     let next_after = records.last().map(|r| r.request_id.clone());
     Ok(body::json_response(StatusCode::OK, &UsageRecords { records, next_after }))
+}
+
+/// Moves what this node journaled into the database, so that whoever reads
+/// usage records next (a usage query, a tenant's spend this month) reads
+/// every request answered before.
+pub(super) async fn flush_ledger(app: &App) -> Result<(), ApiError> {
+    match app.settler.ledger() {
+        Some(ledger) => Ok(ledger.flush().await?),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

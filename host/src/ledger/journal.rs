@@ -1,0 +1,397 @@
+//! The journal (`ledger_sync = "interval"`): where a usage record goes before
+//! its response leaves, in place of a database transaction.
+//!
+//! `DATA_DIR/ledger/` holds:
+//! - `journal`: the live file, one JSON line per record, each appended with
+//!   one `write(2)` under a lock on the request's own thread (a microsecond or
+//!   two). Once written it is in the kernel's page cache, so a crash or
+//!   `kill -9` of muon loses nothing;
+//! - `segment-N`: a former `journal`, renamed when the mover took its records
+//!   (see [`super::mover`]), synced to disk, and deleted once those records
+//!   are in the database;
+//! - `lock`: locked by the muon using the directory, so that two processes
+//!   never share (or replay) one journal.
+//!
+//! The records are kept in memory too (under the same lock), so the mover
+//! never reads the files back; only a start reads them ([`replay`]).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::sync::{Notify, watch};
+
+use super::LedgerError;
+use crate::db::UsageRecord;
+
+/// The live file's name.
+const LIVE: &str = "journal";
+/// Segments are named `segment-` and a sequence number.
+const SEGMENT: &str = "segment-";
+
+/// Records in memory that the mover wakes up early for, rather than waiting
+/// out its interval.
+pub(super) const MAX_BATCH: usize = 2048;
+
+/// Records appended and not yet in the database (in memory and in the files)
+/// past which new records are refused: about 40 MB of memory, and at the
+/// fastest measured rate (50k requests/s) a couple of seconds' worth, so the
+/// age bound ([`super::mover::OUTAGE_GRACE`]) is what usually trips first.
+pub(super) const MAX_BACKLOG: usize = 131_072;
+
+/// The live journal and the records in it not yet in the database.
+pub(super) struct Journal {
+    dir: PathBuf,
+    state: Mutex<State>,
+    /// Wakes the mover before its interval is out: a full batch, or a flush.
+    pub(super) wake: Arc<Notify>,
+    /// What the mover has done, for flushes to wait on.
+    pub(super) progress: watch::Sender<Progress>,
+    /// How old the oldest record not in the database may grow before new
+    /// records are refused.
+    max_age: Duration,
+}
+
+struct State {
+    /// The live file, opened for appending.
+    file: File,
+    /// A failed append may have left part of a line: the next one starts with
+    /// a newline, so that the damage stays on a line of its own.
+    resync: bool,
+    /// Appended since the mover last took a batch.
+    batch: Vec<UsageRecord>,
+    /// When the first of `batch` was appended.
+    batch_since: Option<Instant>,
+    /// Taken by the mover and not yet written to the database.
+    held: usize,
+    /// When the oldest of `held` was appended.
+    held_since: Option<Instant>,
+    /// Records appended since the start: a record's sequence number.
+    appended: u64,
+    /// The next segment's number.
+    next_segment: u64,
+}
+
+/// How far the mover got, in the journal's sequence numbers.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Progress {
+    /// Every record up to this one is in the database.
+    pub(super) moved: u64,
+    /// The last attempt wrote, or tried to write, up to this one.
+    pub(super) tried: u64,
+    /// Why the last attempt failed, if it did.
+    pub(super) error: Option<Arc<str>>,
+}
+
+/// Records the mover took from the journal, and the file that holds them.
+pub(super) struct Taken {
+    pub(super) records: Vec<UsageRecord>,
+    /// The segment the live file became.
+    pub(super) segment: PathBuf,
+    /// The segment, still open: synced before the records are written anywhere else.
+    pub(super) file: File,
+    /// The sequence number of the last record taken.
+    pub(super) upto: u64,
+}
+
+impl Journal {
+    /// Starts a fresh live file in `dir`, which [`replay`] emptied.
+    pub(super) fn create(dir: &Path, max_age: Duration) -> anyhow::Result<Self> {
+        let live = dir.join(LIVE);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&live)
+            .with_context(|| format!("cannot create the ledger journal {}", live.display()))?;
+        sync_dir(dir)?;
+        let state = State {
+            file,
+            resync: false,
+            batch: Vec::new(),
+            batch_since: None,
+            held: 0,
+            held_since: None,
+            appended: 0,
+            next_segment: 0,
+        };
+        Ok(Self {
+            dir: dir.to_owned(),
+            state: Mutex::new(state),
+            wake: Arc::new(Notify::new()),
+            progress: watch::Sender::new(Progress::default()),
+            max_age,
+        })
+    }
+
+    /// Appends `record` with one write, unless too much waits for the
+    /// database already (it is unreachable, or too slow): then it refuses,
+    /// and the work must not be delivered.
+    pub(super) fn append(&self, record: UsageRecord) -> Result<(), LedgerError> {
+        let mut line = Vec::with_capacity(384);
+        line.push(b'\n');
+        serde_json::to_writer(&mut line, &record)
+            .map_err(|err| LedgerError::Unavailable(format!("cannot encode the usage record: {err}")))?;
+        line.push(b'\n');
+        let mut state = self.lock()?;
+        let now = Instant::now();
+        state.admit(now, self.max_age)?;
+        let bytes = if state.resync { &line[..] } else { &line[1..] };
+        if let Err(err) = state.file.write_all(bytes) {
+            state.resync = true;
+            tracing::error!(error = %err, "cannot append to the ledger journal");
+            return Err(LedgerError::Unavailable(format!("cannot append to the ledger journal: {err}")));
+        }
+        state.resync = false;
+        if state.batch.is_empty() {
+            state.batch_since = Some(now);
+        }
+        state.batch.push(record);
+        state.appended += 1;
+        if state.batch.len() == MAX_BATCH {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The sequence number of the last record appended.
+    pub(super) fn appended(&self) -> Result<u64, LedgerError> {
+        Ok(self.lock()?.appended)
+    }
+
+    /// Records appended and not yet in the database.
+    pub(super) fn backlog(&self) -> usize {
+        self.state.lock().map(|state| state.batch.len() + state.held).unwrap_or(0)
+    }
+
+    /// Takes the records appended since the last take, and turns the live
+    /// file holding them into a segment (a fresh live file takes its place).
+    /// `None`: nothing was appended.
+    pub(super) fn take(&self) -> anyhow::Result<Option<Taken>> {
+        let mut state = self.lock()?;
+        if state.batch.is_empty() {
+            return Ok(None);
+        }
+        let live = self.dir.join(LIVE);
+        let segment = self.dir.join(format!("{SEGMENT}{:010}", state.next_segment));
+        std::fs::rename(&live, &segment).with_context(|| format!("cannot rename {}", live.display()))?;
+        let fresh = match OpenOptions::new().create(true).append(true).open(&live) {
+            Ok(file) => file,
+            Err(err) => {
+                // Appends go on into the old file, so it must stay the live one.
+                drop(std::fs::rename(&segment, &live));
+                return Err(err).with_context(|| format!("cannot create {}", live.display()));
+            }
+        };
+        state.next_segment += 1;
+        state.resync = false;
+        let file = std::mem::replace(&mut state.file, fresh);
+        let records = std::mem::take(&mut state.batch);
+        state.held += records.len();
+        state.held_since = state.held_since.or(state.batch_since.take());
+        Ok(Some(Taken { records, segment, file, upto: state.appended }))
+    }
+
+    /// Everything taken so far is in the database.
+    pub(super) fn moved(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.held = 0;
+            state.held_since = None;
+        }
+    }
+
+    /// The journal's directory.
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>, LedgerError> {
+        self.state.lock().map_err(|_| LedgerError::Unavailable("the ledger journal is poisoned".to_owned()))
+    }
+}
+
+impl State {
+    fn admit(&self, now: Instant, max_age: Duration) -> Result<(), LedgerError> {
+        let backlog = self.batch.len() + self.held;
+        if backlog >= MAX_BACKLOG {
+            return Err(LedgerError::Unavailable(format!(
+                "{backlog} usage records are waiting for the database; retry once it takes them"
+            )));
+        }
+        if let Some(oldest) = self.held_since.or(self.batch_since)
+            && now.duration_since(oldest) > max_age
+        {
+            return Err(LedgerError::Unavailable(format!(
+                "the database has taken no usage records for {:.1} s; retry once it is reachable",
+                now.duration_since(oldest).as_secs_f64()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Locks the journal directory for this process, creating it if needed. The
+/// lock lasts as long as the returned file is open.
+pub(super) fn lock_dir(dir: &Path) -> anyhow::Result<File> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another muon process uses the ledger journal in {}: give each process a data dir of its own",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(err)) => Err(err).with_context(|| format!("cannot lock {}", path.display())),
+    }
+}
+
+/// What a start finds in the journal directory: the records of every
+/// segment and of the live file a previous run left, and those files.
+pub(super) struct Leftovers {
+    pub(super) records: Vec<UsageRecord>,
+    pub(super) files: Vec<PathBuf>,
+}
+
+/// Reads what a previous run left in `dir`. A line cut short (a power loss
+/// during an append) is skipped with a warning; every complete line is read.
+pub(super) fn replay(dir: &Path) -> anyhow::Result<Leftovers> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let order = match name.strip_prefix(SEGMENT).map(str::parse::<u64>) {
+            Some(Ok(number)) => number,
+            _ if name == LIVE => u64::MAX,
+            _ => continue,
+        };
+        files.push((order, entry.path()));
+    }
+    files.sort();
+    let mut records = Vec::new();
+    for (_, path) in &files {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        records.extend(parse(path, &bytes));
+    }
+    Ok(Leftovers { records, files: files.into_iter().map(|(_, path)| path).collect() })
+}
+
+/// The records of one journal file; an unreadable file (logged) has none.
+pub(super) fn read(path: &Path) -> Vec<UsageRecord> {
+    match std::fs::read(path) {
+        Ok(bytes) => parse(path, &bytes),
+        Err(err) => {
+            tracing::error!(file = %path.display(), error = %err, "cannot read a ledger journal segment");
+            Vec::new()
+        }
+    }
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Vec<UsageRecord> {
+    let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    // What follows the last newline: empty, or a line whose append was cut short.
+    if let Some(torn) = lines.pop().filter(|rest| !rest.is_empty()) {
+        tracing::warn!(
+            file = %path.display(),
+            bytes = torn.len(),
+            text = %String::from_utf8_lossy(&torn[..torn.len().min(200)]),
+            "skipping a usage record cut short in the ledger journal (muon stopped during its append)"
+        );
+    }
+    let mut records = Vec::with_capacity(lines.len());
+    for (number, line) in lines.iter().enumerate().filter(|(_, line)| !line.is_empty()) {
+        match serde_json::from_slice(line) {
+            Ok(record) => records.push(record),
+            Err(err) => tracing::warn!(
+                file = %path.display(),
+                line = number + 1,
+                error = %err,
+                text = %String::from_utf8_lossy(&line[..line.len().min(200)]),
+                "skipping an unreadable line of the ledger journal"
+            ),
+        }
+    }
+    records
+}
+
+/// Syncs `dir`, so that the files created, renamed or removed in it stay so
+/// after a power loss.
+pub(super) fn sync_dir(dir: &Path) -> anyhow::Result<()> {
+    File::open(dir)?.sync_all().with_context(|| format!("cannot sync {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::sqlite::tests::record;
+
+    fn temp_dir(name: &str) -> anyhow::Result<PathBuf> {
+        let dir = std::env::temp_dir().join(format!("muon-journal-{name}-{}", std::process::id()));
+        drop(std::fs::remove_dir_all(&dir));
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+
+    #[test]
+    fn a_torn_last_line_is_skipped_and_every_complete_line_read() -> anyhow::Result<()> {
+        let dir = temp_dir("torn")?;
+        let journal = Journal::create(&dir, Duration::from_secs(60))?;
+        for id in 0..3 {
+            journal.append(record(id))?;
+        }
+        let taken = journal.take()?.map(|taken| taken.records.len());
+        assert_eq!(taken, Some(3));
+        journal.append(record(3))?;
+        let mut live = OpenOptions::new().append(true).open(dir.join(LIVE))?;
+        live.write_all(br#"{"request_id":"r000000004","ten"#)?;
+        // A damaged line in the middle (a failed append) costs that line only.
+        std::fs::write(dir.join(format!("{SEGMENT}0000000007")), b"{\"request_id\n\n")?;
+        let leftovers = replay(&dir)?;
+        let ids: Vec<&str> = leftovers.records.iter().map(|r| r.request_id.as_str()).collect();
+        assert_eq!(ids, ["r000000000", "r000000001", "r000000002", "r000000003"]);
+        assert_eq!(leftovers.files.len(), 3, "two segments and the live file: {:?}", leftovers.files);
+        std::fs::remove_dir_all(dir)?;
+        Ok(())
+    }
+
+    #[test]
+    fn records_are_refused_past_the_age_bound_until_moved() -> anyhow::Result<()> {
+        let dir = temp_dir("age")?;
+        let journal = Journal::create(&dir, Duration::from_millis(100))?;
+        journal.append(record(0))?;
+        let taken = journal.take()?.map(|taken| taken.upto);
+        assert_eq!(taken, Some(1));
+        journal.append(record(1))?;
+        std::thread::sleep(Duration::from_millis(150));
+        let refused = journal.append(record(2));
+        assert!(matches!(refused, Err(LedgerError::Unavailable(_))), "{refused:?}");
+        assert_eq!(journal.backlog(), 2, "a refused record is not appended");
+        journal.moved();
+        assert!(journal.append(record(3)).is_err(), "record 1 is still waiting");
+        journal.take()?;
+        journal.moved();
+        journal.append(record(4))?;
+        std::fs::remove_dir_all(dir)?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_second_process_cannot_take_the_journal() -> anyhow::Result<()> {
+        let dir = temp_dir("lock")?;
+        let held = lock_dir(&dir)?;
+        let err = lock_dir(&dir).err().map(|err| err.to_string()).unwrap_or_default();
+        assert!(err.contains("another muon process"), "{err}");
+        drop(held);
+        lock_dir(&dir)?;
+        std::fs::remove_dir_all(dir)?;
+        Ok(())
+    }
+}
