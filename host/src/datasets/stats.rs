@@ -109,7 +109,7 @@ mod tests {
         let want = ((0..1000).map(|i| (f64::from(i % 10) * 0.1 - 0.45).powi(2)).sum::<f64>() / 999.0).sqrt();
         assert!((m.std.unwrap_or(0.0) - want).abs() / want < 1e-5, "{:?} vs {want}", m.std);
         assert_eq!(moments(|| [5.0].into_iter()).map(|m| m.std), Some(None));
-        assert!(moments(|| std::iter::empty()).is_none());
+        assert!(moments(std::iter::empty::<f64>).is_none());
     }
 
     #[test]

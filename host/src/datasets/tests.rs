@@ -528,3 +528,26 @@ fn the_dirty_csv_gives_its_expected_report() -> Result<()> {
     assert_eq!(serde_json::to_value(&label.distribution[&Split::Train])?, expected["label"]);
     Ok(())
 }
+
+/// Wine as CSV and as Parquet: the same rows, the same statistics, and those equal pandas'
+/// (`scripts/dataset-stats.py examples/datasets/wine.csv --label target --categorical target`).
+#[test]
+fn wine_as_csv_and_parquet_gives_pandas_statistics() -> Result<()> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/datasets");
+    let query = "label=target&categorical=target&stratify=true&seed=1";
+    let from_csv = build_bytes(&std::fs::read(dir.join("wine.csv"))?, Format::Csv, query)?.report;
+    let from_parquet = build_bytes(&std::fs::read(dir.join("wine.parquet"))?, Format::Parquet, query)?.report;
+    assert_eq!((from_csv.rows.kept, from_csv.splits, from_csv.columns.len()), (178, from_parquet.splits, 14));
+    for (a, b) in from_csv.columns.iter().zip(&from_parquet.columns) {
+        assert_eq!((&a.name, a.stats, a.distinct), (&b.name, b.stats, b.distinct));
+    }
+    let alcohol = from_csv.columns[0].stats.context("stats")?;
+    assert!(relative(alcohol.mean, 13.00061797752809) < 1e-12 && relative(alcohol.min, 11.03) == 0.0);
+    assert!(relative(alcohol.std.context("std")?, 0.8118265380058575) < 1e-12);
+    assert_eq!(from_csv.columns[0].distinct, 126);
+    let label = from_csv.label.context("label")?;
+    let classes: Vec<u64> = label.distribution[&Split::Train].values().copied().collect();
+    // 59, 71 and 48 rows per class; 80% of each, rounded.
+    assert_eq!(classes, [47, 57, 38]);
+    Ok(())
+}
