@@ -5,6 +5,7 @@
 //! A leaf: nothing here knows the server, the database or the engine; the
 //! conversions from those modules' types live in `server/`.
 
+pub mod datasets;
 pub mod functions;
 pub mod models;
 pub mod openapi;
@@ -14,6 +15,7 @@ pub mod usage;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub use datasets::{DatasetList, DatasetOptions, DatasetReport, DatasetSummary, RowsPage, RowsQuery};
 pub use functions::{DeployQuery, FunctionDetail, FunctionKind, FunctionLimits, FunctionList, FunctionVersion};
 pub use models::{Backend, Dim, ElementType, Model, ModelList, ModelQuery, Target, TensorSpec};
 pub use tenants::{IssuedKey, NewKey, NewTenant, Quotas, Tenant, TenantCreated, TenantList, TenantQuotas};
