@@ -576,3 +576,28 @@ fn splits_span_several_row_groups_and_never_share_one() -> Result<()> {
     assert_eq!(seen, want);
     Ok(())
 }
+
+#[test]
+fn jsonl_lines_with_bad_bytes_or_no_label_are_bad_rows() -> Result<()> {
+    let mut text = b"\xef\xbb\xbf{\"a\": 1, \"y\": 2}\n".to_vec();
+    text.extend_from_slice(b"{\"a\": 2, \"y\": \"\xff\"}\n");
+    text.extend_from_slice(b"{\"a\": 3, \"y\": null}\n");
+    text.extend_from_slice(b"{\"a\": 4}\n");
+    text.extend_from_slice(b"{\"a\": \"x\", \"y\": 1}\n");
+    text.extend_from_slice(b"{\"a\": true, \"y\": 5}");
+    let built = build_bytes(&text, Format::Jsonl, "label=y&max_bad_rows=4&split=1,0")?;
+    let kinds: Vec<(Option<u64>, BadRowKind)> = built.report.bad_rows.first.iter().map(|b| (b.line, b.kind)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (Some(2), BadRowKind::InvalidUtf8),
+            (Some(3), BadRowKind::MissingLabel),
+            (Some(4), BadRowKind::MissingLabel),
+            (Some(5), BadRowKind::UnparsableNumber)
+        ]
+    );
+    let rows = all_rows(&built.output, Split::Train)?;
+    assert_eq!((column(&rows, "a"), column(&rows, "y")), (vec![1.0, 1.0], vec![2.0, 5.0]));
+    assert_eq!(built.report.columns[0].source_type, "number");
+    Ok(())
+}
