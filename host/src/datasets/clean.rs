@@ -7,7 +7,8 @@
 //! Lemire's unbiased bounded integers, so no library update can change it.
 //! Split sizes are the largest-remainder rounding of `rows * fraction`, so
 //! every split is within one row of its exact share (per class, with
-//! `stratify=true`, classes taken in class-index order).
+//! `stratify=true`, classes taken in the order of their names, or of a
+//! numeric label's bits).
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
@@ -380,7 +381,8 @@ fn stratified_split(
     Ok(splits)
 }
 
-/// A class for stratification: a category's name, or a number's bits (ordered by class name or value).
+/// A class for stratification: a category's name, or a number's bits (any fixed order will do: it only has to be
+/// the same on every run, so that a seed gives the same split).
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum ClassKey {
     Number(u64),

@@ -22,6 +22,15 @@
 //! [`SplitReader`] reads one split back in batches, by row group, shuffled
 //! with a seed and resumable from a [`Cursor`]; [`rows_page`] answers the
 //! rows route.
+//!
+//! With a preprocessor, its tensors are the features: `features=` and
+//! `normalize=` do not apply, `categorical=` only to the label, which (if
+//! any) still comes from the record. [`crate::api::PreprocessReport`] in
+//! the report carries the metering inputs (records, bytes in and out).
+//!
+//! Errors: [`DatasetError::is_client_error`] tells the upload's faults
+//! (`BadRows` and `MissingValues` are the data's: `422`; the others `400`,
+//! `UnsupportedFormat` a `415`) from the host's (`Io`, `Storage`: `500`).
 
 mod clean;
 mod error;

@@ -50,17 +50,37 @@ pub(crate) enum Cell<'a> {
     Number(f64),
 }
 
-/// The texts read as missing values: pandas' `read_csv` defaults, so that
-/// both count the same missing values in the same file.
-const MISSING_TEXTS: [&str; 19] = [
-    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA",
-    "NULL", "NaN", "None", "n/a", "nan", "null",
-];
+/// Whether a text is read as a missing value: pandas' `read_csv` defaults
+/// (a `match`, which compiles to a switch on the length, not 19 comparisons),
+/// so that both count the same missing values in the same file.
+fn is_missing_text(text: &str) -> bool {
+    matches!(
+        text,
+        "" | "#N/A"
+            | "#N/A N/A"
+            | "#NA"
+            | "-1.#IND"
+            | "-1.#QNAN"
+            | "-NaN"
+            | "-nan"
+            | "1.#IND"
+            | "1.#QNAN"
+            | "<NA>"
+            | "N/A"
+            | "NA"
+            | "NULL"
+            | "NaN"
+            | "None"
+            | "n/a"
+            | "nan"
+            | "null"
+    ) || text.bytes().all(|b| b.is_ascii_whitespace())
+}
 
 impl<'a> Cell<'a> {
     /// A CSV field: missing if pandas would read it so, else text.
     pub(crate) fn from_text(text: &'a str) -> Self {
-        if MISSING_TEXTS.contains(&text) || text.trim().is_empty() { Self::Missing } else { Self::Text(text) }
+        if is_missing_text(text) { Self::Missing } else { Self::Text(text) }
     }
 }
 

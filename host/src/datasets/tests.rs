@@ -551,3 +551,53 @@ fn wine_as_csv_and_parquet_gives_pandas_statistics() -> Result<()> {
     assert_eq!(classes, [47, 57, 38]);
     Ok(())
 }
+
+#[test]
+fn splits_span_several_row_groups_and_never_share_one() -> Result<()> {
+    let built = csv(&numbers_csv(140_000), "features=a&split=0.5,0.5&seed=2")?;
+    let layout = StoredLayout::read(&built.output)?;
+    let (train, test) = (layout.groups(Split::Train), layout.groups(Split::Test));
+    assert_eq!((train.first, train.count, train.rows), (0, 2, 70_000));
+    assert_eq!((test.first, test.count, test.rows), (2, 2, 70_000));
+    assert_eq!(layout.groups(Split::Validation).count, 0);
+    let page = rows_page(&built.output, Split::Test, ROW_GROUP_ROWS as u64 - 2, 4)?;
+    assert_eq!(page.rows.len(), 4);
+    let all = column(&all_rows(&built.output, Split::Test)?, "a");
+    assert_eq!(column(&page.rows, "a"), all[ROW_GROUP_ROWS - 2..ROW_GROUP_ROWS + 2]);
+    let mut reader = SplitReader::open(&built.output, Split::Test, 10_000, Some(4), None)?;
+    let mut seen = Vec::new();
+    while let Some(batch) = reader.next_batch()? {
+        seen.extend(batch.tensors[0].tensor.data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
+    }
+    let mut want: Vec<f32> = all.iter().map(|a| *a as f32).collect();
+    assert_ne!(seen, want);
+    seen.sort_by(f32::total_cmp);
+    want.sort_by(f32::total_cmp);
+    assert_eq!(seen, want);
+    Ok(())
+}
+
+#[test]
+fn jsonl_lines_with_bad_bytes_or_no_label_are_bad_rows() -> Result<()> {
+    let mut text = b"\xef\xbb\xbf{\"a\": 1, \"y\": 2}\n".to_vec();
+    text.extend_from_slice(b"{\"a\": 2, \"y\": \"\xff\"}\n");
+    text.extend_from_slice(b"{\"a\": 3, \"y\": null}\n");
+    text.extend_from_slice(b"{\"a\": 4}\n");
+    text.extend_from_slice(b"{\"a\": \"x\", \"y\": 1}\n");
+    text.extend_from_slice(b"{\"a\": true, \"y\": 5}");
+    let built = build_bytes(&text, Format::Jsonl, "label=y&max_bad_rows=4&split=1,0")?;
+    let kinds: Vec<(Option<u64>, BadRowKind)> = built.report.bad_rows.first.iter().map(|b| (b.line, b.kind)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (Some(2), BadRowKind::InvalidUtf8),
+            (Some(3), BadRowKind::MissingLabel),
+            (Some(4), BadRowKind::MissingLabel),
+            (Some(5), BadRowKind::UnparsableNumber)
+        ]
+    );
+    let rows = all_rows(&built.output, Split::Train)?;
+    assert_eq!((column(&rows, "a"), column(&rows, "y")), (vec![1.0, 1.0], vec![2.0, 5.0]));
+    assert_eq!(built.report.columns[0].source_type, "number");
+    Ok(())
+}

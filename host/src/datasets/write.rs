@@ -1,7 +1,9 @@
 //! Writing the cleaned rows as one Parquet file: train, then validation,
 //! then test, in row groups of at most [`ROW_GROUP_ROWS`] rows that never
-//! hold two splits. Batches are built (filled, recoded, scaled) on the
-//! caller's thread while another encodes and compresses them.
+//! hold two splits (the writer closes a row group at the end of each split
+//! and records which row groups each split has). Batches are built (filled,
+//! recoded, scaled) on the caller's thread while another encodes and
+//! compresses them.
 
 use std::fs::File;
 use std::path::Path;
@@ -33,36 +35,62 @@ enum Out {
     Tensor { index: usize },
 }
 
+/// Rows per batch handed to the encoder: small, so that one-hot columns
+/// (one fp64 column per category) do not multiply the memory a batch takes.
+const BATCH_ROWS: usize = 8192;
+
+/// What the encoder thread is sent.
+enum Message {
+    Batch(RecordBatch),
+    /// The split's last rows were sent: its last row group closes.
+    EndOfSplit,
+}
+
 /// Writes `cleaned` to `output` and records its columns in the report.
 pub(crate) fn write(cleaned: &Cleaned, report: &mut DatasetReport, output: &Path) -> Result<(), DatasetError> {
-    let (outs, fields, stored, layout) = plan(cleaned)?;
+    let (outs, fields, stored, mut layout) = plan(cleaned)?;
     report.stored_columns = stored;
     let schema = Arc::new(Schema::new(fields));
-    let layout_json = serde_json::to_string(&layout).map_err(DatasetError::storage)?;
     let properties = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
+        .set_dictionary_enabled(false)
+        .set_data_page_size_limit(64 * 1024)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_key_value_metadata(Some(vec![KeyValue::new(LAYOUT_KEY.to_owned(), layout_json)]))
         .build();
     let file = File::create(output).map_err(|e| DatasetError::io("creating the dataset file", e))?;
     let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(properties)).map_err(DatasetError::storage)?;
     std::thread::scope(|scope| {
-        let (sender, receiver) = mpsc::sync_channel::<RecordBatch>(2);
+        let (sender, receiver) = mpsc::sync_channel::<Message>(1);
         let encoder = scope.spawn(move || -> Result<(), DatasetError> {
-            for batch in receiver {
-                writer.write(&batch).map_err(DatasetError::storage)?;
-                // One row group per batch, so no row group holds two splits.
-                writer.flush().map_err(DatasetError::storage)?;
+            let mut first = 0;
+            let mut splits = Split::ALL.into_iter().zip(&cleaned.splits);
+            for message in receiver {
+                match message {
+                    Message::Batch(batch) => writer.write(&batch).map_err(DatasetError::storage)?,
+                    Message::EndOfSplit => {
+                        writer.flush().map_err(DatasetError::storage)?;
+                        let written = writer.flushed_row_groups().len();
+                        if let Some((split, rows)) = splits.next() {
+                            let groups = SplitGroups { first, count: written - first, rows: rows.len() as u64 };
+                            layout.splits.insert(split, groups);
+                        }
+                        first = written;
+                    }
+                }
             }
+            let layout = serde_json::to_string(&layout).map_err(DatasetError::storage)?;
+            writer.append_key_value_metadata(KeyValue::new(LAYOUT_KEY.to_owned(), layout));
             writer.close().map_err(DatasetError::storage)?;
             Ok(())
         });
-        for rows in &cleaned.splits {
-            for chunk in rows.chunks(ROW_GROUP_ROWS) {
-                let batch = batch(cleaned, &outs, &schema, chunk)?;
-                if sender.send(batch).is_err() {
-                    break;
+        'splits: for rows in &cleaned.splits {
+            for chunk in rows.chunks(BATCH_ROWS) {
+                if sender.send(Message::Batch(batch(cleaned, &outs, &schema, chunk)?)).is_err() {
+                    break 'splits;
                 }
+            }
+            if sender.send(Message::EndOfSplit).is_err() {
+                break;
             }
         }
         drop(sender);
@@ -124,23 +152,12 @@ fn plan(cleaned: &Cleaned) -> Result<Plan, DatasetError> {
         stored.push(scalar(&name, type_name));
         StoredLabel { name, kind }
     });
-    Ok((outs, fields, stored, layout(cleaned, features, layout_label, tensors)))
+    Ok((outs, fields, stored, layout(features, layout_label, tensors)))
 }
 
-fn layout(
-    cleaned: &Cleaned,
-    features: Vec<String>,
-    label: Option<StoredLabel>,
-    tensors: Vec<StoredColumn>,
-) -> StoredLayout {
-    let mut splits = std::collections::BTreeMap::new();
-    let mut first = 0;
-    for (split, rows) in Split::ALL.into_iter().zip(&cleaned.splits) {
-        let count = rows.len().div_ceil(ROW_GROUP_ROWS);
-        splits.insert(split, SplitGroups { first, count, rows: rows.len() as u64 });
-        first += count;
-    }
-    StoredLayout { splits, features, label, tensors }
+/// The layout but for the splits' row groups, which the encoder fills in as it writes them.
+fn layout(features: Vec<String>, label: Option<StoredLabel>, tensors: Vec<StoredColumn>) -> StoredLayout {
+    StoredLayout { splits: std::collections::BTreeMap::new(), features, label, tensors }
 }
 
 /// The Arrow type a tensor's elements are stored as (fp16 and bf16 as their raw 16 bits).
