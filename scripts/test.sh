@@ -24,6 +24,8 @@ cargo build --release -p muon -p muon-tests
 # that tests generate rather than commit (a Python venv under target/py).
 ./scripts/onnxruntime.sh >/dev/null
 ./scripts/make-models.sh >/dev/null
+# pandas and numpy, which the dataset tests check muon's statistics against.
+./scripts/python-env.sh scripts/requirements-datasets.txt datasets-py >/dev/null
 # A throwaway PostgreSQL server for the tests that run on both databases.
 pg_dir=$(mktemp -d /tmp/muon-test-pg.XXXXXX)
 MUON_TEST_POSTGRES_URL=$(./scripts/postgres.sh "$pg_dir")

@@ -16,6 +16,8 @@ use crate::api::{
 };
 use crate::config::Settings;
 
+mod datasets;
+
 /// muon: a serverless WebAssembly function host for AI workloads.
 #[derive(Debug, Parser)]
 #[command(name = "muon", version)]
@@ -90,6 +92,13 @@ enum Command {
     Models {
         #[command(subcommand)]
         command: Option<ModelsCommand>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List datasets, or push, show and delete them.
+    Datasets {
+        #[command(subcommand)]
+        command: Option<datasets::DatasetsCommand>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -339,6 +348,7 @@ async fn client_command(command: Command) -> anyhow::Result<()> {
             print_or(&client, &out, || format!("deleted {}", out.deleted))
         }
         Command::Models { command, client } => models(command, &client).await,
+        Command::Datasets { command, client } => datasets::run(command, &client).await,
         Command::Tenants { command, client } => tenants(command, &client).await,
         Command::Keys { command, client } => keys(command, &client).await,
         Command::Usage { by, from, to, function, tenant, csv, client } => {

@@ -30,6 +30,7 @@ mod billing;
 mod bodies;
 mod catalog;
 mod cli;
+mod datasets;
 mod deploy;
 mod framing;
 mod hygiene;

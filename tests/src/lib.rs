@@ -99,7 +99,11 @@ pub fn fresh_postgres_database() -> anyhow::Result<String> {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let server = std::env::var("MUON_TEST_POSTGRES_URL")
         .context("MUON_TEST_POSTGRES_URL is not set: run the tests with scripts/test.sh, which starts PostgreSQL")?;
-    let name = format!("muon_test_{}_{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    // The clock too: process ids come back, and a long-lived test server
+    // keeps the databases of earlier runs.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let name =
+        format!("muon_test_{}_{}_{nanos}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     // From template0, which nobody connects to: CREATE DATABASE copies its
     // template and fails while another session uses it, as a parallel test's
     // CREATE DATABASE from the default template1 may.

@@ -100,11 +100,17 @@ pub enum ErrorCode {
     CompileBusy,
     /// `500`: a host-side failure; the details are in the server's log.
     Internal,
+    /// `422`: a dataset upload has more bad rows than `max_bad_rows`; the message names the first.
+    BadRows,
+    /// `422`: the data cannot become a dataset as asked (missing values, no rows left, too many categories...).
+    InvalidData,
+    /// `415`: the upload's content type is not one muon reads.
+    UnsupportedMediaType,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 29] = [
         Self::InvalidComponent,
         Self::InvalidModel,
         Self::UnknownImport,
@@ -131,6 +137,9 @@ impl ErrorCode {
         Self::CompileTimeout,
         Self::CompileBusy,
         Self::Internal,
+        Self::BadRows,
+        Self::InvalidData,
+        Self::UnsupportedMediaType,
     ];
 
     /// The code as it appears in JSON.
@@ -162,6 +171,9 @@ impl ErrorCode {
             Self::CompileTimeout => "compile_timeout",
             Self::CompileBusy => "compile_busy",
             Self::Internal => "internal",
+            Self::BadRows => "bad_rows",
+            Self::InvalidData => "invalid_data",
+            Self::UnsupportedMediaType => "unsupported_media_type",
         }
     }
 

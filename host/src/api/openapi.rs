@@ -80,6 +80,11 @@ fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &m
         routes::upload_model,
         routes::show_model,
         routes::delete_model,
+        routes::list_datasets,
+        routes::upload_dataset,
+        routes::show_dataset,
+        routes::delete_dataset,
+        routes::dataset_rows,
         routes::create_tenant,
         routes::list_tenants,
         routes::issue_key,
@@ -96,6 +101,7 @@ fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &m
         (name = "calls", description = "Calling functions."),
         (name = "functions", description = "Deploying and managing functions."),
         (name = "models", description = "A tenant's models, for wasi-nn `load-by-name`."),
+        (name = "datasets", description = "A tenant's training data: uploaded, cleaned, split and described."),
         (name = "tenants", description = "Tenants, their keys and quotas."),
         (name = "usage", description = "What requests used and cost, from the ledger."),
         (name = "operations", description = "Health, readiness, metrics and this document."),
@@ -189,6 +195,7 @@ fn error(description: &str) -> utoipa::openapi::Response {
 mod routes {
     #![expect(dead_code, reason = "each function only carries its route's #[utoipa::path]")]
 
+    use crate::api::datasets::{DatasetList, DatasetQuery, DatasetReport, RowsPage, RowsQuery};
     use crate::api::functions::{DeployQuery, FunctionDetail, FunctionList, FunctionVersion};
     use crate::api::models::{Model, ModelList, ModelQuery};
     use crate::api::tenants::{IssuedKey, NewKey, NewTenant, Quotas, TenantCreated, TenantList, TenantQuotas};
@@ -442,6 +449,81 @@ mod routes {
     ),
 )]
     fn delete_model() {}
+
+    /// List the tenant's datasets (the latest version of each).
+    #[utoipa::path(
+    get,
+    path = "/v1/datasets",
+    tag = "datasets",
+    responses((status = 200, description = "The datasets.", body = DatasetList)),
+)]
+    fn list_datasets() {}
+
+    /// Upload data as the next version of dataset `name`: read, cleaned, split and described.
+    ///
+    /// The body is CSV (a header row, RFC 4180 quoting, an optional UTF-8 BOM), JSON Lines or
+    /// Parquet, streamed to disk (never held in memory). Versions are immutable; the report says
+    /// what happened to every row.
+    #[utoipa::path(
+    put,
+    path = "/v1/datasets/{name}",
+    tag = "datasets",
+    params(("name" = String, Path, description = "The dataset's name."), DatasetQuery),
+    request_body(description = "The data.", content(("text/csv"), ("application/x-ndjson"), ("application/vnd.apache.parquet"))),
+    responses(
+        (status = 201, description = "Stored: the dataset report.", body = DatasetReport),
+        (status = 400, description = "`bad_request`: a name or option (the message names it), or a preprocessor that is not one.", body = ErrorBody),
+        (status = 408, description = "`body_timeout`: the data did not arrive in time.", body = ErrorBody),
+        (status = 413, description = "`body_too_large`: the data is over `max_dataset_bytes`.", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not CSV, JSON Lines or Parquet.", body = ErrorBody),
+        (status = 422, description = "`bad_rows`: more bad rows than `max_bad_rows` (the message names the first); `invalid_data`: missing values with `missing=error`, no rows left, too many categories.", body = ErrorBody),
+        (status = 429, description = "`quota_exceeded` (storage), `rate_limited`.", body = ErrorBody),
+    ),
+)]
+    fn upload_dataset() {}
+
+    /// Show a dataset's report: the latest version, or `?version=N`.
+    #[utoipa::path(
+    get,
+    path = "/v1/datasets/{name}",
+    tag = "datasets",
+    params(
+        ("name" = String, Path, description = "The dataset's name."),
+        ("version" = Option<u64>, Query, description = "A version [default: the latest]."),
+    ),
+    responses(
+        (status = 200, description = "The report.", body = DatasetReport),
+        (status = 404, description = "`not_found`: no such dataset or version.", body = ErrorBody),
+    ),
+)]
+    fn show_dataset() {}
+
+    /// Delete a dataset, every version.
+    #[utoipa::path(
+    delete,
+    path = "/v1/datasets/{name}",
+    tag = "datasets",
+    params(("name" = String, Path, description = "The dataset's name.")),
+    responses(
+        (status = 200, description = "Deleted.", body = Deleted),
+        (status = 404, description = "`not_found`: no such dataset.", body = ErrorBody),
+    ),
+)]
+    fn delete_dataset() {}
+
+    /// A page of a split's rows, as stored (after cleaning and normalization).
+    #[utoipa::path(
+    get,
+    path = "/v1/datasets/{name}/rows",
+    tag = "datasets",
+    params(("name" = String, Path, description = "The dataset's name."), RowsQuery),
+    responses(
+        (status = 200, description = "The rows.", body = RowsPage),
+        (status = 400, description = "`bad_request`: an option (limit at most 1000).", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such dataset or version.", body = ErrorBody),
+    ),
+)]
+    fn dataset_rows() {}
 
     /// Create a tenant (admin key); the answer holds its first key, shown once.
     #[utoipa::path(

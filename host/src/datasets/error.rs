@@ -98,6 +98,15 @@ pub enum DatasetError {
     /// The stored file cannot be written or read back (a host-side failure).
     #[error("the stored dataset file: {0}")]
     Storage(String),
+    /// No such dataset, or no such version of it, for this tenant.
+    #[error("{0} was not found")]
+    NotFound(String),
+    /// Storing it would pass the tenant's storage quota.
+    #[error(transparent)]
+    Quota(#[from] crate::tenancy::QuotaExceeded),
+    /// The catalog failed (the database).
+    #[error("internal error: {0:#}")]
+    Internal(#[from] anyhow::Error),
 }
 
 impl DatasetError {
@@ -113,7 +122,7 @@ impl DatasetError {
 
     /// Whether the client's upload or request is at fault (a `4xx`), rather than the host.
     pub fn is_client_error(&self) -> bool {
-        !matches!(self, Self::Io { .. } | Self::Storage(_))
+        !matches!(self, Self::Io { .. } | Self::Storage(_) | Self::Internal(_))
     }
 }
 

@@ -34,20 +34,24 @@
 
 mod clean;
 mod error;
+mod function;
 mod layout;
 mod preprocess;
 mod reader;
 mod source;
 mod stats;
+mod store;
 mod table;
 mod write;
 
 use std::path::Path;
 
 pub use error::DatasetError;
+pub use function::FunctionPreprocessor;
 pub use layout::{LAYOUT_KEY, SplitGroups, StoredLabel, StoredLayout};
 pub use preprocess::Preprocessor;
 pub use reader::{Batch, Cursor, SplitReader, rows_page};
+pub use store::{DatasetStore, SpoolFile};
 
 use crate::api::datasets::{DatasetFormat, DatasetOptions, DatasetReport};
 

@@ -15,13 +15,13 @@ use hyper::body::Incoming;
 
 use super::App;
 use super::body::{self, Body};
-use super::error::ApiError;
+use super::error::{ApiError, outcome_of};
 use crate::clock::now_ms;
 use crate::engine::FunctionKind;
 use crate::invoke::{self, Caller as Identity, Input, Output};
 use crate::names::FunctionName;
 use crate::registry::Version;
-use crate::settle::{Outcome, Work};
+use crate::settle::Work;
 
 /// `ANY /fn/{tenant}/{name}/{*rest}`: a handler or wasi:http function.
 pub async fn call_http_function(
@@ -152,11 +152,6 @@ async fn metered(
         bytes_out: result.as_ref().map_or(0, |response| response.body().len() as u64),
         metrics: &version.metrics,
     };
-    let outcome = match &result {
-        Ok(_) => Outcome::Ok,
-        Err(err) if err.is_refusal() => Outcome::Refused(err.code()),
-        Err(err) => Outcome::Failed(err.code()),
-    };
-    app.settler.settle(work, &used, outcome).await?;
+    app.settler.settle(work, &used, outcome_of(&result)).await?;
     result
 }

@@ -6,6 +6,7 @@
 
 use crate::api::ErrorCode;
 use crate::auth::AuthError;
+use crate::datasets::DatasetError;
 use crate::engine::ComponentError;
 use crate::invoke::InvokeError;
 use crate::ledger::LedgerError;
@@ -70,6 +71,9 @@ pub enum ApiError {
     /// A model upload or deletion failed.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// A dataset could not be built, stored or read.
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
     /// The function call failed.
     #[error(transparent)]
     Invoke(#[from] InvokeError),
@@ -151,6 +155,23 @@ impl ApiError {
                 ModelError::Quota(_) => ErrorCode::QuotaExceeded,
                 ModelError::Internal(_) => ErrorCode::Internal,
             },
+            Self::Dataset(err) => match err {
+                DatasetError::UnsupportedFormat { .. } => ErrorCode::UnsupportedMediaType,
+                DatasetError::BadRows { .. } => ErrorCode::BadRows,
+                DatasetError::NotFound(_) => ErrorCode::NotFound,
+                DatasetError::Quota(_) => ErrorCode::QuotaExceeded,
+                DatasetError::UnknownColumn { .. } | DatasetError::InvalidCursor(_) => ErrorCode::BadRequest,
+                DatasetError::NoColumns(_)
+                | DatasetError::HeaderNotUtf8
+                | DatasetError::DuplicateColumn(_)
+                | DatasetError::InvalidParquet(_)
+                | DatasetError::MissingValues { .. }
+                | DatasetError::TooManyCategories { .. }
+                | DatasetError::TooManyClasses { .. }
+                | DatasetError::TooManyRows(_)
+                | DatasetError::Empty(_) => ErrorCode::InvalidData,
+                DatasetError::Io { .. } | DatasetError::Storage(_) | DatasetError::Internal(_) => ErrorCode::Internal,
+            },
             Self::Invoke(err) => match err {
                 InvokeError::BadInput(_) => ErrorCode::BadRequest,
                 InvokeError::Overloaded { .. } => ErrorCode::Overloaded,
@@ -182,6 +203,7 @@ impl ApiError {
             Self::Tenancy(TenancyError::Quota(quota))
             | Self::Registry(RegistryError::Quota(quota))
             | Self::Model(ModelError::Quota(quota))
+            | Self::Dataset(DatasetError::Quota(quota))
             | Self::Auth(AuthError::TooManyKeys(quota)) => Some(quota.retry_after_s),
             Self::Ledger(_) => Some(1),
             _ => None,
@@ -192,5 +214,16 @@ impl ApiError {
 impl From<wasmtime::Error> for ApiError {
     fn from(err: wasmtime::Error) -> Self {
         Self::Internal(anyhow::Error::from(err))
+    }
+}
+
+/// How work that ended in `result` is settled: a refusal (a quota, a rate
+/// limit) is recorded free, any other error as a failure with its code.
+pub fn outcome_of<T>(result: &Result<T, ApiError>) -> crate::settle::Outcome {
+    use crate::settle::Outcome;
+    match result {
+        Ok(_) => Outcome::Ok,
+        Err(err) if err.is_refusal() => Outcome::Refused(err.code()),
+        Err(err) => Outcome::Failed(err.code()),
     }
 }

@@ -54,7 +54,10 @@ fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::QuotaExceeded | ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::Conflict => StatusCode::CONFLICT,
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
-        ErrorCode::FunctionError | ErrorCode::CompileTimeout => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::FunctionError | ErrorCode::CompileTimeout | ErrorCode::BadRows | ErrorCode::InvalidData => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
         ErrorCode::LedgerUnavailable

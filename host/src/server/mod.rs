@@ -5,6 +5,7 @@
 
 pub mod body;
 mod calls;
+mod datasets_api;
 pub mod error;
 mod errors;
 mod functions_api;
@@ -28,6 +29,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::Auth;
 use crate::config::Config;
+use crate::datasets::DatasetStore;
 use crate::db::Db;
 use crate::engine::Runtime;
 use crate::invoke::Invoker;
@@ -51,7 +53,9 @@ pub struct App {
     /// Tenants' models and the inference service.
     models: Arc<ModelStore>,
     /// Runs every function call.
-    invoker: Invoker,
+    invoker: Arc<Invoker>,
+    /// Tenants' datasets, every version.
+    datasets: DatasetStore,
     /// Meters every call: ledger, budgets, metrics, call events.
     settler: Settler,
     db: Db,
@@ -96,7 +100,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         None
     };
     let settler = Settler::new(ledger, Arc::clone(&tenancy));
-    let invoker = Invoker::new(runtime, Arc::clone(&models), config.invoke());
+    let invoker = Arc::new(Invoker::new(runtime, Arc::clone(&models), config.invoke()));
+    let datasets = DatasetStore::open(db.clone(), &config.data_dir).await?;
     let listener =
         TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
@@ -116,6 +121,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         registry,
         models,
         invoker,
+        datasets,
         settler,
         db: db.clone(),
         auth,

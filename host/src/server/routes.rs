@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use super::body::{self, Body};
 use super::error::ApiError;
 use super::errors::IntoResponse;
-use super::{App, calls, functions_api, models_api, tenants_api, usage_api};
+use super::{App, calls, datasets_api, functions_api, models_api, tenants_api, usage_api};
 use crate::api::{Health, HealthStatus};
 use crate::names::FunctionName;
 
@@ -47,6 +47,9 @@ pub const ROUTES: &[Route] = &[
     Route { path: "/v1/functions/{name}/rollback", methods: "POST" },
     Route { path: "/v1/functions/{name}/invoke", methods: "POST" },
     Route { path: "/v1/models", methods: "GET" },
+    Route { path: "/v1/datasets", methods: "GET" },
+    Route { path: "/v1/datasets/{name}", methods: "GET, PUT, DELETE" },
+    Route { path: "/v1/datasets/{name}/rows", methods: "GET" },
     Route { path: "/v1/models/{name}", methods: "GET, PUT, DELETE" },
     Route { path: "/v1/tenants", methods: "GET, POST" },
     Route { path: "/v1/tenants/{tenant}/keys", methods: "POST" },
@@ -190,6 +193,16 @@ async fn api(
             Method::DELETE => models_api::delete(app, &tenant, name).await,
             _ => Err(no_route(request.uri().path())),
         },
+        (["datasets"], &Method::GET) => datasets_api::list(app, &tenant).await,
+        (["datasets", name], _) => match method {
+            Method::PUT => datasets_api::upload(app, &tenant, request, name, request_id).await,
+            Method::GET => datasets_api::show(app, &tenant, name, request.uri().query().unwrap_or_default()).await,
+            Method::DELETE => datasets_api::delete(app, &tenant, name).await,
+            _ => Err(no_route(request.uri().path())),
+        },
+        (["datasets", name, "rows"], &Method::GET) => {
+            datasets_api::rows(app, &tenant, name, request.uri().query().unwrap_or_default()).await
+        }
         (["tenants"], &Method::POST) => tenants_api::create(app, &principal, request).await,
         (["tenants"], &Method::GET) => tenants_api::list(app, &principal).await,
         (["tenants", tenant, "keys"], &Method::POST) => tenants_api::issue_key(app, &principal, tenant, request).await,
