@@ -152,3 +152,30 @@ async fn models_are_pushed_listed_used_and_deleted_from_the_cli() -> anyhow::Res
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"), "{out:?}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn datasets_are_pushed_shown_listed_and_deleted_from_the_cli() -> anyhow::Result<()> {
+    let server = Server::start(&[]).await?;
+    let wine = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/datasets/wine.csv");
+    let wine = wine.display().to_string();
+    let push = ["datasets", "push", "wine", &wine, "--label", "target", "--categorical", "target", "--stratify"];
+    let out = muon(&server, &push, None)?;
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    assert!(text.starts_with("dataset wine version 1 ("), "{text}");
+    assert!(text.contains("rows: 178 read, 178 kept"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("alcohol") && l.contains("13.000618")), "the mean of alcohol: {text}");
+
+    let out = muon(&server, &["datasets", "show", "wine", "--json"], None)?;
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!((report["name"].as_str(), report["version"].as_u64()), (Some("wine"), Some(1)));
+    let out = muon(&server, &["datasets"], None)?;
+    assert!(stdout(&out).lines().any(|l| l.starts_with("wine") && l.contains("178")), "{}", stdout(&out));
+
+    let unknown = muon(&server, &["datasets", "push", "x", "/tmp/data.xlsx"], None)?;
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains(".csv, .jsonl or .parquet"), "{unknown:?}");
+    let out = muon(&server, &["datasets", "delete", "wine"], None)?;
+    assert_eq!(stdout(&out).trim(), "deleted dataset wine (every version)");
+    Ok(())
+}

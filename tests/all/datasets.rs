@@ -19,6 +19,7 @@ crate::on_both_databases!(
     cut_uploads_and_kills_leave_nothing_behind,
     listing_paging_tenancy_and_deletion,
     concurrent_uploads_make_consecutive_versions,
+    each_cleaning_option_does_what_it_says,
 );
 
 const WINE_QUERY: &str = "label=target&categorical=target&split=0.7,0.15,0.15&stratify=true&seed=7";
@@ -391,4 +392,69 @@ async fn other_nodes_on_postgres_see_the_dataset() -> anyhow::Result<()> {
     let rows: Value = two_http.get(two.url("/v1/datasets/wine/rows?split=test")).send().await?.json().await?;
     assert_eq!(rows["total"], report["splits"]["test"], "{rows}");
     Ok(())
+}
+
+/// Two rows with a missing value (lines 3 and 6) and one repeated row (line 8).
+const SMALL: &str = "x,y,c,label\n1,10,a,0\n2,,b,1\n3,30,a,0\n4,40,b,1\n,50,a,0\n6,60,b,1\n6,60,b,1\n8,80,a,0\n";
+
+async fn each_cleaning_option_does_what_it_says(backend: Backend) -> anyhow::Result<()> {
+    let server = Server::start_on(backend, &[]).await?;
+    let base = "label=label&categorical=c&split=1,0";
+    let upload = |name: &'static str, options: &'static str| {
+        let (server, query) = (&server, format!("{base}&{options}"));
+        async move { push_ok(server, name, &query, "text/csv", SMALL.as_bytes().to_vec()).await }
+    };
+    let column = |report: &Value, name: &str| -> Value {
+        report["columns"].as_array().into_iter().flatten().find(|c| c["name"] == name).cloned().unwrap_or_default()
+    };
+
+    // missing=error (the default) names the first row with a missing value.
+    let refused = push(&server, &server.http, "e", base, "text/csv", SMALL.as_bytes().to_vec()).await?;
+    let (status, code, message) = error_of(refused).await?;
+    assert_eq!((status, code.as_str()), (422, "invalid_data"), "{message}");
+    assert!(message.contains("line 3"), "{message}");
+
+    let dropped = upload("drop", "missing=drop").await?;
+    assert_eq!((dropped["rows"]["dropped_missing"].as_u64(), dropped["rows"]["kept"].as_u64()), (Some(2), Some(6)));
+    let x = column(&dropped, "x");
+    assert_eq!((x["stats"]["min"].as_f64(), x["stats"]["max"].as_f64()), (Some(1.0), Some(8.0)));
+    assert!(close(x["stats"]["mean"].as_f64().unwrap_or_default(), 28.0 / 6.0), "{x}");
+
+    let mean = upload("mean", "missing=mean").await?;
+    assert!(close(column(&mean, "x")["imputed"].as_f64().unwrap_or_default(), 30.0 / 7.0), "{mean}");
+    let median = upload("median", "missing=median").await?;
+    assert_eq!(column(&median, "x")["imputed"].as_f64(), Some(4.0), "{median}");
+
+    let deduped = upload("dedupe", "missing=drop&dedupe=true").await?;
+    assert_eq!((deduped["rows"]["deduplicated"].as_u64(), deduped["rows"]["kept"].as_u64()), (Some(1), Some(5)));
+
+    let zscore = upload("zscore", "missing=drop&normalize=zscore").await?;
+    let scaling = &column(&zscore, "x")["normalization"];
+    assert_eq!(scaling["method"], "zscore");
+    assert!(close(scaling["offset"].as_f64().unwrap_or_default(), 28.0 / 6.0), "{scaling}");
+    let stored = stored_column(&server, "zscore", "x").await?;
+    assert!(stored.iter().sum::<f64>().abs() < 1e-9, "z-scores of the train split sum to 0: {stored:?}");
+
+    let minmax = upload("minmax", "missing=drop&normalize=minmax").await?;
+    let scaling = &column(&minmax, "x")["normalization"];
+    assert_eq!((scaling["offset"].as_f64(), scaling["scale"].as_f64()), (Some(1.0), Some(7.0)), "{scaling}");
+    let stored = stored_column(&server, "minmax", "x").await?;
+    assert_eq!(stored.iter().copied().fold(f64::INFINITY, f64::min), 0.0);
+    assert_eq!(stored.iter().copied().fold(f64::NEG_INFINITY, f64::max), 1.0);
+
+    // categorical= one-hot encodes a feature; features= selects columns.
+    let one_hot = stored_column(&server, "drop", "c=a").await?;
+    assert_eq!(one_hot, [1.0, 1.0, 0.0, 0.0, 0.0, 1.0], "c=a per kept row");
+    let only_x = upload("only-x", "missing=drop&features=x").await?;
+    let names: Vec<&str> =
+        only_x["columns"].as_array().into_iter().flatten().filter_map(|c| c["name"].as_str()).collect();
+    assert_eq!(names, ["x", "label"]);
+    Ok(())
+}
+
+/// Column `name` of a dataset's train split, as stored.
+async fn stored_column(server: &Server, dataset: &str, name: &str) -> anyhow::Result<Vec<f64>> {
+    let page: Value =
+        server.http.get(server.url(&format!("/v1/datasets/{dataset}/rows?split=train"))).send().await?.json().await?;
+    Ok(page["rows"].as_array().into_iter().flatten().filter_map(|row| row[name].as_f64()).collect())
 }
