@@ -206,17 +206,24 @@ async fn preprocessors_clean_and_their_failures_and_traps_are_bad_rows(backend: 
     let server = Server::start_on(backend, &[]).await?;
     server.deploy_ok("trapper", "fixture-preprocess-trap", "").await?;
     server.deploy_ok("clean-fields", "clean-fields", "").await?;
-    let records = b"{\"v\": 1}\n{\"v\": \"trap\"}\n{\"v\": 3}\n{\"v\": \"a trap\"}\n{\"v\": 5}\n".to_vec();
-    let report =
-        push_ok(&server, "trapped", "preprocess=trapper&max_bad_rows=2&split=1,0", "application/x-ndjson", records)
-            .await?;
+    let records =
+        b"{\"v\": 1}\n{\"v\": \"trap\"}\n{\"v\": 3}\n{\"v\": \"a trap\"}\n{\"v\": 5}\nnot json\n{\"v\": \"wide\"}\n"
+            .to_vec();
+    let query = "preprocess=trapper&max_bad_rows=4&split=1,0";
+    let report = push_ok(&server, "trapped", query, "application/x-ndjson", records).await?;
     let bad: Vec<(Value, Value)> = report["bad_rows"]["first"]
         .as_array()
         .into_iter()
         .flatten()
         .map(|r| (r["line"].clone(), r["kind"].clone()))
         .collect();
-    assert_eq!(bad, [(json!(2), json!("preprocess_failed")), (json!(4), json!("preprocess_failed"))]);
+    let expected = [
+        (json!(2), json!("preprocess_failed")),
+        (json!(4), json!("preprocess_failed")),
+        (json!(6), json!("invalid_record")),
+        (json!(7), json!("shape_mismatch")),
+    ];
+    assert_eq!(bad, expected);
     assert_eq!(report["rows"]["kept"], 3);
     let rows: Value = server.http.get(server.url("/v1/datasets/trapped/rows?split=train")).send().await?.json().await?;
     assert_eq!(rows["rows"].as_array().map(Vec::len), Some(3), "{rows}");

@@ -326,9 +326,13 @@ impl Log {
     pub(crate) fn bad(&mut self, place: Place, kind: BadRowKind, reason: String) {
         self.bad.count += 1;
         *self.bad.by_kind.entry(kind).or_insert(0) += 1;
-        if self.bad.first.len() < BAD_ROWS_LISTED {
-            let (line, row) = place.parts();
-            self.bad.first.push(BadRow { line, row, kind, reason });
+        // Bad rows come in file order from the parser, but a preprocessor's
+        // come later, in rounds: keep the first ones by place, not by arrival.
+        let (line, row) = place.parts();
+        let at = self.bad.first.partition_point(|b| (b.line, b.row) <= (line, row));
+        if at < BAD_ROWS_LISTED {
+            self.bad.first.insert(at, BadRow { line, row, kind, reason });
+            self.bad.first.truncate(BAD_ROWS_LISTED);
         }
     }
 
