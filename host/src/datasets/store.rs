@@ -9,13 +9,14 @@
 //! version keeps (a crash between storing the file and committing).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 
-use super::DatasetError;
-use crate::api::{DatasetReport, DatasetSummary};
+use super::{DatasetError, Format, FunctionPreprocessor, Preprocessor};
+use crate::api::{DatasetOptions, DatasetReport, DatasetSummary};
 use crate::db::{Db, ObjectKind, ObjectVersion};
 use crate::tenancy::StorageQuota;
 
@@ -27,7 +28,14 @@ pub struct DatasetStore {
     /// Serialises this node's changes, so a file is never removed while an
     /// upload of the same digest is being stored.
     changes: tokio::sync::Mutex<()>,
+    /// Builds running at once; see [`BUILDS_AT_ONCE`].
+    builds: tokio::sync::Semaphore,
 }
+
+/// Builds that may run at once on a node. A build holds its kept rows in
+/// memory (up to about twice its file), so parallel uploads of many tenants
+/// must not add up past the node's memory: the others wait, spooled on disk.
+pub const BUILDS_AT_ONCE: usize = 2;
 
 /// A file under the spool directory, removed when dropped.
 pub struct SpoolFile {
@@ -56,7 +64,13 @@ impl DatasetStore {
             std::fs::remove_dir_all(&spool_dir).with_context(|| format!("cannot empty {}", spool_dir.display()))?;
         }
         std::fs::create_dir_all(&spool_dir).with_context(|| format!("cannot create {}", spool_dir.display()))?;
-        let store = Self { db, dir, spool_dir, changes: tokio::sync::Mutex::new(()) };
+        let store = Self {
+            db,
+            dir,
+            spool_dir,
+            changes: tokio::sync::Mutex::new(()),
+            builds: tokio::sync::Semaphore::new(BUILDS_AT_ONCE),
+        };
         let referenced = store.db.referenced_digests(ObjectKind::Dataset).await?;
         let removed = crate::files::sweep(&store.dir, |name| {
             name.strip_suffix(".parquet").is_some_and(|digest| referenced.contains(digest))
@@ -72,6 +86,28 @@ impl DatasetStore {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let unique = NEXT.fetch_add(1, Ordering::Relaxed);
         SpoolFile { path: self.spool_dir.join(format!("{what}-{unique}")) }
+    }
+
+    /// Builds the spooled upload `input` into `output` (see
+    /// [`super::build`]) on a blocking thread, once one of the node's
+    /// [`BUILDS_AT_ONCE`] build slots is free.
+    pub async fn build(
+        &self,
+        input: &Path,
+        format: Format,
+        options: DatasetOptions,
+        preprocessor: Option<Arc<FunctionPreprocessor>>,
+        output: &Path,
+    ) -> Result<DatasetReport, DatasetError> {
+        let _slot =
+            self.builds.acquire().await.map_err(|_| DatasetError::Storage("the build slots are closed".to_owned()))?;
+        let (input, output) = (input.to_path_buf(), output.to_path_buf());
+        tokio::task::spawn_blocking(move || {
+            let preprocessor = preprocessor.as_deref().map(|p| p as &dyn Preprocessor);
+            super::build(&input, format, &options, preprocessor, &output)
+        })
+        .await
+        .map_err(|err| DatasetError::Storage(format!("the build stopped: {err}")))?
     }
 
     /// Stores the file `built` (a spool file) as `tenant/name`'s next

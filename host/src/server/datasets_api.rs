@@ -11,7 +11,7 @@ use super::App;
 use super::body::{self, Body};
 use super::error::{ApiError, outcome_of};
 use crate::api::{DatasetList, DatasetOptions, DatasetReport, Deleted, RowsQuery};
-use crate::datasets::{self, DatasetError, Format, FunctionPreprocessor};
+use crate::datasets::{self, Format, FunctionPreprocessor};
 use crate::engine::FunctionKind;
 use crate::names::check_dataset_name;
 use crate::registry::Version;
@@ -50,7 +50,7 @@ pub async fn upload(
 
     let built = store.spool_file("built");
     let report = match preprocessor {
-        None => build(upload.path(), format, options, None, built.path()).await?,
+        None => store.build(upload.path(), format, options, None, built.path()).await?,
         Some(version) => {
             build_preprocessed(app, &version, request_id, bytes_in, (&upload, format, options), &built).await?
         }
@@ -76,23 +76,6 @@ fn preprocessor_version(app: &App, tenant: &str, function: &str) -> Result<Arc<V
     Ok(version)
 }
 
-/// Builds on a blocking thread: the build is CPU-bound.
-async fn build(
-    input: &std::path::Path,
-    format: Format,
-    options: DatasetOptions,
-    preprocessor: Option<Arc<FunctionPreprocessor>>,
-    output: &std::path::Path,
-) -> Result<DatasetReport, DatasetError> {
-    let (input, output) = (input.to_path_buf(), output.to_path_buf());
-    tokio::task::spawn_blocking(move || {
-        let preprocessor = preprocessor.as_deref().map(|p| p as &dyn datasets::Preprocessor);
-        datasets::build(&input, format, &options, preprocessor, &output)
-    })
-    .await
-    .map_err(|err| DatasetError::Storage(format!("the build stopped: {err}")))?
-}
-
 /// A build whose records run through a preprocessor function: admitted under
 /// the tenant's quotas, and settled as one unit of work with what every
 /// call used together.
@@ -114,7 +97,9 @@ async fn build_preprocessed(
         tokio::runtime::Handle::current(),
         request_id.to_owned(),
     ));
-    let result = build(upload.path(), format, options, Some(Arc::clone(&preprocessor)), built.path())
+    let result = app
+        .datasets
+        .build(upload.path(), format, options, Some(Arc::clone(&preprocessor)), built.path())
         .await
         .map_err(ApiError::from);
     drop(permit);
