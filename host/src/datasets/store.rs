@@ -181,8 +181,8 @@ impl DatasetStore {
 
     /// The latest version of each of `tenant`'s datasets, by name.
     pub async fn list(&self, tenant: &str) -> Result<Vec<DatasetSummary>, DatasetError> {
-        let objects = self.db.active_objects(ObjectKind::Dataset).await?;
-        objects.iter().filter(|o| o.tenant == tenant).map(|o| Ok(DatasetSummary::of(&report_of(o)?))).collect()
+        let objects = self.db.tenant_objects(ObjectKind::Dataset, tenant).await?;
+        objects.iter().map(|o| Ok(DatasetSummary::of(&report_of(o)?))).collect()
     }
 
     /// Deletes every version of `tenant/name`.

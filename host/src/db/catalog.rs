@@ -90,6 +90,20 @@ impl Db {
         rows.iter().map(|row| object_from_row(kind, row)).collect()
     }
 
+    /// `tenant`'s active versions of `kind`, by name.
+    pub async fn tenant_objects(&self, kind: ObjectKind, tenant: &str) -> anyhow::Result<Vec<ObjectVersion>> {
+        let rows = sqlx::query(
+            "SELECT v.* FROM object_versions v JOIN objects o
+             ON o.kind = v.kind AND o.tenant = v.tenant AND o.name = v.name AND o.active_version = v.version
+             WHERE v.kind = $1 AND v.tenant = $2 ORDER BY v.name",
+        )
+        .bind(kind.as_str())
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| object_from_row(kind, row)).collect()
+    }
+
     /// All versions of one object, oldest first.
     pub async fn object_versions(
         &self,
