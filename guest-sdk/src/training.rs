@@ -1,6 +1,6 @@
 //! The training-step kind.
 
-use crate::{NamedTensor, StepOutput};
+use crate::{Evaluation, NamedTensor, StepOutput};
 
 /// Hyper-parameters of a step, by name.
 #[derive(Debug, Clone, Default)]
@@ -24,4 +24,8 @@ pub trait TrainingStep {
         batch: Vec<NamedTensor>,
         hyper_parameters: HyperParameters,
     ) -> Result<StepOutput, String>;
+
+    /// The parameters' figures (`loss`, `accuracy`, ...) on a batch of
+    /// held-out data, and a classifier's predicted class per row.
+    fn evaluate(parameters: Vec<NamedTensor>, batch: Vec<NamedTensor>) -> Result<Evaluation, String>;
 }

@@ -1,7 +1,7 @@
 //! Linear regression by gradient descent: parameters `w` [features] and `b` [1];
 //! a batch of `x` [n, features] and `y` [n]; hyper-parameter `learning_rate`.
 
-use muon_sdk::{HyperParameters, NamedTensor, StepOutput, Tensor, TrainingStep};
+use muon_sdk::{Evaluation, HyperParameters, NamedTensor, StepOutput, Tensor, TrainingStep};
 
 struct Linear;
 
@@ -22,20 +22,8 @@ impl TrainingStep for Linear {
         batch: Vec<NamedTensor>,
         hyper: HyperParameters,
     ) -> Result<StepOutput, String> {
-        let read = |set: &[NamedTensor], name: &str| -> Result<Vec<f32>, String> {
-            NamedTensor::find(set, name)
-                .ok_or(format!("missing tensor `{name}`"))?
-                .to_f32()
-                .map_err(|e| format!("{name}: {e}"))
-        };
-        let mut w = read(&parameters, "w")?;
-        let mut b = read(&parameters, "b")?.first().copied().ok_or("`b` is empty")?;
-        let x = read(&batch, "x")?;
-        let y = read(&batch, "y")?;
+        let (mut w, mut b, x, y) = read(&parameters, &batch)?;
         let features = w.len();
-        if features == 0 || x.len() != y.len() * features {
-            return Err(format!("x has {} values; expected {} rows x {features} features", x.len(), y.len()));
-        }
         let n = y.len() as f32;
         let lr = hyper.get_or("learning_rate", 0.01) as f32;
         let mut grad_w = vec![0.0f32; features];
@@ -64,4 +52,41 @@ impl TrainingStep for Linear {
             metrics: vec![("grad_norm".to_owned(), f64::from(grad_norm))],
         })
     }
+
+    fn evaluate(parameters: Vec<NamedTensor>, batch: Vec<NamedTensor>) -> Result<Evaluation, String> {
+        let (w, b, x, y) = read(&parameters, &batch)?;
+        let features = w.len();
+        let mut squared = 0.0f64;
+        let mut absolute = 0.0f64;
+        for (row, target) in x.chunks_exact(features).zip(&y) {
+            let prediction: f32 = row.iter().zip(&w).map(|(a, b)| a * b).sum::<f32>() + b;
+            let error = f64::from(prediction - target);
+            squared += error * error;
+            absolute += error.abs();
+        }
+        let n = y.len().max(1) as f64;
+        Ok(Evaluation {
+            metrics: vec![("loss".to_owned(), squared / n), ("mae".to_owned(), absolute / n)],
+            predictions: Vec::new(),
+        })
+    }
+}
+
+/// The weights `w`, the bias `b`, and the batch's `x` and `y`, checked to fit together.
+fn read(parameters: &[NamedTensor], batch: &[NamedTensor]) -> Result<(Vec<f32>, f32, Vec<f32>, Vec<f32>), String> {
+    let read = |set: &[NamedTensor], name: &str| -> Result<Vec<f32>, String> {
+        NamedTensor::find(set, name)
+            .ok_or(format!("missing tensor `{name}`"))?
+            .to_f32()
+            .map_err(|e| format!("{name}: {e}"))
+    };
+    let w = read(parameters, "w")?;
+    let b = read(parameters, "b")?.first().copied().ok_or("`b` is empty")?;
+    let x = read(batch, "x")?;
+    let y = read(batch, "y")?;
+    let features = w.len();
+    if features == 0 || x.len() != y.len() * features {
+        return Err(format!("x has {} values; expected {} rows x {features} features", x.len(), y.len()));
+    }
+    Ok((w, b, x, y))
 }

@@ -110,6 +110,13 @@ pub fn training_step(attr: TokenStream, item: TokenStream) -> TokenStream {
             ) -> ::core::result::Result<::muon_sdk::StepOutput, ::std::string::String> {
                 <#self_ty as ::muon_sdk::TrainingStep>::step(parameters, batch, ::muon_sdk::HyperParameters(hyper_parameters))
             }
+
+            fn evaluate(
+                parameters: ::std::vec::Vec<::muon_sdk::NamedTensor>,
+                batch: ::std::vec::Vec<::muon_sdk::NamedTensor>,
+            ) -> ::core::result::Result<::muon_sdk::Evaluation, ::std::string::String> {
+                <#self_ty as ::muon_sdk::TrainingStep>::evaluate(parameters, batch)
+            }
         }
 
         ::muon_sdk::__bindings::training::export!(__MuonTrainingStep with_types_in ::muon_sdk::__bindings::training);

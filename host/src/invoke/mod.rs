@@ -27,7 +27,7 @@ use crate::nn::ModelStore;
 use crate::nn::wasi::NnCtx;
 use crate::registry::{Overloaded, Version};
 
-pub use crate::engine::bindings::training::exports::muon::function::train::StepOutput;
+pub use crate::engine::bindings::training::exports::muon::function::train::{Evaluation, StepOutput};
 pub use error::InvokeError;
 
 /// What the invoker needs from the configuration: the limits every instance runs under.
@@ -72,6 +72,13 @@ pub enum Input {
         /// Hyper-parameters by name.
         hyper: Vec<(String, f64)>,
     },
+    /// A training step's `evaluate`.
+    TrainEvaluate {
+        /// The parameters evaluated.
+        parameters: Vec<NamedTensor>,
+        /// One batch of held-out data.
+        batch: Vec<NamedTensor>,
+    },
 }
 
 /// What a function returned.
@@ -84,6 +91,8 @@ pub enum Output {
     Parameters(Vec<NamedTensor>),
     /// A training step's new parameters, loss and metrics.
     Step(StepOutput),
+    /// A training step's figures on held-out data.
+    Evaluation(Evaluation),
 }
 
 /// Runs functions: owns the engine, the loaded models and the limits every
@@ -155,6 +164,15 @@ impl Invoker {
                     })
                     .await;
                 (result.and_then(guest_result).map(Output::Step), used)
+            }
+            (EntryPoint::TrainingStep(pre), Input::TrainEvaluate { parameters, batch }) => {
+                let (result, used) = self
+                    .guest_call(version, deadline, caller, async |store| {
+                        let instance = instantiate(pre.instantiate_async(&mut *store)).await?;
+                        instance.muon_function_train().call_evaluate(store, &parameters, &batch).await
+                    })
+                    .await;
+                (result.and_then(guest_result).map(Output::Evaluation), used)
             }
             (entry, _) => (Err(wrong_input(version, entry)), Measurement::default()),
         }

@@ -52,6 +52,10 @@ enum TrainingInput {
         #[serde(default)]
         hyper_parameters: std::collections::BTreeMap<String, f64>,
     },
+    Evaluate {
+        parameters: Vec<JsonTensor>,
+        batch: Vec<JsonTensor>,
+    },
 }
 
 /// The input of a typed function of `kind` from its JSON form.
@@ -74,6 +78,10 @@ pub fn input(kind: FunctionKind, json: &[u8]) -> Result<Input, InvokeError> {
                 parameters: tensors_from_json(parameters)?,
                 batch: tensors_from_json(batch)?,
                 hyper: hyper_parameters.into_iter().collect(),
+            }),
+            TrainingInput::Evaluate { parameters, batch } => Ok(Input::TrainEvaluate {
+                parameters: tensors_from_json(parameters)?,
+                batch: tensors_from_json(batch)?,
             }),
         },
         FunctionKind::Handler | FunctionKind::Http => {
@@ -98,6 +106,13 @@ pub fn output(output: &Output, limit: u64) -> Result<Vec<u8>, InvokeError> {
                 metrics: step.metrics.iter().map(|(name, value)| (name.as_str(), *value)).collect(),
             };
             output_json(&step, limit)
+        }
+        Output::Evaluation(evaluation) => {
+            let evaluation = EvaluationJson {
+                metrics: evaluation.metrics.iter().map(|(name, value)| (name.as_str(), *value)).collect(),
+                predictions: &evaluation.predictions,
+            };
+            output_json(&evaluation, limit)
         }
         Output::Http(_) => Err(InvokeError::Internal(anyhow::anyhow!("an HTTP response is not a typed output"))),
     }
@@ -208,6 +223,13 @@ struct StepJson<'a> {
     parameters: TensorList<'a>,
     loss: f64,
     metrics: std::collections::BTreeMap<&'a str, f64>,
+}
+
+/// The JSON output of a training step's `evaluate`.
+#[derive(Serialize)]
+struct EvaluationJson<'a> {
+    metrics: std::collections::BTreeMap<&'a str, f64>,
+    predictions: &'a [i64],
 }
 
 /// A guest's tensors, serialized element by element straight from their

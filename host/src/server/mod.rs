@@ -157,6 +157,11 @@ async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output 
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
+            // The signal first: a connection accepted here after it would be
+            // watched, and hyper closes a watched connection that has not
+            // sent its request yet at once, without an answer.
+            biased;
+            () = &mut shutdown => break,
             accepted = listener.accept() => {
                 let stream = match accepted {
                     Ok((stream, _)) => stream,
@@ -181,7 +186,6 @@ async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output 
                     }
                 });
             }
-            () = &mut shutdown => break,
         }
     }
     app.shutting_down.store(true, Ordering::Release);
