@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::engine::EngineSettings;
 use crate::invoke::InvokeSettings;
+use crate::jobs::JobSettings;
 use crate::ledger::pricing::Plan;
 use crate::ledger::{LedgerSettings, LedgerSync};
 use crate::nn::NnConfig;
@@ -164,6 +165,35 @@ pub struct Settings {
     #[command(flatten)]
     #[serde(default)]
     pub nn: NnSettings,
+    /// Training jobs (`[jobs]` in the file).
+    #[command(flatten)]
+    #[serde(default)]
+    pub jobs: JobsSettings,
+}
+
+/// Training jobs: the `[jobs]` table of the file, `--jobs-*` flags.
+#[derive(Debug, Clone, Default, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct JobsSettings {
+    /// Trials this node runs at once, on their own workers so that serving stays responsive [default: half the CPUs, at least 1].
+    #[arg(long = "jobs-workers")]
+    pub workers: Option<usize>,
+    /// How long a node's lease of a trial lasts unrenewed; after it another node resumes the trial [default: 15000].
+    #[arg(long = "jobs-lease-ms")]
+    pub lease_ms: Option<u64>,
+    /// How often a node looks for trials it was not told about (other nodes' jobs, expired leases) [default: 1000].
+    #[arg(long = "jobs-poll-ms")]
+    pub poll_ms: Option<u64>,
+}
+
+impl JobsSettings {
+    fn or(self, base: JobsSettings) -> JobsSettings {
+        JobsSettings {
+            workers: self.workers.or(base.workers),
+            lease_ms: self.lease_ms.or(base.lease_ms),
+            poll_ms: self.poll_ms.or(base.poll_ms),
+        }
+    }
 }
 
 /// Inference settings: the `[nn]` table of the file, `--nn-*` flags.
@@ -324,6 +354,8 @@ pub struct Config {
     pub tenancy: TenancyConfig,
     /// Inference: backends, threads, model limits.
     pub nn: NnConfig,
+    /// How this node runs training jobs.
+    pub jobs: JobSettings,
 }
 
 impl Config {
@@ -375,7 +407,7 @@ impl Settings {
     pub fn or(self, base: Settings) -> Settings {
         macro_rules! merge {
             ($($field:ident),* $(,)?) => {
-                Settings { $($field: self.$field.or(base.$field)),*, nn: self.nn.or(base.nn) }
+                Settings { $($field: self.$field.or(base.$field)),*, nn: self.nn.or(base.nn), jobs: self.jobs.or(base.jobs) }
             };
         }
         merge!(
@@ -490,6 +522,16 @@ impl Settings {
                 default_quotas: self.quotas.unwrap_or_default(),
                 plans: self.plans.unwrap_or_default(),
                 tenants: self.tenants.unwrap_or_default(),
+            },
+            jobs: JobSettings {
+                workers: self
+                    .jobs
+                    .workers
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from) / 2)
+                    .max(1),
+                lease: Duration::from_millis(self.jobs.lease_ms.unwrap_or(15_000).max(100)),
+                poll: Duration::from_millis(self.jobs.poll_ms.unwrap_or(1000).max(10)),
+                log_bytes: 64 * 1024,
             },
             nn,
         })

@@ -19,6 +19,7 @@ pub mod db;
 pub mod engine;
 pub mod files;
 pub mod invoke;
+pub mod jobs;
 pub mod ledger;
 pub mod metering;
 pub mod names;

@@ -127,9 +127,9 @@ impl Settler {
     }
 
     /// Records `work`, which used `used` and ended with `outcome`. Returns
-    /// once the usage record is in the ledger: an error means the work must
-    /// not be delivered, since it could not be billed.
-    pub async fn settle(&self, work: Work<'_>, used: &Measurement, outcome: Outcome) -> Result<(), SettleError> {
+    /// its cost once the usage record is in the ledger: an error means the
+    /// work must not be delivered, since it could not be billed.
+    pub async fn settle(&self, work: Work<'_>, used: &Measurement, outcome: Outcome) -> Result<i64, SettleError> {
         let latency = work.started.elapsed();
         work.metrics.record(work.started, outcome.error_code().map(ErrorCode::as_str));
         let mut cost_micros = 0;
@@ -158,7 +158,7 @@ impl Settler {
                 cost_micros,
             }));
         }
-        Ok(())
+        Ok(cost_micros)
     }
 }
 

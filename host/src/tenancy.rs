@@ -41,6 +41,8 @@ impl Quotas {
             monthly_budget_micros: self.monthly_budget_micros.or(base.monthly_budget_micros),
             max_keys: self.max_keys.or(base.max_keys),
             api_requests_per_second: self.api_requests_per_second.or(base.api_requests_per_second),
+            max_concurrent_jobs: self.max_concurrent_jobs.or(base.max_concurrent_jobs),
+            max_trial_parallelism: self.max_trial_parallelism.or(base.max_trial_parallelism),
         }
     }
 }
@@ -144,6 +146,35 @@ impl Tenancy {
         let state = self.state(tenant).await?;
         self.check_budget(&state).await?;
         Ok(TenantPermit { _slot: Some(slot) })
+    }
+
+    /// Whether `tenant` may start a job running `parallel` trials at once
+    /// while it has `active_jobs` queued or running.
+    pub async fn check_job(&self, tenant: &str, active_jobs: u64, parallel: u32) -> Result<(), TenancyError> {
+        let state = self.state(tenant).await?;
+        if let Some(limit) = state.quotas.max_concurrent_jobs
+            && active_jobs >= u64::from(limit)
+        {
+            return Err(TenancyError::from(QuotaExceeded {
+                message: format!("the tenant already has {active_jobs} jobs queued or running, its limit is {limit}"),
+                retry_after_s: 10,
+            }));
+        }
+        if let Some(limit) = state.quotas.max_trial_parallelism
+            && parallel > limit
+        {
+            return Err(TenancyError::from(QuotaExceeded {
+                message: format!("`search.parallel` is {parallel}; the tenant may run at most {limit} trials at once"),
+                retry_after_s: 0,
+            }));
+        }
+        self.check_budget(&state).await
+    }
+
+    /// Whether `tenant`'s monthly budget still allows work.
+    pub async fn check_spend(&self, tenant: &str) -> Result<(), TenancyError> {
+        let state = self.state(tenant).await?;
+        self.check_budget(&state).await
     }
 
     async fn check_budget(&self, state: &TenantState) -> Result<(), TenancyError> {

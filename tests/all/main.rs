@@ -35,6 +35,7 @@ mod deploy;
 mod framing;
 mod hygiene;
 mod invoke;
+mod jobs;
 mod nn;
 mod nn_limits;
 mod observability;

@@ -7,6 +7,7 @@
 
 pub mod datasets;
 pub mod functions;
+pub mod jobs;
 pub mod models;
 pub mod openapi;
 pub mod tenants;
@@ -17,6 +18,7 @@ use utoipa::ToSchema;
 
 pub use datasets::{DatasetList, DatasetOptions, DatasetReport, DatasetSummary, RowsPage, RowsQuery};
 pub use functions::{DeployQuery, FunctionDetail, FunctionKind, FunctionLimits, FunctionList, FunctionVersion};
+pub use jobs::{Job, JobCreated, JobEvent, JobList, JobLogs, JobReport, JobSpec, JobState, TrialState};
 pub use models::{Backend, Dim, ElementType, Model, ModelList, ModelQuery, Target, TensorSpec};
 pub use tenants::{IssuedKey, NewKey, NewTenant, Quotas, Tenant, TenantCreated, TenantList, TenantQuotas};
 pub use usage::{GroupBy, UsageGroups, UsageQuery, UsageRecord, UsageRecords, UsageRecordsQuery, UsageTotals};

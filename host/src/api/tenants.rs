@@ -26,6 +26,10 @@ pub struct Quotas {
     /// Management API (`/v1`, function calls excluded) requests per second of the tenant's
     /// keys, bursts up to one second's worth [default: 100; never unlimited]. Admin keys are not limited.
     pub api_requests_per_second: Option<u32>,
+    /// Training jobs queued or running at once.
+    pub max_concurrent_jobs: Option<u32>,
+    /// Trials one job may run at once (its `search.parallel`).
+    pub max_trial_parallelism: Option<u32>,
 }
 
 /// The body of `POST /v1/tenants`.

@@ -38,7 +38,7 @@ impl FunctionPreprocessor {
 impl Preprocessor for FunctionPreprocessor {
     fn preprocess(&self, content_type: &str, data: &[u8]) -> Result<Vec<NamedTensor>, String> {
         let record = RawRecord { content_type: content_type.to_owned(), data: data.to_vec() };
-        let caller = Caller { work_id: &self.work_id };
+        let caller = Caller { work_id: &self.work_id, log: None };
         let (result, used) =
             self.runtime.block_on(self.invoker.run(&self.version, Input::Preprocess(record), None, caller));
         if let Ok(mut total) = self.used.lock() {

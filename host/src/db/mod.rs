@@ -181,16 +181,81 @@ const MIGRATIONS: &[Migration] = &[
     Both("DROP TABLE models"),
     Both("DROP TABLE components"),
     Both("DROP TABLE model_blobs"),
+    Both(
+        "CREATE TABLE IF NOT EXISTS jobs (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        function TEXT NOT NULL,
+        function_version BIGINT NOT NULL,
+        dataset TEXT NOT NULL,
+        dataset_version BIGINT NOT NULL,
+        parallel BIGINT NOT NULL,
+        state TEXT NOT NULL,
+        error TEXT,
+        created_at_ms BIGINT NOT NULL,
+        started_at_ms BIGINT,
+        finished_at_ms BIGINT,
+        result TEXT,
+        next_seq BIGINT NOT NULL,
+        lease_owner TEXT,
+        lease_until_ms BIGINT
+    )",
+    ),
+    Both("CREATE INDEX IF NOT EXISTS jobs_by_tenant ON jobs (tenant, created_at_ms)"),
+    Both(
+        "CREATE TABLE IF NOT EXISTS trials (
+        job_id TEXT NOT NULL,
+        trial BIGINT NOT NULL,
+        hyper TEXT NOT NULL,
+        state TEXT NOT NULL,
+        epoch BIGINT NOT NULL,
+        attempt BIGINT NOT NULL,
+        metrics TEXT NOT NULL,
+        error TEXT,
+        cpu_us BIGINT NOT NULL,
+        nn_cpu_us BIGINT NOT NULL,
+        nn_gpu_us BIGINT NOT NULL,
+        cost_micros BIGINT NOT NULL,
+        stdout TEXT NOT NULL,
+        stderr TEXT NOT NULL,
+        lease_owner TEXT,
+        lease_until_ms BIGINT,
+        PRIMARY KEY (job_id, trial)
+    )",
+    ),
+    Both(
+        "CREATE TABLE IF NOT EXISTS checkpoints (
+        job_id TEXT NOT NULL,
+        trial BIGINT NOT NULL,
+        epoch BIGINT NOT NULL,
+        bytes BYTEA NOT NULL,
+        PRIMARY KEY (job_id, trial)
+    )",
+    ),
+    Both(
+        "CREATE TABLE IF NOT EXISTS job_events (
+        job_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        trial BIGINT,
+        epoch BIGINT,
+        at_ms BIGINT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (job_id, seq)
+    )",
+    ),
 ];
 
 mod catalog;
 mod functions;
+mod jobs;
 mod models;
 mod tenants;
 mod usage;
 
 pub use catalog::{CatalogChange, Footprint, ObjectKind, ObjectVersion, Retention};
 pub use functions::VersionRecord;
+pub use jobs::{Checkpoint, EventRow, JobRow, NewEvent, TrialChange, TrialRow, TrialUsage};
 pub use models::ModelRow;
 pub use tenants::{KeyRecord, Revocation, TenantRecord};
 pub use usage::{GroupBy, UsageQuery, UsageRecord, UsageTotals, UsageWriter};

@@ -51,3 +51,21 @@ impl From<wasmtime::Error> for InvokeError {
         Self::Internal(anyhow::Error::from(err))
     }
 }
+
+impl InvokeError {
+    /// The API's code for this error, which the ledger records as the outcome.
+    pub fn code(&self) -> crate::api::ErrorCode {
+        use crate::api::ErrorCode;
+        match self {
+            Self::BadInput(_) => ErrorCode::BadRequest,
+            Self::Overloaded { .. } => ErrorCode::Overloaded,
+            Self::Timeout { .. } => ErrorCode::Timeout,
+            Self::MemoryLimit { .. } => ErrorCode::MemoryLimit,
+            Self::Trap(_) => ErrorCode::Trap,
+            Self::Rejected(_) => ErrorCode::FunctionError,
+            Self::InvalidResponse(_) => ErrorCode::InvalidResponse,
+            Self::ResponseTooLarge { .. } => ErrorCode::ResponseTooLarge,
+            Self::Internal(_) => ErrorCode::Internal,
+        }
+    }
+}

@@ -48,6 +48,50 @@ pub struct InvokeSettings {
 pub struct Caller<'a> {
     /// The request id (or job and trial id) the call belongs to.
     pub work_id: &'a str,
+    /// Where the guest's output goes besides the host's log (a training
+    /// trial's own log).
+    pub log: Option<&'a GuestLog>,
+}
+
+/// The last bytes guests printed over many calls, per stream.
+#[derive(Debug)]
+pub struct GuestLog {
+    limit: usize,
+    streams: std::sync::Mutex<[Vec<u8>; 2]>,
+}
+
+impl GuestLog {
+    /// A log keeping the last `limit` bytes of stdout and of stderr, after `stdout` and `stderr`.
+    pub fn new(limit: usize, stdout: &str, stderr: &str) -> Self {
+        let log = Self { limit, streams: std::sync::Mutex::new([Vec::new(), Vec::new()]) };
+        log.append(0, stdout.as_bytes());
+        log.append(1, stderr.as_bytes());
+        log
+    }
+
+    /// The kept stdout and stderr, as text.
+    pub fn contents(&self) -> (String, String) {
+        match self.streams.lock() {
+            Ok(streams) => {
+                (String::from_utf8_lossy(&streams[0]).into_owned(), String::from_utf8_lossy(&streams[1]).into_owned())
+            }
+            Err(_) => (String::new(), String::new()),
+        }
+    }
+
+    fn append(&self, stream: usize, bytes: &[u8]) {
+        let Ok(mut streams) = self.streams.lock() else { return };
+        let Some(kept) = streams.get_mut(stream) else { return };
+        kept.extend_from_slice(bytes);
+        if kept.len() > self.limit {
+            let mut cut = kept.len() - self.limit;
+            // Cut at a character boundary, so the tail stays valid text.
+            while cut < kept.len() && (kept[cut] & 0xC0) == 0x80 {
+                cut += 1;
+            }
+            kept.drain(..cut);
+        }
+    }
 }
 
 /// What a function is called with; each kind takes its own.
@@ -268,7 +312,12 @@ fn classify(store: &Store<HostState>, version: &Version, err: &wasmtime::Error) 
 
 fn log_output(store: &Store<HostState>, version: &Version, caller: Caller<'_>) {
     let state = store.data();
-    for (stream, output) in [("stdout", state.stdout.contents()), ("stderr", state.stderr.contents())] {
+    for (index, (stream, output)) in
+        [("stdout", state.stdout.contents()), ("stderr", state.stderr.contents())].into_iter().enumerate()
+    {
+        if let Some(log) = caller.log {
+            log.append(index, &output);
+        }
         if !output.is_empty() {
             tracing::info!(
                 request_id = %caller.work_id,

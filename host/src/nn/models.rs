@@ -283,6 +283,24 @@ impl ModelStore {
         self.inference.load(spec, bytes).await
     }
 
+    /// The bytes of `record`, from this node's file or, when another node
+    /// stored it, from the database.
+    pub async fn bytes(&self, record: &ModelRecord) -> Result<Bytes, ModelError> {
+        match tokio::fs::read(self.path(&record.digest)).await {
+            Ok(bytes) => Ok(Bytes::from(bytes)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                let bytes = self.db.blob(&record.digest).await?.ok_or_else(|| {
+                    ModelError::Internal(anyhow::anyhow!(
+                        "model {} is on no node and not in the database",
+                        record.digest
+                    ))
+                })?;
+                Ok(Bytes::from(bytes))
+            }
+            Err(err) => Err(ModelError::Internal(anyhow::Error::from(err).context("cannot read the model file"))),
+        }
+    }
+
     fn path(&self, digest: &str) -> PathBuf {
         self.dir.join(format!("{digest}.onnx"))
     }

@@ -135,7 +135,8 @@ async fn metered(
     .map_err(ApiError::from);
     let (result, used) = match (admitted, input) {
         (Ok(permit), Ok(input)) => {
-            let (output, used) = app.invoker.run(version, input, None, Identity { work_id: request_id }).await;
+            let (output, used) =
+                app.invoker.run(version, input, None, Identity { work_id: request_id, log: None }).await;
             drop(permit);
             (output.map_err(ApiError::from).and_then(respond), used)
         }

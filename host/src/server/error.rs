@@ -9,6 +9,7 @@ use crate::auth::AuthError;
 use crate::datasets::DatasetError;
 use crate::engine::ComponentError;
 use crate::invoke::InvokeError;
+use crate::jobs::JobError;
 use crate::ledger::LedgerError;
 use crate::names::InvalidName;
 use crate::nn::ModelError;
@@ -74,6 +75,9 @@ pub enum ApiError {
     /// A dataset could not be built, stored or read.
     #[error(transparent)]
     Dataset(#[from] DatasetError),
+    /// A training job could not be submitted or read.
+    #[error(transparent)]
+    Job(#[from] JobError),
     /// The function call failed.
     #[error(transparent)]
     Invoke(#[from] InvokeError),
@@ -172,17 +176,16 @@ impl ApiError {
                 | DatasetError::Empty(_) => ErrorCode::InvalidData,
                 DatasetError::Io { .. } | DatasetError::Storage(_) | DatasetError::Internal(_) => ErrorCode::Internal,
             },
-            Self::Invoke(err) => match err {
-                InvokeError::BadInput(_) => ErrorCode::BadRequest,
-                InvokeError::Overloaded { .. } => ErrorCode::Overloaded,
-                InvokeError::Timeout { .. } => ErrorCode::Timeout,
-                InvokeError::MemoryLimit { .. } => ErrorCode::MemoryLimit,
-                InvokeError::Trap(_) => ErrorCode::Trap,
-                InvokeError::Rejected(_) => ErrorCode::FunctionError,
-                InvokeError::InvalidResponse(_) => ErrorCode::InvalidResponse,
-                InvokeError::ResponseTooLarge { .. } => ErrorCode::ResponseTooLarge,
-                InvokeError::Internal(_) => ErrorCode::Internal,
+            Self::Job(err) => match err {
+                JobError::BadSpec { .. } => ErrorCode::BadRequest,
+                JobError::NotFound(_) => ErrorCode::NotFound,
+                JobError::Conflict(_) => ErrorCode::Conflict,
+                JobError::Tenancy(TenancyError::RateLimited { .. }) => ErrorCode::RateLimited,
+                JobError::Tenancy(TenancyError::Quota(_)) => ErrorCode::QuotaExceeded,
+                JobError::Tenancy(TenancyError::UnknownTenant(_)) => ErrorCode::NotFound,
+                JobError::Tenancy(TenancyError::Internal(_)) | JobError::Internal(_) => ErrorCode::Internal,
             },
+            Self::Invoke(err) => err.code(),
             Self::Ledger(_) => ErrorCode::LedgerUnavailable,
             Self::Internal(_) => ErrorCode::Internal,
         }
@@ -204,6 +207,7 @@ impl ApiError {
             | Self::Registry(RegistryError::Quota(quota))
             | Self::Model(ModelError::Quota(quota))
             | Self::Dataset(DatasetError::Quota(quota))
+            | Self::Job(JobError::Tenancy(TenancyError::Quota(quota)))
             | Self::Auth(AuthError::TooManyKeys(quota)) => Some(quota.retry_after_s),
             Self::Ledger(_) => Some(1),
             _ => None,

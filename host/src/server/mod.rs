@@ -9,6 +9,7 @@ mod datasets_api;
 pub mod error;
 mod errors;
 mod functions_api;
+mod jobs_api;
 mod models_api;
 mod routes;
 mod tenants_api;
@@ -33,6 +34,7 @@ use crate::datasets::DatasetStore;
 use crate::db::Db;
 use crate::engine::Runtime;
 use crate::invoke::Invoker;
+use crate::jobs::{JobDeps, Jobs};
 use crate::ledger::Ledger;
 use crate::nn::{Inference, ModelStore};
 use crate::registry::Registry;
@@ -55,9 +57,11 @@ pub struct App {
     /// Runs every function call.
     invoker: Arc<Invoker>,
     /// Tenants' datasets, every version.
-    datasets: DatasetStore,
+    datasets: Arc<DatasetStore>,
+    /// Tenants' training jobs, and this node's trial workers.
+    jobs: Arc<Jobs>,
     /// Meters every call: ledger, budgets, metrics, call events.
-    settler: Settler,
+    settler: Arc<Settler>,
     db: Db,
     auth: Auth,
     tenancy: Arc<Tenancy>,
@@ -99,9 +103,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         crate::ledger::replay(&db, &config.ledger.journal_dir).await?;
         None
     };
-    let settler = Settler::new(ledger, Arc::clone(&tenancy));
+    let settler = Arc::new(Settler::new(ledger, Arc::clone(&tenancy)));
     let invoker = Arc::new(Invoker::new(runtime, Arc::clone(&models), config.invoke()));
-    let datasets = DatasetStore::open(db.clone(), &config.data_dir).await?;
+    let datasets = Arc::new(DatasetStore::open(db.clone(), &config.data_dir).await?);
+    let jobs = Jobs::open(
+        JobDeps {
+            db: db.clone(),
+            invoker: Arc::clone(&invoker),
+            registry: Arc::clone(&registry),
+            datasets: Arc::clone(&datasets),
+            models: Arc::clone(&models),
+            settler: Arc::clone(&settler),
+            tenancy: Arc::clone(&tenancy),
+        },
+        config.jobs.clone(),
+    )
+    .await?;
     let listener =
         TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
@@ -122,6 +139,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         models,
         invoker,
         datasets,
+        jobs: Arc::clone(&jobs),
         settler,
         db: db.clone(),
         auth,
@@ -135,7 +153,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!(address = %listener.local_addr()?, "serving /metrics without a key");
         tokio::spawn(serve_metrics(Arc::clone(&app), listener));
     }
+    let scheduler = tokio::spawn(jobs.run());
     run(Arc::clone(&app), listener, shutdown).await;
+    // Trials stop where they are; their leases run out and they resume
+    // from their checkpoints at the next start (or on another node).
+    scheduler.abort();
     if let Some(ledger) = app.settler.ledger() {
         match ledger.flush().await {
             Ok(()) => tracing::info!("usage ledger flushed"),

@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use super::body::{self, Body};
 use super::error::ApiError;
 use super::errors::IntoResponse;
-use super::{App, calls, datasets_api, functions_api, models_api, tenants_api, usage_api};
+use super::{App, calls, datasets_api, functions_api, jobs_api, models_api, tenants_api, usage_api};
 use crate::api::{Health, HealthStatus};
 use crate::names::FunctionName;
 
@@ -50,6 +50,14 @@ pub const ROUTES: &[Route] = &[
     Route { path: "/v1/datasets", methods: "GET" },
     Route { path: "/v1/datasets/{name}", methods: "GET, PUT, DELETE" },
     Route { path: "/v1/datasets/{name}/rows", methods: "GET" },
+    Route { path: "/v1/jobs", methods: "GET, POST" },
+    Route { path: "/v1/jobs/{id}", methods: "GET, DELETE" },
+    Route { path: "/v1/jobs/{id}/cancel", methods: "POST" },
+    Route { path: "/v1/jobs/{id}/events", methods: "GET" },
+    Route { path: "/v1/jobs/{id}/logs", methods: "GET" },
+    Route { path: "/v1/jobs/{id}/parameters", methods: "GET" },
+    Route { path: "/v1/jobs/{id}/report", methods: "GET" },
+    Route { path: "/v1/jobs/{id}/report.svg", methods: "GET" },
     Route { path: "/v1/models/{name}", methods: "GET, PUT, DELETE" },
     Route { path: "/v1/tenants", methods: "GET, POST" },
     Route { path: "/v1/tenants/{tenant}/keys", methods: "POST" },
@@ -203,6 +211,18 @@ async fn api(
         (["datasets", name, "rows"], &Method::GET) => {
             datasets_api::rows(app, &tenant, name, request.uri().query().unwrap_or_default()).await
         }
+        (["jobs"], &Method::POST) => jobs_api::submit(app, &tenant, request).await,
+        (["jobs"], &Method::GET) => jobs_api::list(app, &tenant).await,
+        (["jobs", id], &Method::GET) => jobs_api::show(app, &tenant, id).await,
+        (["jobs", id], &Method::DELETE) => jobs_api::delete(app, &tenant, id).await,
+        (["jobs", id, "cancel"], &Method::POST) => jobs_api::cancel(app, &tenant, id).await,
+        (["jobs", id, "events"], &Method::GET) => jobs_api::events(app, &tenant, id, request.headers()).await,
+        (["jobs", id, "logs"], &Method::GET) => jobs_api::logs(app, &tenant, id).await,
+        (["jobs", id, "parameters"], &Method::GET) => {
+            jobs_api::parameters(app, &tenant, id, request.uri().query().unwrap_or_default()).await
+        }
+        (["jobs", id, "report"], &Method::GET) => jobs_api::report(app, &tenant, id).await,
+        (["jobs", id, "report.svg"], &Method::GET) => jobs_api::report_svg(app, &tenant, id).await,
         (["tenants"], &Method::POST) => tenants_api::create(app, &principal, request).await,
         (["tenants"], &Method::GET) => tenants_api::list(app, &principal).await,
         (["tenants", tenant, "keys"], &Method::POST) => tenants_api::issue_key(app, &principal, tenant, request).await,

@@ -1,0 +1,514 @@
+//! One trial, run by the host: `init` (or the last checkpoint), then per
+//! epoch the train split's shuffled batches through `step` and the
+//! validation split through `evaluate`, with a checkpoint, the epoch's
+//! events and the interval's bill at the end of each checkpoint interval.
+//! A failed attempt is retried from the last checkpoint up to
+//! `max_retries` times.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::api::ErrorCode;
+use crate::api::datasets::Split;
+use crate::api::jobs::{EarlyStopping, JobEvent, JobSpec, JobState, TrialState};
+use crate::datasets::{Batch, Cursor, SplitReader};
+use crate::db::{Checkpoint, JobRow, NewEvent, TrialChange, TrialUsage};
+use crate::engine::{FunctionKind, NamedTensor};
+use crate::invoke::{Caller, Evaluation, GuestLog, Input, InvokeError, Output};
+use crate::metering::Measurement;
+use crate::registry::Version;
+use crate::settle::{Outcome, Work};
+
+use super::{Jobs, checkpoint, event_json, metrics_json, search};
+
+/// Why an attempt stopped short of the end.
+pub(super) enum Stop {
+    /// The attempt failed: the trial may retry it.
+    Failed(String),
+    /// The job ended, or this node lost the trial's lease: nothing more to do here.
+    Abandoned,
+    /// A host-side failure: the lease runs out and the trial is picked up again.
+    Internal(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Stop {
+    fn from(err: anyhow::Error) -> Self {
+        Self::Internal(err)
+    }
+}
+
+/// Runs trial `trial` of job `job`, which this node has leased.
+pub(super) async fn run_trial(jobs: &Arc<Jobs>, job: &str, trial: i64) {
+    if let Err(err) = run(jobs, job, trial).await {
+        tracing::warn!(job, trial, error = %format!("{err:#}"), "trial interrupted; its lease will run out and it resumes");
+    }
+}
+
+async fn run(jobs: &Arc<Jobs>, job_id: &str, trial_no: i64) -> anyhow::Result<()> {
+    let db = &jobs.deps.db;
+    let Some(job) = db.job_by_id(job_id).await? else { return Ok(()) };
+    let spec: JobSpec = serde_json::from_str(&job.spec)?;
+    let Some(trial) = db.trials(job_id).await?.into_iter().find(|t| t.trial == trial_no) else { return Ok(()) };
+    let hyper: BTreeMap<String, f64> = serde_json::from_str(&trial.hyper)?;
+    let log = GuestLog::new(jobs.settings.log_bytes, &trial.stdout, &trial.stderr);
+    let set_state = async |state: TrialState, error: Option<&str>, attempt: i64| -> anyhow::Result<bool> {
+        let event =
+            event_json(&JobEvent::Trial { trial: u32::try_from(trial_no)?, state, error: error.map(str::to_owned) })?;
+        let (stdout, stderr) = log.contents();
+        let change =
+            TrialChange { state: state.as_str(), error, attempt, stdout: &stdout, stderr: &stderr, event: &event };
+        let changed = db.set_trial_state(job_id, trial_no, &jobs.node, change).await?;
+        jobs.events_appended();
+        Ok(changed)
+    };
+    let mut attempt = trial.attempt;
+    if attempt == 0 {
+        attempt = 1;
+        if !set_state(TrialState::Running, None, attempt).await? {
+            return Ok(());
+        }
+    }
+    let run = TrialRun { jobs, job: &job, spec: &spec, trial: trial_no, hyper: hyper.into_iter().collect(), log: &log };
+    loop {
+        let (state, error) = match run.attempt(attempt).await {
+            Ok(state) => (state, None),
+            Err(Stop::Abandoned) => return Ok(()),
+            Err(Stop::Internal(err)) => return Err(err),
+            Err(Stop::Failed(message)) if attempt <= i64::from(spec.max_retries) => {
+                let error = format!("attempt {attempt} failed: {message}; retrying from the last checkpoint");
+                attempt += 1;
+                if !set_state(TrialState::Running, Some(&error), attempt).await? {
+                    return Ok(());
+                }
+                continue;
+            }
+            Err(Stop::Failed(message)) => (TrialState::Failed, Some(message)),
+        };
+        set_state(state, error.as_deref(), attempt).await?;
+        return Ok(());
+    }
+}
+
+/// One trial of one job, as a worker runs it.
+pub(super) struct TrialRun<'a> {
+    pub jobs: &'a Arc<Jobs>,
+    pub job: &'a JobRow,
+    pub spec: &'a JobSpec,
+    pub trial: i64,
+    pub hyper: Vec<(String, f64)>,
+    pub log: &'a GuestLog,
+}
+
+/// What one checkpoint interval did, to settle and store at its end.
+#[derive(Default)]
+pub(super) struct Interval {
+    used: Measurement,
+    events: Vec<NewEvent>,
+    start_ms: i64,
+    started: Option<Instant>,
+}
+
+impl TrialRun<'_> {
+    /// One attempt, from the last checkpoint (or `init`) to the last epoch,
+    /// or to early stopping.
+    async fn attempt(&self, attempt: i64) -> Result<TrialState, Stop> {
+        let version = self.version()?;
+        let dataset = self.dataset().await?;
+        let (mut epoch, mut parameters) = match self.jobs.deps.db.checkpoint(&self.job.id, self.trial).await? {
+            Some((epoch, bytes)) => (epoch, checkpoint::decode(&bytes)?),
+            None => (0, Vec::new()),
+        };
+        let mut interval = Interval::begin();
+        if epoch == 0 && parameters.is_empty() {
+            parameters = self.init(&version, &mut interval, attempt).await?;
+        }
+        let epochs = i64::from(self.spec.epochs);
+        while epoch < epochs {
+            epoch += 1;
+            self.check_job().await?;
+            let mut metrics = BTreeMap::new();
+            let (train_loss, _) =
+                self.train_epoch(&version, &dataset, epoch, &mut parameters, &mut interval, attempt).await?;
+            metrics.insert("loss".to_owned(), train_loss);
+            let (validation, _) =
+                self.evaluate_split(&version, &dataset, Split::Validation, &parameters, &mut interval, attempt).await?;
+            for (name, value) in validation {
+                metrics.insert(format!("val_{name}"), value);
+            }
+            let event = JobEvent::Epoch {
+                trial: u32::try_from(self.trial).unwrap_or(0),
+                epoch: u32::try_from(epoch).unwrap_or(0),
+                metrics: metrics.clone(),
+            };
+            interval.events.push(NewEvent { trial: Some(self.trial), epoch: Some(epoch), data: event_json(&event)? });
+            let rung = self.asha_rung(epoch);
+            if epoch % i64::from(self.spec.checkpoint_every_epochs) == 0 || epoch == epochs || rung {
+                self.save(&version, epoch, &parameters, &metrics, &mut interval, attempt).await?;
+            }
+            if rung && !self.asha_continues(epoch, &metrics).await? {
+                return Ok(TrialState::Stopped);
+            }
+        }
+        Ok(TrialState::Succeeded)
+    }
+
+    /// The function version the job was submitted with, still deployed.
+    pub(super) fn version(&self) -> Result<Arc<Version>, Stop> {
+        let tenant = &self.job.tenant;
+        let version =
+            self.jobs.deps.registry.get(tenant, &self.job.function).ok_or_else(|| {
+                Stop::Failed(format!("function `{}` was deleted while the job ran", self.job.function))
+            })?;
+        if version.record.version != self.job.function_version || version.entry.kind() != FunctionKind::TrainingStep {
+            return Err(Stop::Failed(format!(
+                "function `{}` was redeployed (version {} to {}) while the job ran; submit the job again to train \
+                 with the new version",
+                self.job.function, self.job.function_version, version.record.version
+            )));
+        }
+        Ok(version)
+    }
+
+    pub(super) async fn dataset(&self) -> Result<PathBuf, Stop> {
+        let version = u64::try_from(self.job.dataset_version).ok();
+        match self.jobs.deps.datasets.file(&self.job.tenant, &self.job.dataset, version).await {
+            Ok((path, _)) => Ok(path),
+            Err(crate::datasets::DatasetError::NotFound(what)) => {
+                Err(Stop::Failed(format!("{what} was deleted while the job ran")))
+            }
+            Err(err) => Err(Stop::Internal(anyhow::anyhow!(err))),
+        }
+    }
+
+    async fn init(
+        &self,
+        version: &Arc<Version>,
+        interval: &mut Interval,
+        attempt: i64,
+    ) -> Result<Vec<NamedTensor>, Stop> {
+        let mut config = match &self.spec.config {
+            serde_json::Value::Object(map) => map.clone(),
+            _ => serde_json::Map::new(),
+        };
+        // A seed per trial, unless the spec sets one: the same job
+        // initialises the same, and trials differ.
+        config.entry("seed").or_insert_with(|| self.spec.seed.wrapping_add(self.trial as u64).into());
+        let input = Input::TrainInit { config: serde_json::Value::Object(config).to_string() };
+        match self.call(version, input, interval, attempt).await? {
+            Output::Parameters(parameters) => Ok(parameters),
+            _ => Err(Stop::Failed("`init` returned something other than parameters".to_owned())),
+        }
+    }
+
+    /// One pass over the train split; returns the mean loss by rows.
+    async fn train_epoch(
+        &self,
+        version: &Arc<Version>,
+        dataset: &Path,
+        epoch: i64,
+        parameters: &mut Vec<NamedTensor>,
+        interval: &mut Interval,
+        attempt: i64,
+    ) -> Result<(f64, u64), Stop> {
+        let seed = epoch_seed(self.spec.seed, self.trial, epoch);
+        let mut reader = open(dataset, Split::Train, self.spec.batch_size, Some(seed)).await?;
+        let (mut loss_sum, mut rows) = (0.0, 0u64);
+        let mut renewed = Instant::now();
+        loop {
+            let (back, batch) = next(reader).await?;
+            reader = back;
+            let Some(batch) = batch else { break };
+            if self.jobs.cancelled.contains(&self.job.id) {
+                return Err(Stop::Abandoned);
+            }
+            if renewed.elapsed() > self.jobs.settings.lease / 3 {
+                self.renew().await?;
+                renewed = Instant::now();
+            }
+            let input = Input::TrainStep {
+                parameters: std::mem::take(parameters),
+                batch: batch.tensors,
+                hyper: self.hyper.clone(),
+            };
+            match self.call(version, input, interval, attempt).await? {
+                Output::Step(step) => {
+                    *parameters = step.parameters;
+                    if !step.loss.is_finite() {
+                        return Err(Stop::Failed(format!(
+                            "the loss of epoch {epoch} is {}; lower the learning rate",
+                            step.loss
+                        )));
+                    }
+                    loss_sum += step.loss * batch.rows as f64;
+                    rows += batch.rows as u64;
+                }
+                _ => return Err(Stop::Failed("`step` returned something other than a step output".to_owned())),
+            }
+        }
+        if rows == 0 {
+            return Err(Stop::Failed("the dataset's train split has no rows".to_owned()));
+        }
+        Ok((loss_sum / rows as f64, rows))
+    }
+
+    /// `evaluate` over a split in file order: each metric averaged by rows,
+    /// and the rows' true and predicted classes.
+    pub(super) async fn evaluate_split(
+        &self,
+        version: &Arc<Version>,
+        dataset: &Path,
+        split: Split,
+        parameters: &[NamedTensor],
+        interval: &mut Interval,
+        attempt: i64,
+    ) -> Result<(BTreeMap<String, f64>, Classes), Stop> {
+        let mut reader = open(dataset, split, self.spec.batch_size.max(256), None).await?;
+        let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+        let mut rows = 0u64;
+        let mut classes = Classes::default();
+        loop {
+            let (back, batch) = next(reader).await?;
+            reader = back;
+            let Some(batch) = batch else { break };
+            let labels = labels(&batch.tensors);
+            let input = Input::TrainEvaluate { parameters: parameters.to_vec(), batch: batch.tensors };
+            let Evaluation { metrics, predictions } = match self.call(version, input, interval, attempt).await? {
+                Output::Evaluation(evaluation) => evaluation,
+                _ => return Err(Stop::Failed("`evaluate` returned something other than an evaluation".to_owned())),
+            };
+            for (name, value) in metrics {
+                *sums.entry(name).or_default() += value * batch.rows as f64;
+            }
+            if let Some(labels) = labels
+                && predictions.len() == labels.len()
+            {
+                classes.truth.extend(labels);
+                classes.predicted.extend(predictions);
+            }
+            rows += batch.rows as u64;
+        }
+        if rows > 0 {
+            sums.values_mut().for_each(|sum| *sum /= rows as f64);
+        }
+        classes.rows = rows;
+        Ok((sums, classes))
+    }
+
+    /// One guest call of the trial, its use added to the interval; a
+    /// failure is billed at once and fails the attempt.
+    async fn call(
+        &self,
+        version: &Arc<Version>,
+        input: Input,
+        interval: &mut Interval,
+        attempt: i64,
+    ) -> Result<Output, Stop> {
+        let work_id = format!("{}/{}", self.job.id, self.trial);
+        let caller = Caller { work_id: &work_id, log: Some(self.log) };
+        let (result, used) = self.jobs.deps.invoker.run(version, input, None, caller).await;
+        interval.used.add(&used);
+        match result {
+            Ok(output) => Ok(output),
+            Err(err) => {
+                let (code, message) = (err.code(), describe(&err));
+                self.settle(version, interval, &format!("failed:{attempt}"), Outcome::Failed(code)).await?;
+                Err(Stop::Failed(message))
+            }
+        }
+    }
+
+    /// Settles the interval's work (one usage record, whose id makes a
+    /// repeat after a crash a no-op) and starts a new one.
+    pub(super) async fn settle(
+        &self,
+        version: &Arc<Version>,
+        interval: &mut Interval,
+        tag: &str,
+        outcome: Outcome,
+    ) -> Result<TrialUsage, Stop> {
+        let done = std::mem::replace(interval, Interval::begin());
+        let id = format!("{}:{}:{tag}", self.job.id, self.trial);
+        let work = Work {
+            id: &id,
+            tenant: &self.job.tenant,
+            function: &self.job.function,
+            version: version.record.version,
+            start_ms: done.start_ms,
+            started: done.started.unwrap_or_else(Instant::now),
+            bytes_in: 0,
+            bytes_out: 0,
+            metrics: &version.metrics,
+        };
+        let cost_micros = match self.jobs.deps.settler.settle(work, &done.used, outcome).await {
+            Ok(cost) => cost,
+            Err(err) => {
+                return Err(Stop::Internal(anyhow::anyhow!(err).context("the trial's work could not be billed")));
+            }
+        };
+        interval.events = done.events;
+        let int = |value: u128| i64::try_from(value).unwrap_or(i64::MAX);
+        Ok(TrialUsage {
+            cpu_us: int(done.used.cpu.as_micros()),
+            nn_cpu_us: int(done.used.nn_cpu_us.into()),
+            nn_gpu_us: int(done.used.nn_gpu_us.into()),
+            cost_micros,
+        })
+    }
+
+    /// Ends a checkpoint interval: bills it, then stores the checkpoint, the
+    /// progress and the interval's events together.
+    async fn save(
+        &self,
+        version: &Arc<Version>,
+        epoch: i64,
+        parameters: &[NamedTensor],
+        metrics: &BTreeMap<String, f64>,
+        interval: &mut Interval,
+        attempt: i64,
+    ) -> Result<(), Stop> {
+        let usage = self.settle(version, interval, &format!("{epoch}:{attempt}"), Outcome::Ok).await?;
+        let bytes = checkpoint::encode(parameters)?;
+        let (stdout, stderr) = self.log.contents();
+        let checkpoint = Checkpoint {
+            epoch,
+            bytes: &bytes,
+            metrics: &metrics_json(metrics)?,
+            usage,
+            stdout: &stdout,
+            stderr: &stderr,
+            events: std::mem::take(&mut interval.events),
+        };
+        if !self.jobs.deps.db.save_checkpoint(&self.job.id, self.trial, &self.jobs.node, checkpoint).await? {
+            return Err(Stop::Abandoned);
+        }
+        self.jobs.events_appended();
+        Ok(())
+    }
+
+    fn asha_rung(&self, epoch: i64) -> bool {
+        match &self.spec.search.early_stopping {
+            Some(EarlyStopping::Asha(asha)) => {
+                search::is_rung(asha, u32::try_from(epoch).unwrap_or(u32::MAX), self.spec.epochs)
+            }
+            None => false,
+        }
+    }
+
+    /// ASHA's decision at a rung, over what every trial recorded there.
+    async fn asha_continues(&self, epoch: i64, metrics: &BTreeMap<String, f64>) -> Result<bool, Stop> {
+        let Some(EarlyStopping::Asha(asha)) = &self.spec.search.early_stopping else { return Ok(true) };
+        let metric = &self.spec.objective.metric;
+        let mine = metrics.get(metric).copied().unwrap_or(f64::NAN);
+        let mut recorded = Vec::new();
+        for data in self.jobs.deps.db.epoch_events(&self.job.id, epoch).await? {
+            if let Ok(JobEvent::Epoch { metrics, .. }) = serde_json::from_str(&data)
+                && let Some(value) = metrics.get(metric)
+            {
+                recorded.push(*value);
+            }
+        }
+        Ok(search::continues(asha, self.spec.objective.mode, &recorded, mine))
+    }
+
+    /// Stops the attempt when the job is over, past its runtime, or out of budget.
+    async fn check_job(&self) -> Result<(), Stop> {
+        if self.jobs.cancelled.contains(&self.job.id) {
+            return Err(Stop::Abandoned);
+        }
+        self.renew().await?;
+        let Some(job) = self.jobs.deps.db.job_by_id(&self.job.id).await? else { return Err(Stop::Abandoned) };
+        if JobState::parse(&job.state).is_none_or(JobState::is_final) {
+            return Err(Stop::Abandoned);
+        }
+        let now = crate::clock::now_ms();
+        if let (Some(limit), Some(started)) = (self.spec.max_runtime_s, job.started_at_ms)
+            && now - started > i64::try_from(limit.saturating_mul(1000)).unwrap_or(i64::MAX)
+        {
+            let error = format!("the job ran past its max_runtime_s of {limit} s");
+            self.jobs.end(&self.job.id, JobState::TimedOut, Some(&error), None).await?;
+            return Err(Stop::Abandoned);
+        }
+        if let Err(err) = self.jobs.deps.tenancy.check_spend(&self.job.tenant).await {
+            let error = format!("stopped: {err}");
+            self.jobs.end(&self.job.id, JobState::TimedOut, Some(&error), None).await?;
+            return Err(Stop::Abandoned);
+        }
+        Ok(())
+    }
+
+    async fn renew(&self) -> Result<(), Stop> {
+        let until = crate::clock::now_ms() + self.jobs.lease_ms();
+        if self.jobs.deps.db.renew_trial(&self.job.id, self.trial, &self.jobs.node, until).await? {
+            Ok(())
+        } else {
+            Err(Stop::Abandoned)
+        }
+    }
+}
+
+impl Interval {
+    pub(super) fn begin() -> Self {
+        Self { start_ms: crate::clock::now_ms(), started: Some(Instant::now()), ..Self::default() }
+    }
+}
+
+/// A split's true and predicted classes, for a confusion matrix.
+#[derive(Debug, Default)]
+pub(super) struct Classes {
+    /// Rows evaluated.
+    pub rows: u64,
+    /// Each row's label.
+    pub truth: Vec<i64>,
+    /// Each row's predicted class.
+    pub predicted: Vec<i64>,
+}
+
+/// The seed of one epoch's shuffle: a function of the job's seed, the trial
+/// and the epoch alone, so a resumed trial sees the same batches.
+fn epoch_seed(seed: u64, trial: i64, epoch: i64) -> u64 {
+    seed ^ (trial as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (epoch as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+}
+
+/// A batch's `y` as class indices, when the label is categorical.
+fn labels(tensors: &[NamedTensor]) -> Option<Vec<i64>> {
+    let y = tensors.iter().find(|t| t.name == "y")?;
+    if y.tensor.ty != crate::engine::TensorType::I64 {
+        return None;
+    }
+    Some(
+        y.tensor
+            .data
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+            .collect(),
+    )
+}
+
+fn describe(err: &InvokeError) -> String {
+    match err.code() {
+        ErrorCode::FunctionError => format!("the training step returned an error: {err}"),
+        _ => err.to_string(),
+    }
+}
+
+async fn open(dataset: &Path, split: Split, batch_size: u32, seed: Option<u64>) -> Result<SplitReader, Stop> {
+    let path = dataset.to_owned();
+    tokio::task::spawn_blocking(move || SplitReader::open(&path, split, batch_size as usize, seed, None::<Cursor>))
+        .await
+        .map_err(|err| Stop::Internal(anyhow::anyhow!(err)))?
+        .map_err(|err| Stop::Failed(format!("the dataset cannot be read: {err}")))
+}
+
+async fn next(mut reader: SplitReader) -> Result<(SplitReader, Option<Batch>), Stop> {
+    tokio::task::spawn_blocking(move || {
+        let batch = reader.next_batch();
+        (reader, batch)
+    })
+    .await
+    .map_err(|err| Stop::Internal(anyhow::anyhow!(err)))
+    .and_then(|(reader, batch)| {
+        batch.map(|batch| (reader, batch)).map_err(|err| Stop::Failed(format!("the dataset cannot be read: {err}")))
+    })
+}

@@ -1,0 +1,363 @@
+//! Training jobs over HTTP: a regression that recovers known coefficients,
+//! the event stream and its resumption, ASHA, `kill -9` mid-job with the
+//! same result after resuming, failing steps, cancel, the runtime limit,
+//! quotas and tenancy.
+
+use std::time::{Duration, Instant};
+
+use muon_tests::{Backend, Server, error_of};
+use serde_json::{Value, json};
+
+crate::on_both_databases!(
+    a_regression_recovers_its_coefficients_and_streams_its_epochs,
+    asha_stops_trials_that_fall_behind,
+    a_trapping_step_is_retried_then_fails_the_job,
+    cancel_runtime_limits_quotas_and_tenancy,
+);
+
+/// The coefficients the synthetic dataset is made with: `y = 2 x1 - 3 x2 + 0.5 x3 + 1`.
+const COEFFICIENTS: [f64; 3] = [2.0, -3.0, 0.5];
+const INTERCEPT: f64 = 1.0;
+
+/// `rows` rows of `x1,x2,x3,y` from a fixed sequence, without noise.
+pub fn linear_csv(rows: usize) -> Vec<u8> {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut unit = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    };
+    let mut csv = String::from("x1,x2,x3,y\n");
+    for _ in 0..rows {
+        let x = [unit(), unit(), unit()];
+        let y = x.iter().zip(COEFFICIENTS).map(|(a, b)| a * b).sum::<f64>() + INTERCEPT;
+        csv.push_str(&format!("{:.6},{:.6},{:.6},{:.6}\n", x[0], x[1], x[2], y));
+    }
+    csv.into_bytes()
+}
+
+/// Deploys train-linear and uploads the synthetic dataset as `linear`.
+async fn linear_setup(server: &Server) -> anyhow::Result<()> {
+    server.deploy_ok("train-linear", "train-linear", "").await?;
+    let response = server
+        .http
+        .put(server.url("/v1/datasets/linear?label=y&split=0.8,0.1,0.1&seed=3"))
+        .header("content-type", "text/csv")
+        .body(linear_csv(400))
+        .send()
+        .await?;
+    anyhow::ensure!(response.status() == 201, "dataset upload: {}", response.text().await?);
+    Ok(())
+}
+
+/// The spec of a train-linear job on `linear`.
+fn linear_spec(epochs: u32, extra: Value) -> Value {
+    let mut spec = json!({
+        "function": "train-linear", "dataset": "linear", "epochs": epochs, "batch_size": 16, "seed": 7,
+        "config": {"features": 3}, "hyper": {"learning_rate": 0.1},
+    });
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    spec
+}
+
+/// `POST /v1/jobs`; must answer `201`; returns the id.
+pub async fn submit(server: &Server, client: &reqwest::Client, spec: &Value) -> anyhow::Result<String> {
+    let response = client.post(server.url("/v1/jobs")).json(spec).send().await?;
+    let status = response.status();
+    let body: Value = response.json().await?;
+    anyhow::ensure!(status == 201, "POST /v1/jobs answered {status}: {body}");
+    assert_eq!(body["state"], "queued");
+    Ok(body["id"].as_str().unwrap_or_default().to_owned())
+}
+
+/// `GET /v1/jobs/{id}` until `done` holds of it, within `limit`.
+pub async fn wait_until(
+    server: &Server,
+    client: &reqwest::Client,
+    id: &str,
+    limit: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value> {
+    let started = Instant::now();
+    loop {
+        let job: Value =
+            client.get(server.url(&format!("/v1/jobs/{id}"))).send().await?.error_for_status()?.json().await?;
+        if done(&job) {
+            return Ok(job);
+        }
+        anyhow::ensure!(started.elapsed() < limit, "job {id} did not get there within {limit:?}: {job:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits for the job to be over.
+pub async fn wait_over(server: &Server, client: &reqwest::Client, id: &str) -> anyhow::Result<Value> {
+    wait_until(server, client, id, Duration::from_secs(120), |job| {
+        !matches!(job["state"].as_str(), Some("queued" | "running"))
+    })
+    .await
+}
+
+/// The whole event stream of an ended job, after `last_event_id`: `(id, event)` pairs.
+async fn events(server: &Server, id: &str, last_event_id: Option<i64>) -> anyhow::Result<Vec<(i64, Value)>> {
+    let mut request = server.http.get(server.url(&format!("/v1/jobs/{id}/events")));
+    if let Some(last) = last_event_id {
+        request = request.header("last-event-id", last.to_string());
+    }
+    let response = request.send().await?;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let text = tokio::time::timeout(Duration::from_secs(30), response.text()).await??;
+    let mut out = Vec::new();
+    for block in text.split("\n\n").filter(|b| !b.trim().is_empty()) {
+        let mut seq = None;
+        let mut data = None;
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("id: ") {
+                seq = Some(v.parse::<i64>()?);
+            } else if let Some(v) = line.strip_prefix("data: ") {
+                data = Some(serde_json::from_str::<Value>(v)?);
+            }
+        }
+        out.push((seq.ok_or_else(|| anyhow::anyhow!("an event without id: {block}"))?, data.unwrap_or(Value::Null)));
+    }
+    Ok(out)
+}
+
+/// A trial's parameters by name, as numbers.
+async fn parameters(server: &Server, id: &str) -> anyhow::Result<Vec<(String, Vec<f64>)>> {
+    let body: Value = server
+        .http
+        .get(server.url(&format!("/v1/jobs/{id}/parameters")))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(body["parameters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            let values = t["data"].as_array().into_iter().flatten().filter_map(Value::as_f64).collect();
+            (t["name"].as_str().unwrap_or_default().to_owned(), values)
+        })
+        .collect())
+}
+
+async fn a_regression_recovers_its_coefficients_and_streams_its_epochs(backend: Backend) -> anyhow::Result<()> {
+    let server = Server::start_on(backend, &[]).await?;
+    linear_setup(&server).await?;
+    let epochs = 25;
+    let id = submit(&server, &server.http, &linear_spec(epochs, json!({}))).await?;
+    let job = wait_over(&server, &server.http, &id).await?;
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    assert_eq!(job["trials"][0]["epoch"], epochs);
+    assert_eq!(job["best_trial"], 0);
+    let found = parameters(&server, &id).await?;
+    let w = &found.iter().find(|(n, _)| n == "w").unwrap().1;
+    let b = found.iter().find(|(n, _)| n == "b").unwrap().1[0];
+    for (got, want) in w.iter().zip(COEFFICIENTS) {
+        assert!((got - want).abs() < 1e-2, "w = {w:?}, expected {COEFFICIENTS:?}");
+    }
+    assert!((b - INTERCEPT).abs() < 1e-2, "b = {b}");
+
+    // The report: one curve point per epoch, the loss falling, test figures.
+    let report: Value =
+        server.http.get(server.url(&format!("/v1/jobs/{id}/report"))).send().await?.error_for_status()?.json().await?;
+    let loss = report["trials"][0]["curves"]["loss"].as_array().unwrap();
+    assert_eq!(loss.len(), epochs as usize, "{report:#}");
+    assert!(loss.last().unwrap().as_f64().unwrap() < loss[0].as_f64().unwrap() / 100.0, "{loss:?}");
+    assert!(report["test"]["metrics"]["loss"].as_f64().unwrap() < 1e-3, "{report:#}");
+    assert_eq!(report["test"]["rows"], 40);
+    assert!(report["test"].get("confusion").is_none(), "a regression has no confusion matrix");
+    assert!(report["cpu_time_s"].as_f64().unwrap() > 0.0 && report["wall_time_s"].as_f64().unwrap() > 0.0);
+    let svg = server.http.get(server.url(&format!("/v1/jobs/{id}/report.svg"))).send().await?;
+    assert_eq!(svg.headers()["content-type"], "image/svg+xml");
+    let svg = svg.text().await?;
+    assert!(svg.starts_with("<svg") && svg.contains("val_loss") && svg.contains("<polyline"), "{svg}");
+
+    // The stream: the job's states and one event per epoch, numbered 1, 2, ...
+    let all = events(&server, &id, None).await?;
+    let seqs: Vec<i64> = all.iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, (1..=all.len() as i64).collect::<Vec<_>>());
+    let epoch_events: Vec<&Value> = all.iter().map(|(_, e)| e).filter(|e| e["type"] == "epoch").collect();
+    assert_eq!(epoch_events.len(), epochs as usize);
+    assert_eq!(
+        epoch_events.iter().map(|e| e["epoch"].as_u64().unwrap()).collect::<Vec<_>>(),
+        (1..=u64::from(epochs)).collect::<Vec<_>>()
+    );
+    assert!(epoch_events[0]["metrics"]["val_loss"].is_number() && epoch_events[0]["metrics"]["val_mae"].is_number());
+    assert_eq!(all.first().unwrap().1, json!({"type": "job", "state": "queued"}));
+    assert_eq!(all.last().unwrap().1, json!({"type": "job", "state": "succeeded"}));
+    // Resuming after event 10 gives the rest, no gap and no repeat.
+    let rest = events(&server, &id, Some(10)).await?;
+    assert_eq!(rest, all[10..].to_vec());
+
+    // The bill: usage records for the job's work, with CPU time.
+    let records = server.usage_records(&server.http, None).await?;
+    let job_records: Vec<&Value> =
+        records.iter().filter(|r| r["request_id"].as_str().is_some_and(|i| i.starts_with(&id))).collect();
+    assert!(!job_records.is_empty(), "no usage records for the job");
+    assert!(job_records.iter().all(|r| r["function"] == "train-linear" && r["outcome"] == "ok"));
+    assert!(job_records.iter().map(|r| r["cpu_us"].as_i64().unwrap_or(0)).sum::<i64>() > 0);
+    // One record per checkpoint interval (every epoch here), and one for the test split.
+    assert_eq!(job_records.len(), epochs as usize + 1);
+
+    // Listed, then deleted with everything it kept.
+    let list: Value = server.http.get(server.url("/v1/jobs")).send().await?.json().await?;
+    assert_eq!(list["jobs"][0]["id"], id.as_str());
+    let deleted = server.http.delete(server.url(&format!("/v1/jobs/{id}"))).send().await?;
+    assert_eq!(deleted.status(), 200);
+    let (status, code, _) = error_of(server.http.get(server.url(&format!("/v1/jobs/{id}"))).send().await?).await?;
+    assert_eq!((status, code.as_str()), (404, "not_found"));
+    Ok(())
+}
+
+async fn asha_stops_trials_that_fall_behind(backend: Backend) -> anyhow::Result<()> {
+    let server = Server::start_on(backend, &["--jobs-workers", "2"]).await?;
+    linear_setup(&server).await?;
+    let spec = linear_spec(
+        9,
+        json!({
+            "hyper": {"learning_rate": {"log_uniform": [0.0001, 0.2]}},
+            "search": {"method": "random", "trials": 6, "parallel": 2,
+                       "early_stopping": {"asha": {"grace_epochs": 1, "reduction_factor": 3}}},
+            "objective": {"metric": "val_loss", "mode": "min"},
+        }),
+    );
+    let id = submit(&server, &server.http, &spec).await?;
+    let job = wait_over(&server, &server.http, &id).await?;
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    let trials = job["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 6);
+    let stopped: Vec<&Value> = trials.iter().filter(|t| t["state"] == "stopped").collect();
+    assert!(!stopped.is_empty(), "ASHA stopped no trial: {job:#}");
+    assert!(stopped.iter().all(|t| t["epoch"].as_u64().unwrap() < 9), "{job:#}");
+    assert!(trials.iter().any(|t| t["state"] == "succeeded" && t["epoch"] == 9), "{job:#}");
+    // The best trial is the one with the lowest val_loss among them.
+    let best = job["best_trial"].as_u64().unwrap() as usize;
+    let best_loss = trials[best]["metrics"]["val_loss"].as_f64().unwrap();
+    assert!(trials.iter().filter_map(|t| t["metrics"]["val_loss"].as_f64()).all(|l| l >= best_loss));
+    Ok(())
+}
+
+async fn a_trapping_step_is_retried_then_fails_the_job(backend: Backend) -> anyhow::Result<()> {
+    let server = Server::start_on(backend, &[]).await?;
+    linear_setup(&server).await?;
+    server.deploy_ok("trap", "fixture-train-trap", "").await?;
+    let spec =
+        json!({"function": "trap", "dataset": "linear", "epochs": 3, "max_retries": 2, "hyper": {"trap_after": 4}});
+    let id = submit(&server, &server.http, &spec).await?;
+    let job = wait_over(&server, &server.http, &id).await?;
+    assert_eq!(job["state"], "failed", "{job:#}");
+    let trial = &job["trials"][0];
+    assert_eq!((trial["state"].as_str(), trial["attempt"].as_u64()), (Some("failed"), Some(3)), "{job:#}");
+    let error = trial["error"].as_str().unwrap();
+    assert!(error.contains("trapped on purpose"), "{error}");
+    assert!(job["error"].as_str().unwrap().contains("trial 0 failed"), "{job:#}");
+    // Each retry is in the stream with the error that caused it.
+    let all = events(&server, &id, None).await?;
+    let retries = all
+        .iter()
+        .filter(|(_, e)| e["type"] == "trial" && e["error"].as_str().is_some_and(|m| m.contains("retrying")))
+        .count();
+    assert_eq!(retries, 2, "{all:#?}");
+    // What the guest printed is in the trial's log.
+    let logs: Value = server.http.get(server.url(&format!("/v1/jobs/{id}/logs"))).send().await?.json().await?;
+    assert!(logs["trials"][0]["stdout"].as_str().unwrap().contains("about to trap after 4 steps"), "{logs:#}");
+    // Failed attempts are billed, with the error as their outcome.
+    let records = server.usage_records(&server.http, None).await?;
+    let failed = records
+        .iter()
+        .filter(|r| r["request_id"].as_str().is_some_and(|i| i.starts_with(&id)) && r["outcome"] == "trap")
+        .count();
+    assert_eq!(failed, 3, "one trap record per attempt");
+    Ok(())
+}
+
+async fn cancel_runtime_limits_quotas_and_tenancy(backend: Backend) -> anyhow::Result<()> {
+    let server = Server::start_on(backend, &[]).await?;
+    linear_setup(&server).await?;
+    // Cancel: the job ends at once, its trial too, and it cannot be cancelled twice.
+    let id = submit(&server, &server.http, &linear_spec(100_000, json!({}))).await?;
+    wait_until(&server, &server.http, &id, Duration::from_secs(60), |job| {
+        job["trials"][0]["epoch"].as_u64() >= Some(1)
+    })
+    .await?;
+    let cancelled: Value = server.http.post(server.url(&format!("/v1/jobs/{id}/cancel"))).send().await?.json().await?;
+    assert_eq!(cancelled["state"], "cancelled");
+    assert_eq!(cancelled["trials"][0]["state"], "cancelled");
+    let (status, code, _) =
+        error_of(server.http.post(server.url(&format!("/v1/jobs/{id}/cancel"))).send().await?).await?;
+    assert_eq!((status, code.as_str()), (409, "conflict"));
+    let epoch = cancelled["trials"][0]["epoch"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let later = wait_over(&server, &server.http, &id).await?;
+    assert!(later["trials"][0]["epoch"].as_u64().unwrap() <= epoch + 1, "a cancelled trial stopped: {later:#}");
+
+    // The runtime limit.
+    let id = submit(&server, &server.http, &linear_spec(100_000, json!({"max_runtime_s": 1}))).await?;
+    let job = wait_over(&server, &server.http, &id).await?;
+    assert_eq!(job["state"], "timed_out", "{job:#}");
+    assert!(job["error"].as_str().unwrap().contains("max_runtime_s"), "{job:#}");
+
+    // Spec errors name the field.
+    for (spec, field) in [
+        (linear_spec(0, json!({})), "`epochs`"),
+        (json!({"function": "nope", "dataset": "linear", "epochs": 1}), "`function`"),
+        (json!({"function": "train-linear", "dataset": "nope", "epochs": 1}), "`dataset`"),
+        (linear_spec(1, json!({"hyper": {"learning_rate": {"log_uniform": [0, 1]}}})), "`hyper.learning_rate`"),
+        (linear_spec(1, json!({"epoch": 3})), "epoch"),
+    ] {
+        let (status, code, message) =
+            error_of(server.http.post(server.url("/v1/jobs")).json(&spec).send().await?).await?;
+        assert_eq!((status, code.as_str()), (400, "bad_request"), "{spec}: {message}");
+        assert!(message.contains(field), "{spec}: {message}");
+    }
+
+    // Quotas: jobs at once, and trials at once.
+    let key = server.create_tenant("trainer").await?;
+    let quotas = json!({"max_concurrent_jobs": 1, "max_trial_parallelism": 2});
+    server.http.put(server.url("/v1/tenants/trainer/quotas")).json(&quotas).send().await?.error_for_status()?;
+    let trainer = server.with_key(&key)?;
+    let component = muon_tests::component("train-linear")?;
+    trainer.put(server.url("/v1/functions/train-linear")).body(component).send().await?.error_for_status()?;
+    trainer
+        .put(server.url("/v1/datasets/linear?label=y"))
+        .header("content-type", "text/csv")
+        .body(linear_csv(100))
+        .send()
+        .await?
+        .error_for_status()?;
+    let wide = linear_spec(1, json!({"search": {"trials": 4, "parallel": 3}}));
+    let (status, code, message) = error_of(trainer.post(server.url("/v1/jobs")).json(&wide).send().await?).await?;
+    assert_eq!((status, code.as_str()), (429, "quota_exceeded"), "{message}");
+    let long = submit(&server, &trainer, &linear_spec(100_000, json!({}))).await?;
+    let (status, code, message) =
+        error_of(trainer.post(server.url("/v1/jobs")).json(&linear_spec(1, json!({}))).send().await?).await?;
+    assert_eq!((status, code.as_str()), (429, "quota_exceeded"), "{message}");
+
+    // Another tenant's job is 404 on every route.
+    for (method, path) in [
+        ("GET", format!("/v1/jobs/{long}")),
+        ("GET", format!("/v1/jobs/{long}/events")),
+        ("GET", format!("/v1/jobs/{long}/logs")),
+        ("GET", format!("/v1/jobs/{long}/report")),
+        ("GET", format!("/v1/jobs/{long}/report.svg")),
+        ("GET", format!("/v1/jobs/{long}/parameters")),
+        ("POST", format!("/v1/jobs/{long}/cancel")),
+        ("DELETE", format!("/v1/jobs/{long}")),
+    ] {
+        let request = server.http.request(method.parse()?, server.url(&path));
+        let (status, code, _) = error_of(request.send().await?).await?;
+        assert_eq!((status, code.as_str()), (404, "not_found"), "{method} {path}");
+    }
+    let theirs: Value = server.http.get(server.url("/v1/jobs")).send().await?.json().await?;
+    assert!(theirs["jobs"].as_array().unwrap().iter().all(|j| j["id"] != long.as_str()));
+    trainer.post(server.url(&format!("/v1/jobs/{long}/cancel"))).send().await?.error_for_status()?;
+    Ok(())
+}
