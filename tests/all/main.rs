@@ -47,4 +47,5 @@ mod scaling;
 mod soak;
 mod storage;
 mod tenants;
+mod train_graph;
 mod wire;

@@ -15,6 +15,7 @@ mod error;
 mod models;
 mod pool;
 mod signature;
+pub mod template;
 mod tensor;
 pub mod wasi;
 
