@@ -34,9 +34,10 @@ of the loss in float64, a whole step (momentum included) against a numpy
 step, and the evaluation and the template against a numpy forward pass.
 
 Then it trains with the train-step graph alone on ONNX Runtime, on
-examples/datasets/digits.csv split as muon splits by default (80% train,
-10% validation, 10% test, seeded shuffle), to show that the graphs reach the
-issue's bar of 0.95 test accuracy. The numbers the job tests use:
+examples/datasets/digits.csv split in the proportions of muon's default
+split (80% train, 10% validation, 10% test, after a numpy shuffle seeded
+per run: the same fractions, not muon's own row order), to show that the
+graphs reach the issue's bar of 0.95 test accuracy. The numbers the job tests use:
 
     hidden 64, batch 32, learning_rate 0.02, momentum 0.9, 20 epochs,
     He-initialised parameters (std sqrt(2 / fan_in)), zero biases
