@@ -3,9 +3,12 @@
 //! models, `functions/train-digits` deployed, and its `init`, `step` and
 //! `evaluate` called through `POST /v1/functions/{name}/invoke` on a batch
 //! of real digits, on both backends. The loss must fall and the figures
-//! must agree with the predictions. (The host-owned loop over a dataset is
-//! tested with the jobs.)
+//! must agree with the predictions. The trained parameters then fill the
+//! inference template, and `functions/digits` serves the result with the
+//! same predictions. (The host-owned loop over a dataset, and the export
+//! through it, are tested with the jobs.)
 
+use muon::nn::{ElementType, HostTensor};
 use muon_tests::{Server, repo_file};
 use serde_json::{Value, json};
 
@@ -52,20 +55,20 @@ async fn train_graph_steps_reduce_the_loss_on_both_backends() -> anyhow::Result<
     };
 
     // init: He-initialised weights, zero biases and velocities, by seed.
-    let init = invoke(json!({ "op": "init", "config": { "hidden": 32, "seed": 7 } })).await?;
+    let init = invoke(json!({ "op": "init", "config": { "hidden": 64, "seed": 7 } })).await?;
     let initial = init["parameters"].clone();
     assert_eq!(
         names(&initial),
         ["w1", "b1", "w2", "b2", "optimizer.w1", "optimizer.b1", "optimizer.w2", "optimizer.b2"]
     );
-    assert_eq!(initial[0]["dimensions"], json!([64, 32]));
-    assert_eq!(initial[2]["dimensions"], json!([32, 10]));
+    assert_eq!(initial[0]["dimensions"], json!([64, 64]));
+    assert_eq!(initial[2]["dimensions"], json!([64, 10]));
     let w1: Vec<f64> = initial[0]["data"].as_array().unwrap().iter().filter_map(Value::as_f64).collect();
     let std = (w1.iter().map(|w| w * w).sum::<f64>() / w1.len() as f64).sqrt();
     assert!((std - (2.0f64 / 64.0).sqrt()).abs() < 0.02, "w1's spread {std} is not He's sqrt(2/64)");
-    let again = invoke(json!({ "op": "init", "config": { "hidden": 32, "seed": 7 } })).await?;
+    let again = invoke(json!({ "op": "init", "config": { "hidden": 64, "seed": 7 } })).await?;
     assert_eq!(again["parameters"], initial, "the same seed gives the same parameters");
-    let other = invoke(json!({ "op": "init", "config": { "hidden": 32, "seed": 8 } })).await?;
+    let other = invoke(json!({ "op": "init", "config": { "hidden": 64, "seed": 8 } })).await?;
     assert_ne!(other["parameters"][0], initial[0]);
     let bad = server
         .http
@@ -78,6 +81,7 @@ async fn train_graph_steps_reduce_the_loss_on_both_backends() -> anyhow::Result<
     assert!(bad.contains("hidden must be from 1 to 4096"), "{bad}");
 
     let batch = digits_batch()?;
+    let mut trained = (Value::Null, Vec::new());
     for backend in ["tract", "onnxruntime"] {
         let query = format!("backend={backend}");
         for name in ["digits-mlp-train", "digits-mlp-eval"] {
@@ -118,6 +122,41 @@ async fn train_graph_steps_reduce_the_loss_on_both_backends() -> anyhow::Result<
         let correct = predictions.iter().zip(labels).filter(|(p, y)| **p as f64 == *y).count();
         assert_eq!(predictions.len(), ROWS);
         assert!((correct as f64 / ROWS as f64 - accuracy).abs() < 1e-6, "{backend}: predictions and accuracy disagree");
+        trained = (parameters, predictions);
     }
+
+    // Export without the job loop: the trained parameters written into the
+    // inference template (optimizer state left out) make a model that
+    // functions/digits, unchanged, serves with the evaluation's predictions.
+    let (parameters, predictions) = trained;
+    let parameters: Vec<(String, HostTensor)> = parameters
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let data = t["data"].as_array().unwrap().iter().filter_map(Value::as_f64);
+            let tensor = HostTensor {
+                dimensions: t["dimensions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(Value::as_u64)
+                    .map(|d| d as u32)
+                    .collect(),
+                ty: ElementType::Fp32,
+                data: data.flat_map(|v| (v as f32).to_le_bytes()).collect(),
+            };
+            (t["name"].as_str().unwrap().to_owned(), tensor)
+        })
+        .collect();
+    let template = repo_file("examples/training/digits-mlp-template.onnx")?;
+    let model = muon::nn::template::fill(&template, &parameters)?;
+    server.push_model_ok("digits", model, "backend=onnxruntime").await?;
+    server.deploy_ok("digits", "digits", "models=digits").await?;
+    let images: Vec<&[Value]> = batch[0]["data"].as_array().unwrap().chunks(64).collect();
+    let response = server.http.post(server.url("/fn/default/digits")).json(&json!({ "images": images })).send().await?;
+    let served: Value = response.json().await?;
+    let served: Vec<i64> = served["digits"].as_array().unwrap().iter().filter_map(Value::as_i64).collect();
+    assert_eq!(served, predictions, "the served model predicts what the evaluation graph did");
     Ok(())
 }
