@@ -30,7 +30,7 @@ HIDDEN, BATCH, LEARNING_RATE, MOMENTUM = 64, 32, np.float32(0.02), np.float32(0.
 
 
 def main():
-    epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+    epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 100
     path = ROOT / "examples" / "datasets" / "digits.csv"
     header = path.read_text().split("\n", 1)[0].split(",")
     data = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float32)

@@ -13,7 +13,7 @@
 //! that measures a broken graph shows it.
 //!
 //! Run it with `scripts/bench-train.sh`, which builds what it needs.
-//! `TRAIN_BENCH_EPOCHS` (default 20), `TRAIN_BENCH_THREADS` (intra-op
+//! `TRAIN_BENCH_EPOCHS` (default 100), `TRAIN_BENCH_THREADS` (intra-op
 //! threads, default 1, as muon's benchmarks run ONNX Runtime) and
 //! `TRAIN_BENCH_DEVICE` (`cpu` or `gpu`, default `cpu`) set the run;
 //! `MUON_ORT_DYLIB` the library (default `target/onnxruntime/`).
@@ -41,7 +41,7 @@ struct Named {
 }
 
 fn main() -> anyhow::Result<()> {
-    let epochs: usize = setting("TRAIN_BENCH_EPOCHS", "20")?.parse().context("TRAIN_BENCH_EPOCHS")?;
+    let epochs: usize = setting("TRAIN_BENCH_EPOCHS", "100")?.parse().context("TRAIN_BENCH_EPOCHS")?;
     let threads: usize = setting("TRAIN_BENCH_THREADS", "1")?.parse().context("TRAIN_BENCH_THREADS")?;
     let gpu = setting("TRAIN_BENCH_DEVICE", "cpu")? == "gpu";
     let library = std::env::var_os("MUON_ORT_DYLIB")
