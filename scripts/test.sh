@@ -24,6 +24,9 @@ cargo build --release -p muon -p muon-tests
 # that tests generate rather than commit (a Python venv under target/py).
 ./scripts/onnxruntime.sh >/dev/null
 ./scripts/make-models.sh >/dev/null
+# The committed training graphs must be what their script makes, still match
+# numpy's gradients, and still train the digits MLP past 0.95 (about 2 s).
+./scripts/make-training-graphs.sh --check-only >/dev/null
 # pandas and numpy, which the dataset tests check muon's statistics against.
 ./scripts/python-env.sh scripts/requirements-datasets.txt datasets-py >/dev/null
 # A throwaway PostgreSQL server for the tests that run on both databases.

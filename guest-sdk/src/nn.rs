@@ -16,8 +16,10 @@
 //! tooling drops imports a module never uses.
 
 mod error;
+mod train;
 
 pub use error::{ErrorCode, NnError};
+pub use train::OPTIMIZER_STATE_PREFIX;
 
 use crate::__bindings::nn::wasi::nn::{graph, inference, tensor as wit};
 use crate::{NamedTensor, Tensor, TensorType};
@@ -85,7 +87,13 @@ impl Model {
 
     /// Runs the model on named inputs and returns its named outputs.
     pub fn run(&self, inputs: &[(&str, Tensor)]) -> Result<Outputs, NnError> {
-        let inputs = inputs.iter().map(|(name, tensor)| ((*name).to_owned(), to_wit(tensor))).collect();
+        self.compute(inputs.iter().map(|(name, tensor)| (*name, tensor)))
+    }
+
+    /// Runs the model on borrowed named inputs: tensors are copied once,
+    /// into the host's, whichever way they are held.
+    fn compute<'a>(&self, inputs: impl Iterator<Item = (&'a str, &'a Tensor)>) -> Result<Outputs, NnError> {
+        let inputs = inputs.map(|(name, tensor)| (name.to_owned(), to_wit(tensor))).collect();
         let outputs = self.context.compute(inputs)?;
         Ok(Outputs(outputs.into_iter().map(|(name, tensor)| NamedTensor::new(name, from_wit(&tensor))).collect()))
     }

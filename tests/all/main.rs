@@ -48,4 +48,5 @@ mod scaling;
 mod soak;
 mod storage;
 mod tenants;
+mod train_graph;
 mod wire;

@@ -72,8 +72,11 @@ impl TrainingStep for Linear {
     }
 }
 
+/// The weights `w`, the bias `b`, and the batch's `x` and `y`.
+type Read = (Vec<f32>, f32, Vec<f32>, Vec<f32>);
+
 /// The weights `w`, the bias `b`, and the batch's `x` and `y`, checked to fit together.
-fn read(parameters: &[NamedTensor], batch: &[NamedTensor]) -> Result<(Vec<f32>, f32, Vec<f32>, Vec<f32>), String> {
+fn read(parameters: &[NamedTensor], batch: &[NamedTensor]) -> Result<Read, String> {
     let read = |set: &[NamedTensor], name: &str| -> Result<Vec<f32>, String> {
         NamedTensor::find(set, name)
             .ok_or(format!("missing tensor `{name}`"))?

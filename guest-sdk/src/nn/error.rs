@@ -86,6 +86,14 @@ impl std::fmt::Display for NnError {
 
 impl std::error::Error for NnError {}
 
+/// The error as text, so that `?` works in the functions of
+/// [`TrainingStep`](crate::TrainingStep), whose errors are strings.
+impl From<NnError> for String {
+    fn from(error: NnError) -> Self {
+        error.to_string()
+    }
+}
+
 impl From<errors::Error> for NnError {
     fn from(error: errors::Error) -> Self {
         Self { code: error.code().into(), message: error.data() }

@@ -34,3 +34,22 @@ pub mod training {
 
 pub use handler::muon::function::types::{NamedTensor, Request, Response, Tensor, TensorType};
 pub use preprocessor::exports::muon::function::preprocess::RawRecord;
+
+/// A function's tensor as the inference layer holds it: the same layout
+/// (dimensions, element type, little-endian row-major bytes), so trained
+/// parameters can be written into a model (`nn::template::fill`).
+impl From<Tensor> for crate::nn::HostTensor {
+    fn from(tensor: Tensor) -> Self {
+        use crate::nn::ElementType;
+        let ty = match tensor.ty {
+            TensorType::Fp16 => ElementType::Fp16,
+            TensorType::Fp32 => ElementType::Fp32,
+            TensorType::Fp64 => ElementType::Fp64,
+            TensorType::Bf16 => ElementType::Bf16,
+            TensorType::U8 => ElementType::U8,
+            TensorType::I32 => ElementType::I32,
+            TensorType::I64 => ElementType::I64,
+        };
+        Self { dimensions: tensor.dimensions, ty, data: tensor.data }
+    }
+}

@@ -116,7 +116,9 @@ async fn export(
         .get(tenant, template)
         .ok_or_else(|| Stop::Failed(format!("export: the template model `{template}` was deleted")))?;
     let bytes = models.bytes(&record).await.map_err(|err| Stop::Internal(anyhow::anyhow!(err)))?;
-    let filled = crate::nn::template::fill(&bytes, parameters).map_err(|err| Stop::Failed(format!("export: {err}")))?;
+    let named: Vec<(String, crate::nn::HostTensor)> =
+        parameters.iter().map(|p| (p.name.clone(), p.tensor.clone().into())).collect();
+    let filled = crate::nn::template::fill(&bytes, &named).map_err(|err| Stop::Failed(format!("export: {err}")))?;
     let quota = jobs
         .deps
         .tenancy

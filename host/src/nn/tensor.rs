@@ -37,6 +37,20 @@ impl ElementType {
         }
     }
 
+    /// The ONNX `TensorProto.DataType` of the same elements.
+    pub(crate) fn onnx_data_type(self) -> i32 {
+        use tract_onnx::pb::tensor_proto::DataType;
+        (match self {
+            Self::Fp16 => DataType::Float16,
+            Self::Fp32 => DataType::Float,
+            Self::Fp64 => DataType::Double,
+            Self::Bf16 => DataType::Bfloat16,
+            Self::U8 => DataType::Uint8,
+            Self::I32 => DataType::Int32,
+            Self::I64 => DataType::Int64,
+        }) as i32
+    }
+
     /// The name used in JSON and messages.
     pub fn as_str(self) -> &'static str {
         match self {

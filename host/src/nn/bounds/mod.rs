@@ -33,7 +33,7 @@ use tract_onnx::prelude::Framework as _;
 use super::error::{ErrorCode, NnError};
 use super::signature::{Dim, Signature};
 use super::tensor::HostTensor;
-use proto::{build_node, dtype_of, element_bytes, input_fact, sparse_fact, tensor_fact};
+use proto::{build_node, element_bytes, input_fact, sparse_fact, tensor_fact};
 use rules::infer;
 
 /// Integer and float tensors up to this many elements have their values
@@ -190,7 +190,7 @@ impl ModelBounds {
             .map(|spec| Fact {
                 shape: Some(spec.shape.iter().map(|d| if let Dim::Fixed(n) = d { *n } else { 1 }).collect()),
                 value: None,
-                dtype: dtype_of(spec.ty),
+                dtype: spec.ty.onnx_data_type(),
                 from_input: true,
             })
             .collect();

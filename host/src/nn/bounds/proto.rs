@@ -51,18 +51,6 @@ pub(super) fn element_bytes(dtype: i32) -> u128 {
     }
 }
 
-pub(super) fn dtype_of(ty: ElementType) -> i32 {
-    (match ty {
-        ElementType::Fp16 => DataType::Float16,
-        ElementType::Fp32 => DataType::Float,
-        ElementType::Fp64 => DataType::Double,
-        ElementType::Bf16 => DataType::Bfloat16,
-        ElementType::U8 => DataType::Uint8,
-        ElementType::I32 => DataType::Int32,
-        ElementType::I64 => DataType::Int64,
-    }) as i32
-}
-
 pub(super) fn dims_of(dims: &[i64]) -> Vec<u64> {
     dims.iter().map(|&d| u64::try_from(d).unwrap_or(0)).collect()
 }
@@ -126,7 +114,7 @@ fn constant_fact(attributes: &[pb::AttributeProto]) -> Option<Fact> {
 }
 
 pub(super) fn input_fact(tensor: &HostTensor) -> Fact {
-    let dtype = dtype_of(tensor.ty);
+    let dtype = tensor.ty.onnx_data_type();
     let shape: Vec<u64> = tensor.dimensions.iter().map(|&d| u64::from(d)).collect();
     let count: u64 = shape.iter().product();
     let chunks = |n: usize| tensor.data.chunks_exact(n);

@@ -1,0 +1,120 @@
+//! Training through graphs: a training step whose arithmetic is an ONNX
+//! model run by the host's backend, the guest only passing tensors.
+//!
+//! A *train-step graph* takes the parameters, a batch and hyper-parameters
+//! as inputs of the same names, and returns each parameter updated as
+//! `<name>.next`, the batch's `loss`, and any further figures (`accuracy`,
+//! ...) as fp32 outputs of one element. An *evaluation graph* takes the
+//! parameters and a batch and returns its figures the same way, and a
+//! classifier's predicted class per row as i64 `predictions`. With them a
+//! [`TrainingStep`](crate::TrainingStep) is a few lines:
+//!
+//! ```ignore
+//! fn step(parameters: Vec<NamedTensor>, batch: Vec<NamedTensor>, hyper: HyperParameters)
+//!     -> Result<StepOutput, String> {
+//!     let hyper = [("learning_rate", hyper.get_or("learning_rate", 0.02))];
+//!     Ok(Model::load("my-train-step")?.train_step(&parameters, &batch, &hyper)?)
+//! }
+//!
+//! fn evaluate(parameters: Vec<NamedTensor>, batch: Vec<NamedTensor>) -> Result<Evaluation, String> {
+//!     Ok(Model::load("my-eval")?.evaluate(&parameters, &batch)?)
+//! }
+//! ```
+
+use super::{ErrorCode, Model, NnError, Outputs};
+use crate::{Evaluation, NamedTensor, StepOutput, Tensor, TensorType};
+
+/// Parameters whose names start with this are optimizer state (momentum
+/// velocities, say): a step updates them like the others, and the host keeps
+/// them between steps, but they are not part of the model. An evaluation
+/// graph is not given them, and the host leaves them out when it writes
+/// trained parameters into a model.
+pub const OPTIMIZER_STATE_PREFIX: &str = "optimizer.";
+
+/// The suffix of the output that holds a parameter's value after the step.
+const NEXT: &str = ".next";
+
+impl Model {
+    /// One training step on a train-step graph: `parameters`, `batch` and
+    /// `hyper_parameters` (each an fp32 `[1]` input of its name) go in; each
+    /// parameter's `<name>.next` output comes back under the parameter's
+    /// name, with `loss` and the graph's other one-element fp32 outputs as
+    /// metrics.
+    pub fn train_step(
+        &self,
+        parameters: &[NamedTensor],
+        batch: &[NamedTensor],
+        hyper_parameters: &[(&str, f64)],
+    ) -> Result<StepOutput, NnError> {
+        // Graphs compute in fp32; the host hands hyper-parameters as f64.
+        let hyper: Vec<(&str, Tensor)> =
+            hyper_parameters.iter().map(|(name, value)| (*name, Tensor::from_f32([1], &[*value as f32]))).collect();
+        let inputs = parameters.iter().chain(batch).map(|t| (t.name.as_str(), &t.tensor));
+        let outputs = self.compute(inputs.chain(hyper.iter().map(|(name, tensor)| (*name, tensor))))?;
+        let updated = parameters
+            .iter()
+            .map(|parameter| {
+                let name = format!("{}{NEXT}", parameter.name);
+                let tensor = outputs.get(&name).ok_or_else(|| contract(format!("no output `{name}`")))?;
+                Ok(NamedTensor::new(parameter.name.clone(), tensor.clone()))
+            })
+            .collect::<Result<Vec<_>, NnError>>()?;
+        let mut metrics = figures(&outputs, |name| !name.ends_with(NEXT));
+        let at = metrics.iter().position(|(name, _)| name == "loss").ok_or_else(|| {
+            contract("no output `loss` (fp32, one element): the batch's loss before the step".to_owned())
+        })?;
+        let (_, loss) = metrics.remove(at);
+        Ok(StepOutput { parameters: updated, loss, metrics })
+    }
+
+    /// The figures of `parameters` on `batch` from an evaluation graph: its
+    /// one-element fp32 outputs by name, and its i64 `predictions` (one
+    /// class per row) when it has them. Optimizer state (parameters named
+    /// [`OPTIMIZER_STATE_PREFIX`]`*`) is not passed to the graph.
+    pub fn evaluate(&self, parameters: &[NamedTensor], batch: &[NamedTensor]) -> Result<Evaluation, NnError> {
+        let model = parameters.iter().filter(|t| !t.name.starts_with(OPTIMIZER_STATE_PREFIX));
+        let outputs = self.compute(model.chain(batch).map(|t| (t.name.as_str(), &t.tensor)))?;
+        let predictions = match outputs.get("predictions") {
+            Some(tensor) => {
+                tensor.to_i64().map_err(|err| contract(format!("output `predictions` must be i64: {err}")))?
+            }
+            None => Vec::new(),
+        };
+        Ok(Evaluation { metrics: figures(&outputs, |name| name != "predictions"), predictions })
+    }
+}
+
+/// The one-element fp32 outputs whose names pass `keep`, as figures.
+fn figures(outputs: &Outputs, keep: impl Fn(&str) -> bool) -> Vec<(String, f64)> {
+    outputs
+        .iter()
+        .filter(|output| keep(&output.name) && output.tensor.ty == TensorType::Fp32)
+        .filter_map(|output| match output.tensor.to_f32().as_deref() {
+            Ok([value]) => Some((output.name.clone(), f64::from(*value))),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A graph that does not keep the train-step or evaluation convention.
+fn contract(what: String) -> NnError {
+    NnError { code: ErrorCode::InvalidArgument, message: format!("the graph does not fit the convention: {what}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_are_the_scalar_fp32_outputs() {
+        let outputs = Outputs::from(vec![
+            NamedTensor::new("w.next", Tensor::from_f32([1], &[0.5])),
+            NamedTensor::new("loss", Tensor::from_f32([1], &[2.0])),
+            NamedTensor::new("accuracy", Tensor::from_f32([], &[0.25])),
+            NamedTensor::new("predictions", Tensor::from_i64([2], &[1, 3])),
+            NamedTensor::new("probabilities", Tensor::from_f32([2], &[0.5, 0.5])),
+        ]);
+        let kept = figures(&outputs, |name| !name.ends_with(NEXT));
+        assert_eq!(kept, [("loss".to_owned(), 2.0), ("accuracy".to_owned(), 0.25)]);
+    }
+}
