@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use muon_tests::{Backend, Server, error_of};
+use muon_tests::{Backend, Server, error_of, repo_file};
 use serde_json::{Value, json};
 
 crate::on_both_databases!(
@@ -13,6 +13,7 @@ crate::on_both_databases!(
     asha_stops_trials_that_fall_behind,
     a_trapping_step_is_retried_then_fails_the_job,
     cancel_runtime_limits_quotas_and_tenancy,
+    the_digits_mlp_trains_through_wasi_nn_and_is_served,
 );
 
 /// The coefficients the synthetic dataset is made with: `y = 2 x1 - 3 x2 + 0.5 x3 + 1`.
@@ -359,5 +360,77 @@ async fn cancel_runtime_limits_quotas_and_tenancy(backend: Backend) -> anyhow::R
     let theirs: Value = server.http.get(server.url("/v1/jobs")).send().await?.json().await?;
     assert!(theirs["jobs"].as_array().unwrap().iter().all(|j| j["id"] != long.as_str()));
     trainer.post(server.url(&format!("/v1/jobs/{long}/cancel"))).send().await?.error_for_status()?;
+    Ok(())
+}
+
+async fn the_digits_mlp_trains_through_wasi_nn_and_is_served(backend: Backend) -> anyhow::Result<()> {
+    let server = Server::start_on(backend, &[]).await?;
+    let response = server
+        .http
+        .put(server.url("/v1/datasets/digits?label=target&categorical=target&stratify=true&seed=1"))
+        .header("content-type", "text/csv")
+        .body(repo_file("examples/datasets/digits.csv")?)
+        .send()
+        .await?;
+    anyhow::ensure!(response.status() == 201, "digits upload: {}", response.text().await?);
+    for name in ["digits-mlp-train", "digits-mlp-eval", "digits-mlp-template"] {
+        let model = repo_file(&format!("examples/training/{name}.onnx"))?;
+        server.push_model_ok(name, model, "backend=onnxruntime").await?;
+    }
+    server.deploy_ok("train-digits", "train-digits", "").await?;
+    let spec = json!({
+        "function": "train-digits", "dataset": "digits", "epochs": 20, "batch_size": 32, "seed": 0,
+        "config": {"hidden": 64},
+        "hyper": {"learning_rate": 0.02, "momentum": 0.9},
+        "objective": {"metric": "val_accuracy", "mode": "max"},
+        "export": {"model": "digits", "template": "digits-mlp-template"},
+    });
+    let id = submit(&server, &server.http, &spec).await?;
+    let job = wait_over(&server, &server.http, &id).await?;
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    let report: Value =
+        server.http.get(server.url(&format!("/v1/jobs/{id}/report"))).send().await?.error_for_status()?.json().await?;
+    let accuracy = report["test"]["metrics"]["accuracy"].as_f64().unwrap();
+    assert!(accuracy >= 0.95, "test accuracy {accuracy}: {report:#}");
+    let confusion = report["test"]["confusion"].as_array().unwrap();
+    assert_eq!(confusion.len(), 10);
+    let total: u64 = confusion.iter().flat_map(|row| row.as_array().unwrap()).filter_map(Value::as_u64).sum();
+    assert_eq!(total, report["test"]["rows"].as_u64().unwrap());
+    let diagonal: u64 = (0..10).filter_map(|i| confusion[i][i].as_u64()).sum();
+    assert!(
+        (diagonal as f64 / total as f64 - accuracy).abs() < 1e-6,
+        "the matrix ({diagonal}/{total}) and the accuracy ({accuracy}) disagree"
+    );
+    assert!(report["nn_cpu_time_s"].as_f64().unwrap() > 0.0, "the math ran on the backend: {report:#}");
+    assert_eq!(report["exported"]["model"], "digits");
+
+    // The exported model, served by functions/digits unchanged, predicts the
+    // test split as the trial's own evaluation did.
+    let model: Value =
+        server.http.get(server.url("/v1/models/digits")).send().await?.error_for_status()?.json().await?;
+    assert_eq!(model["version"], report["exported"]["version"]);
+    server.deploy_ok("digits", "digits", "").await?;
+    let rows: Value = server
+        .http
+        .get(server.url("/v1/datasets/digits/rows?split=test&limit=1000"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    // Pixels in the file's column order, which the model was trained on.
+    let csv = String::from_utf8(repo_file("examples/datasets/digits.csv")?)?;
+    let header: Vec<&str> = csv.lines().next().unwrap_or_default().split(',').filter(|c| *c != "target").collect();
+    let (mut images, mut labels) = (Vec::new(), Vec::new());
+    for row in rows["rows"].as_array().unwrap() {
+        labels.push(row["target"].as_i64().unwrap());
+        images.push(header.iter().map(|c| row[*c].as_f64().unwrap()).collect::<Vec<_>>());
+    }
+    assert_eq!(images.len() as u64, report["test"]["rows"].as_u64().unwrap());
+    let answer = server.post_json(&server.http, "/fn/default/digits", &json!({"images": images})).await?;
+    let predicted = answer["digits"].as_array().unwrap();
+    let correct = predicted.iter().zip(&labels).filter(|(p, l)| p.as_i64() == Some(**l)).count();
+    let served = correct as f64 / labels.len() as f64;
+    assert!((served - accuracy).abs() <= 0.005, "served accuracy {served}, the trial's evaluation {accuracy}");
     Ok(())
 }
