@@ -434,3 +434,77 @@ async fn the_digits_mlp_trains_through_wasi_nn_and_is_served(backend: Backend) -
     assert!((served - accuracy).abs() <= 0.005, "served accuracy {served}, the trial's evaluation {accuracy}");
     Ok(())
 }
+
+/// Each trial's curve of `metric` from the report, and the final parameters.
+async fn outcome(server: &Server, id: &str) -> anyhow::Result<(Vec<Value>, Vec<(String, Vec<f64>)>)> {
+    let report: Value =
+        server.http.get(server.url(&format!("/v1/jobs/{id}/report"))).send().await?.error_for_status()?.json().await?;
+    let curves = report["trials"].as_array().unwrap().iter().map(|t| t["curves"].clone()).collect();
+    Ok((curves, parameters(server, id).await?))
+}
+
+/// `kill -9` mid-job: after a restart the trial resumes from its last
+/// checkpoint, no epoch is repeated or billed twice, and the result equals
+/// that of the same job run without a crash.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_killed_mid_run_resumes_to_the_same_result() -> anyhow::Result<()> {
+    let mut server = Server::start(&[]).await?;
+    linear_setup(&server).await?;
+    let epochs = 150;
+    let spec = linear_spec(epochs, json!({"hyper": {"learning_rate": 0.01}}));
+    let id = submit(&server, &server.http, &spec).await?;
+    let midway = |job: &Value| job["trials"][0]["epoch"].as_u64().is_some_and(|e| e >= 10);
+    let before = wait_until(&server, &server.http, &id, Duration::from_secs(60), midway).await?;
+    server.signal("KILL")?;
+    server.wait(Duration::from_secs(10)).await?;
+    let killed_at = before["trials"][0]["epoch"].as_u64().unwrap();
+    assert!(killed_at < u64::from(epochs), "the job ended before the kill: {before:#}");
+
+    let server = Server::start_in(&server.data_dir.clone(), &[], server.temp()).await?;
+    let resumed = wait_over(&server, &server.http, &id).await?;
+    assert_eq!(resumed["state"], "succeeded", "{resumed:#}");
+    let again = submit(&server, &server.http, &spec).await?;
+    assert_eq!(wait_over(&server, &server.http, &again).await?["state"], "succeeded");
+
+    let (curves, parameters) = outcome(&server, &id).await?;
+    let (uninterrupted_curves, uninterrupted) = outcome(&server, &again).await?;
+    assert_eq!(curves[0]["loss"].as_array().unwrap().len(), epochs as usize, "no epoch is repeated or lost");
+    assert_eq!(curves, uninterrupted_curves, "the same curves as without the crash");
+    assert_eq!(parameters, uninterrupted, "the same parameters as without the crash");
+    let records = server.usage_records(&server.http, None).await?;
+    let billed = records.iter().filter(|r| r["request_id"].as_str().is_some_and(|i| i.starts_with(&id))).count();
+    assert_eq!(billed, epochs as usize + 1, "one record per checkpoint interval and one for the test split");
+    Ok(())
+}
+
+/// On PostgreSQL any node runs trials; a node killed mid-job loses its
+/// leases, and the other node resumes its trial from the checkpoint.
+#[tokio::test(flavor = "multi_thread")]
+async fn another_node_finishes_the_trials_of_a_killed_one() -> anyhow::Result<()> {
+    let url = muon_tests::fresh_postgres_database()?;
+    let flags = ["--database-url", &url, "--jobs-workers", "1", "--jobs-lease-ms", "1500", "--jobs-poll-ms", "200"];
+    let mut first = Server::start(&flags).await?;
+    let second = Server::start(&flags).await?;
+    linear_setup(&first).await?;
+    let epochs = 200;
+    let spec = linear_spec(epochs, json!({"search": {"trials": 2, "parallel": 2}, "hyper": {"learning_rate": 0.01}}));
+    let id = submit(&first, &first.http, &spec).await?;
+    // One worker each: each node holds one of the two trials.
+    let both =
+        |job: &Value| job["trials"].as_array().unwrap().iter().all(|t| t["epoch"].as_u64().is_some_and(|e| e >= 5));
+    wait_until(&first, &first.http, &id, Duration::from_secs(60), both).await?;
+    first.signal("KILL")?;
+    first.wait(Duration::from_secs(10)).await?;
+    let second_http = muon_tests::client_with_key(Some(&first.admin_key))?;
+    let job = wait_until(&second, &second_http, &id, Duration::from_secs(120), |job| {
+        !matches!(job["state"].as_str(), Some("queued" | "running"))
+    })
+    .await?;
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    let report: Value = second_http.get(second.url(&format!("/v1/jobs/{id}/report"))).send().await?.json().await?;
+    for trial in report["trials"].as_array().unwrap() {
+        assert_eq!(trial["state"], "succeeded");
+        assert_eq!(trial["curves"]["loss"].as_array().unwrap().len(), epochs as usize, "no epoch repeated: {trial:#}");
+    }
+    Ok(())
+}

@@ -76,7 +76,7 @@ async fn outcome(jobs: &Arc<Jobs>, id: &str) -> Result<JobResult, Stop> {
 
 /// The best trial's figures on the test split, billed like its steps.
 async fn test(run: &TrialRun<'_>, parameters: &[NamedTensor]) -> Result<Option<TestResult>, Stop> {
-    let version = run.version()?;
+    let version = run.version().await?;
     let dataset = run.dataset().await?;
     let mut interval = super::runner::Interval::begin();
     let (metrics, classes) = run.evaluate_split(&version, &dataset, Split::Test, parameters, &mut interval, 0).await?;

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::api::ErrorCode;
 use crate::api::datasets::Split;
@@ -22,6 +22,9 @@ use crate::registry::Version;
 use crate::settle::{Outcome, Work};
 
 use super::{Jobs, checkpoint, event_json, metrics_json, search};
+
+/// How long a node waits for a deploy made on another node to reach it.
+const REGISTRY_WAIT: Duration = Duration::from_secs(10);
 
 /// Why an attempt stopped short of the end.
 pub(super) enum Stop {
@@ -114,7 +117,7 @@ impl TrialRun<'_> {
     /// One attempt, from the last checkpoint (or `init`) to the last epoch,
     /// or to early stopping.
     async fn attempt(&self, attempt: i64) -> Result<TrialState, Stop> {
-        let version = self.version()?;
+        let version = self.version().await?;
         let dataset = self.dataset().await?;
         let (mut epoch, mut parameters) = match self.jobs.deps.db.checkpoint(&self.job.id, self.trial).await? {
             Some((epoch, bytes)) => (epoch, checkpoint::decode(&bytes)?),
@@ -155,20 +158,38 @@ impl TrialRun<'_> {
     }
 
     /// The function version the job was submitted with, still deployed.
-    pub(super) fn version(&self) -> Result<Arc<Version>, Stop> {
-        let tenant = &self.job.tenant;
-        let version =
-            self.jobs.deps.registry.get(tenant, &self.job.function).ok_or_else(|| {
-                Stop::Failed(format!("function `{}` was deleted while the job ran", self.job.function))
-            })?;
-        if version.record.version != self.job.function_version || version.entry.kind() != FunctionKind::TrainingStep {
-            return Err(Stop::Failed(format!(
-                "function `{}` was redeployed (version {} to {}) while the job ran; submit the job again to train \
-                 with the new version",
-                self.job.function, self.job.function_version, version.record.version
-            )));
+    /// Another node's deploy reaches this node's registry within a few
+    /// seconds, so a version this node does not know yet is waited for.
+    pub(super) async fn version(&self) -> Result<Arc<Version>, Stop> {
+        let mut waited = Duration::ZERO;
+        loop {
+            let found = self.jobs.deps.registry.get(&self.job.tenant, &self.job.function);
+            match found {
+                Some(version)
+                    if version.record.version == self.job.function_version
+                        && version.entry.kind() == FunctionKind::TrainingStep =>
+                {
+                    return Ok(version);
+                }
+                Some(version) if version.record.version > self.job.function_version || waited >= REGISTRY_WAIT => {
+                    return Err(Stop::Failed(format!(
+                        "function `{}` was redeployed (version {} to {}) while the job ran; submit the job again \
+                         to train with the new version",
+                        self.job.function, self.job.function_version, version.record.version
+                    )));
+                }
+                None if waited >= REGISTRY_WAIT => {
+                    return Err(Stop::Failed(format!(
+                        "function `{}` was deleted while the job ran",
+                        self.job.function
+                    )));
+                }
+                _ => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    waited += Duration::from_millis(200);
+                }
+            }
         }
-        Ok(version)
     }
 
     pub(super) async fn dataset(&self) -> Result<PathBuf, Stop> {
