@@ -409,6 +409,7 @@ async fn the_digits_mlp_trains_through_wasi_nn_and_is_served(backend: Backend) -
     let model: Value =
         server.http.get(server.url("/v1/models/digits")).send().await?.error_for_status()?.json().await?;
     assert_eq!(model["version"], report["exported"]["version"]);
+    assert_eq!(model["job"], id.as_str(), "the model links back to the job that made it");
     server.deploy_ok("digits", "digits", "").await?;
     let rows: Value = server
         .http

@@ -138,6 +138,9 @@ pub struct Model {
     pub outputs: Vec<TensorSpec>,
     /// When it was uploaded, in Unix milliseconds.
     pub created_at_ms: i64,
+    /// The training job that made it (`GET /v1/jobs/{job}`), when a job exported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
 }
 
 /// `GET /v1/models`.

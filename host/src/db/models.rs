@@ -22,6 +22,8 @@ pub struct ModelRow {
     pub target: String,
     /// The signature as JSON.
     pub signature: serde_json::Value,
+    /// The training job that made it, when a job exported it.
+    pub job: Option<String>,
     /// When it was uploaded (Unix milliseconds), shown in listings.
     pub created_at_ms: i64,
 }
@@ -32,13 +34,19 @@ struct ModelMeta {
     backend: String,
     target: String,
     signature: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    job: Option<String>,
 }
 
 impl ModelRow {
     /// The catalog's form of this model (its version is set when inserted).
     pub fn to_object(&self) -> anyhow::Result<ObjectVersion> {
-        let meta =
-            ModelMeta { backend: self.backend.clone(), target: self.target.clone(), signature: self.signature.clone() };
+        let meta = ModelMeta {
+            backend: self.backend.clone(),
+            target: self.target.clone(),
+            signature: self.signature.clone(),
+            job: self.job.clone(),
+        };
         Ok(ObjectVersion {
             kind: ObjectKind::Model,
             tenant: self.tenant.clone(),
@@ -62,6 +70,7 @@ impl ModelRow {
             backend: meta.backend,
             target: meta.target,
             signature: meta.signature,
+            job: meta.job,
             created_at_ms: object.created_at_ms,
         })
     }

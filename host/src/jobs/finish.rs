@@ -68,7 +68,7 @@ async fn outcome(jobs: &Arc<Jobs>, id: &str) -> Result<JobResult, Stop> {
     };
     let test = test(&run, &parameters).await?;
     let exported = match &spec.export {
-        Some(export) => Some(self::export(jobs, &row.tenant, &export.model, &export.template, &parameters).await?),
+        Some(export) => Some(self::export(jobs, id, &row.tenant, &export.model, &export.template, &parameters).await?),
         None => None,
     };
     Ok(JobResult { best_trial: Some(best), test, exported })
@@ -106,6 +106,7 @@ fn confusion(classes: &Classes) -> Option<Vec<Vec<u64>>> {
 /// stores it as the next version of `model`.
 async fn export(
     jobs: &Jobs,
+    job: &str,
     tenant: &str,
     model: &str,
     template: &str,
@@ -125,7 +126,12 @@ async fn export(
         .check_upload(tenant, filled.len() as u64)
         .await
         .map_err(|err| Stop::Failed(format!("export: {err}")))?;
-    let options = ModelOptions { encoding: None, backend: Some(record.backend), target: Some(record.target) };
+    let options = ModelOptions {
+        encoding: None,
+        backend: Some(record.backend),
+        target: Some(record.target),
+        job: Some(job.to_owned()),
+    };
     let stored = models
         .put(tenant, model, bytes::Bytes::from(filled), options, quota)
         .await

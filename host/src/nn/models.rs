@@ -37,6 +37,8 @@ pub struct ModelRecord {
     pub backend: BackendKind,
     /// The device it runs on.
     pub target: Device,
+    /// The training job that made it, when a job exported it.
+    pub job: Option<String>,
     /// What a guest must pass, in graph order.
     pub inputs: Vec<super::TensorSpec>,
     /// What a guest gets back, in graph order.
@@ -55,6 +57,8 @@ pub struct ModelOptions {
     pub backend: Option<BackendKind>,
     /// Where to compute; CPU when unset.
     pub target: Option<Device>,
+    /// The training job that made it, when a job exported it.
+    pub job: Option<String>,
 }
 
 /// Which of its tenant's models a function may load by name.
@@ -174,6 +178,7 @@ impl ModelStore {
             size: bytes.len() as u64,
             backend,
             target: graph.model.device(),
+            job: options.job,
             inputs: signature.inputs.clone(),
             outputs: signature.outputs.clone(),
             created_at_ms: crate::clock::now_ms(),
@@ -375,6 +380,7 @@ fn row_from_record(record: &ModelRecord) -> anyhow::Result<ModelRow> {
         backend: record.backend.as_str().to_owned(),
         target: record.target.as_str().to_owned(),
         signature: serde_json::to_value(record.signature.as_ref())?,
+        job: record.job.clone(),
         created_at_ms: record.created_at_ms,
     })
 }
@@ -392,6 +398,7 @@ fn record_from_row(row: ModelRow) -> anyhow::Result<ModelRecord> {
         tenant: row.tenant,
         version: row.version,
         digest: row.digest,
+        job: row.job,
         created_at_ms: row.created_at_ms,
     })
 }

@@ -84,6 +84,7 @@ fn model_options(query: ModelQuery) -> ModelOptions {
             api::Target::Cpu => Device::Cpu,
             api::Target::Gpu => Device::Gpu,
         }),
+        job: None,
     }
 }
 
@@ -99,6 +100,7 @@ fn model_of(record: &ModelRecord) -> Model {
         inputs: record.inputs.iter().map(tensor_of).collect(),
         outputs: record.outputs.iter().map(tensor_of).collect(),
         created_at_ms: record.created_at_ms,
+        job: record.job.clone(),
     }
 }
 
