@@ -113,7 +113,8 @@ async fn events(server: &Server, id: &str, last_event_id: Option<i64>) -> anyhow
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let text = tokio::time::timeout(Duration::from_secs(30), response.text()).await??;
     let mut out = Vec::new();
-    for block in text.split("\n\n").filter(|b| !b.trim().is_empty()) {
+    // Comments (`: keep-alive`) carry no event.
+    for block in text.split("\n\n").filter(|b| !b.trim().is_empty() && !b.starts_with(':')) {
         let mut seq = None;
         let mut data = None;
         for line in block.lines() {

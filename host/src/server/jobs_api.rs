@@ -17,6 +17,10 @@ use crate::jobs::Jobs;
 /// Events sent per database read of a stream.
 const EVENTS_PER_READ: i64 = 500;
 
+/// A quiet stream sends a comment this often, so that proxies and clients
+/// do not take a long epoch for a dead connection.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// `POST /v1/jobs` with a [`JobSpec`].
 pub async fn submit(
     app: &App,
@@ -110,8 +114,14 @@ pub async fn events(
     };
     // Refuse an unknown job now, with a status, rather than in the stream.
     app.jobs.events(tenant, id, after, 0).await?;
-    let state =
-        Stream { jobs: Arc::clone(&app.jobs), tenant: tenant.to_owned(), id: id.to_owned(), after, done: false };
+    let state = Stream {
+        jobs: Arc::clone(&app.jobs),
+        tenant: tenant.to_owned(),
+        id: id.to_owned(),
+        after,
+        done: false,
+        sent: std::time::Instant::now(),
+    };
     let frames = futures_util::stream::unfold(state, next_frame);
     let mut response = http::Response::new(StreamBody::new(frames).boxed_unsync());
     let headers = response.headers_mut();
@@ -127,6 +137,8 @@ struct Stream {
     id: String,
     after: i64,
     done: bool,
+    /// When the stream last sent something.
+    sent: std::time::Instant,
 }
 
 type Chunk = Result<Frame<Bytes>, body::BoxError>;
@@ -152,12 +164,17 @@ async fn next_frame(mut stream: Stream) -> Option<(Chunk, Stream)> {
                 text.push_str(&format!("id: {}\ndata: {}\n\n", event.seq, event.data));
             }
             stream.after = events.last().map_or(stream.after, |e| e.seq);
+            stream.sent = std::time::Instant::now();
             return Some((Ok(Frame::data(Bytes::from(text))), stream));
         }
         if over {
             // Everything up to the end was sent: the state was read before the events.
             stream.done = true;
             continue;
+        }
+        if stream.sent.elapsed() >= KEEP_ALIVE {
+            stream.sent = std::time::Instant::now();
+            return Some((Ok(Frame::data(Bytes::from_static(b": keep-alive\n\n"))), stream));
         }
         stream.jobs.appended().await;
     }
