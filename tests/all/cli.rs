@@ -2,19 +2,24 @@
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 use muon_tests::{Server, muon_bin, target_dir};
 
+/// `muon` speaking to `server` with its admin key.
+fn muon_command(server: &Server) -> Command {
+    let mut command = Command::new(muon_bin());
+    command.env("MUON_SERVER", &server.base).env("MUON_DATA_DIR", &server.data_dir).env_remove("MUON_API_KEY");
+    command
+}
+
 fn muon(server: &Server, args: &[&str], stdin: Option<&[u8]>) -> anyhow::Result<Output> {
-    let mut child = Command::new(muon_bin())
-        .args(args)
-        .env("MUON_SERVER", &server.base)
-        .env("MUON_DATA_DIR", &server.data_dir)
-        .env_remove("MUON_API_KEY")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+    let mut child =
+        muon_command(server).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
     if let Some(mut pipe) = child.stdin.take() {
         pipe.write_all(stdin.unwrap_or_default())?;
     }
@@ -285,11 +290,8 @@ async fn jobs_that_fail_or_are_cancelled_exit_non_zero_from_the_cli() -> anyhow:
         "hyper": {"learning_rate": 0.1},
     });
     let long = spec_file(&dir, "long.json", &long)?;
-    let follower = Command::new(muon_bin())
+    let follower = muon_command(&server)
         .args(["jobs", "run", &long, "--follow"])
-        .env("MUON_SERVER", &server.base)
-        .env("MUON_DATA_DIR", &server.data_dir)
-        .env_remove("MUON_API_KEY")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
@@ -327,4 +329,104 @@ async fn jobs_that_fail_or_are_cancelled_exit_non_zero_from_the_cli() -> anyhow:
     let out = muon(&server, &["jobs", "run", &spec_file(&dir, "nope.json", &unknown)?], None)?;
     assert!(stderr(&out).contains("HTTP 400 bad_request: `function`"), "{out:?}");
     Ok(())
+}
+
+/// A dropped event stream is resumed with `Last-Event-ID`: a proxy cuts the
+/// first stream in the middle of its fourth event, and `--follow` reconnects
+/// after the third, then ends with the report.
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_follow_resumes_a_dropped_event_stream() -> anyhow::Result<()> {
+    let server = Server::start(&[]).await?;
+    let dir = jobs_setup(&server)?;
+    let spec = serde_json::json!({
+        "function": "train-linear", "dataset": "linear", "epochs": 10, "batch_size": 16,
+        "config": {"features": 3}, "hyper": {"learning_rate": 0.1},
+    });
+    let file = spec_file(&dir, "linear.json", &spec)?;
+    let (proxy, resumed_from) = cutting_proxy(server.address().to_owned()).await?;
+    let out = tokio::task::spawn_blocking(move || {
+        muon_command(&server).env("MUON_SERVER", proxy).args(["jobs", "run", &file, "--follow"]).output()
+    })
+    .await??;
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout(&out).lines().any(|l| l.starts_with('*') && l.contains(" succeeded ")), "{out:?}");
+    let resumed_from = resumed_from.lock().map(|seen| seen.clone()).unwrap_or_default();
+    assert_eq!(resumed_from, ["", "3"], "the Last-Event-ID of each request of the stream");
+    Ok(())
+}
+
+/// A TCP proxy to `upstream` that cuts the first event stream it carries ten
+/// bytes after its third event; answers its URL and the `Last-Event-ID` of
+/// every event request it carried ("" for none).
+async fn cutting_proxy(upstream: String) -> anyhow::Result<(String, Arc<Mutex<Vec<String>>>)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let cut_one = Arc::new(AtomicBool::new(false));
+    let record = Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let (upstream, seen, cut_one) = (upstream.clone(), Arc::clone(&record), Arc::clone(&cut_one));
+            tokio::spawn(async move { relay(client, &upstream, &seen, &cut_one).await });
+        }
+    });
+    Ok((url, seen))
+}
+
+async fn relay(
+    client: TcpStream,
+    upstream: &str,
+    seen: &Mutex<Vec<String>>,
+    cut_one: &AtomicBool,
+) -> anyhow::Result<()> {
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = TcpStream::connect(upstream).await?.into_split();
+    let armed = AtomicBool::new(false);
+    let requests = async {
+        let mut buffer = vec![0; 16 * 1024];
+        loop {
+            let read = client_read.read(&mut buffer).await?;
+            if read == 0 {
+                return anyhow::Ok(());
+            }
+            let text = String::from_utf8_lossy(&buffer[..read]).to_lowercase();
+            if text.contains("/events http/1.1") {
+                let last = text.split("last-event-id: ").nth(1).and_then(|rest| rest.lines().next());
+                seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(last.unwrap_or_default().to_owned());
+                if !cut_one.swap(true, Ordering::SeqCst) {
+                    armed.store(true, Ordering::SeqCst);
+                }
+            }
+            server_write.write_all(&buffer[..read]).await?;
+        }
+    };
+    let answers = async {
+        let mut buffer = vec![0; 16 * 1024];
+        let mut events = 0;
+        loop {
+            let read = server_read.read(&mut buffer).await?;
+            if read == 0 {
+                return anyhow::Ok(());
+            }
+            let (mut end, mut cut) = (read, false);
+            if armed.load(Ordering::SeqCst) {
+                for at in (0..read.saturating_sub(1)).filter(|at| &buffer[*at..*at + 2] == b"\n\n") {
+                    events += 1;
+                    if events == 3 {
+                        (end, cut) = ((at + 12).min(read), true);
+                        break;
+                    }
+                }
+            }
+            client_write.write_all(&buffer[..end]).await?;
+            if cut {
+                // Dropping both halves closes the client's connection mid-body.
+                return Ok(());
+            }
+        }
+    };
+    tokio::select! {
+        done = requests => done,
+        done = answers => done,
+    }
 }

@@ -271,8 +271,8 @@ impl TrialBars {
                     message.push_str(&metric_text(&self.objective, metrics));
                 }
                 let bar = self.bar(*trial);
-                bar.set_position(u64::from(*epoch));
                 bar.set_message(message);
+                bar.set_position(u64::from(*epoch));
             }
             JobEvent::Trial { trial, state, error } => {
                 let bar = self.bar(*trial).clone();
@@ -284,7 +284,7 @@ impl TrialBars {
                     TrialState::Pending | TrialState::Running => {}
                     TrialState::Succeeded => bar.finish(),
                     TrialState::Stopped => {
-                        bar.abandon_with_message(format!("stopped early at epoch {}", bar.position()));
+                        bar.abandon_with_message(format!("{}  stopped early", bar.message()));
                     }
                     TrialState::Failed | TrialState::Cancelled => {
                         bar.abandon_with_message(format!("{}{why}", state.as_str()));
@@ -367,19 +367,30 @@ fn trials_table<'a>(rows: impl Iterator<Item = TrialRow<'a>>, objective: &Object
 }
 
 fn list_text(list: &JobList) -> String {
-    let mut lines =
-        vec![format!("{:<36}  {:<10} {:<24} {:<24} {:>14}", "ID", "STATE", "FUNCTION", "DATASET", "CREATED_MS")];
+    let row = |id: &str, state: &str, function: &str, dataset: &str, created: &str| {
+        format!("{id:<24} {state:<10} {function:<24} {dataset:<24} {created:>9}")
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX));
+    let mut lines = vec![row("ID", "STATE", "FUNCTION", "DATASET", "CREATED")];
     for job in &list.jobs {
-        lines.push(format!(
-            "{:<36}  {:<10} {:<24} {:<24} {:>14}",
-            job.id,
-            job.state.as_str(),
-            job.function,
-            job.dataset,
-            job.created_at_ms
-        ));
+        let age = age_text(now_ms.saturating_sub(job.created_at_ms));
+        lines.push(row(&job.id, job.state.as_str(), &job.function, &job.dataset, &age));
     }
     lines.join("\n")
+}
+
+/// `12s ago`, `4m ago`, `2h ago`, `3d ago`.
+fn age_text(ms: i64) -> String {
+    let seconds = ms.max(0) / 1000;
+    let (count, unit) = match seconds {
+        0..60 => (seconds, "s"),
+        60..3600 => (seconds / 60, "m"),
+        3600..86_400 => (seconds / 3600, "h"),
+        _ => (seconds / 86_400, "d"),
+    };
+    format!("{count}{unit} ago")
 }
 
 fn job_text(job: &Job) -> String {
@@ -448,8 +459,12 @@ fn report_text(report: &JobReport) -> String {
         lines.push(format!("exported: model {} version {}", exported.model, exported.version));
     }
     lines.push(format!(
-        "time: {:.1} s wall, {:.1} s guest CPU, {:.1} s wasi-nn ({:.1} s on GPU); cost {} micros",
-        report.wall_time_s, report.cpu_time_s, report.nn_cpu_time_s, report.nn_gpu_time_s, report.cost_micros
+        "time: {} s wall, {} s guest CPU, {} s wasi-nn ({} s on GPU); cost {} micros",
+        number(report.wall_time_s),
+        number(report.cpu_time_s),
+        number(report.nn_cpu_time_s),
+        number(report.nn_gpu_time_s),
+        report.cost_micros
     ));
     lines.join("\n")
 }
@@ -496,6 +511,14 @@ mod tests {
         assert_eq!(number(2.0), "2");
         assert_eq!(number(0.0), "0");
         assert_eq!(number(0.0000125), "1.250e-5");
-        assert_eq!(number(-3.14159265), "-3.141593");
+        assert_eq!(number(-2.71234567), "-2.712346");
+    }
+
+    #[test]
+    fn ages_are_in_one_unit() {
+        assert_eq!(age_text(59_999), "59s ago");
+        assert_eq!(age_text(61_000), "1m ago");
+        assert_eq!(age_text(7_300_000), "2h ago");
+        assert_eq!(age_text(-5), "0s ago");
     }
 }
