@@ -25,7 +25,7 @@ pub(super) enum JobsCommand {
     Run {
         spec: PathBuf,
         /// Show a progress bar per trial until the job is over, then its report;
-        /// exit non-zero unless it succeeded.
+        /// exit non-zero unless it succeeded. Ctrl-C stops following, not the job.
         #[arg(long)]
         follow: bool,
     },
@@ -132,9 +132,9 @@ async fn follow_events(client: &ClientArgs, http: &reqwest::Client, id: &str, sp
         let seen_before = last_id;
         match read_events(request, &mut last_id, &mut bars).await {
             Ok(true) => return Ok(()),
-            Ok(false) => tracing::debug!("the event stream ended before the job did"),
-            Err(Dropped::Refused(err)) => return Err(err),
-            Err(Dropped::Connection(err)) => tracing::debug!(%err, "the event stream dropped"),
+            Ok(false) => bars.note("the event stream ended before the job did; reconnecting"),
+            Err(Dropped::Fatal(err)) => return Err(err),
+            Err(Dropped::Connection(err)) => bars.note(&format!("the event stream dropped ({err:#}); resuming")),
         }
         reconnects = if last_id == seen_before { reconnects + 1 } else { 1 };
         if reconnects > MAX_RECONNECTS {
@@ -148,8 +148,9 @@ async fn follow_events(client: &ClientArgs, http: &reqwest::Client, id: &str, sp
 
 /// Why a read of the event stream stopped short.
 enum Dropped {
-    /// The server answered with an error: retrying would not help.
-    Refused(anyhow::Error),
+    /// The server answered with an error, or an event this muon cannot
+    /// read: retrying would not help.
+    Fatal(anyhow::Error),
     /// The connection failed or broke: resume from the last event.
     Connection(anyhow::Error),
 }
@@ -164,14 +165,14 @@ async fn read_events(
     let status = response.status();
     if !status.is_success() {
         let body = response.bytes().await.unwrap_or_default();
-        return Err(Dropped::Refused(anyhow::anyhow!("{}", super::failure_line(status, &body))));
+        return Err(Dropped::Fatal(anyhow::anyhow!("{}", super::failure_line(status, &body))));
     }
     let mut parser = SseParser::default();
     while let Some(chunk) = response.chunk().await.map_err(|err| Dropped::Connection(err.into()))? {
         for event in parser.push(&chunk) {
             let parsed: JobEvent = serde_json::from_str(&event.data)
                 .with_context(|| format!("an event this muon does not know: {}", event.data))
-                .map_err(Dropped::Refused)?;
+                .map_err(Dropped::Fatal)?;
             if event.id.is_some() {
                 *last_id = event.id;
             }
@@ -247,6 +248,12 @@ impl TrialBars {
             epochs,
             objective: objective.metric.clone(),
         }
+    }
+
+    /// A line above the bars (none with `--json`).
+    fn note(&self, line: &str) {
+        // Printing fails only when stderr is gone; the bars would not show either.
+        let _ = self.multi.println(line);
     }
 
     fn bar(&mut self, trial: u32) -> &ProgressBar {
