@@ -248,7 +248,7 @@ async fn jobs_run_follow_show_report_logs_and_delete_from_the_cli() -> anyhow::R
     assert!(stdout(&out).lines().any(|l| l.starts_with(&id) && l.contains("succeeded")), "{}", stdout(&out));
     let out = muon(&server, &["jobs", "--json"], None)?;
     let list: muon::api::JobList = serde_json::from_slice(&out.stdout)?;
-    assert_eq!(list.jobs.len(), 1);
+    assert_eq!(list.jobs.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), [id.as_str()]);
     let out = muon(&server, &["jobs", "show", &id], None)?;
     let shown = stdout(&out);
     assert!(shown.starts_with(&format!("job {id} succeeded: train-linear version 1 on linear version 1")), "{shown}");
@@ -263,6 +263,11 @@ async fn jobs_run_follow_show_report_logs_and_delete_from_the_cli() -> anyhow::R
     assert!(drawing.starts_with("<svg") && drawing.contains("<polyline"), "{drawing}");
     let out = muon(&server, &["jobs", "logs", &id], None)?;
     assert!(out.status.success(), "{out:?}");
+    // With --json, --follow prints the report as the API's type, and nothing else.
+    let out = muon(&server, &["jobs", "run", &file, "--follow", "--json"], None)?;
+    assert!(out.status.success(), "{out:?}");
+    let report: muon::api::JobReport = serde_json::from_slice(&out.stdout)?;
+    assert_eq!((report.state, report.best_trial, report.trials.len()), (muon::api::JobState::Succeeded, Some(0), 2));
 
     let out = muon(&server, &["jobs", "delete", &id], None)?;
     assert_eq!(stdout(&out).trim(), format!("deleted job {id}"));

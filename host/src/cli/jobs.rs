@@ -466,12 +466,8 @@ fn report_text(report: &JobReport) -> String {
         lines.push(format!("exported: model {} version {}", exported.model, exported.version));
     }
     lines.push(format!(
-        "time: {} s wall, {} s guest CPU, {} s wasi-nn ({} s on GPU); cost {} micros",
-        number(report.wall_time_s),
-        number(report.cpu_time_s),
-        number(report.nn_cpu_time_s),
-        number(report.nn_gpu_time_s),
-        report.cost_micros
+        "time: {:.2} s wall, {:.2} s guest CPU, {:.2} s wasi-nn ({:.2} s on GPU); cost {} micros",
+        report.wall_time_s, report.cpu_time_s, report.nn_cpu_time_s, report.nn_gpu_time_s, report.cost_micros
     ));
     lines.join("\n")
 }
