@@ -17,6 +17,7 @@ use crate::api::{
 use crate::config::Settings;
 
 mod datasets;
+mod jobs;
 
 /// muon: a serverless WebAssembly function host for AI workloads.
 #[derive(Debug, Parser)]
@@ -99,6 +100,13 @@ enum Command {
     Datasets {
         #[command(subcommand)]
         command: Option<datasets::DatasetsCommand>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List training jobs, or run, show, cancel, delete them and print their reports and logs.
+    Jobs {
+        #[command(subcommand)]
+        command: Option<jobs::JobsCommand>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -349,6 +357,7 @@ async fn client_command(command: Command) -> anyhow::Result<()> {
         }
         Command::Models { command, client } => models(command, &client).await,
         Command::Datasets { command, client } => datasets::run(command, &client).await,
+        Command::Jobs { command, client } => jobs::run(command, &client).await,
         Command::Tenants { command, client } => tenants(command, &client).await,
         Command::Keys { command, client } => keys(command, &client).await,
         Command::Usage { by, from, to, function, tenant, csv, client } => {
@@ -560,13 +569,19 @@ fn normalize_path(path: &str) -> String {
 
 /// Sends `request` and reads the answer as `T`; a failure is one line.
 async fn send<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> anyhow::Result<T> {
+    let bytes = send_raw(request).await?;
+    serde_json::from_slice(&bytes).context("the server's answer is not what this muon expects (a different version?)")
+}
+
+/// Sends `request` and answers the body of a success; a failure is one line.
+async fn send_raw(request: reqwest::RequestBuilder) -> anyhow::Result<bytes::Bytes> {
     let response = request.send().await.context("cannot reach the muon server (is it running? see --server)")?;
     let status = response.status();
     let bytes = response.bytes().await?;
     if !status.is_success() {
         bail!("{}", failure_line(status, &bytes));
     }
-    serde_json::from_slice(&bytes).context("the server's answer is not what this muon expects (a different version?)")
+    Ok(bytes)
 }
 
 /// `HTTP 404 not_found: function `x` was not found`, from a JSON error body when there is one.

@@ -3,7 +3,7 @@
 
 use muon::api::{
     Deleted, ErrorBody, FunctionDetail, FunctionKind, FunctionList, FunctionVersion, Health, HealthStatus, IssuedKey,
-    ModelList, Revoked, TenantCreated, TenantList, TenantQuotas, UsageGroups, UsageRecords,
+    JobList, ModelList, Revoked, TenantCreated, TenantList, TenantQuotas, UsageGroups, UsageRecords,
 };
 use muon_tests::{Server, client_with_key, muon_bin, target_dir};
 
@@ -32,7 +32,10 @@ async fn every_documented_route_is_a_route_of_the_server() -> anyhow::Result<()>
     }
     // Deletes last, so every other request still finds the function.
     requests.sort_by_key(|(method, _)| method == "DELETE");
-    assert!(requests.len() >= 30, "{} operations documented", requests.len());
+    assert!(requests.len() >= 40, "{} operations documented", requests.len());
+    for jobs in ["/v1/jobs", "/v1/jobs/{id}/events", "/v1/jobs/{id}/report.svg"] {
+        assert!(document["paths"][jobs].is_object(), "{jobs} is not documented");
+    }
     for (method, path) in requests {
         let response = server.http.request(method.parse()?, server.url(&path)).send().await?;
         let status = response.status().as_u16();
@@ -66,6 +69,8 @@ async fn answers_are_the_api_types() -> anyhow::Result<()> {
     assert_eq!(detail.versions[0].limits.memory_mb, 64);
     let models: ModelList = get("/v1/models").await?.json().await?;
     assert!(models.models.is_empty());
+    let jobs: JobList = get("/v1/jobs").await?.json().await?;
+    assert!(jobs.jobs.is_empty());
     let tenants: TenantList = get("/v1/tenants").await?.json().await?;
     assert!(tenants.tenants.iter().any(|t| t.name == "default"));
     let quotas: TenantQuotas = get("/v1/tenants/default/quotas").await?.json().await?;
@@ -118,6 +123,8 @@ async fn cli_json_prints_the_api_types() -> anyhow::Result<()> {
     assert_eq!(listed.functions, vec![deployed.clone()]);
     let models: ModelList = serde_json::from_slice(&muon(&["models"])?)?;
     assert!(models.models.is_empty());
+    let jobs: JobList = serde_json::from_slice(&muon(&["jobs"])?)?;
+    assert!(jobs.jobs.is_empty());
     let created: TenantCreated = serde_json::from_slice(&muon(&["tenants", "create", "acme"])?)?;
     assert_eq!((created.tenant.as_str(), created.key.tenant.as_str()), ("acme", "acme"));
     let tenants: TenantList = serde_json::from_slice(&muon(&["tenants"])?)?;

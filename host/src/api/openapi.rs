@@ -85,6 +85,16 @@ fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &m
         routes::show_dataset,
         routes::delete_dataset,
         routes::dataset_rows,
+        routes::submit_job,
+        routes::list_jobs,
+        routes::show_job,
+        routes::delete_job,
+        routes::cancel_job,
+        routes::job_events,
+        routes::job_logs,
+        routes::job_parameters,
+        routes::job_report,
+        routes::job_report_svg,
         routes::create_tenant,
         routes::list_tenants,
         routes::issue_key,
@@ -94,7 +104,8 @@ fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &m
         routes::usage_totals,
         routes::usage_records,
     ),
-    components(schemas(super::ErrorCode)),
+    // The events' type is named here: the stream's schema is text, so no route refers to it.
+    components(schemas(super::ErrorCode, super::JobEvent)),
     modifiers(&Security, &CommonErrors, &OneIdPerMethod),
     security(("api_key" = [])),
     tags(
@@ -102,6 +113,7 @@ fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &m
         (name = "functions", description = "Deploying and managing functions."),
         (name = "models", description = "A tenant's models, for wasi-nn `load-by-name`."),
         (name = "datasets", description = "A tenant's training data: uploaded, cleaned, split and described."),
+        (name = "jobs", description = "Training jobs: a training-step function run by the host over a dataset, with search, checkpoints, events and reports."),
         (name = "tenants", description = "Tenants, their keys and quotas."),
         (name = "usage", description = "What requests used and cost, from the ledger."),
         (name = "operations", description = "Health, readiness, metrics and this document."),
@@ -197,6 +209,7 @@ mod routes {
 
     use crate::api::datasets::{DatasetList, DatasetQuery, DatasetReport, RowsPage, RowsQuery};
     use crate::api::functions::{DeployQuery, FunctionDetail, FunctionList, FunctionVersion};
+    use crate::api::jobs::{Job, JobCreated, JobList, JobLogs, JobReport, JobSpec};
     use crate::api::models::{Model, ModelList, ModelQuery};
     use crate::api::tenants::{IssuedKey, NewKey, NewTenant, Quotas, TenantCreated, TenantList, TenantQuotas};
     use crate::api::usage::{UsageGroups, UsageQuery, UsageRecords, UsageRecordsQuery};
@@ -525,6 +538,153 @@ mod routes {
 )]
     fn dataset_rows() {}
 
+    /// Submit a training job; it runs on the host's job workers.
+    ///
+    /// The spec names a training-step function and a dataset of the tenant, the epochs, the
+    /// hyper-parameters (fixed numbers or search spaces), the search and its early stopping, the
+    /// objective, checkpoints, limits and an export. Unknown fields are refused.
+    #[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    tag = "jobs",
+    request_body = JobSpec,
+    responses(
+        (status = 201, description = "Accepted, `queued`.", body = JobCreated),
+        (status = 400, description = "`bad_request`: invalid JSON, or a field of the spec (the message names it), or an unknown function or dataset.", body = ErrorBody),
+        (status = 413, description = "`body_too_large`: the spec is over `max_request_bytes`.", body = ErrorBody),
+        (status = 429, description = "`quota_exceeded` (`max_concurrent_jobs`, `max_trial_parallelism`), `rate_limited`.", body = ErrorBody),
+    ),
+)]
+    fn submit_job() {}
+
+    /// List the tenant's jobs, newest first.
+    #[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    tag = "jobs",
+    responses((status = 200, description = "The jobs, without their trials.", body = JobList)),
+)]
+    fn list_jobs() {}
+
+    /// Show a job: its state, spec and each trial's hyper-parameters, state, epoch and latest metrics.
+    #[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job's id.")),
+    responses(
+        (status = 200, description = "The job.", body = Job),
+        (status = 404, description = "`not_found`: no such job visible to the caller.", body = ErrorBody),
+    ),
+)]
+    fn show_job() {}
+
+    /// Delete a job with its checkpoints, events and logs, stopping it first if it runs.
+    #[utoipa::path(
+    delete,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job's id.")),
+    responses(
+        (status = 200, description = "Deleted.", body = Deleted),
+        (status = 404, description = "`not_found`: no such job visible to the caller.", body = ErrorBody),
+    ),
+)]
+    fn delete_job() {}
+
+    /// Cancel a job: its trials stop at their next step.
+    #[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/cancel",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job's id.")),
+    responses(
+        (status = 200, description = "Cancelled; the job.", body = Job),
+        (status = 404, description = "`not_found`: no such job visible to the caller.", body = ErrorBody),
+        (status = 409, description = "`conflict`: the job is already over.", body = ErrorBody),
+    ),
+)]
+    fn cancel_job() {}
+
+    /// Follow a job as Server-Sent Events, until it is over.
+    ///
+    /// Each event is `id: N` (its number in the job, from 1) and `data: ` a `JobEvent` as JSON:
+    /// an epoch of a trial with its metrics, or a change of a trial's or the job's state. A client
+    /// that reconnects with `Last-Event-ID: N` gets every event after N, none twice. The stream
+    /// ends after the job's final state.
+    #[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/events",
+    tag = "jobs",
+    params(
+        ("id" = String, Path, description = "The job's id."),
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event [default: from the start]."),
+    ),
+    responses(
+        (status = 200, description = "The events: `id: N` and `data: <JobEvent JSON>` each.", content_type = "text/event-stream", body = String),
+        (status = 400, description = "`bad_request`: `Last-Event-ID` is not an event number.", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such job visible to the caller.", body = ErrorBody),
+    ),
+)]
+    fn job_events() {}
+
+    /// What each trial's guests printed (stdout and stderr), the most recent part of it.
+    #[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/logs",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job's id.")),
+    responses(
+        (status = 200, description = "The logs, per trial.", body = JobLogs),
+        (status = 404, description = "`not_found`: no such job visible to the caller.", body = ErrorBody),
+    ),
+)]
+    fn job_logs() {}
+
+    /// A trial's parameters at its latest checkpoint: the best trial's unless `?trial=N`.
+    #[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/parameters",
+    tag = "jobs",
+    params(
+        ("id" = String, Path, description = "The job's id."),
+        ("trial" = Option<u32>, Query, description = "A trial's number [default: the best trial]."),
+    ),
+    responses(
+        (status = 200, description = "`{\"parameters\": [tensor, ...]}`, each tensor `{name, dimensions, type, data}` as a training step's JSON.", body = Object),
+        (status = 400, description = "`bad_request`: `trial` is not a number, or an unknown query parameter.", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such job, no best trial yet, or no checkpoint of that trial.", body = ErrorBody),
+        (status = 500, description = "`response_too_large`: the parameters are over `max_response_bytes`; `internal`.", body = ErrorBody),
+    ),
+)]
+    fn job_parameters() {}
+
+    /// A job's report: per-trial curves, the best trial and its test figures, time and cost.
+    #[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/report",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job's id.")),
+    responses(
+        (status = 200, description = "The report (also while the job runs: the curves so far).", body = JobReport),
+        (status = 404, description = "`not_found`: no such job visible to the caller.", body = ErrorBody),
+    ),
+)]
+    fn job_report() {}
+
+    /// A job's curves drawn as SVG: each metric by epoch, a line per trial.
+    #[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/report.svg",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job's id.")),
+    responses(
+        (status = 200, description = "The drawing.", content_type = "image/svg+xml", body = String),
+        (status = 404, description = "`not_found`: no such job visible to the caller.", body = ErrorBody),
+    ),
+)]
+    fn job_report_svg() {}
+
     /// Create a tenant (admin key); the answer holds its first key, shown once.
     #[utoipa::path(
     post,
@@ -668,8 +828,19 @@ mod tests {
             .collect();
         let all: Vec<&str> = crate::api::ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
         assert_eq!(listed, all);
-        for name in ["ErrorBody", "FunctionVersion", "FunctionDetail", "Model", "Quotas", "UsageRecords", "UsageGroups"]
-        {
+        for name in [
+            "ErrorBody",
+            "FunctionVersion",
+            "FunctionDetail",
+            "Model",
+            "Quotas",
+            "UsageRecords",
+            "UsageGroups",
+            "JobSpec",
+            "Job",
+            "JobEvent",
+            "JobReport",
+        ] {
             assert!(doc["components"]["schemas"][name].is_object(), "schema {name} is missing");
         }
     }
