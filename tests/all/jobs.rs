@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 crate::on_both_databases!(
     a_regression_recovers_its_coefficients_and_streams_its_epochs,
     asha_stops_trials_that_fall_behind,
+    tpe_draws_later_trials_from_the_finished_ones,
     a_trapping_step_is_retried_then_fails_the_job,
     cancel_runtime_limits_quotas_and_tenancy,
     the_digits_mlp_trains_through_wasi_nn_and_is_served,
@@ -244,6 +245,31 @@ async fn asha_stops_trials_that_fall_behind(backend: Backend) -> anyhow::Result<
     let best = job["best_trial"].as_u64().unwrap() as usize;
     let best_loss = trials[best]["metrics"]["val_loss"].as_f64().unwrap();
     assert!(trials.iter().filter_map(|t| t["metrics"]["val_loss"].as_f64()).all(|l| l >= best_loss));
+    Ok(())
+}
+
+async fn tpe_draws_later_trials_from_the_finished_ones(backend: Backend) -> anyhow::Result<()> {
+    let server = Server::start_on(backend, &[]).await?;
+    linear_setup(&server).await?;
+    let spec = linear_spec(
+        4,
+        json!({
+            "hyper": {"learning_rate": {"log_uniform": [0.0001, 0.3]}, "unused": {"choice": [1, 2, 3]}},
+            "search": {"method": "tpe", "trials": 8, "parallel": 1},
+        }),
+    );
+    let id = submit(&server, &server.http, &spec).await?;
+    let queued: Value = server.http.get(server.url(&format!("/v1/jobs/{id}"))).send().await?.json().await?;
+    let drawn_at_submission = queued["trials"].as_array().unwrap().iter().filter(|t| t["hyper"] != json!({})).count();
+    assert_eq!(drawn_at_submission, 2, "the random start: {queued:#}");
+    let job = wait_over(&server, &server.http, &id).await?;
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    for trial in job["trials"].as_array().unwrap() {
+        let lr = trial["hyper"]["learning_rate"].as_f64().unwrap();
+        assert!((0.0001..=0.3).contains(&lr), "{trial:#}");
+        assert!([1.0, 2.0, 3.0].contains(&trial["hyper"]["unused"].as_f64().unwrap()), "{trial:#}");
+        assert_eq!(trial["state"], "succeeded");
+    }
     Ok(())
 }
 

@@ -293,18 +293,30 @@ impl Db {
         Ok(None)
     }
 
+    /// Records the hyper-parameters drawn for a trial as it starts (TPE);
+    /// `false` when `node` no longer holds its lease.
+    pub async fn set_trial_hyper(&self, job: &str, trial: i64, node: &str, hyper: &str) -> anyhow::Result<bool> {
+        const SQL: &str = "UPDATE trials SET hyper = $1 WHERE job_id = $2 AND trial = $3 AND lease_owner = $4 \
+                           AND state = 'running'";
+        self.update_leased(sqlx::query(SQL).bind(hyper), job, trial, node).await
+    }
+
     /// Extends `node`'s lease of a trial; `false` when it no longer holds it.
     pub async fn renew_trial(&self, job: &str, trial: i64, node: &str, until_ms: i64) -> anyhow::Result<bool> {
-        let updated = sqlx::query(
-            "UPDATE trials SET lease_until_ms = $1 WHERE job_id = $2 AND trial = $3 AND lease_owner = $4 AND state = 'running'",
-        )
-        .bind(until_ms)
-        .bind(job)
-        .bind(trial)
-        .bind(node)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+        const SQL: &str = "UPDATE trials SET lease_until_ms = $1 WHERE job_id = $2 AND trial = $3 \
+                           AND lease_owner = $4 AND state = 'running'";
+        self.update_leased(sqlx::query(SQL).bind(until_ms), job, trial, node).await
+    }
+
+    /// Runs `update` (its `$1` bound) on a running trial that `node` leases.
+    async fn update_leased<'q>(
+        &self,
+        update: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+        job: &'q str,
+        trial: i64,
+        node: &'q str,
+    ) -> anyhow::Result<bool> {
+        let updated = update.bind(job).bind(trial).bind(node).execute(&self.pool).await?.rows_affected();
         Ok(updated == 1)
     }
 
@@ -337,6 +349,7 @@ impl Db {
         checkpoint: Checkpoint<'_>,
     ) -> anyhow::Result<bool> {
         let mut tx = self.begin_write().await?;
+        lock_job(&mut tx, job).await?;
         let updated = sqlx::query(
             "UPDATE trials SET epoch = $1, metrics = $2, cpu_us = cpu_us + $3, nn_cpu_us = nn_cpu_us + $4,
              nn_gpu_us = nn_gpu_us + $5, cost_micros = cost_micros + $6, stdout = $7, stderr = $8
@@ -386,6 +399,7 @@ impl Db {
         change: TrialChange<'_>,
     ) -> anyhow::Result<bool> {
         let mut tx = self.begin_write().await?;
+        lock_job(&mut tx, job).await?;
         let ended = change.state != "running";
         let updated = sqlx::query(
             "UPDATE trials SET state = $1, error = $2, attempt = $3, stdout = $4, stderr = $5,
@@ -522,6 +536,14 @@ impl Db {
         tx.commit().await?;
         Ok(deleted == 1)
     }
+}
+
+/// Locks job `id`'s row for the transaction. Every transaction that writes
+/// a job's trials takes its job's row first (ending a job locks the job,
+/// then its trials), so two of them never wait on each other in a circle.
+async fn lock_job(tx: &mut sqlx::Transaction<'static, sqlx::Any>, id: &str) -> anyhow::Result<()> {
+    sqlx::query("UPDATE jobs SET next_seq = next_seq WHERE id = $1").bind(id).execute(&mut **tx).await?;
+    Ok(())
 }
 
 /// Appends `events` to job `id`'s log, numbering them from the job's row.

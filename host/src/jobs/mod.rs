@@ -19,6 +19,7 @@ mod finish;
 pub mod report;
 mod runner;
 pub mod search;
+mod tpe;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -177,7 +178,7 @@ impl Jobs {
             .map(|t| {
                 Ok(Trial {
                     trial: u32::try_from(t.trial)?,
-                    hyper: serde_json::from_str(&t.hyper)?,
+                    hyper: serde_json::from_str::<Option<_>>(&t.hyper)?.unwrap_or_default(),
                     state: TrialState::parse(&t.state).unwrap_or(TrialState::Failed),
                     epoch: u32::try_from(t.epoch)?,
                     attempt: u32::try_from(t.attempt)?,

@@ -54,7 +54,16 @@ async fn run(jobs: &Arc<Jobs>, job_id: &str, trial_no: i64) -> anyhow::Result<()
     let Some(job) = db.job_by_id(job_id).await? else { return Ok(()) };
     let spec: JobSpec = serde_json::from_str(&job.spec)?;
     let Some(trial) = db.trials(job_id).await?.into_iter().find(|t| t.trial == trial_no) else { return Ok(()) };
-    let hyper: BTreeMap<String, f64> = serde_json::from_str(&trial.hyper)?;
+    let hyper = match serde_json::from_str::<Option<BTreeMap<String, f64>>>(&trial.hyper)? {
+        Some(hyper) => hyper,
+        None => {
+            let hyper = tpe_draw(jobs, job_id, &spec, trial_no).await?;
+            if !db.set_trial_hyper(job_id, trial_no, &jobs.node, &serde_json::to_string(&hyper)?).await? {
+                return Ok(());
+            }
+            hyper
+        }
+    };
     let log = GuestLog::new(jobs.settings.log_bytes, &trial.stdout, &trial.stderr);
     let set_state = async |state: TrialState, error: Option<&str>, attempt: i64| -> anyhow::Result<bool> {
         let event =
@@ -92,6 +101,27 @@ async fn run(jobs: &Arc<Jobs>, job_id: &str, trial_no: i64) -> anyhow::Result<()
         set_state(state, error.as_deref(), attempt).await?;
         return Ok(());
     }
+}
+
+/// A TPE trial's hyper-parameters, from the job's trials finished so far.
+async fn tpe_draw(jobs: &Jobs, job_id: &str, spec: &JobSpec, trial: i64) -> anyhow::Result<BTreeMap<String, f64>> {
+    let mut observations = Vec::new();
+    for row in jobs.deps.db.trials(job_id).await? {
+        let state = TrialState::parse(&row.state);
+        if !matches!(state, Some(TrialState::Succeeded | TrialState::Stopped)) {
+            continue;
+        }
+        let (Ok(Some(hyper)), Ok(metrics)) = (
+            serde_json::from_str::<Option<BTreeMap<String, f64>>>(&row.hyper),
+            serde_json::from_str::<BTreeMap<String, f64>>(&row.metrics),
+        ) else {
+            continue;
+        };
+        if let Some(&objective) = metrics.get(&spec.objective.metric) {
+            observations.push(super::tpe::Observation { hyper, objective });
+        }
+    }
+    Ok(super::tpe::draw(spec, &observations, spec.seed ^ (trial as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)))
 }
 
 /// One trial of one job, as a worker runs it.

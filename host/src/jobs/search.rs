@@ -17,17 +17,22 @@ pub const MAX_TRIALS: u32 = 1000;
 /// Most epochs one trial may run.
 pub const MAX_EPOCHS: u32 = 100_000;
 
-/// Checks `spec` and draws every trial's hyper-parameters.
-pub fn trials(spec: &JobSpec) -> Result<Vec<BTreeMap<String, f64>>, JobError> {
+/// Most epochs all of a job's trials together may run: each is an event,
+/// a report point and a database row, kept until the job is deleted.
+pub const MAX_JOB_EPOCHS: u64 = 1_000_000;
+
+/// Checks `spec` and draws every trial's hyper-parameters; `None` for a
+/// trial that TPE draws when it starts, from the trials finished by then.
+pub fn trials(spec: &JobSpec) -> Result<Vec<Option<BTreeMap<String, f64>>>, JobError> {
     check(spec)?;
-    match spec.search.method {
-        SearchMethod::Grid => grid(spec),
-        SearchMethod::Random => Ok(random(spec)),
-        SearchMethod::Tpe => Err(JobError::bad_spec(
-            "search.method",
-            "`tpe` is not available yet; use `grid` or `random` (with `early_stopping` to cut the bad trials short)",
-        )),
-    }
+    Ok(match spec.search.method {
+        SearchMethod::Grid => grid(spec)?.into_iter().map(Some).collect(),
+        SearchMethod::Random => random(spec).into_iter().map(Some).collect(),
+        SearchMethod::Tpe => {
+            let startup = super::tpe::startup_trials(spec.search.trials) as usize;
+            random(spec).into_iter().enumerate().map(|(i, hyper)| (i < startup).then_some(hyper)).collect()
+        }
+    })
 }
 
 fn check(spec: &JobSpec) -> Result<(), JobError> {
@@ -42,6 +47,15 @@ fn check(spec: &JobSpec) -> Result<(), JobError> {
     }
     if !(1..=MAX_TRIALS).contains(&spec.search.trials) {
         return Err(JobError::bad_spec("search.trials", format!("must be from 1 to {MAX_TRIALS}")));
+    }
+    if u64::from(spec.search.trials) * u64::from(spec.epochs) > MAX_JOB_EPOCHS {
+        return Err(JobError::bad_spec(
+            "search.trials",
+            format!(
+                "{} trials of {} epochs is more than {MAX_JOB_EPOCHS} epochs in all; split the search into jobs",
+                spec.search.trials, spec.epochs
+            ),
+        ));
     }
     if spec.search.parallel == 0 {
         return Err(JobError::bad_spec("search.parallel", "must be at least 1"));
@@ -147,17 +161,24 @@ fn random(spec: &JobSpec) -> Vec<BTreeMap<String, f64>> {
 }
 
 fn draw(value: &HyperValue, rng: &mut ChaCha8Rng) -> f64 {
-    // 53 random bits: a uniform double in [0, 1).
-    let mut unit = || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
     match value {
         HyperValue::Fixed(v) => *v,
-        HyperValue::Space(Space::Choice(values)) => {
+        HyperValue::Space(space) => draw_one(space, rng),
+    }
+}
+
+/// A draw from `space`, uniform over it (in log space for `log_uniform`).
+pub(super) fn draw_one(space: &Space, rng: &mut ChaCha8Rng) -> f64 {
+    // 53 random bits: a uniform double in [0, 1).
+    let mut unit = || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    match space {
+        Space::Choice(values) => {
             let index = ((unit() * values.len() as f64) as usize).min(values.len().saturating_sub(1));
             values.get(index).copied().unwrap_or_default()
         }
-        HyperValue::Space(Space::Uniform([low, high])) => low + (high - low) * unit(),
-        HyperValue::Space(Space::LogUniform([low, high])) => (low.ln() + (high.ln() - low.ln()) * unit()).exp(),
-        HyperValue::Space(Space::IntUniform([low, high])) => {
+        Space::Uniform([low, high]) => low + (high - low) * unit(),
+        Space::LogUniform([low, high]) => (low.ln() + (high.ln() - low.ln()) * unit()).exp(),
+        Space::IntUniform([low, high]) => {
             let span = (high - low) as f64 + 1.0;
             (*low as f64 + (unit() * span).floor()).min(*high as f64)
         }
@@ -225,13 +246,18 @@ mod tests {
         })
     }
 
+    /// The drawn trials of `spec` (none left for later).
+    fn drawn(spec: &JobSpec) -> Vec<BTreeMap<String, f64>> {
+        trials(spec).unwrap_or_default().into_iter().flatten().collect()
+    }
+
     #[test]
     fn random_search_is_seeded_and_stays_in_its_spaces() {
         let s = spec(serde_json::json!({
             "hyper": {"lr": {"log_uniform": [0.001, 0.5]}, "m": {"choice": [0.0, 0.9]}, "h": {"int_uniform": [2, 4]}, "x": 3.0},
             "search": {"trials": 50}
         }));
-        let (a, b) = (trials(&s).unwrap_or_default(), trials(&s).unwrap_or_default());
+        let (a, b) = (drawn(&s), drawn(&s));
         assert_eq!(a.len(), 50);
         assert_eq!(a, b, "the same seed draws the same trials");
         for t in &a {
@@ -254,7 +280,7 @@ mod tests {
         let s = spec(serde_json::json!({
             "hyper": {"a": {"choice": [1, 2]}, "b": {"choice": [10, 20, 30]}}, "search": {"method": "grid", "trials": 6}
         }));
-        let t = trials(&s).unwrap_or_default();
+        let t = drawn(&s);
         assert_eq!(t.len(), 6);
         assert_eq!((t[0]["a"], t[0]["b"], t[5]["a"], t[5]["b"]), (1.0, 10.0, 2.0, 30.0));
         let too_many =
@@ -266,9 +292,9 @@ mod tests {
     fn bad_specs_name_their_field() {
         for (json, field) in [
             (serde_json::json!({"epochs": 0}), "epochs"),
+            (serde_json::json!({"epochs": 100_000, "search": {"trials": 11}}), "search.trials"),
             (serde_json::json!({"hyper": {"lr": {"log_uniform": [0, 1]}}}), "hyper.lr"),
             (serde_json::json!({"hyper": {"lr": {"uniform": [2, 1]}}}), "hyper.lr"),
-            (serde_json::json!({"search": {"method": "tpe"}}), "search.method"),
             (serde_json::json!({"objective": {"metric": "accuracy", "mode": "max"}}), "objective.metric"),
             (
                 serde_json::json!({"search": {"early_stopping": {"asha": {"reduction_factor": 1}}}}),
@@ -278,6 +304,16 @@ mod tests {
             let result = trials(&spec(json.clone()));
             assert!(matches!(&result, Err(JobError::BadSpec { field: f, .. }) if f == field), "{json}: {result:?}");
         }
+    }
+
+    #[test]
+    fn tpe_draws_its_startup_trials_up_front_and_the_rest_later() {
+        let s =
+            spec(serde_json::json!({"hyper": {"lr": {"uniform": [0, 1]}}, "search": {"method": "tpe", "trials": 12}}));
+        let t = trials(&s).unwrap_or_default();
+        assert_eq!(t.len(), 12);
+        assert_eq!(t.iter().filter(|h| h.is_some()).count(), 4);
+        assert!(t[..4].iter().all(Option::is_some) && t[4..].iter().all(Option::is_none));
     }
 
     #[test]
