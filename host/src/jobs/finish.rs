@@ -58,14 +58,7 @@ async fn outcome(jobs: &Arc<Jobs>, id: &str) -> Result<JobResult, Stop> {
     let parameters = checkpoint::decode(&bytes)?;
     let hyper = job.trials.iter().find(|t| t.trial == best).map(|t| t.hyper.clone()).unwrap_or_default();
     let log = GuestLog::new(0, "", "");
-    let run = TrialRun {
-        jobs,
-        job: &row,
-        spec: &spec,
-        trial: i64::from(best),
-        hyper: hyper.into_iter().collect(),
-        log: &log,
-    };
+    let run = TrialRun::new(jobs, &row, &spec, i64::from(best), hyper.into_iter().collect(), &log);
     let test = test(&run, &parameters).await?;
     let exported = match &spec.export {
         Some(export) => Some(self::export(jobs, id, &row.tenant, &export.model, &export.template, &parameters).await?),

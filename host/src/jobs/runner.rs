@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::api::ErrorCode;
@@ -82,7 +83,7 @@ async fn run(jobs: &Arc<Jobs>, job_id: &str, trial_no: i64) -> anyhow::Result<()
             return Ok(());
         }
     }
-    let run = TrialRun { jobs, job: &job, spec: &spec, trial: trial_no, hyper: hyper.into_iter().collect(), log: &log };
+    let run = TrialRun::new(jobs, &job, &spec, trial_no, hyper.into_iter().collect(), &log);
     loop {
         let (state, error) = match run.attempt(attempt).await {
             Ok(state) => (state, None),
@@ -132,6 +133,22 @@ pub(super) struct TrialRun<'a> {
     pub trial: i64,
     pub hyper: Vec<(String, f64)>,
     pub log: &'a GuestLog,
+    /// When this node last renewed the trial's lease (Unix milliseconds).
+    renewed_ms: AtomicI64,
+}
+
+impl<'a> TrialRun<'a> {
+    /// The trial `trial` of `job`, run with `hyper`, its guests' output in `log`.
+    pub(super) fn new(
+        jobs: &'a Arc<Jobs>,
+        job: &'a JobRow,
+        spec: &'a JobSpec,
+        trial: i64,
+        hyper: Vec<(String, f64)>,
+        log: &'a GuestLog,
+    ) -> Self {
+        Self { jobs, job, spec, trial, hyper, log, renewed_ms: AtomicI64::new(0) }
+    }
 }
 
 /// What one checkpoint interval did, to settle and store at its end.
@@ -266,7 +283,6 @@ impl TrialRun<'_> {
         let seed = epoch_seed(self.spec.seed, self.trial, epoch);
         let mut reader = open(dataset, Split::Train, self.spec.batch_size, Some(seed)).await?;
         let (mut loss_sum, mut rows) = (0.0, 0u64);
-        let mut renewed = Instant::now();
         loop {
             let (back, batch) = next(reader).await?;
             reader = back;
@@ -274,10 +290,7 @@ impl TrialRun<'_> {
             if self.jobs.cancelled.contains(&self.job.id) {
                 return Err(Stop::Abandoned);
             }
-            if renewed.elapsed() > self.jobs.settings.lease / 3 {
-                self.renew().await?;
-                renewed = Instant::now();
-            }
+            self.renew().await?;
             let input = Input::TrainStep {
                 parameters: std::mem::take(parameters),
                 batch: batch.tensors,
@@ -489,9 +502,15 @@ impl TrialRun<'_> {
         Ok(())
     }
 
+    /// Extends the trial's lease once a third of it has passed; a write
+    /// per step or per epoch would cost more than the steps of a small model.
     async fn renew(&self) -> Result<(), Stop> {
-        let until = crate::clock::now_ms() + self.jobs.lease_ms();
-        if self.jobs.deps.db.renew_trial(&self.job.id, self.trial, &self.jobs.node, until).await? {
+        let now = crate::clock::now_ms();
+        if now - self.renewed_ms.load(Ordering::Relaxed) < self.jobs.lease_ms() / 3 {
+            return Ok(());
+        }
+        if self.jobs.deps.db.renew_trial(&self.job.id, self.trial, &self.jobs.node, now + self.jobs.lease_ms()).await? {
+            self.renewed_ms.store(now, Ordering::Relaxed);
             Ok(())
         } else {
             Err(Stop::Abandoned)
