@@ -173,6 +173,9 @@ impl TrialRun<'_> {
         let mut interval = Interval::begin();
         if epoch == 0 && parameters.is_empty() {
             parameters = self.init(&version, &mut interval, attempt).await?;
+        } else if self.asha_rung(epoch) && !self.asha_continues(epoch, &self.checkpointed_metrics().await?).await? {
+            // Stopped at this rung by an attempt that ended before it could say so.
+            return Ok(TrialState::Stopped);
         }
         let epochs = i64::from(self.spec.epochs);
         while epoch < epochs {
@@ -449,6 +452,13 @@ impl TrialRun<'_> {
         }
         self.jobs.events_appended();
         Ok(())
+    }
+
+    /// The metrics the trial's last checkpoint was written with.
+    async fn checkpointed_metrics(&self) -> Result<BTreeMap<String, f64>, Stop> {
+        let trials = self.jobs.deps.db.trials(&self.job.id).await?;
+        let metrics = trials.iter().find(|t| t.trial == self.trial).map(|t| t.metrics.as_str()).unwrap_or("{}");
+        Ok(serde_json::from_str(metrics).map_err(anyhow::Error::from)?)
     }
 
     fn asha_rung(&self, epoch: i64) -> bool {
