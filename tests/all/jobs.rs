@@ -536,3 +536,24 @@ async fn another_node_finishes_the_trials_of_a_killed_one() -> anyhow::Result<()
     }
     Ok(())
 }
+
+/// With a checkpoint every 3 epochs, the work is billed once per interval
+/// (and the last, shorter one) and every epoch still reaches the stream.
+#[tokio::test(flavor = "multi_thread")]
+async fn checkpoint_intervals_bill_once_each_and_lose_no_epoch() -> anyhow::Result<()> {
+    let server = Server::start(&[]).await?;
+    linear_setup(&server).await?;
+    let id = submit(&server, &server.http, &linear_spec(7, json!({"checkpoint_every_epochs": 3}))).await?;
+    assert_eq!(wait_over(&server, &server.http, &id).await?["state"], "succeeded");
+    let all = events(&server, &id, None).await?;
+    let epochs: Vec<u64> =
+        all.iter().filter(|(_, e)| e["type"] == "epoch").filter_map(|(_, e)| e["epoch"].as_u64()).collect();
+    assert_eq!(epochs, (1..=7).collect::<Vec<_>>());
+    let records = server.usage_records(&server.http, None).await?;
+    let mut ids: Vec<&str> =
+        records.iter().filter_map(|r| r["request_id"].as_str()).filter(|i| i.starts_with(&id)).collect();
+    ids.sort_unstable();
+    let expected = [":0:3:1", ":0:6:1", ":0:7:1", ":0:test"].map(|tail| format!("{id}{tail}"));
+    assert_eq!(ids, expected.iter().map(String::as_str).collect::<Vec<_>>());
+    Ok(())
+}
