@@ -18,9 +18,11 @@ use crate::invoke::InvokeSettings;
 use crate::jobs::JobSettings;
 use crate::ledger::pricing::Plan;
 use crate::ledger::{LedgerSettings, LedgerSync};
+use crate::monitor::MonitorSettings;
 use crate::nn::NnConfig;
 use crate::nn::backend::BackendKind;
 use crate::registry::{LimitDefaults, RegistrySettings};
+use crate::stats::StatsSettings;
 use crate::tenancy::{AnonymousLimits, Quotas, TenancyConfig, TenantSettings};
 
 /// Default listen address.
@@ -169,6 +171,74 @@ pub struct Settings {
     #[command(flatten)]
     #[serde(default)]
     pub jobs: JobsSettings,
+    /// Operations: statistics, detectors, rollouts (`[monitor]` in the file).
+    #[command(flatten)]
+    #[serde(default)]
+    pub monitor: MonitorFileSettings,
+}
+
+/// Operations: the `[monitor]` table of the file, `--monitor-*` flags.
+#[derive(Debug, Clone, Default, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorFileSettings {
+    /// Keep live statistics, run the anomaly detectors and guard rollouts [default: true].
+    #[arg(long = "monitor-enabled")]
+    pub enabled: Option<bool>,
+    /// Length of a statistics window, in milliseconds [default: 10000].
+    #[arg(long = "monitor-window-ms")]
+    pub window_ms: Option<u64>,
+    /// How long windows are kept, in seconds [default: 86400].
+    #[arg(long = "monitor-retention-s")]
+    pub retention_s: Option<u64>,
+    /// Windows kept in all, shared among every function and model; bounds the statistics' memory [default: 200000].
+    #[arg(long = "monitor-max-windows")]
+    pub max_windows: Option<usize>,
+    /// How long a plain deploy is watched against the version before it; 0 turns watching off [default: 120].
+    #[arg(long = "monitor-watch-s")]
+    pub watch_s: Option<u64>,
+    /// Calls a new version needs before a guarded rollout judges it [default: 50].
+    #[arg(long = "monitor-min-sample")]
+    pub min_sample: Option<u64>,
+    /// Whether alert sinks may be private or loopback addresses [default: the value of allow_private_outbound].
+    #[arg(long = "monitor-allow-private-sinks")]
+    pub allow_private_sinks: Option<bool>,
+    /// Host defaults of the detectors' thresholds (file only: `[monitor.thresholds]`).
+    #[arg(skip)]
+    pub thresholds: Option<crate::api::Thresholds>,
+}
+
+impl MonitorFileSettings {
+    fn or(self, base: MonitorFileSettings) -> MonitorFileSettings {
+        MonitorFileSettings {
+            enabled: self.enabled.or(base.enabled),
+            window_ms: self.window_ms.or(base.window_ms),
+            retention_s: self.retention_s.or(base.retention_s),
+            max_windows: self.max_windows.or(base.max_windows),
+            watch_s: self.watch_s.or(base.watch_s),
+            min_sample: self.min_sample.or(base.min_sample),
+            allow_private_sinks: self.allow_private_sinks.or(base.allow_private_sinks),
+            thresholds: self.thresholds.or(base.thresholds),
+        }
+    }
+
+    fn resolve(self, allow_private_outbound: bool) -> anyhow::Result<MonitorSettings> {
+        let defaults = MonitorSettings::default();
+        let thresholds = self.thresholds.unwrap_or_default();
+        crate::monitor::check_thresholds(&thresholds)
+            .map_err(|message| anyhow::anyhow!("[monitor.thresholds]: {message}"))?;
+        Ok(MonitorSettings {
+            enabled: self.enabled.unwrap_or(defaults.enabled),
+            stats: StatsSettings {
+                window: self.window_ms.map_or(defaults.stats.window, |ms| Duration::from_millis(ms.max(100))),
+                retention: self.retention_s.map_or(defaults.stats.retention, Duration::from_secs),
+                max_windows: self.max_windows.unwrap_or(defaults.stats.max_windows).max(1),
+            },
+            defaults: defaults.defaults.with(&thresholds),
+            watch: self.watch_s.map_or(defaults.watch, Duration::from_secs),
+            min_sample: self.min_sample.unwrap_or(defaults.min_sample).max(1),
+            allow_private_sinks: self.allow_private_sinks.unwrap_or(allow_private_outbound),
+        })
+    }
 }
 
 /// Training jobs: the `[jobs]` table of the file, `--jobs-*` flags.
@@ -356,6 +426,8 @@ pub struct Config {
     pub nn: NnConfig,
     /// How this node runs training jobs.
     pub jobs: JobSettings,
+    /// How this node watches what it runs.
+    pub monitor: MonitorSettings,
 }
 
 impl Config {
@@ -407,7 +479,8 @@ impl Settings {
     pub fn or(self, base: Settings) -> Settings {
         macro_rules! merge {
             ($($field:ident),* $(,)?) => {
-                Settings { $($field: self.$field.or(base.$field)),*, nn: self.nn.or(base.nn), jobs: self.jobs.or(base.jobs) }
+                Settings { $($field: self.$field.or(base.$field)),*, nn: self.nn.or(base.nn), jobs: self.jobs.or(base.jobs),
+                    monitor: self.monitor.or(base.monitor) }
             };
         }
         merge!(
@@ -482,6 +555,7 @@ impl Settings {
             );
         }
         let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let monitor = self.monitor.resolve(self.allow_private_outbound.unwrap_or(false))?;
         Ok(Config {
             listen: self.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
             metrics_listen: self.metrics_listen,
@@ -534,6 +608,7 @@ impl Settings {
                 log_bytes: 64 * 1024,
             },
             nn,
+            monitor,
         })
     }
 }

@@ -74,3 +74,10 @@ mod tests {
         }
     }
 }
+
+/// `prefix-` and 16 random hex digits: the id of a job, an alert...
+pub fn random_id(prefix: &str) -> anyhow::Result<String> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|err| anyhow::anyhow!("no randomness: {err}"))?;
+    Ok(format!("{prefix}-{}", hex::encode(bytes)))
+}

@@ -13,6 +13,7 @@ use crate::api::ErrorCode;
 use crate::db::UsageRecord;
 use crate::ledger::{Ledger, LedgerError};
 use crate::metering::Measurement;
+use crate::stats::{Sample, Series};
 use crate::telemetry::FunctionMetrics;
 use crate::tenancy::{Tenancy, TenancyError};
 
@@ -100,6 +101,8 @@ pub struct Work<'a> {
     pub bytes_out: u64,
     /// The function's metric series.
     pub metrics: &'a FunctionMetrics,
+    /// The version's statistics, if the work is a call.
+    pub stats: Option<&'a Series>,
 }
 
 /// Settles metered work: the ledger (when metering is on), the tenants'
@@ -142,6 +145,16 @@ impl Settler {
             ledger.record(record).await?;
             self.tenancy.charge(work.tenant, cost_micros).await;
             work.metrics.record_cost(cost_micros);
+        }
+        if let Some(stats) = work.stats {
+            stats.record(&Sample {
+                error: outcome.error_code(),
+                latency,
+                cpu: used.cpu,
+                nn_cpu_us: used.nn_cpu_us,
+                nn_gpu_us: used.nn_gpu_us,
+                cost_micros,
+            });
         }
         if self.events.receiver_count() > 0 {
             // Nobody listening is the usual case until the monitor lands; a
@@ -213,6 +226,7 @@ mod tests {
             bytes_in: 10,
             bytes_out: 20,
             metrics,
+            stats: None,
         }
     }
 

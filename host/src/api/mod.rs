@@ -9,6 +9,7 @@ pub mod datasets;
 pub mod functions;
 pub mod jobs;
 pub mod models;
+pub mod monitor;
 pub mod openapi;
 pub mod tenants;
 pub mod usage;
@@ -20,6 +21,10 @@ pub use datasets::{DatasetList, DatasetOptions, DatasetReport, DatasetSummary, R
 pub use functions::{DeployQuery, FunctionDetail, FunctionKind, FunctionLimits, FunctionList, FunctionVersion};
 pub use jobs::{Job, JobCreated, JobEvent, JobList, JobLogs, JobReport, JobSpec, JobState, TrialState};
 pub use models::{Backend, Dim, ElementType, Model, ModelList, ModelQuery, Target, TensorSpec};
+pub use monitor::{
+    Alert, AlertLabels, AlertList, AlertQuery, AlertState, AuditEvent, AuditEventList, AuditQuery, Percentiles,
+    SeriesStats, Sink, SinkList, SinkRequest, Stats, StatsQuery, ThresholdSettings, Thresholds, WindowPoint,
+};
 pub use tenants::{IssuedKey, NewKey, NewTenant, Quotas, Tenant, TenantCreated, TenantList, TenantQuotas};
 pub use usage::{GroupBy, UsageGroups, UsageQuery, UsageRecord, UsageRecords, UsageRecordsQuery, UsageTotals};
 
@@ -47,7 +52,7 @@ impl ErrorBody {
 }
 
 /// Every error code the API answers with, and the status each comes with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// `400`: the upload is not a component muon can run.

@@ -214,7 +214,7 @@ impl Db {
 
 /// One atomic change of the catalog; dropped without [`CatalogChange::commit`], it changes nothing.
 pub struct CatalogChange {
-    tx: sqlx::Transaction<'static, sqlx::Any>,
+    pub(super) tx: sqlx::Transaction<'static, sqlx::Any>,
     /// Whether blobs are kept in the database (for other nodes).
     shared: bool,
 }

@@ -244,12 +244,81 @@ const MIGRATIONS: &[Migration] = &[
         PRIMARY KEY (job_id, seq)
     )",
     ),
+    Both(
+        "CREATE TABLE IF NOT EXISTS alerts (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        state TEXT NOT NULL,
+        starts_at_ms BIGINT NOT NULL,
+        ends_at_ms BIGINT,
+        labels TEXT NOT NULL,
+        value DOUBLE PRECISION NOT NULL,
+        baseline DOUBLE PRECISION NOT NULL,
+        summary TEXT NOT NULL
+    )",
+    ),
+    Both("CREATE INDEX IF NOT EXISTS alerts_by_tenant ON alerts (tenant, state, starts_at_ms)"),
+    Both("CREATE UNIQUE INDEX IF NOT EXISTS alerts_firing_once ON alerts (fingerprint) WHERE state = 'firing'"),
+    Each {
+        sqlite: "CREATE TABLE IF NOT EXISTS audit_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant TEXT NOT NULL,
+        at_ms BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        message TEXT NOT NULL,
+        detail TEXT NOT NULL
+    )",
+        postgres: "CREATE TABLE IF NOT EXISTS audit_events (
+        id BIGSERIAL PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        at_ms BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        message TEXT NOT NULL,
+        detail TEXT NOT NULL
+    )",
+    },
+    Both("CREATE INDEX IF NOT EXISTS audit_events_by_tenant ON audit_events (tenant, id)"),
+    Both(
+        "CREATE TABLE IF NOT EXISTS alert_sinks (
+        tenant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        url TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        created_at_ms BIGINT NOT NULL,
+        last_delivery TEXT,
+        PRIMARY KEY (tenant, name)
+    )",
+    ),
+    Both(
+        "CREATE TABLE IF NOT EXISTS rollouts (
+        tenant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        stable_version BIGINT NOT NULL,
+        candidate_version BIGINT NOT NULL,
+        percent BIGINT NOT NULL,
+        started_at_ms BIGINT NOT NULL,
+        until_ms BIGINT NOT NULL,
+        PRIMARY KEY (tenant, name)
+    )",
+    ),
+    Both(
+        "CREATE TABLE IF NOT EXISTS thresholds (
+        tenant TEXT NOT NULL,
+        function TEXT NOT NULL,
+        settings TEXT NOT NULL,
+        PRIMARY KEY (tenant, function)
+    )",
+    ),
 ];
 
 mod catalog;
 mod functions;
 mod jobs;
 mod models;
+mod monitor;
 mod tenants;
 mod usage;
 
@@ -257,6 +326,7 @@ pub use catalog::{CatalogChange, Footprint, ObjectKind, ObjectVersion, Retention
 pub use functions::VersionRecord;
 pub use jobs::{Checkpoint, EventRow, JobRow, NewEvent, TrialChange, TrialRow, TrialUsage};
 pub use models::ModelRow;
+pub use monitor::{AlertRow, AuditRow, NewAudit, RolloutRow, SinkRow};
 pub use tenants::{KeyRecord, Revocation, TenantRecord};
 pub use usage::{GroupBy, UsageQuery, UsageRecord, UsageTotals, UsageWriter};
 

@@ -95,7 +95,7 @@ impl Jobs {
             // One process owns a SQLite database: what a killed one leased is free.
             deps.db.release_all_leases().await?;
         }
-        let node = random_id("node")?;
+        let node = crate::names::random_id("node")?;
         let workers = Arc::new(Semaphore::new(settings.workers.max(1)));
         Ok(Arc::new(Self {
             deps,
@@ -142,7 +142,7 @@ impl Jobs {
         }
         let active = self.deps.db.active_jobs(tenant).await?;
         self.deps.tenancy.check_job(tenant, active, spec.search.parallel).await?;
-        let id = random_id("job")?;
+        let id = crate::names::random_id("job")?;
         let row = JobRow {
             id: id.clone(),
             tenant: tenant.to_owned(),
@@ -371,13 +371,6 @@ fn best(spec: &JobSpec, trials: &[Trial]) -> Option<u32> {
         }
     }
     best.map(|(trial, _)| trial)
-}
-
-/// `prefix-` and 16 random hex digits.
-fn random_id(prefix: &str) -> anyhow::Result<String> {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).map_err(|err| anyhow::anyhow!("no randomness: {err}"))?;
-    Ok(format!("{prefix}-{}", hex::encode(bytes)))
 }
 
 /// An event as stored.

@@ -407,6 +407,9 @@ impl TrialRun<'_> {
             bytes_in: 0,
             bytes_out: 0,
             metrics: &version.metrics,
+            // An interval of training is not a call: it would skew the
+            // function's latency statistics.
+            stats: None,
         };
         let cost_micros = match self.jobs.deps.settler.settle(work, &done.used, outcome).await {
             Ok(cost) => cost,

@@ -21,6 +21,7 @@ use crate::engine::{EntryPoint, Runtime};
 use crate::names::{FunctionName, check_model_name};
 use crate::nn::ModelAccess;
 use crate::nn::wasi::NnScope;
+use crate::stats::{Series, SeriesKey, SeriesKind, StatsStore};
 use crate::telemetry::FunctionMetrics;
 use crate::tenancy::{AnonymousLimits, StorageQuota};
 use compile::Compiler;
@@ -72,6 +73,8 @@ pub struct Version {
     pub label: String,
     /// Its metric series.
     pub metrics: FunctionMetrics,
+    /// Its live statistics.
+    pub stats: Arc<Series>,
 }
 
 /// What the registry needs from the configuration.
@@ -119,6 +122,7 @@ pub struct Registry {
     config: RegistrySettings,
     files: LocalStore,
     live: DashMap<String, Arc<Version>>,
+    stats: Arc<StatsStore>,
     /// Serialises this node's catalog changes, so two deploys of a name
     /// cannot interleave (the database transaction serialises nodes).
     changes: tokio::sync::Mutex<()>,
@@ -131,7 +135,12 @@ fn key(tenant: &str, name: &str) -> String {
 
 impl Registry {
     /// Loads every function's active version from the catalog.
-    pub async fn load(db: Db, runtime: Arc<Runtime>, config: RegistrySettings) -> anyhow::Result<Self> {
+    pub async fn load(
+        db: Db,
+        runtime: Arc<Runtime>,
+        config: RegistrySettings,
+        stats: Arc<StatsStore>,
+    ) -> anyhow::Result<Self> {
         let components_dir = config.components_dir.clone();
         std::fs::create_dir_all(&components_dir)
             .with_context(|| format!("cannot create {}", components_dir.display()))?;
@@ -142,6 +151,7 @@ impl Registry {
             runtime,
             config,
             live: DashMap::new(),
+            stats,
             changes: tokio::sync::Mutex::new(()),
             compiler,
         };
@@ -290,6 +300,7 @@ impl Registry {
         let released = change.release(digests).await?;
         change.commit().await?;
         self.live.remove(&key(tenant, name.as_str()));
+        self.stats.forget(SeriesKind::Function, tenant, name.as_str());
         self.files.remove(&released);
         Ok(())
     }
@@ -414,7 +425,13 @@ impl Registry {
             tenant: Arc::from(record.tenant.as_str()),
             access: ModelAccess::from_stored(record.models.as_deref()),
         });
-        Version { record, limits, allowed_hosts, nn_scope, entry, admission, label, metrics }
+        let stats = self.stats.series(SeriesKey {
+            kind: SeriesKind::Function,
+            tenant: Arc::clone(&nn_scope.tenant),
+            name: Arc::from(record.name.as_str()),
+            version: record.version,
+        });
+        Version { record, limits, allowed_hosts, nn_scope, entry, admission, label, metrics, stats }
     }
 }
 

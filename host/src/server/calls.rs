@@ -152,6 +152,7 @@ async fn metered(
         bytes_in: bytes_in as u64,
         bytes_out: result.as_ref().map_or(0, |response| response.body().len() as u64),
         metrics: &version.metrics,
+        stats: Some(&version.stats),
     };
     app.settler.settle(work, &used, outcome_of(&result)).await?;
     result

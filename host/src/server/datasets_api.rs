@@ -113,6 +113,7 @@ async fn build_preprocessed(
         bytes_in,
         bytes_out: result.as_ref().ok().and_then(|r| r.preprocess.as_ref()).map_or(0, |p| p.bytes_out),
         metrics: &version.metrics,
+        stats: Some(&version.stats),
     };
     app.settler.settle(work, &preprocessor.used(), outcome_of(&result)).await?;
     result

@@ -36,9 +36,11 @@ use crate::engine::Runtime;
 use crate::invoke::Invoker;
 use crate::jobs::{JobDeps, Jobs};
 use crate::ledger::Ledger;
+use crate::monitor::Monitor;
 use crate::nn::{Inference, ModelStore};
 use crate::registry::Registry;
 use crate::settle::Settler;
+use crate::stats::StatsStore;
 use crate::telemetry::{Metrics, RequestIds};
 use crate::tenancy::Tenancy;
 
@@ -60,6 +62,8 @@ pub struct App {
     datasets: Arc<DatasetStore>,
     /// Tenants' training jobs, and this node's trial workers.
     jobs: Arc<Jobs>,
+    /// Statistics, detectors, alerts, guarded rollouts.
+    monitor: Arc<Monitor>,
     /// Meters every call: ledger, budgets, metrics, call events.
     settler: Arc<Settler>,
     db: Db,
@@ -84,7 +88,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         None => Db::open_sqlite(&config.data_dir).await?,
     };
     let auth = Auth::bootstrap(db.clone(), &config.data_dir).await?;
-    let registry = Arc::new(Registry::load(db.clone(), Arc::clone(&runtime), config.registry()).await?);
+    let monitor_settings = config.monitor.clone();
+    let stats = Arc::new(StatsStore::new(monitor_settings.stats));
+    let registry =
+        Arc::new(Registry::load(db.clone(), Arc::clone(&runtime), config.registry(), Arc::clone(&stats)).await?);
     if config.database_url.is_some() {
         // Other nodes may deploy into the shared database.
         tokio::spawn(Arc::clone(&registry).follow(REGISTRY_SYNC));
@@ -119,6 +126,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.jobs.clone(),
     )
     .await?;
+    let monitor = Arc::new(Monitor::new(db.clone(), stats, Arc::clone(&registry), monitor_settings));
     let listener =
         TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
@@ -140,6 +148,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         invoker,
         datasets,
         jobs: Arc::clone(&jobs),
+        monitor: Arc::clone(&monitor),
         settler,
         db: db.clone(),
         auth,
@@ -154,10 +163,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::spawn(serve_metrics(Arc::clone(&app), listener));
     }
     let scheduler = tokio::spawn(jobs.run());
+    let watcher = tokio::spawn(monitor.run());
     run(Arc::clone(&app), listener, shutdown).await;
     // Trials stop where they are; their leases run out and they resume
     // from their checkpoints at the next start (or on another node).
     scheduler.abort();
+    watcher.abort();
     if let Some(ledger) = app.settler.ledger() {
         match ledger.flush().await {
             Ok(()) => tracing::info!("usage ledger flushed"),

@@ -1,0 +1,124 @@
+//! Operations: muon watches what it runs. Statistics come from the settle
+//! path and wasi-nn (`stats`); every window, the detectors (`detect.rs`)
+//! compare each series with its own recent past and fire or resolve alerts
+//! (`alerts.rs`); guarded rollouts (`rollout.rs`) compare a new version with
+//! the stable one and roll back or promote on their own; sinks
+//! (`sinks.rs`) post alerts to webhooks.
+
+mod alerts;
+mod thresholds;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often guarded rollouts are judged, at most.
+const ROLLOUT_CHECK: Duration = Duration::from_secs(1);
+
+pub use alerts::{Alerts, Firing};
+pub use thresholds::{Limits, ThresholdStore, check as check_thresholds};
+
+use crate::db::Db;
+use crate::registry::Registry;
+use crate::stats::{StatsSettings, StatsStore};
+
+/// How the monitor runs.
+#[derive(Debug, Clone)]
+pub struct MonitorSettings {
+    /// Whether statistics are kept and detectors run.
+    pub enabled: bool,
+    /// Windows: length, retention, the cap on their number.
+    pub stats: StatsSettings,
+    /// The host defaults of the detectors' thresholds.
+    pub defaults: Limits,
+    /// How long a plain deploy is watched against the version before it.
+    pub watch: Duration,
+    /// Calls the new version of a guarded rollout needs before it is judged.
+    pub min_sample: u64,
+    /// Whether sinks may be private or loopback addresses.
+    pub allow_private_sinks: bool,
+}
+
+impl Default for MonitorSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            stats: StatsSettings::default(),
+            defaults: Limits::default(),
+            watch: Duration::from_secs(120),
+            min_sample: 50,
+            allow_private_sinks: false,
+        }
+    }
+}
+
+/// The monitor of this node.
+pub struct Monitor {
+    db: Db,
+    stats: Arc<StatsStore>,
+    alerts: Arc<Alerts>,
+    thresholds: ThresholdStore,
+    registry: Arc<Registry>,
+    settings: MonitorSettings,
+}
+
+impl Monitor {
+    /// A monitor over `stats`, which the registry and wasi-nn record into.
+    pub fn new(db: Db, stats: Arc<StatsStore>, registry: Arc<Registry>, settings: MonitorSettings) -> Self {
+        Self {
+            alerts: Arc::new(Alerts::new(db.clone())),
+            thresholds: ThresholdStore::new(db.clone(), settings.defaults),
+            db,
+            stats,
+            registry,
+            settings,
+        }
+    }
+
+    /// The statistics.
+    pub fn stats(&self) -> &Arc<StatsStore> {
+        &self.stats
+    }
+
+    /// The alerts.
+    pub fn alerts(&self) -> &Arc<Alerts> {
+        &self.alerts
+    }
+
+    /// The detectors' thresholds.
+    pub fn thresholds(&self) -> &ThresholdStore {
+        &self.thresholds
+    }
+
+    /// Its settings.
+    pub fn settings(&self) -> &MonitorSettings {
+        &self.settings
+    }
+
+    /// The database it keeps alerts and the audit log in.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The registry whose rollouts it guards.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+}
+
+impl Monitor {
+    /// Runs the detectors and guarded rollouts every window, forever.
+    pub async fn run(self: Arc<Self>) {
+        if !self.settings.enabled {
+            return;
+        }
+        let mut interval = tokio::time::interval(self.settings.stats.window.min(ROLLOUT_CHECK));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            if let Err(err) = self.thresholds.refresh().await {
+                tracing::warn!(error = format!("{err:#}"), "cannot read the detectors' thresholds");
+            }
+            self.stats.trim(crate::clock::now_ms());
+        }
+    }
+}
