@@ -57,6 +57,18 @@ enum Command {
         /// Models the function may load by name, comma-separated [default: all of the tenant's].
         #[arg(long)]
         models: Option<String>,
+        /// How the new version takes over: `watch`, `canary` or `direct` [default: watch].
+        #[arg(long)]
+        rollout: Option<String>,
+        /// The canary's share of the calls, 1 to 99 [default: 10].
+        #[arg(long)]
+        canary_percent: Option<u64>,
+        /// Seconds the canary runs before it is promoted [default: 120].
+        #[arg(long)]
+        canary_for_s: Option<u64>,
+        /// Seconds a watched deploy is watched; 0: unwatched [default: the server's].
+        #[arg(long)]
+        watch_s: Option<u64>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -299,6 +311,10 @@ async fn client_command(command: Command) -> anyhow::Result<()> {
             public,
             allowed_hosts,
             models,
+            rollout,
+            canary_percent,
+            canary_for_s,
+            watch_s,
             client,
         } => {
             let http = client.http()?;
@@ -310,6 +326,10 @@ async fn client_command(command: Command) -> anyhow::Result<()> {
                 public: public.then_some(true),
                 allowed_hosts,
                 models,
+                rollout,
+                canary_percent,
+                canary_for_s,
+                watch_s,
             };
             let request = http
                 .put(format!("{}/v1/functions/{name}", client.server))

@@ -86,6 +86,9 @@ pub struct FunctionDetail {
     pub active: FunctionVersion,
     /// Every kept version, oldest first.
     pub versions: Vec<FunctionVersion>,
+    /// The guarded rollout in progress, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutState>,
 }
 
 /// `GET /v1/functions`: the active version of each of the tenant's functions.
@@ -118,4 +121,35 @@ pub struct DeployQuery {
     /// Models the function may load by name, comma-separated; `*`: every model of the tenant [default: `*`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub models: Option<String>,
+    /// How the new version takes over: `watch` (every call at once, watched for `watch_s` against the version
+    /// before it and rolled back on a clear regression), `canary` (`canary_percent` of the calls for
+    /// `canary_for_s`, then promoted unless it regressed), or `direct` (unwatched) [default: `watch`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<String>,
+    /// The canary's share of the calls, 1 to 99 [default: 10].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary_percent: Option<u64>,
+    /// Seconds the canary runs before it is promoted [default: 120].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary_for_s: Option<u64>,
+    /// Seconds a watched deploy is watched; 0 deploys unwatched [default: the server's `monitor.watch_s`, 120].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch_s: Option<u64>,
+}
+
+/// A guarded rollout in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RolloutState {
+    /// `canary` or `watch`.
+    pub mode: String,
+    /// The version calls go back to on a regression.
+    pub stable_version: i64,
+    /// The version being judged.
+    pub candidate_version: i64,
+    /// Its share of the calls, in percent.
+    pub percent: i64,
+    /// When it started, in Unix milliseconds.
+    pub started_at_ms: i64,
+    /// When it is promoted if nothing regresses, in Unix milliseconds.
+    pub until_ms: i64,
 }

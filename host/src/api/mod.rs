@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub use datasets::{DatasetList, DatasetOptions, DatasetReport, DatasetSummary, RowsPage, RowsQuery};
-pub use functions::{DeployQuery, FunctionDetail, FunctionKind, FunctionLimits, FunctionList, FunctionVersion};
+pub use functions::{
+    DeployQuery, FunctionDetail, FunctionKind, FunctionLimits, FunctionList, FunctionVersion, RolloutState,
+};
 pub use jobs::{Job, JobCreated, JobEvent, JobList, JobLogs, JobReport, JobSpec, JobState, TrialState};
 pub use models::{Backend, Dim, ElementType, Model, ModelList, ModelQuery, Target, TensorSpec};
 pub use monitor::{

@@ -103,6 +103,12 @@ fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &m
         routes::revoke_key,
         routes::usage_totals,
         routes::usage_records,
+        routes::function_stats,
+        routes::model_stats,
+        routes::function_thresholds,
+        routes::set_function_thresholds,
+        routes::tenant_thresholds,
+        routes::set_tenant_thresholds,
     ),
     // The events' type is named here: the stream's schema is text, so no route refers to it.
     components(schemas(super::ErrorCode, super::JobEvent)),
@@ -117,6 +123,7 @@ fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &m
         (name = "tenants", description = "Tenants, their keys and quotas."),
         (name = "usage", description = "What requests used and cost, from the ledger."),
         (name = "operations", description = "Health, readiness, metrics and this document."),
+        (name = "monitor", description = "Live statistics, anomaly detectors and their thresholds, alerts and the audit log."),
     ),
 )]
 struct ApiDoc;
@@ -211,6 +218,7 @@ mod routes {
     use crate::api::functions::{DeployQuery, FunctionDetail, FunctionList, FunctionVersion};
     use crate::api::jobs::{Job, JobCreated, JobList, JobLogs, JobReport, JobSpec};
     use crate::api::models::{Model, ModelList, ModelQuery};
+    use crate::api::monitor::{Stats, StatsQuery, ThresholdSettings, Thresholds};
     use crate::api::tenants::{IssuedKey, NewKey, NewTenant, Quotas, TenantCreated, TenantList, TenantQuotas};
     use crate::api::usage::{UsageGroups, UsageQuery, UsageRecords, UsageRecordsQuery};
     use crate::api::{Deleted, ErrorBody, Health, Revoked};
@@ -684,6 +692,85 @@ mod routes {
     ),
 )]
     fn job_report_svg() {}
+
+    /// A function's live statistics by version over a window: calls, outcomes, latency percentiles, CPU,
+    /// compute by device and cost, with the 10-second windows for charts.
+    #[utoipa::path(
+    get,
+    path = "/v1/functions/{name}/stats",
+    tag = "monitor",
+    params(("name" = String, Path, description = "The function's name."), StatsQuery),
+    responses(
+        (status = 200, description = "The statistics; windows before `covered_from_ms` are empty, not zero.", body = Stats),
+        (status = 400, description = "`bad_request`: an unknown parameter or a bad window.", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such function.", body = ErrorBody),
+    ),
+)]
+    fn function_stats() {}
+
+    /// A model's live statistics by version: computes, outcomes, compute-time percentiles by device.
+    #[utoipa::path(
+    get,
+    path = "/v1/models/{name}/stats",
+    tag = "monitor",
+    params(("name" = String, Path, description = "The model's name."), StatsQuery),
+    responses(
+        (status = 200, description = "The statistics.", body = Stats),
+        (status = 400, description = "`bad_request`: an unknown parameter or a bad window.", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such model.", body = ErrorBody),
+    ),
+)]
+    fn model_stats() {}
+
+    /// The detectors' thresholds for one function: what it set, and what applies.
+    #[utoipa::path(
+    get,
+    path = "/v1/functions/{name}/thresholds",
+    tag = "monitor",
+    params(("name" = String, Path, description = "The function's name.")),
+    responses(
+        (status = 200, description = "The thresholds.", body = ThresholdSettings),
+        (status = 404, description = "`not_found`: no such function.", body = ErrorBody),
+    ),
+)]
+    fn function_thresholds() {}
+
+    /// Set the detectors' thresholds for one function; unset fields take the tenant's.
+    #[utoipa::path(
+    put,
+    path = "/v1/functions/{name}/thresholds",
+    tag = "monitor",
+    params(("name" = String, Path, description = "The function's name.")),
+    request_body = Thresholds,
+    responses(
+        (status = 200, description = "Set.", body = ThresholdSettings),
+        (status = 400, description = "`bad_request`: an unknown field or a bad value, named.", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such function.", body = ErrorBody),
+    ),
+)]
+    fn set_function_thresholds() {}
+
+    /// The detectors' thresholds for the tenant's functions and models.
+    #[utoipa::path(
+    get,
+    path = "/v1/monitor/thresholds",
+    tag = "monitor",
+    responses((status = 200, description = "The thresholds.", body = ThresholdSettings)),
+)]
+    fn tenant_thresholds() {}
+
+    /// Set the detectors' thresholds for the tenant; unset fields take the host defaults.
+    #[utoipa::path(
+    put,
+    path = "/v1/monitor/thresholds",
+    tag = "monitor",
+    request_body = Thresholds,
+    responses(
+        (status = 200, description = "Set.", body = ThresholdSettings),
+        (status = 400, description = "`bad_request`: an unknown field or a bad value, named.", body = ErrorBody),
+    ),
+)]
+    fn set_tenant_thresholds() {}
 
     /// Create a tenant (admin key); the answer holds its first key, shown once.
     #[utoipa::path(

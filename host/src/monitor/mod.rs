@@ -6,17 +6,23 @@
 //! (`sinks.rs`) post alerts to webhooks.
 
 mod alerts;
+mod detect;
+mod rollout;
 mod thresholds;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// How often guarded rollouts are judged, at most.
 const ROLLOUT_CHECK: Duration = Duration::from_secs(1);
+/// How long after a window ends its calls are still settling into it.
+const GRACE_MS: i64 = 200;
 
 pub use alerts::{Alerts, Firing};
 pub use thresholds::{Limits, ThresholdStore, check as check_thresholds};
 
+use crate::api::AlertLabels;
 use crate::db::Db;
 use crate::registry::Registry;
 use crate::stats::{StatsSettings, StatsStore};
@@ -59,6 +65,11 @@ pub struct Monitor {
     thresholds: ThresholdStore,
     registry: Arc<Registry>,
     settings: MonitorSettings,
+    /// Each detector's count of windows in a row, by the labels it fires with.
+    tracks: Mutex<HashMap<AlertLabels, detect::Track>>,
+    /// Alerts to resolve at a time (those of rollbacks, once the stable
+    /// version has served again for a while).
+    resolutions: Mutex<Vec<(AlertLabels, i64)>>,
 }
 
 impl Monitor {
@@ -71,6 +82,8 @@ impl Monitor {
             stats,
             registry,
             settings,
+            tracks: Mutex::new(HashMap::new()),
+            resolutions: Mutex::new(Vec::new()),
         }
     }
 
@@ -113,12 +126,43 @@ impl Monitor {
         }
         let mut interval = tokio::time::interval(self.settings.stats.window.min(ROLLOUT_CHECK));
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let window_ms = self.stats.window_ms();
+        let mut judged_ms = crate::clock::now_ms() - crate::clock::now_ms().rem_euclid(window_ms) - window_ms;
         loop {
             interval.tick().await;
-            if let Err(err) = self.thresholds.refresh().await {
-                tracing::warn!(error = format!("{err:#}"), "cannot read the detectors' thresholds");
+            let now_ms = crate::clock::now_ms();
+            self.judge_rollouts(now_ms).await;
+            self.resolve_due(now_ms).await;
+            // A window is judged once it has closed, and a little after, so
+            // that calls settling at its end are in it.
+            let closed_ms = now_ms - GRACE_MS - (now_ms - GRACE_MS).rem_euclid(window_ms) - window_ms;
+            if closed_ms > judged_ms {
+                if let Err(err) = self.thresholds.refresh().await {
+                    tracing::warn!(error = format!("{err:#}"), "cannot read the detectors' thresholds");
+                }
+                self.detect(closed_ms).await;
+                judged_ms = closed_ms;
+                self.stats.trim(now_ms);
             }
-            self.stats.trim(crate::clock::now_ms());
+        }
+    }
+
+    /// Resolves the alert with `labels` at `at_ms`.
+    fn resolve_later(&self, labels: AlertLabels, at_ms: i64) {
+        self.resolutions.lock().unwrap_or_else(PoisonError::into_inner).push((labels, at_ms));
+    }
+
+    async fn resolve_due(&self, now_ms: i64) {
+        let due: Vec<AlertLabels> = {
+            let mut pending = self.resolutions.lock().unwrap_or_else(PoisonError::into_inner);
+            let (due, later) = pending.drain(..).partition(|(_, at_ms)| *at_ms <= now_ms);
+            *pending = later;
+            due.into_iter().map(|(labels, _)| labels).collect()
+        };
+        for labels in due {
+            if let Err(err) = self.alerts.resolve(&labels).await {
+                tracing::warn!(error = format!("{err:#}"), "cannot resolve an alert");
+            }
         }
     }
 }

@@ -5,6 +5,7 @@
 mod admission;
 mod compile;
 mod error;
+mod rollout;
 mod storage;
 
 use std::sync::Arc;
@@ -15,8 +16,9 @@ use sha2::{Digest, Sha256};
 
 pub use admission::{Admission, Overloaded};
 pub use error::RegistryError;
+pub use rollout::{Decision, Rollout, RolloutPlan};
 
-use crate::db::{Db, ObjectKind, VersionRecord};
+use crate::db::{Db, NewAudit, ObjectKind, RolloutRow, VersionRecord};
 use crate::engine::{EntryPoint, Runtime};
 use crate::names::{FunctionName, check_model_name};
 use crate::nn::ModelAccess;
@@ -53,6 +55,8 @@ pub struct DeployOptions {
     pub allowed_hosts: Vec<String>,
     /// Models the function may load by name; `None`: every model of its tenant.
     pub models: Option<Vec<String>>,
+    /// Whether the new version is watched or takes a share of the calls at first.
+    pub rollout: RolloutPlan,
 }
 
 /// One live version of a function.
@@ -122,6 +126,8 @@ pub struct Registry {
     config: RegistrySettings,
     files: LocalStore,
     live: DashMap<String, Arc<Version>>,
+    /// Guarded rollouts in progress, by `tenant/name`.
+    rollouts: DashMap<String, Arc<Rollout>>,
     stats: Arc<StatsStore>,
     /// Serialises this node's catalog changes, so two deploys of a name
     /// cannot interleave (the database transaction serialises nodes).
@@ -151,6 +157,7 @@ impl Registry {
             runtime,
             config,
             live: DashMap::new(),
+            rollouts: DashMap::new(),
             stats,
             changes: tokio::sync::Mutex::new(()),
             compiler,
@@ -165,13 +172,36 @@ impl Registry {
                 Err(err) => tracing::error!(function = %label, error = %err, "cannot load function"),
             }
         }
-        tracing::info!(functions = registry.live.len(), "registry loaded");
+        registry.sync_rollouts().await?;
+        tracing::info!(functions = registry.live.len(), rollouts = registry.rollouts.len(), "registry loaded");
         Ok(registry)
     }
 
     /// The active version of a function.
     pub fn get(&self, tenant: &str, name: &str) -> Option<Arc<Version>> {
         self.live.get(&key(tenant, name)).map(|v| Arc::clone(v.value()))
+    }
+
+    /// The version to run the next call of a function on: the active one,
+    /// or during a canary rollout, the stable one for the calls the
+    /// candidate does not take.
+    pub fn route(&self, tenant: &str, name: &str) -> Option<Arc<Version>> {
+        let label = key(tenant, name);
+        let active = Arc::clone(self.live.get(&label)?.value());
+        match self.rollouts.get(&label) {
+            Some(rollout) => Some(rollout.pick(active)),
+            None => Some(active),
+        }
+    }
+
+    /// The rollout of a function in progress, if any.
+    pub fn rollout(&self, tenant: &str, name: &str) -> Option<Arc<Rollout>> {
+        self.rollouts.get(&key(tenant, name)).map(|r| Arc::clone(r.value()))
+    }
+
+    /// Every rollout in progress on this node.
+    pub fn rollouts(&self) -> Vec<Arc<Rollout>> {
+        self.rollouts.iter().map(|r| Arc::clone(r.value())).collect()
     }
 
     /// Active versions of a tenant's functions, sorted by name.
@@ -237,6 +267,12 @@ impl Registry {
             .context("cannot store the component")?;
 
         let _guard = self.changes.lock().await;
+        let label = key(tenant, name.as_str());
+        // A deploy during a rollout is judged against the same stable version.
+        let stable = match self.rollouts.get(&label) {
+            Some(rollout) => Some(Arc::clone(&rollout.stable)),
+            None => self.get(tenant, name.as_str()),
+        };
         let mut record = VersionRecord {
             tenant: tenant.to_owned(),
             name: name.as_str().to_owned(),
@@ -255,13 +291,51 @@ impl Registry {
         let mut change = self.db.change(tenant).await?;
         let before = change.footprint(tenant).await?;
         change.insert_version(&mut record, &bytes).await?;
+        let guarded = options.rollout.share_and_duration().zip(stable);
+        let rollout = match guarded {
+            Some(((percent, duration), stable)) => {
+                let now_ms = crate::clock::now_ms();
+                let row = RolloutRow {
+                    tenant: tenant.to_owned(),
+                    name: name.as_str().to_owned(),
+                    stable_version: stable.record.version,
+                    candidate_version: record.version,
+                    percent: i64::from(percent),
+                    started_at_ms: now_ms,
+                    until_ms: now_ms.saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)),
+                };
+                change.start_rollout(&row).await?;
+                Some(Arc::new(Rollout::new(row, stable)))
+            }
+            None => {
+                change.end_rollout(tenant, name.as_str()).await?;
+                None
+            }
+        };
         let pruned = change.prune_function(tenant, name.as_str(), self.config.max_versions_kept).await?;
         quota.check(before, change.footprint(tenant).await?)?;
         let released = change.release(pruned).await?;
         change.commit().await?;
         self.files.remove(&released);
         let version = Arc::new(self.build_version(record, limits, entry));
-        self.live.insert(version.label.clone(), Arc::clone(&version));
+        self.live.insert(label.clone(), Arc::clone(&version));
+        let message = match &rollout {
+            Some(rollout) if rollout.is_watch() => format!(
+                "version {} deployed, watched against version {} until it is promoted",
+                version.record.version, rollout.row.stable_version
+            ),
+            Some(rollout) => format!(
+                "version {} deployed as a canary taking {}% of the calls; version {} takes the rest",
+                version.record.version, rollout.row.percent, rollout.row.stable_version
+            ),
+            None => format!("version {} deployed", version.record.version),
+        };
+        match rollout {
+            Some(rollout) => self.rollouts.insert(label, rollout),
+            None => self.rollouts.remove(&label).map(|(_, r)| r),
+        };
+        self.audit(tenant, "deploy", name.as_str(), &message, serde_json::json!({ "version": version.record.version }))
+            .await;
         Ok(version)
     }
 
@@ -283,9 +357,51 @@ impl Registry {
         let version = Arc::new(self.materialize(previous).await?);
         let mut change = self.db.change(tenant).await?;
         change.activate(ObjectKind::Function, tenant, name.as_str(), version.record.version).await?;
+        change.end_rollout(tenant, name.as_str()).await?;
         change.commit().await?;
         self.live.insert(version.label.clone(), Arc::clone(&version));
+        self.rollouts.remove(&version.label);
+        let message =
+            format!("rolled back by hand from version {} to {}", current.record.version, version.record.version);
+        let detail =
+            serde_json::json!({ "from": current.record.version, "to": version.record.version, "automatic": false });
+        self.audit(tenant, "rollback", name.as_str(), &message, detail).await;
         Ok(version)
+    }
+
+    /// Ends the rollout of `candidate`, promoting it or rolling back to the
+    /// stable version. Returns the version now active if this call ended
+    /// the rollout, `None` if it had already ended (here or on another node).
+    pub async fn end_rollout(
+        &self,
+        tenant: &str,
+        name: &str,
+        candidate: i64,
+        decision: Decision,
+    ) -> Result<Option<Arc<Version>>, RegistryError> {
+        let _guard = self.changes.lock().await;
+        let label = key(tenant, name);
+        let Some(rollout) = self.rollouts.get(&label).map(|r| Arc::clone(r.value())) else { return Ok(None) };
+        let mut change = self.db.change(tenant).await?;
+        if !change.end_rollout_of(tenant, name, candidate).await? {
+            self.rollouts.remove(&label);
+            return Ok(None);
+        }
+        if decision == Decision::RollBack {
+            change.activate(ObjectKind::Function, tenant, name, rollout.row.stable_version).await?;
+        }
+        change.commit().await?;
+        self.rollouts.remove(&label);
+        if decision == Decision::RollBack {
+            self.live.insert(label, Arc::clone(&rollout.stable));
+            return Ok(Some(Arc::clone(&rollout.stable)));
+        }
+        Ok(self.get(tenant, name))
+    }
+
+    /// Appends to the audit log (logging, not failing, when it cannot).
+    async fn audit(&self, tenant: &str, kind: &str, subject: &str, message: &str, detail: serde_json::Value) {
+        self.db.audit_or_log(NewAudit { tenant, kind, subject, message, detail }).await;
     }
 
     /// Removes a function and frees what only its versions held; requests
@@ -297,8 +413,11 @@ impl Registry {
             .delete(ObjectKind::Function, tenant, name.as_str())
             .await?
             .ok_or_else(|| RegistryError::NotFound(format!("function `{name}`")))?;
+        change.end_rollout(tenant, name.as_str()).await?;
         let released = change.release(digests).await?;
         change.commit().await?;
+        self.rollouts.remove(&key(tenant, name.as_str()));
+        self.audit(tenant, "delete", name.as_str(), "deleted with every version", serde_json::json!({})).await;
         self.live.remove(&key(tenant, name.as_str()));
         self.stats.forget(SeriesKind::Function, tenant, name.as_str());
         self.files.remove(&released);
@@ -336,6 +455,30 @@ impl Registry {
             // Another node deployed or deleted: what it freed goes here too.
             self.files.sweep(&self.db).await?;
         }
+        self.sync_rollouts().await
+    }
+
+    /// Brings the rollouts in step with the database: another node may have
+    /// started one, or ended one by a promotion or a rollback.
+    async fn sync_rollouts(&self) -> Result<(), RegistryError> {
+        let rows = self.db.rollouts().await?;
+        let mut seen = std::collections::HashSet::new();
+        for row in rows {
+            let label = key(&row.tenant, &row.name);
+            seen.insert(label.clone());
+            if self.rollouts.get(&label).is_some_and(|r| r.row == row) {
+                continue;
+            }
+            let Some(record) =
+                self.db.versions(&row.tenant, &row.name).await?.into_iter().find(|r| r.version == row.stable_version)
+            else {
+                tracing::warn!(function = %label, version = row.stable_version, "the stable version of a rollout is gone");
+                continue;
+            };
+            let stable = Arc::new(self.materialize(record).await?);
+            self.rollouts.insert(label, Arc::new(Rollout::new(row, stable)));
+        }
+        self.rollouts.retain(|label, _| seen.contains(label));
         Ok(())
     }
 

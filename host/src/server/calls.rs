@@ -67,7 +67,7 @@ pub async fn call_typed_function(
     request_id: &str,
 ) -> Result<http::Response<Body>, ApiError> {
     let version =
-        app.registry.get(tenant, name.as_str()).ok_or_else(|| ApiError::NotFound(format!("function `{name}`")))?;
+        app.registry.route(tenant, name.as_str()).ok_or_else(|| ApiError::NotFound(format!("function `{name}`")))?;
     let (parts, incoming) = request.into_parts();
     let json = app.bodies.read(&parts.headers, incoming, app.config.max_request_bytes).await?;
     let input = invoke::typed::input(version.entry.kind(), &json).map_err(ApiError::from);
@@ -98,7 +98,7 @@ async fn visible_function(
     tenant: &str,
     name: &str,
 ) -> Result<(Arc<Version>, Caller), ApiError> {
-    let version = app.registry.get(tenant, name);
+    let version = app.registry.route(tenant, name);
     if let Some(version) = version.as_ref().filter(|v| v.record.public) {
         let owner = headers.contains_key(http::header::AUTHORIZATION)
             && app.auth.authenticate(headers).await.is_ok_and(|principal| principal.can_access(tenant));

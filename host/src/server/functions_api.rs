@@ -1,15 +1,18 @@
 //! `/v1/functions`: deploy, list, show, delete and roll back functions.
 
+use std::time::Duration;
+
 use http::StatusCode;
 use hyper::body::Incoming;
 
 use super::App;
 use super::body::{self, Body};
 use super::error::ApiError;
-use crate::api::{self, Deleted, DeployQuery, FunctionDetail, FunctionList, FunctionVersion};
+use crate::api::{self, Deleted, DeployQuery, FunctionDetail, FunctionList, FunctionVersion, RolloutState};
 use crate::db::VersionRecord;
+use crate::monitor::MonitorSettings;
 use crate::names::FunctionName;
-use crate::registry::{DeployOptions, Version, parse_allowed_hosts, parse_models};
+use crate::registry::{DeployOptions, RolloutPlan, Version, parse_allowed_hosts, parse_models};
 
 /// `PUT /v1/functions/{name}` with the component's bytes.
 pub async fn deploy(
@@ -18,7 +21,8 @@ pub async fn deploy(
     request: http::Request<Incoming>,
     name: &FunctionName,
 ) -> Result<http::Response<Body>, ApiError> {
-    let options = deploy_options(deploy_query(request.uri().query().unwrap_or_default())?)?;
+    let query = deploy_query(request.uri().query().unwrap_or_default())?;
+    let options = deploy_options(query, &app.config.monitor)?;
     let (parts, incoming) = request.into_parts();
     let bytes = app.bodies.read(&parts.headers, incoming, app.config.max_deploy_bytes).await?;
     let limits = app.registry.limits_for(&options)?;
@@ -41,7 +45,15 @@ pub async fn show(app: &App, tenant: &str, name: &FunctionName) -> Result<http::
     let active =
         app.registry.get(tenant, name.as_str()).ok_or_else(|| ApiError::NotFound(format!("function `{name}`")))?;
     let versions = app.registry.history(tenant, name).await?.iter().map(record_of).collect::<Result<_, _>>()?;
-    Ok(body::json_response(StatusCode::OK, &FunctionDetail { active: version_of(&active)?, versions }))
+    let rollout = app.registry.rollout(tenant, name.as_str()).map(|rollout| RolloutState {
+        mode: if rollout.is_watch() { "watch" } else { "canary" }.to_owned(),
+        stable_version: rollout.row.stable_version,
+        candidate_version: rollout.row.candidate_version,
+        percent: rollout.row.percent,
+        started_at_ms: rollout.row.started_at_ms,
+        until_ms: rollout.row.until_ms,
+    });
+    Ok(body::json_response(StatusCode::OK, &FunctionDetail { active: version_of(&active)?, versions, rollout }))
 }
 
 /// `DELETE /v1/functions/{name}`.
@@ -81,9 +93,14 @@ fn deploy_query(query: &str) -> Result<DeployQuery, ApiError> {
             }
             "allowed_hosts" => options.allowed_hosts = Some(value.into_owned()),
             "models" => options.models = Some(value.into_owned()),
+            "rollout" => options.rollout = Some(value.into_owned()),
+            "canary_percent" => options.canary_percent = Some(number("canary_percent")?),
+            "canary_for_s" => options.canary_for_s = Some(number("canary_for_s")?),
+            "watch_s" => options.watch_s = Some(number("watch_s")?),
             other => {
                 return Err(ApiError::BadRequest(format!(
-                    "unknown deploy option `{other}`; use memory_mb, timeout_ms, max_concurrency, public, allowed_hosts, models"
+                    "unknown deploy option `{other}`; use memory_mb, timeout_ms, max_concurrency, public, \
+                     allowed_hosts, models, rollout, canary_percent, canary_for_s, watch_s"
                 )));
             }
         }
@@ -91,9 +108,11 @@ fn deploy_query(query: &str) -> Result<DeployQuery, ApiError> {
     Ok(options)
 }
 
-fn deploy_options(query: DeployQuery) -> Result<DeployOptions, ApiError> {
+fn deploy_options(query: DeployQuery, monitor: &MonitorSettings) -> Result<DeployOptions, ApiError> {
     let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+    let rollout = rollout_plan(&query, monitor)?;
     Ok(DeployOptions {
+        rollout,
         memory_mb: query.memory_mb.map(clamp),
         timeout_ms: query.timeout_ms,
         max_concurrency: query.max_concurrency.map(clamp),
@@ -101,6 +120,36 @@ fn deploy_options(query: DeployQuery) -> Result<DeployOptions, ApiError> {
         allowed_hosts: query.allowed_hosts.as_deref().map(parse_allowed_hosts).transpose()?.unwrap_or_default(),
         models: query.models.as_deref().map(parse_models).transpose()?.flatten(),
     })
+}
+
+/// How a deploy asks to take over, checked.
+fn rollout_plan(query: &DeployQuery, monitor: &MonitorSettings) -> Result<RolloutPlan, ApiError> {
+    let canary_only = query.canary_percent.is_some() || query.canary_for_s.is_some();
+    let mode = query.rollout.as_deref().unwrap_or(if canary_only { "canary" } else { "watch" });
+    if mode != "canary" && canary_only {
+        return Err(ApiError::BadRequest("canary_percent and canary_for_s need rollout=canary".to_owned()));
+    }
+    if mode != "watch" && query.watch_s.is_some() {
+        return Err(ApiError::BadRequest("watch_s needs rollout=watch".to_owned()));
+    }
+    let watch = query.watch_s.map_or(monitor.watch, Duration::from_secs);
+    match mode {
+        "direct" => Ok(RolloutPlan::Direct),
+        "watch" if !monitor.enabled || watch.is_zero() => Ok(RolloutPlan::Direct),
+        "watch" => Ok(RolloutPlan::Watch(watch)),
+        "canary" if !monitor.enabled => Err(ApiError::BadRequest(
+            "rollout=canary needs the monitor, which this server runs without (monitor.enabled = false)".to_owned(),
+        )),
+        "canary" => {
+            let percent = query.canary_percent.unwrap_or(10);
+            let percent = u8::try_from(percent).ok().filter(|p| (1..=99).contains(p)).ok_or_else(|| {
+                ApiError::BadRequest(format!("canary_percent must be between 1 and 99, got {percent}"))
+            })?;
+            let duration = Duration::from_secs(query.canary_for_s.unwrap_or(120).max(1));
+            Ok(RolloutPlan::Canary { percent, duration })
+        }
+        other => Err(ApiError::BadRequest(format!("rollout must be watch, canary or direct, got `{other}`"))),
+    }
 }
 
 /// A live version as the API shows it: its limits are the ones it runs under.

@@ -11,6 +11,7 @@ mod errors;
 mod functions_api;
 mod jobs_api;
 mod models_api;
+mod monitor_api;
 mod routes;
 mod tenants_api;
 mod usage_api;

@@ -15,9 +15,10 @@ use hyper::body::Incoming;
 use super::body::{self, Body};
 use super::error::ApiError;
 use super::errors::IntoResponse;
-use super::{App, calls, datasets_api, functions_api, jobs_api, models_api, tenants_api, usage_api};
+use super::{App, calls, datasets_api, functions_api, jobs_api, models_api, monitor_api, tenants_api, usage_api};
 use crate::api::{Health, HealthStatus};
 use crate::names::FunctionName;
+use crate::stats::SeriesKind;
 
 /// A route: a path pattern and the methods it accepts, as `Allow` lists them.
 ///
@@ -46,6 +47,10 @@ pub const ROUTES: &[Route] = &[
     Route { path: "/v1/functions/{name}", methods: "GET, PUT, DELETE" },
     Route { path: "/v1/functions/{name}/rollback", methods: "POST" },
     Route { path: "/v1/functions/{name}/invoke", methods: "POST" },
+    Route { path: "/v1/functions/{name}/stats", methods: "GET" },
+    Route { path: "/v1/functions/{name}/thresholds", methods: "GET, PUT" },
+    Route { path: "/v1/models/{name}/stats", methods: "GET" },
+    Route { path: "/v1/monitor/thresholds", methods: "GET, PUT" },
     Route { path: "/v1/models", methods: "GET" },
     Route { path: "/v1/datasets", methods: "GET" },
     Route { path: "/v1/datasets/{name}", methods: "GET, PUT, DELETE" },
@@ -194,6 +199,21 @@ async fn api(
         (["functions", name, "invoke"], &Method::POST) => {
             calls::call_typed_function(app, &tenant, request, &FunctionName::parse(name)?, request_id).await
         }
+        (["functions", name, "stats"], &Method::GET) => {
+            let name = FunctionName::parse(name)?;
+            monitor_api::stats(app, &tenant, SeriesKind::Function, name.as_str(), request.uri().query())
+        }
+        (["functions", name, "thresholds"], &Method::GET) => {
+            monitor_api::thresholds(app, &tenant, Some(&FunctionName::parse(name)?))
+        }
+        (["functions", name, "thresholds"], &Method::PUT) => {
+            monitor_api::set_thresholds(app, &tenant, Some(&FunctionName::parse(name)?), request).await
+        }
+        (["models", name, "stats"], &Method::GET) => {
+            monitor_api::stats(app, &tenant, SeriesKind::Model, name, request.uri().query())
+        }
+        (["monitor", "thresholds"], &Method::GET) => monitor_api::thresholds(app, &tenant, None),
+        (["monitor", "thresholds"], &Method::PUT) => monitor_api::set_thresholds(app, &tenant, None, request).await,
         (["models"], &Method::GET) => Ok(models_api::list(app, &tenant)),
         (["models", name], _) => match method {
             Method::PUT => models_api::upload(app, &tenant, request, name).await,
