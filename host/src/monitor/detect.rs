@@ -14,7 +14,8 @@
 //!   `error_rate_increase` and three scaled MADs;
 //! - `latency_p99` (per function version) and `model_compute` (per model
 //!   version): the window's p99 is above `latency_ratio` times the
-//!   baseline's median p99, and above it by three scaled MADs;
+//!   baseline's median p99, and above it by three scaled MADs and at least
+//!   5 ms;
 //! - `rate_drop` (per function): calls stop (for `for_windows` windows)
 //!   after a baseline of at least `min_requests` per window;
 //! - `rate_spike` (per function): calls are over `rate_spike_ratio` times
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use crate::api::AlertLabels;
 use crate::stats::{Series, SeriesKind, Window};
 
-use super::rollout::function_faults;
+use super::rollout::{LATENCY_FLOOR_MS, function_faults};
 use super::{Firing, Limits, Monitor};
 
 /// Windows the baseline reaches back over (5 minutes of 10 s windows).
@@ -222,7 +223,8 @@ fn latency(
     let p99 = current.quantile_ms(0.99);
     let judged = frozen.is_some() || baseline.len() >= MIN_BASELINE_WINDOWS;
     let enough = current.requests >= limits.min_requests && judged;
-    let holds = enough.then_some(p99 > median * limits.latency_ratio && p99 > median + 3.0 * mad);
+    let floor = median + (3.0 * mad).max(LATENCY_FLOOR_MS);
+    let holds = enough.then_some(p99 > median * limits.latency_ratio && p99 > floor);
     let what = labels.function.as_deref().or(labels.model.as_deref()).unwrap_or_default().to_owned();
     let summary = format!(
         "{what}{}: p99 {} {p99:.1} ms against a usual {median:.1} ms",

@@ -11,7 +11,7 @@
 //! - **latency:** the share of the candidate's calls slower than the
 //!   stable version's p99, which is 1% if nothing changed, tested with a
 //!   binomial z-test at the same level, and the candidate's p99 at least
-//!   `latency_ratio` times the stable one's.
+//!   `latency_ratio` times the stable one's and `LATENCY_FLOOR_MS` more.
 //!
 //! A regression rolls back at once; a rollout that reaches its end without
 //! one is promoted.
@@ -27,6 +27,10 @@ use super::{Firing, Limits, Monitor};
 
 /// One-sided z for p < 0.001.
 const Z_CRITICAL: f64 = 3.09;
+/// A latency regression must add at least this much to the p99, in
+/// milliseconds: below it, a busy machine's jitter would roll back fast
+/// functions whose p99 is a millisecond or two.
+pub(super) const LATENCY_FLOOR_MS: f64 = 5.0;
 /// How far back a watched deploy's baseline reaches.
 const WATCH_BASELINE_MS: i64 = 10 * 60 * 1000;
 
@@ -89,7 +93,7 @@ pub(super) fn judge(candidate: &Window, stable: &Window, limits: &Limits, min_sa
     let (p99, stable_p99) = (candidate.quantile_ms(0.99), stable.quantile_ms(0.99));
     let slower = candidate.share_slower_than(stable_p99);
     let z = (slower - 0.01) / (0.01 * 0.99 / n1).sqrt();
-    if z > Z_CRITICAL && p99 >= stable_p99 * limits.latency_ratio {
+    if z > Z_CRITICAL && p99 >= stable_p99 * limits.latency_ratio && p99 - stable_p99 >= LATENCY_FLOOR_MS {
         return Some(Regression {
             detector: "latency_p99",
             value: p99,
