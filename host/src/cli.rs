@@ -57,6 +57,12 @@ enum Command {
         /// Models the function may load by name, comma-separated [default: all of the tenant's].
         #[arg(long)]
         models: Option<String>,
+        /// Open a circuit breaker after this many host-side failures in a row [default: no breaker].
+        #[arg(long)]
+        breaker_failures: Option<u64>,
+        /// How long an open breaker refuses calls, in seconds [default: 30].
+        #[arg(long)]
+        breaker_cooldown_s: Option<u64>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -299,6 +305,8 @@ async fn client_command(command: Command) -> anyhow::Result<()> {
             public,
             allowed_hosts,
             models,
+            breaker_failures,
+            breaker_cooldown_s,
             client,
         } => {
             let http = client.http()?;
@@ -310,6 +318,8 @@ async fn client_command(command: Command) -> anyhow::Result<()> {
                 public: public.then_some(true),
                 allowed_hosts,
                 models,
+                breaker_failures,
+                breaker_cooldown_s,
             };
             let request = http
                 .put(format!("{}/v1/functions/{name}", client.server))

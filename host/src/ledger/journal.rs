@@ -166,6 +166,11 @@ impl Journal {
         self.state.lock().map(|state| state.batch.len() + state.held).unwrap_or(0)
     }
 
+    /// When the oldest record not yet in the database was appended.
+    pub(super) fn oldest_waiting(&self) -> Option<Instant> {
+        self.state.lock().ok().and_then(|state| state.held_since.or(state.batch_since))
+    }
+
     /// Takes the records appended since the last take, and turns the live
     /// file holding them into a segment (a fresh live file takes its place).
     /// `None`: nothing was appended.

@@ -119,6 +119,7 @@ impl Monitor {
                 tracing::warn!(error = format!("{err:#}"), "cannot read the detectors' thresholds");
             }
             self.stats.trim(crate::clock::now_ms());
+            self.alerts.refresh_metrics().await;
         }
     }
 }

@@ -9,7 +9,7 @@ use super::error::ApiError;
 use crate::api::{self, Deleted, DeployQuery, FunctionDetail, FunctionList, FunctionVersion};
 use crate::db::VersionRecord;
 use crate::names::FunctionName;
-use crate::registry::{DeployOptions, Version, parse_allowed_hosts, parse_models};
+use crate::registry::{BreakerSettings, DeployOptions, Version, parse_allowed_hosts, parse_models};
 
 /// `PUT /v1/functions/{name}` with the component's bytes.
 pub async fn deploy(
@@ -81,9 +81,12 @@ fn deploy_query(query: &str) -> Result<DeployQuery, ApiError> {
             }
             "allowed_hosts" => options.allowed_hosts = Some(value.into_owned()),
             "models" => options.models = Some(value.into_owned()),
+            "breaker_failures" => options.breaker_failures = Some(number("breaker_failures")?),
+            "breaker_cooldown_s" => options.breaker_cooldown_s = Some(number("breaker_cooldown_s")?),
             other => {
                 return Err(ApiError::BadRequest(format!(
-                    "unknown deploy option `{other}`; use memory_mb, timeout_ms, max_concurrency, public, allowed_hosts, models"
+                    "unknown deploy option `{other}`; use memory_mb, timeout_ms, max_concurrency, public, allowed_hosts, \
+                     models, breaker_failures, breaker_cooldown_s"
                 )));
             }
         }
@@ -100,6 +103,7 @@ fn deploy_options(query: DeployQuery) -> Result<DeployOptions, ApiError> {
         public: query.public.unwrap_or(false),
         allowed_hosts: query.allowed_hosts.as_deref().map(parse_allowed_hosts).transpose()?.unwrap_or_default(),
         models: query.models.as_deref().map(parse_models).transpose()?.flatten(),
+        breaker: BreakerSettings::from_options(query.breaker_failures, query.breaker_cooldown_s)?,
     })
 }
 
@@ -141,5 +145,7 @@ fn record_of(record: &VersionRecord) -> Result<FunctionVersion, ApiError> {
             timeout_ms: limit(record.timeout_ms),
             max_concurrency: limit(record.max_concurrency),
         },
+        breaker: BreakerSettings::of_record(record)
+            .map(|b| api::BreakerOptions { failures: b.failures, cooldown_s: b.cooldown_s() }),
     })
 }

@@ -1,0 +1,101 @@
+//! `/readyz`: whether this node takes work, and what is degraded.
+//!
+//! Shutting down or a database that does not answer makes the node
+//! `unavailable` (`503`: a load balancer sends work elsewhere). The rest
+//! only makes it `degraded` (`200`: it still serves): the ledger's writer
+//! behind, models that cannot be loaded, sinks failing, circuit breakers
+//! open. The probe needs no key; the names of what is degraded are another
+//! tenant's business, so only an admin key sees them.
+
+use http::StatusCode;
+
+use super::App;
+use super::body::{self, Body};
+use crate::api::{Check, ErrorCode, ErrorDetail, Readiness, ReadyChecks, ReadyStatus};
+
+/// `GET /readyz`.
+pub async fn readyz(app: &App, headers: &http::HeaderMap) -> http::Response<Body> {
+    let database = app.registry.ready().await;
+    // Only with a database: a key is checked against it (or its cache).
+    let admin = database
+        && headers.contains_key(http::header::AUTHORIZATION)
+        && app.auth.authenticate(headers).await.is_ok_and(|principal| principal.admin);
+    let accepting = passed_or(app.is_ready(), "muon is shutting down");
+    readiness(checks(app, accepting, passed_or(database, "the database does not answer"), admin))
+}
+
+/// `GET /readyz` on a connection accepted after the shutdown signal: no
+/// database call and no key check, only what is at hand.
+pub fn readyz_while_stopping(app: &App) -> http::Response<Body> {
+    let accepting = passed_or(false, "muon is shutting down; send the request to another node");
+    let database = Check { ok: true, message: Some("not checked while shutting down".to_owned()), ..passed() };
+    readiness(checks(app, accepting, database, false))
+}
+
+fn checks(app: &App, accepting: Check, database: Check, admin: bool) -> ReadyChecks {
+    let shown = |names: Vec<String>| if admin { names } else { Vec::new() };
+    ReadyChecks {
+        accepting,
+        database,
+        ledger: ledger_check(app),
+        // LEAD: `app.models.unloadable()` once op-models is merged.
+        models: counted(Vec::new(), "models cannot be loaded", shown),
+        // LEAD: the sink deliverer's `failing()` once op-sinks is merged.
+        sinks: counted(Vec::new(), "alert sinks are failing", shown),
+        breakers: counted(app.registry.open_breakers(), "functions have an open circuit breaker", shown),
+    }
+}
+
+/// The answer for `checks`: `503` with an error when a check of the first
+/// kind failed, else `200`, `degraded` if any other did.
+pub fn readiness(checks: ReadyChecks) -> http::Response<Body> {
+    let unavailable = [&checks.accepting, &checks.database].into_iter().find(|c| !c.ok);
+    let degraded = [&checks.ledger, &checks.models, &checks.sinks, &checks.breakers].into_iter().any(|c| !c.ok);
+    let (status, ready, error) = match unavailable {
+        Some(check) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            ReadyStatus::Unavailable,
+            Some(ErrorDetail {
+                code: ErrorCode::Unavailable,
+                message: check.message.clone().unwrap_or_else(|| "muon is unavailable".to_owned()),
+            }),
+        ),
+        None if degraded => (StatusCode::OK, ReadyStatus::Degraded, None),
+        None => (StatusCode::OK, ReadyStatus::Ok, None),
+    };
+    body::json_response(status, &Readiness { status: ready, checks, error })
+}
+
+fn passed() -> Check {
+    Check { ok: true, message: None, count: None, names: Vec::new() }
+}
+
+fn passed_or(ok: bool, message: &str) -> Check {
+    Check { ok, message: (!ok).then(|| message.to_owned()), count: None, names: Vec::new() }
+}
+
+/// A check failed by each of `names`.
+fn counted(names: Vec<String>, what: &str, shown: impl Fn(Vec<String>) -> Vec<String>) -> Check {
+    let count = names.len() as u64;
+    Check {
+        ok: count == 0,
+        message: (count > 0).then(|| format!("{count} {what}")),
+        count: Some(count),
+        names: shown(names),
+    }
+}
+
+fn ledger_check(app: &App) -> Check {
+    let Some(lag) = app.settler.ledger().map(crate::ledger::Ledger::lag) else {
+        return passed();
+    };
+    let message = lag.behind.then(|| match lag.oldest {
+        Some(age) => format!(
+            "{} usage records wait for the database, the oldest for {:.1} s; requests fail once it is too old",
+            lag.waiting,
+            age.as_secs_f64()
+        ),
+        None => format!("{} usage records wait for the database writer", lag.waiting),
+    });
+    Check { ok: !lag.behind, message, count: Some(lag.waiting as u64), names: Vec::new() }
+}
