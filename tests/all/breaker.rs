@@ -164,3 +164,28 @@ async fn readyz_reports_checks_and_metrics_name_the_alert_series() -> anyhow::Re
     }
     Ok(())
 }
+
+/// Versions share the breaker while its settings stay the same: a redeploy
+/// or a rollback does not close an open one; new settings start afresh.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redeploy_keeps_an_open_breaker_unless_its_settings_change() -> anyhow::Result<()> {
+    let server = Server::start(&[]).await?;
+    let strict = "breaker_failures=1&breaker_cooldown_s=60";
+    server.deploy_ok("flaky", "fixture-panic", strict).await?;
+    assert_eq!(call(&server, "flaky", "").await?.1, "trap");
+    assert_eq!(call(&server, "flaky", "?calm").await?.1, "circuit_open");
+    server.deploy_ok("flaky", "fixture-panic", strict).await?;
+    let (status, code, retry_after) = call(&server, "flaky", "?calm").await?;
+    assert_eq!((status, code.as_str()), (503, "circuit_open"), "still open after a redeploy");
+    assert!(retry_after.and_then(|s| s.parse::<u32>().ok()).is_some_and(|s| (55..=60).contains(&s)));
+    let rolled = server.http.post(server.url("/v1/functions/flaky/rollback")).send().await?;
+    assert_eq!(rolled.status(), 200);
+    assert_eq!(call(&server, "flaky", "?calm").await?.1, "circuit_open", "and after a rollback");
+    server.deploy_ok("flaky", "fixture-panic", "breaker_failures=2&breaker_cooldown_s=60").await?;
+    assert_eq!(call(&server, "flaky", "?calm").await?.0, 200, "new settings, a new breaker");
+    server.deploy_ok("flaky", "fixture-panic", "").await?;
+    for _ in 0..3 {
+        assert_eq!(call(&server, "flaky", "").await?.1, "trap", "no breaker");
+    }
+    Ok(())
+}

@@ -99,3 +99,49 @@ fn ledger_check(app: &App) -> Check {
     });
     Check { ok: !lag.behind, message, count: Some(lag.waiting as u64), names: Vec::new() }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all_passed() -> ReadyChecks {
+        ReadyChecks {
+            accepting: passed(),
+            database: passed(),
+            ledger: passed(),
+            models: passed(),
+            sinks: passed(),
+            breakers: passed(),
+        }
+    }
+
+    async fn answer(checks: ReadyChecks) -> (StatusCode, Readiness) {
+        use http_body_util::BodyExt;
+        let response = readiness(checks);
+        let status = response.status();
+        let bytes = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let parsed: Result<Readiness, _> = serde_json::from_slice(&bytes);
+        assert!(parsed.is_ok(), "not a Readiness: {bytes:?}");
+        let unreadable = || Readiness { status: ReadyStatus::Unavailable, checks: all_passed(), error: None };
+        (status, parsed.unwrap_or_else(|_| unreadable()))
+    }
+
+    #[tokio::test]
+    async fn a_failed_check_degrades_or_makes_the_node_unavailable() {
+        let (status, ok) = answer(all_passed()).await;
+        assert_eq!((status, ok.status, ok.error), (StatusCode::OK, ReadyStatus::Ok, None));
+
+        let mut checks = all_passed();
+        checks.sinks = counted(vec!["acme/pager".to_owned()], "alert sinks are failing", |names| names);
+        let (status, degraded) = answer(checks.clone()).await;
+        assert_eq!((status, degraded.status), (StatusCode::OK, ReadyStatus::Degraded));
+        assert_eq!(degraded.checks.sinks.message.as_deref(), Some("1 alert sinks are failing"));
+
+        checks.database = passed_or(false, "the database does not answer");
+        let (status, unavailable) = answer(checks).await;
+        assert_eq!((status, unavailable.status), (StatusCode::SERVICE_UNAVAILABLE, ReadyStatus::Unavailable));
+        let error = unavailable.error.map(|e| (e.code, e.message));
+        assert_eq!(error, Some((ErrorCode::Unavailable, "the database does not answer".to_owned())));
+        assert!(!unavailable.checks.sinks.ok, "the other checks are still reported");
+    }
+}
