@@ -106,17 +106,24 @@ async fn a_breaker_opens_after_failures_in_a_row_refuses_then_lets_one_call_deci
 #[tokio::test(flavor = "multi_thread")]
 async fn half_open_lets_one_call_through_at_a_time() -> anyhow::Result<()> {
     let server = Server::start(&[]).await?;
-    server.deploy_ok("nap", "fixture-sleep", "timeout_ms=300&breaker_failures=2&breaker_cooldown_s=1").await?;
+    server.deploy_ok("nap", "fixture-sleep", "timeout_ms=1000&breaker_failures=2&breaker_cooldown_s=1").await?;
     for _ in 0..2 {
         assert_eq!(call(&server, "nap", "?ms=5000").await?.1, "timeout");
     }
     assert_eq!(call(&server, "nap", "?ms=1").await?.1, "circuit_open");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let probe = tokio::spawn({
-        let request = server.http.get(server.url("/fn/default/nap?ms=250"));
+        let request = server.http.get(server.url("/fn/default/nap?ms=600"));
         async move { anyhow::Ok(request.send().await?.status().as_u16()) }
     });
-    tokio::time::sleep(Duration::from_millis(80)).await;
+    // Only once the half-open call is running.
+    let running = "muon_instances_in_flight{function=\"default/nap\"}";
+    for _ in 0..100 {
+        if server.metric(running).await? == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let (status, code, retry_after) = call(&server, "nap", "?ms=1").await?;
     assert_eq!((status, code.as_str(), retry_after.as_deref()), (503, "circuit_open", Some("1")));
     assert_eq!(probe.await??, 200);
