@@ -389,6 +389,26 @@ mod tests {
     }
 
     #[test]
+    fn the_oldest_waiting_record_is_known_until_moved() -> anyhow::Result<()> {
+        let dir = temp_dir("oldest")?;
+        let journal = Journal::create(&dir, Duration::from_secs(60))?;
+        assert_eq!(journal.oldest_waiting(), None);
+        journal.append(record(0))?;
+        let first = journal.oldest_waiting();
+        assert!(first.is_some());
+        journal.take()?;
+        journal.append(record(1))?;
+        assert_eq!(journal.oldest_waiting(), first, "the taken record is older than the new one");
+        journal.moved();
+        assert!(journal.oldest_waiting() > first, "now the one appended after");
+        journal.take()?;
+        journal.moved();
+        assert_eq!(journal.oldest_waiting(), None);
+        std::fs::remove_dir_all(dir)?;
+        Ok(())
+    }
+
+    #[test]
     fn a_second_process_cannot_take_the_journal() -> anyhow::Result<()> {
         let dir = temp_dir("lock")?;
         let held = lock_dir(&dir)?;
