@@ -69,6 +69,12 @@ enum Command {
         /// Seconds a watched deploy is watched; 0: unwatched [default: the server's].
         #[arg(long)]
         watch_s: Option<u64>,
+        /// Open a circuit breaker after this many host-side failures in a row [default: no breaker].
+        #[arg(long)]
+        breaker_failures: Option<u64>,
+        /// How long an open breaker refuses calls, in seconds [default: 30].
+        #[arg(long)]
+        breaker_cooldown_s: Option<u64>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -315,6 +321,8 @@ async fn client_command(command: Command) -> anyhow::Result<()> {
             canary_percent,
             canary_for_s,
             watch_s,
+            breaker_failures,
+            breaker_cooldown_s,
             client,
         } => {
             let http = client.http()?;
@@ -330,6 +338,8 @@ async fn client_command(command: Command) -> anyhow::Result<()> {
                 canary_percent,
                 canary_for_s,
                 watch_s,
+                breaker_failures,
+                breaker_cooldown_s,
             };
             let request = http
                 .put(format!("{}/v1/functions/{name}", client.server))

@@ -31,6 +31,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut text = self.exporter.render();
         render_function_series(&mut text);
+        render_alert_series(&mut text);
         text
     }
 }
@@ -215,6 +216,54 @@ fn escape_label(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
+/// Alerts by state, here rather than in the exporter for the same reason as
+/// the functions' series: a `(tenant, detector)` that stops firing must leave
+/// the gauge, not linger at 0. Both are always rendered, with their `HELP`,
+/// so a scraper (and an alert rule) sees the names before the first alert.
+#[derive(Default)]
+struct AlertSeries {
+    /// Alerts firing now, by `(tenant, detector)`, across nodes (from the database).
+    firing: BTreeMap<(String, String), u64>,
+    /// Transitions made by this node, by `(detector, state)`.
+    transitions: BTreeMap<(String, &'static str), u64>,
+}
+
+static ALERT_SERIES: LazyLock<Mutex<AlertSeries>> = LazyLock::new(Default::default);
+
+fn alert_series() -> std::sync::MutexGuard<'static, AlertSeries> {
+    ALERT_SERIES.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Counts an alert this node fired (`state` = `firing`) or resolved (`resolved`).
+pub fn count_alert_transition(detector: &str, state: &'static str) {
+    *alert_series().transitions.entry((detector.to_owned(), state)).or_default() += 1;
+}
+
+/// Replaces the firing alerts' counts by `(tenant, detector)`.
+pub fn set_alerts_firing(firing: BTreeMap<(String, String), u64>) {
+    alert_series().firing = firing;
+}
+
+fn render_alert_series(out: &mut String) {
+    let series = alert_series();
+    // Writing to a String cannot fail.
+    let _ = (|| -> std::fmt::Result {
+        writeln!(out, "# HELP muon_alerts_firing Alerts firing now, by tenant and detector (all nodes)")?;
+        writeln!(out, "# TYPE muon_alerts_firing gauge")?;
+        for ((tenant, detector), count) in &series.firing {
+            let (tenant, detector) = (escape_label(tenant), escape_label(detector));
+            writeln!(out, "muon_alerts_firing{{tenant=\"{tenant}\",detector=\"{detector}\"}} {count}")?;
+        }
+        writeln!(out, "# HELP muon_alerts_total Alerts this node fired or resolved, by detector and state")?;
+        writeln!(out, "# TYPE muon_alerts_total counter")?;
+        for ((detector, state), count) in &series.transitions {
+            let detector = escape_label(detector);
+            writeln!(out, "muon_alerts_total{{detector=\"{detector}\",state=\"{state}\"}} {count}")?;
+        }
+        Ok(())
+    })();
+}
+
 /// Request ids: unique across restarts and nodes (a random per-process
 /// prefix) and cheap (a counter; no system call per request).
 pub struct RequestIds {
@@ -290,6 +339,24 @@ mod tests {
         forget_function(label);
         assert!(!rendered().contains("unit/series"), "gone at delete, though a version is still held");
         drop(third);
+    }
+
+    #[test]
+    fn alert_series_are_named_before_any_alert_and_go_when_it_stops() {
+        let rendered = || {
+            let mut text = String::new();
+            render_alert_series(&mut text);
+            text
+        };
+        let text = rendered();
+        assert!(text.contains("# TYPE muon_alerts_firing gauge") && text.contains("# TYPE muon_alerts_total counter"));
+        set_alerts_firing(BTreeMap::from([(("unit".to_owned(), "unit_detector".to_owned()), 2)]));
+        count_alert_transition("unit_detector", "firing");
+        let text = rendered();
+        assert!(text.contains("muon_alerts_firing{tenant=\"unit\",detector=\"unit_detector\"} 2"), "{text}");
+        assert!(text.contains("muon_alerts_total{detector=\"unit_detector\",state=\"firing\"} 1"), "{text}");
+        set_alerts_firing(BTreeMap::new());
+        assert!(!rendered().contains("muon_alerts_firing{tenant=\"unit\""), "no longer firing: gone");
     }
 
     #[test]

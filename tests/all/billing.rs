@@ -514,8 +514,11 @@ async fn database_outage_fails_closed_with_503() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         assert_eq!((refused.0, refused.1.as_str()), (503, "ledger_unavailable"), "no usage is dropped silently");
-        let ready = server.http.get(server.url("/readyz")).send().await?.status();
-        assert_eq!(ready, 503, "not ready without its database");
+        let ready = server.http.get(server.url("/readyz")).send().await?;
+        assert_eq!(ready.status(), 503, "not ready without its database");
+        let ready: serde_json::Value = ready.json().await?;
+        assert_eq!((&ready["status"], &ready["checks"]["database"]["ok"]), (&json!("unavailable"), &json!(false)));
+        assert_eq!(ready["error"]["code"], "unavailable", "{ready}");
 
         // `restart` starts it with the options it ran with (its port).
         anyhow::ensure!(pg_ctl("restart").is_some_and(|s| s.success()), "cannot start postgres again");

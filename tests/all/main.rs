@@ -28,6 +28,7 @@ mod admin;
 mod anonymous;
 mod billing;
 mod bodies;
+mod breaker;
 mod catalog;
 mod cli;
 mod datasets;

@@ -3,7 +3,8 @@
 
 use muon::api::{
     Deleted, ErrorBody, FunctionDetail, FunctionKind, FunctionList, FunctionVersion, Health, HealthStatus, IssuedKey,
-    JobList, ModelList, Revoked, TenantCreated, TenantList, TenantQuotas, UsageGroups, UsageRecords,
+    JobList, ModelList, Readiness, ReadyStatus, Revoked, TenantCreated, TenantList, TenantQuotas, UsageGroups,
+    UsageRecords,
 };
 use muon_tests::{Server, client_with_key, muon_bin, target_dir};
 
@@ -60,8 +61,8 @@ async fn answers_are_the_api_types() -> anyhow::Result<()> {
     let get = |path: &str| server.http.get(server.url(path)).send();
     let health: Health = get("/healthz").await?.json().await?;
     assert_eq!(health.status, HealthStatus::Ok);
-    let ready: Health = get("/readyz").await?.json().await?;
-    assert_eq!(ready.status, HealthStatus::Ready);
+    let ready: Readiness = get("/readyz").await?.json().await?;
+    assert_eq!(ready.status, ReadyStatus::Ok);
     let list: FunctionList = get("/v1/functions").await?.json().await?;
     assert_eq!(list.functions.len(), 1);
     let detail: FunctionDetail = get("/v1/functions/hello").await?.json().await?;

@@ -76,6 +76,21 @@ pub struct FunctionVersion {
     pub created_at_ms: i64,
     /// The limits this version runs under.
     pub limits: FunctionLimits,
+    /// Its circuit breaker; `null`: none.
+    #[serde(default)]
+    pub breaker: Option<BreakerOptions>,
+}
+
+/// A function's circuit breaker: after `failures` host-side failures in a
+/// row (`trap`, `timeout`, `memory_limit`, `invalid_response`,
+/// `response_too_large`, `internal`), calls are answered `503 circuit_open`
+/// for `cooldown_s`, then one call at a time is let through until one succeeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BreakerOptions {
+    /// Host-side failures in a row that open it.
+    pub failures: u32,
+    /// How long it stays open, in seconds.
+    pub cooldown_s: u64,
 }
 
 /// `GET /v1/functions/{name}`: the active version and every kept version.
@@ -135,6 +150,12 @@ pub struct DeployQuery {
     /// Seconds a watched deploy is watched; 0 deploys unwatched [default: the server's `monitor.watch_s`, 120].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watch_s: Option<u64>,
+    /// Opens a circuit breaker after this many host-side failures in a row (1 to 10000) [default: no breaker].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breaker_failures: Option<u64>,
+    /// How long an open breaker refuses calls, in seconds (1 to 86400; needs `breaker_failures`) [default: 30].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breaker_cooldown_s: Option<u64>,
 }
 
 /// A guarded rollout in progress.

@@ -19,7 +19,8 @@ use utoipa::ToSchema;
 
 pub use datasets::{DatasetList, DatasetOptions, DatasetReport, DatasetSummary, RowsPage, RowsQuery};
 pub use functions::{
-    DeployQuery, FunctionDetail, FunctionKind, FunctionLimits, FunctionList, FunctionVersion, RolloutState,
+    BreakerOptions, DeployQuery, FunctionDetail, FunctionKind, FunctionLimits, FunctionList, FunctionVersion,
+    RolloutState,
 };
 pub use jobs::{Job, JobCreated, JobEvent, JobList, JobLogs, JobReport, JobSpec, JobState, TrialState};
 pub use models::{Backend, Dim, ElementType, Model, ModelList, ModelQuery, Target, TensorSpec};
@@ -115,11 +116,13 @@ pub enum ErrorCode {
     InvalidData,
     /// `415`: the upload's content type is not one muon reads.
     UnsupportedMediaType,
+    /// `503`: the function's circuit breaker is open after failures in a row; it did not run (`Retry-After`).
+    CircuitOpen,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 30] = [
         Self::InvalidComponent,
         Self::InvalidModel,
         Self::UnknownImport,
@@ -149,6 +152,7 @@ impl ErrorCode {
         Self::BadRows,
         Self::InvalidData,
         Self::UnsupportedMediaType,
+        Self::CircuitOpen,
     ];
 
     /// The code as it appears in JSON.
@@ -183,6 +187,7 @@ impl ErrorCode {
             Self::BadRows => "bad_rows",
             Self::InvalidData => "invalid_data",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::CircuitOpen => "circuit_open",
         }
     }
 
@@ -198,10 +203,10 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
-/// `GET /healthz` and `GET /readyz`.
+/// `GET /healthz`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Health {
-    /// `ok` from `/healthz` (the process is alive), `ready` from `/readyz`.
+    /// `ok`: the process is alive.
     pub status: HealthStatus,
 }
 
@@ -211,8 +216,67 @@ pub struct Health {
 pub enum HealthStatus {
     /// The process is alive.
     Ok,
-    /// The server takes work: not shutting down, and its database answers.
-    Ready,
+}
+
+/// `GET /readyz`: whether this node takes work, and what is degraded.
+///
+/// `ok` and `degraded` answer `200` (a degraded node still serves: route to
+/// it, but look); `unavailable` answers `503` and carries `error` like every
+/// error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Readiness {
+    /// The verdict.
+    pub status: ReadyStatus,
+    /// Each check.
+    pub checks: ReadyChecks,
+    /// Why the node is `unavailable` (`code` is `unavailable`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
+/// What `/readyz` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadyStatus {
+    /// Every check passed.
+    Ok,
+    /// The node takes work, but something is wrong (see the checks).
+    Degraded,
+    /// The node takes no work: shutting down, or its database does not answer.
+    Unavailable,
+}
+
+/// The checks of `/readyz`. The first two decide `unavailable`, the others `degraded`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReadyChecks {
+    /// Not shutting down.
+    pub accepting: Check,
+    /// The database answers.
+    pub database: Check,
+    /// The usage ledger's writer keeps up (`count`: records not yet in the database).
+    pub ledger: Check,
+    /// Every model can be loaded (`count`: those that cannot).
+    pub models: Check,
+    /// Every alert sink takes deliveries (`count`: those failing).
+    pub sinks: Check,
+    /// No function's circuit breaker is open (`count`: those open).
+    pub breakers: Check,
+}
+
+/// One check of `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Check {
+    /// Whether it passed.
+    pub ok: bool,
+    /// What is wrong, for a person; absent when it passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// How many things it counts (waiting records, unloadable models, failing sinks, open breakers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// Which ones, as `tenant/name`: only for an admin key, as the probe itself needs none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
 }
 
 /// The answer to a delete: the name (of a function or model) that is gone.

@@ -221,7 +221,7 @@ mod routes {
     use crate::api::monitor::{Stats, StatsQuery, ThresholdSettings, Thresholds};
     use crate::api::tenants::{IssuedKey, NewKey, NewTenant, Quotas, TenantCreated, TenantList, TenantQuotas};
     use crate::api::usage::{UsageGroups, UsageQuery, UsageRecords, UsageRecordsQuery};
-    use crate::api::{Deleted, ErrorBody, Health, Revoked};
+    use crate::api::{Deleted, ErrorBody, Health, Readiness, Revoked};
 
     /// Call a handler or `wasi:http` function at its root path.
     ///
@@ -245,7 +245,7 @@ mod routes {
         (status = 413, description = "`body_too_large`: the request body is over `max_request_bytes`.", body = ErrorBody),
         (status = 429, description = "`quota_exceeded`, `rate_limited`: a tenant limit or the anonymous budget is used up.", body = ErrorBody),
         (status = 500, description = "`trap`, `memory_limit`, `invalid_response`, `response_too_large`, `internal`.", body = ErrorBody),
-        (status = 503, description = "`overloaded`, `bodies_busy`, `ledger_unavailable`, `unavailable` (`Retry-After`).", body = ErrorBody),
+        (status = 503, description = "`overloaded`, `circuit_open` (the function's breaker is open; it did not run), `bodies_busy`, `ledger_unavailable`, `unavailable` (`Retry-After`).", body = ErrorBody),
         (status = 504, description = "`timeout`: the function ran past its deadline.", body = ErrorBody),
     ),
     security((), ("api_key" = [])),
@@ -273,7 +273,7 @@ mod routes {
         (status = 413, description = "`body_too_large`: the request body is over `max_request_bytes`.", body = ErrorBody),
         (status = 429, description = "`quota_exceeded`, `rate_limited`: a tenant limit or the anonymous budget is used up.", body = ErrorBody),
         (status = 500, description = "`trap`, `memory_limit`, `invalid_response`, `response_too_large`, `internal`.", body = ErrorBody),
-        (status = 503, description = "`overloaded`, `bodies_busy`, `ledger_unavailable`, `unavailable` (`Retry-After`).", body = ErrorBody),
+        (status = 503, description = "`overloaded`, `circuit_open` (the function's breaker is open; it did not run), `bodies_busy`, `ledger_unavailable`, `unavailable` (`Retry-After`).", body = ErrorBody),
         (status = 504, description = "`timeout`: the function ran past its deadline.", body = ErrorBody),
     ),
     security((), ("api_key" = [])),
@@ -290,14 +290,17 @@ mod routes {
 )]
     fn healthz() {}
 
-    /// Readiness: not shutting down, and the database answers.
+    /// Readiness: not shutting down, and the database answers; and what is degraded.
+    ///
+    /// No key needed; with an admin key each degraded check also names what
+    /// is degraded (`tenant/name`).
     #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
     responses(
-        (status = 200, description = "Ready for work.", body = Health),
-        (status = 503, description = "`unavailable`: shutting down, or the database does not answer.", body = ErrorBody),
+        (status = 200, description = "Takes work: `ok`, or `degraded` (the ledger behind, models unloadable, sinks failing, circuit breakers open; see `checks`).", body = Readiness),
+        (status = 503, description = "`unavailable`: shutting down, or the database does not answer (`error.code` is `unavailable`).", body = Readiness),
     ),
     security(()),
 )]
@@ -412,7 +415,7 @@ mod routes {
         (status = 422, description = "`function_error`: the function rejected the input.", body = ErrorBody),
         (status = 429, description = "`quota_exceeded`, `rate_limited`: a tenant limit is used up.", body = ErrorBody),
         (status = 500, description = "`trap`, `memory_limit`, `response_too_large`, `internal`.", body = ErrorBody),
-        (status = 503, description = "`overloaded`, `bodies_busy`, `ledger_unavailable`, `unavailable` (`Retry-After`).", body = ErrorBody),
+        (status = 503, description = "`overloaded`, `circuit_open` (the function's breaker is open; it did not run), `bodies_busy`, `ledger_unavailable`, `unavailable` (`Retry-After`).", body = ErrorBody),
         (status = 504, description = "`timeout`: the function ran past its deadline.", body = ErrorBody),
     ),
 )]
@@ -927,6 +930,8 @@ mod tests {
             "Job",
             "JobEvent",
             "JobReport",
+            "Readiness",
+            "BreakerOptions",
         ] {
             assert!(doc["components"]["schemas"][name].is_object(), "schema {name} is missing");
         }
@@ -964,9 +969,13 @@ mod tests {
                     .filter_map(|p| p["name"].as_str())
                     .collect();
                 assert_eq!(declared, wanted, "{method} {path}: path parameters");
+                // `/readyz` answers `503` with its checks, and the error body's `error` in them.
+                let error_shapes = ["#/components/schemas/ErrorBody", "#/components/schemas/Readiness"];
                 let errors = op["responses"].as_object().into_iter().flatten().filter(|(status, response)| {
                     status.starts_with(['4', '5'])
-                        && response["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/ErrorBody"
+                        && error_shapes
+                            .iter()
+                            .any(|shape| response["content"]["application/json"]["schema"]["$ref"] == *shape)
                 });
                 assert!(errors.count() >= 2, "{method} {path}: error responses");
             }

@@ -31,6 +31,10 @@ pub struct VersionRecord {
     pub allowed_hosts: String,
     /// Models the function may load by name, comma-separated; `None`: all of its tenant's.
     pub models: Option<String>,
+    /// Host-side failures in a row that open its circuit breaker; 0: no breaker.
+    pub breaker_failures: i64,
+    /// How long its breaker stays open before it lets one call through, in seconds.
+    pub breaker_cooldown_s: i64,
     /// When it was deployed (Unix milliseconds), shown in listings.
     pub created_at_ms: i64,
 }
@@ -45,6 +49,11 @@ struct FunctionMeta {
     public: bool,
     allowed_hosts: String,
     models: Option<String>,
+    /// Versions stored before breakers existed have none.
+    #[serde(default)]
+    breaker_failures: i64,
+    #[serde(default)]
+    breaker_cooldown_s: i64,
 }
 
 impl VersionRecord {
@@ -57,6 +66,8 @@ impl VersionRecord {
             public: self.public,
             allowed_hosts: self.allowed_hosts.clone(),
             models: self.models.clone(),
+            breaker_failures: self.breaker_failures,
+            breaker_cooldown_s: self.breaker_cooldown_s,
         };
         Ok(ObjectVersion {
             kind: ObjectKind::Function,
@@ -85,6 +96,8 @@ impl VersionRecord {
             public: meta.public,
             allowed_hosts: meta.allowed_hosts,
             models: meta.models,
+            breaker_failures: meta.breaker_failures,
+            breaker_cooldown_s: meta.breaker_cooldown_s,
             created_at_ms: object.created_at_ms,
         })
     }

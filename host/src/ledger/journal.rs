@@ -166,6 +166,11 @@ impl Journal {
         self.state.lock().map(|state| state.batch.len() + state.held).unwrap_or(0)
     }
 
+    /// When the oldest record not yet in the database was appended.
+    pub(super) fn oldest_waiting(&self) -> Option<Instant> {
+        self.state.lock().ok().and_then(|state| state.held_since.or(state.batch_since))
+    }
+
     /// Takes the records appended since the last take, and turns the live
     /// file holding them into a segment (a fresh live file takes its place).
     /// `None`: nothing was appended.
@@ -379,6 +384,26 @@ mod tests {
         journal.take()?;
         journal.moved();
         journal.append(record(4))?;
+        std::fs::remove_dir_all(dir)?;
+        Ok(())
+    }
+
+    #[test]
+    fn the_oldest_waiting_record_is_known_until_moved() -> anyhow::Result<()> {
+        let dir = temp_dir("oldest")?;
+        let journal = Journal::create(&dir, Duration::from_secs(60))?;
+        assert_eq!(journal.oldest_waiting(), None);
+        journal.append(record(0))?;
+        let first = journal.oldest_waiting();
+        assert!(first.is_some());
+        journal.take()?;
+        journal.append(record(1))?;
+        assert_eq!(journal.oldest_waiting(), first, "the taken record is older than the new one");
+        journal.moved();
+        assert!(journal.oldest_waiting() > first, "now the one appended after");
+        journal.take()?;
+        journal.moved();
+        assert_eq!(journal.oldest_waiting(), None);
         std::fs::remove_dir_all(dir)?;
         Ok(())
     }

@@ -91,6 +91,11 @@ const QUEUE: usize = 65_536;
 const MAX_BATCH: usize = 2048;
 /// Records per transaction when a start moves what the journal holds.
 const REPLAY_BATCH: usize = 16_384;
+/// A journaled record waiting this long past `ledger_sync_interval_ms` means
+/// the writer is behind (`/readyz` says so), well before requests are refused
+/// at `mover::OUTAGE_GRACE`.
+const BEHIND_AFTER: Duration = Duration::from_secs(1);
+
 /// How long a request waits for its record to be written (`always`).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -98,10 +103,23 @@ type Ack = oneshot::Sender<Result<(), String>>;
 /// A record to write, or `None`: a barrier answered once everything before it is written.
 type Entry = (Option<UsageRecord>, Ack);
 
+/// How far the ledger's writer is behind the requests it records.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lag {
+    /// Records not yet in the database (journaled or queued).
+    pub waiting: usize,
+    /// How long the oldest of them has waited, where the writer knows.
+    pub oldest: Option<Duration>,
+    /// Whether that is more than normal: the database is slow or unreachable.
+    pub behind: bool,
+}
+
 /// Handle to the ledger.
 #[derive(Clone)]
 pub struct Ledger {
     writer: Writer,
+    /// The longest a journaled record should wait in normal operation.
+    behind_after: Duration,
     /// The journal directory's lock, held while any handle lives.
     _lock: Arc<std::fs::File>,
 }
@@ -142,7 +160,7 @@ impl Ledger {
                 Writer::Task(sender)
             }
         };
-        Ok(Self { writer, _lock: lock })
+        Ok(Self { writer, behind_after: settings.sync_interval + BEHIND_AFTER, _lock: lock })
     }
 
     /// Writes `record`; returns once it is durable (see the module's doc).
@@ -151,6 +169,17 @@ impl Ledger {
             Writer::Journal(journal) => journal.append(record),
             _ => self.send(Some(record)).await,
         }
+    }
+
+    /// How far the writer is behind: cheap (a lock or two), for `/readyz`.
+    pub fn lag(&self) -> Lag {
+        let (waiting, oldest) = match &self.writer {
+            Writer::Journal(journal) => (journal.backlog(), journal.oldest_waiting().map(|at| at.elapsed())),
+            Writer::Task(sender) => (sender.max_capacity() - sender.capacity(), None),
+            Writer::Group(group) => (group.queue.lock().map_or(0, |queue| queue.len()), None),
+        };
+        let behind = oldest.map_or(waiting > QUEUE / 2, |age| age > self.behind_after);
+        Lag { waiting, oldest, behind }
     }
 
     /// Returns once every record handed in before is in the database and

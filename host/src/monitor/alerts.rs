@@ -2,6 +2,11 @@
 //! firing alert per set of labels), each transition appended to the audit
 //! log and published to this node's subscribers (the sink deliverer).
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
 use tokio::sync::broadcast;
 
 use crate::api::{Alert, AlertLabels, AlertState};
@@ -9,6 +14,9 @@ use crate::db::{AlertRow, Db, NewAudit};
 
 /// Transitions kept for a subscriber that falls behind.
 const TRANSITION_BUFFER: usize = 1024;
+/// How often `muon_alerts_firing` is read again from the database when this
+/// node changed nothing (another node may have).
+const GAUGE_REFRESH: Duration = Duration::from_secs(10);
 
 /// What a detector saw, to fire an alert with.
 #[derive(Debug, Clone)]
@@ -27,12 +35,21 @@ pub struct Firing {
 pub struct Alerts {
     db: Db,
     transitions: broadcast::Sender<Alert>,
+    /// This node fired or resolved an alert since the gauge was last refreshed.
+    changed: AtomicBool,
+    /// When the gauge was last refreshed.
+    refreshed: Mutex<Option<Instant>>,
 }
 
 impl Alerts {
     /// Alerts kept in `db`.
     pub fn new(db: Db) -> Self {
-        Self { db, transitions: broadcast::channel(TRANSITION_BUFFER).0 }
+        Self {
+            db,
+            transitions: broadcast::channel(TRANSITION_BUFFER).0,
+            changed: AtomicBool::new(false),
+            refreshed: Mutex::new(None),
+        }
     }
 
     /// Every alert this node fires or resolves from now on.
@@ -88,7 +105,32 @@ impl Alerts {
         self.db.firing_alerts().await?.iter().map(alert_of).collect()
     }
 
+    /// Sets `muon_alerts_firing` from the firing alerts of every node: at once
+    /// after this node changed one, else every [`GAUGE_REFRESH`] (a cheap
+    /// query then). Called at every monitor tick.
+    pub async fn refresh_metrics(&self) {
+        let due = {
+            let refreshed = self.refreshed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            refreshed.is_none_or(|at| at.elapsed() >= GAUGE_REFRESH)
+        };
+        if !(self.changed.swap(false, Ordering::AcqRel) || due) {
+            return;
+        }
+        match self.firing().await {
+            Ok(firing) => {
+                crate::telemetry::set_alerts_firing(firing_counts(&firing));
+                *self.refreshed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+            }
+            Err(err) => {
+                self.changed.store(true, Ordering::Release);
+                tracing::warn!(error = format!("{err:#}"), "cannot read the firing alerts for /metrics");
+            }
+        }
+    }
+
     async fn publish(&self, kind: &str, alert: &Alert) {
+        crate::telemetry::count_alert_transition(&alert.labels.detector, alert.state.as_str());
+        self.changed.store(true, Ordering::Release);
         let subject = alert
             .labels
             .function
@@ -111,6 +153,15 @@ impl Alerts {
     }
 }
 
+/// Firing alerts counted by `(tenant, detector)`.
+fn firing_counts(firing: &[Alert]) -> BTreeMap<(String, String), u64> {
+    let mut counts = BTreeMap::new();
+    for alert in firing.iter().filter(|a| a.state == AlertState::Firing) {
+        *counts.entry((alert.labels.tenant.clone(), alert.labels.detector.clone())).or_default() += 1;
+    }
+    counts
+}
+
 /// The labels as one text, the same on every node.
 fn fingerprint(labels: &AlertLabels) -> String {
     serde_json::to_string(labels).unwrap_or_else(|_| format!("{labels:?}"))
@@ -127,4 +178,43 @@ fn alert_of(row: &AlertRow) -> anyhow::Result<Alert> {
         baseline: row.baseline,
         summary: row.summary.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::AlertLabels;
+
+    fn alert(tenant: &str, detector: &str, state: AlertState) -> Alert {
+        Alert {
+            id: String::new(),
+            state,
+            starts_at_ms: 0,
+            ends_at_ms: None,
+            labels: AlertLabels {
+                tenant: tenant.to_owned(),
+                detector: detector.to_owned(),
+                function: None,
+                version: None,
+                model: None,
+                feature: None,
+            },
+            value: 0.0,
+            baseline: 0.0,
+            summary: String::new(),
+        }
+    }
+
+    #[test]
+    fn firing_alerts_are_counted_by_tenant_and_detector() {
+        let alerts = [
+            alert("a", "error_rate", AlertState::Firing),
+            alert("a", "error_rate", AlertState::Firing),
+            alert("b", "drift", AlertState::Firing),
+            alert("b", "drift", AlertState::Resolved),
+        ];
+        let counts = firing_counts(&alerts);
+        let key = |t: &str, d: &str| (t.to_owned(), d.to_owned());
+        assert_eq!(counts, BTreeMap::from([(key("a", "error_rate"), 2), (key("b", "drift"), 1)]));
+    }
 }

@@ -143,6 +143,7 @@ impl Monitor {
                 self.detect(closed_ms).await;
                 judged_ms = closed_ms;
                 self.stats.trim(now_ms);
+                self.alerts.refresh_metrics().await;
             }
         }
     }

@@ -3,6 +3,7 @@
 //! step; requests already running keep the `Arc<Version>` they started with.
 
 mod admission;
+mod breaker;
 mod compile;
 mod error;
 mod rollout;
@@ -15,6 +16,7 @@ use dashmap::DashMap;
 use sha2::{Digest, Sha256};
 
 pub use admission::{Admission, Overloaded};
+pub use breaker::{Breaker, BreakerSettings, CircuitOpen, Ticket, Transition, Verdict};
 pub use error::RegistryError;
 pub use rollout::{Decision, Rollout, RolloutPlan};
 
@@ -57,6 +59,8 @@ pub struct DeployOptions {
     pub models: Option<Vec<String>>,
     /// Whether the new version is watched or takes a share of the calls at first.
     pub rollout: RolloutPlan,
+    /// Its circuit breaker; `None`: none (the default).
+    pub breaker: Option<BreakerSettings>,
 }
 
 /// One live version of a function.
@@ -73,6 +77,8 @@ pub struct Version {
     pub entry: EntryPoint,
     /// Its concurrency slots and queue, shared across versions with the same limit.
     pub admission: Arc<Admission>,
+    /// Its circuit breaker, if it has one: shared across versions with the same settings.
+    pub breaker: Option<Arc<Breaker>>,
     /// `tenant/name`, the function's label in metrics and logs.
     pub label: String,
     /// Its metric series.
@@ -286,6 +292,8 @@ impl Registry {
             public: options.public,
             allowed_hosts: options.allowed_hosts.join(","),
             models: options.models.as_ref().map(|names| names.join(",")),
+            breaker_failures: options.breaker.map_or(0, |b| i64::from(b.failures)),
+            breaker_cooldown_s: options.breaker.map_or(0, |b| i64::try_from(b.cooldown_s()).unwrap_or(i64::MAX)),
             created_at_ms: crate::clock::now_ms(),
         };
         let mut change = self.db.change(tenant).await?;
@@ -561,6 +569,7 @@ impl Registry {
                     self.config.anonymous,
                 ))
             });
+        let breaker = self.breaker_for(&record);
         let allowed_hosts: Arc<[String]> =
             record.allowed_hosts.split(',').filter(|h| !h.is_empty()).map(str::to_owned).collect();
         let metrics = FunctionMetrics::new(&label, &record.tenant);
@@ -574,7 +583,28 @@ impl Registry {
             name: Arc::from(record.name.as_str()),
             version: record.version,
         });
-        Version { record, limits, allowed_hosts, nn_scope, entry, admission, label, metrics, stats }
+        Version { record, limits, allowed_hosts, nn_scope, entry, admission, breaker, label, metrics, stats }
+    }
+
+    /// The breaker of a version with `record`'s settings: the active
+    /// version's while its settings are the same, so that neither a redeploy
+    /// nor a rollback forgets the failures in a row (or an open breaker).
+    fn breaker_for(&self, record: &VersionRecord) -> Option<Arc<Breaker>> {
+        let settings = BreakerSettings::of_record(record)?;
+        let current = self.get(&record.tenant, &record.name).and_then(|v| v.breaker.clone());
+        Some(current.filter(|b| b.settings() == settings).unwrap_or_else(|| Arc::new(Breaker::new(settings))))
+    }
+
+    /// `tenant/name` of every live function whose circuit breaker is open (or half-open), sorted.
+    pub fn open_breakers(&self) -> Vec<String> {
+        let mut open: Vec<String> = self
+            .live
+            .iter()
+            .filter(|entry| entry.value().breaker.as_ref().is_some_and(|b| b.is_open()))
+            .map(|entry| entry.key().clone())
+            .collect();
+        open.sort();
+        open
     }
 }
 

@@ -17,10 +17,12 @@ use super::App;
 use super::body::{self, Body};
 use super::error::{ApiError, outcome_of};
 use crate::clock::now_ms;
+use crate::db::NewAudit;
 use crate::engine::FunctionKind;
 use crate::invoke::{self, Caller as Identity, Input, Output};
+use crate::metering::Measurement;
 use crate::names::FunctionName;
-use crate::registry::Version;
+use crate::registry::{Breaker, Transition, Verdict, Version};
 use crate::settle::Work;
 
 /// `ANY /fn/{tenant}/{name}/{*rest}`: a handler or wasi:http function.
@@ -111,11 +113,12 @@ async fn visible_function(
         .ok_or_else(|| ApiError::NotFound(format!("function `{tenant}/{name}`")))
 }
 
-/// Admits the call under `caller`'s limits, runs it (an input that could not
-/// be formed fails the call), shapes its output with `respond`, and settles
-/// it, failures included: the usage record is in the ledger before the
-/// response is returned. A ledger failure replaces the response with `503`:
-/// nothing is served unbilled.
+/// Asks the function's circuit breaker (if it has one), admits the call
+/// under `caller`'s limits, runs it (an input that could not be formed fails
+/// the call), shapes its output with `respond`, tells the breaker how it
+/// went, and settles it, failures and refusals included: the usage record is
+/// in the ledger before the response is returned. A ledger failure replaces
+/// the response with `503`: nothing is served unbilled.
 async fn metered(
     app: &App,
     version: &Arc<Version>,
@@ -127,24 +130,23 @@ async fn metered(
 ) -> Result<http::Response<Bytes>, ApiError> {
     let start_ms = now_ms();
     let started = Instant::now();
-    let tenant = version.record.tenant.as_str();
-    let admitted = match caller {
-        Caller::Owner => app.tenancy.admit(tenant).await,
-        Caller::Anonymous => app.tenancy.admit_anonymous(tenant, &version.admission.anonymous).await,
-    }
-    .map_err(ApiError::from);
-    let (result, used) = match (admitted, input) {
-        (Ok(permit), Ok(input)) => {
-            let (output, used) =
-                app.invoker.run(version, input, None, Identity { work_id: request_id, log: None }).await;
-            drop(permit);
-            (output.map_err(ApiError::from).and_then(respond), used)
+    let (result, used) = match version.breaker.as_ref().map(Breaker::admit).transpose() {
+        // Refused before the tenant's limits are touched: an open breaker costs the caller nothing.
+        Err(open) => (Err(ApiError::from(open)), Measurement::default()),
+        Ok(ticket) => {
+            let (result, used) = admitted_run(app, version, caller, request_id, input, respond).await;
+            if let Some(ticket) = ticket {
+                let verdict = Verdict::of(result.as_ref().err().map(ApiError::code));
+                if let Some(transition) = ticket.report(verdict) {
+                    record_transition(app, version, transition);
+                }
+            }
+            (result, used)
         }
-        (Err(err), _) | (Ok(_), Err(err)) => (Err(err), Default::default()),
     };
     let work = Work {
         id: request_id,
-        tenant,
+        tenant: version.record.tenant.as_str(),
         function: &version.record.name,
         version: version.record.version,
         start_ms,
@@ -156,4 +158,64 @@ async fn metered(
     };
     app.settler.settle(work, &used, outcome_of(&result)).await?;
     result
+}
+
+/// Admits the call under `caller`'s limits and runs it.
+async fn admitted_run(
+    app: &App,
+    version: &Arc<Version>,
+    caller: Caller,
+    request_id: &str,
+    input: Result<Input, ApiError>,
+    respond: impl FnOnce(Output) -> Result<http::Response<Bytes>, ApiError>,
+) -> (Result<http::Response<Bytes>, ApiError>, Measurement) {
+    let tenant = version.record.tenant.as_str();
+    let admitted = match caller {
+        Caller::Owner => app.tenancy.admit(tenant).await,
+        Caller::Anonymous => app.tenancy.admit_anonymous(tenant, &version.admission.anonymous).await,
+    }
+    .map_err(ApiError::from);
+    match (admitted, input) {
+        (Ok(permit), Ok(input)) => {
+            let (output, used) =
+                app.invoker.run(version, input, None, Identity { work_id: request_id, log: None }).await;
+            drop(permit);
+            (output.map_err(ApiError::from).and_then(respond), used)
+        }
+        (Err(err), _) | (Ok(_), Err(err)) => (Err(err), Measurement::default()),
+    }
+}
+
+/// Logs a breaker's opening or closing and appends it to the audit log, off
+/// the request's path: the answer does not wait for the database.
+fn record_transition(app: &App, version: &Version, transition: Transition) {
+    let Some(settings) = version.breaker.as_ref().map(|b| b.settings()) else { return };
+    let (state, message) = match transition {
+        Transition::Opened => (
+            "open",
+            format!(
+                "the circuit breaker of `{}` opened after {} host-side failures in a row; calls are refused for {} s",
+                version.record.name,
+                settings.failures,
+                settings.cooldown_s()
+            ),
+        ),
+        Transition::Closed => (
+            "closed",
+            format!("the circuit breaker of `{}` closed: a call succeeded after the cool-down", version.record.name),
+        ),
+    };
+    tracing::warn!(function = %version.label, version = version.record.version, state, "circuit breaker");
+    let db = app.db.clone();
+    let (tenant, subject) = (version.record.tenant.clone(), version.record.name.clone());
+    let detail = serde_json::json!({
+        "state": state,
+        "version": version.record.version,
+        "failures": settings.failures,
+        "cooldown_s": settings.cooldown_s(),
+    });
+    tokio::spawn(async move {
+        db.audit_or_log(NewAudit { tenant: &tenant, kind: "breaker", subject: &subject, message: &message, detail })
+            .await;
+    });
 }

@@ -13,7 +13,7 @@ use crate::jobs::JobError;
 use crate::ledger::LedgerError;
 use crate::names::InvalidName;
 use crate::nn::ModelError;
-use crate::registry::RegistryError;
+use crate::registry::{CircuitOpen, RegistryError};
 use crate::settle::SettleError;
 use crate::tenancy::{QuotaExceeded, TenancyError};
 
@@ -81,6 +81,9 @@ pub enum ApiError {
     /// The function call failed.
     #[error(transparent)]
     Invoke(#[from] InvokeError),
+    /// The function's circuit breaker refused the call; nothing ran.
+    #[error(transparent)]
+    CircuitOpen(#[from] CircuitOpen),
     /// The usage ledger cannot be written; the request is refused rather than run unbilled.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
@@ -186,14 +189,15 @@ impl ApiError {
                 JobError::Tenancy(TenancyError::Internal(_)) | JobError::Internal(_) => ErrorCode::Internal,
             },
             Self::Invoke(err) => err.code(),
+            Self::CircuitOpen(_) => ErrorCode::CircuitOpen,
             Self::Ledger(_) => ErrorCode::LedgerUnavailable,
             Self::Internal(_) => ErrorCode::Internal,
         }
     }
 
-    /// Whether a quota or rate limit refused the work before anything ran.
+    /// Whether a quota, a rate limit or a circuit breaker refused the work before anything ran.
     pub fn is_refusal(&self) -> bool {
-        matches!(self.code(), ErrorCode::QuotaExceeded | ErrorCode::RateLimited)
+        matches!(self.code(), ErrorCode::QuotaExceeded | ErrorCode::RateLimited | ErrorCode::CircuitOpen)
     }
 
     /// When a retry may succeed, for errors that know.
@@ -202,6 +206,7 @@ impl ApiError {
             Self::BodiesBusy { retry_after_s }
             | Self::Invoke(InvokeError::Overloaded { retry_after_s })
             | Self::Registry(RegistryError::CompileBusy { retry_after_s })
+            | Self::CircuitOpen(CircuitOpen { retry_after_s, .. })
             | Self::Tenancy(TenancyError::RateLimited { retry_after_s, .. }) => Some(*retry_after_s),
             Self::Tenancy(TenancyError::Quota(quota))
             | Self::Registry(RegistryError::Quota(quota))
@@ -222,7 +227,7 @@ impl From<wasmtime::Error> for ApiError {
 }
 
 /// How work that ended in `result` is settled: a refusal (a quota, a rate
-/// limit) is recorded free, any other error as a failure with its code.
+/// limit, an open circuit breaker) is recorded free, any other error as a failure with its code.
 pub fn outcome_of<T>(result: &Result<T, ApiError>) -> crate::settle::Outcome {
     use crate::settle::Outcome;
     match result {

@@ -64,7 +64,8 @@ fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::Overloaded
         | ErrorCode::BodiesBusy
         | ErrorCode::Unavailable
-        | ErrorCode::CompileBusy => StatusCode::SERVICE_UNAVAILABLE,
+        | ErrorCode::CompileBusy
+        | ErrorCode::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::ResponseTooLarge
         | ErrorCode::InvalidResponse
         | ErrorCode::MemoryLimit

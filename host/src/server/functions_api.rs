@@ -12,7 +12,7 @@ use crate::api::{self, Deleted, DeployQuery, FunctionDetail, FunctionList, Funct
 use crate::db::VersionRecord;
 use crate::monitor::MonitorSettings;
 use crate::names::FunctionName;
-use crate::registry::{DeployOptions, RolloutPlan, Version, parse_allowed_hosts, parse_models};
+use crate::registry::{BreakerSettings, DeployOptions, RolloutPlan, Version, parse_allowed_hosts, parse_models};
 
 /// `PUT /v1/functions/{name}` with the component's bytes.
 pub async fn deploy(
@@ -97,10 +97,13 @@ fn deploy_query(query: &str) -> Result<DeployQuery, ApiError> {
             "canary_percent" => options.canary_percent = Some(number("canary_percent")?),
             "canary_for_s" => options.canary_for_s = Some(number("canary_for_s")?),
             "watch_s" => options.watch_s = Some(number("watch_s")?),
+            "breaker_failures" => options.breaker_failures = Some(number("breaker_failures")?),
+            "breaker_cooldown_s" => options.breaker_cooldown_s = Some(number("breaker_cooldown_s")?),
             other => {
                 return Err(ApiError::BadRequest(format!(
                     "unknown deploy option `{other}`; use memory_mb, timeout_ms, max_concurrency, public, \
-                     allowed_hosts, models, rollout, canary_percent, canary_for_s, watch_s"
+                     allowed_hosts, models, rollout, canary_percent, canary_for_s, watch_s, breaker_failures, \
+                     breaker_cooldown_s"
                 )));
             }
         }
@@ -119,6 +122,7 @@ fn deploy_options(query: DeployQuery, monitor: &MonitorSettings) -> Result<Deplo
         public: query.public.unwrap_or(false),
         allowed_hosts: query.allowed_hosts.as_deref().map(parse_allowed_hosts).transpose()?.unwrap_or_default(),
         models: query.models.as_deref().map(parse_models).transpose()?.flatten(),
+        breaker: BreakerSettings::from_options(query.breaker_failures, query.breaker_cooldown_s)?,
     })
 }
 
@@ -190,5 +194,7 @@ fn record_of(record: &VersionRecord) -> Result<FunctionVersion, ApiError> {
             timeout_ms: limit(record.timeout_ms),
             max_concurrency: limit(record.max_concurrency),
         },
+        breaker: BreakerSettings::of_record(record)
+            .map(|b| api::BreakerOptions { failures: b.failures, cooldown_s: b.cooldown_s() }),
     })
 }

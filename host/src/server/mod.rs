@@ -9,6 +9,7 @@ mod datasets_api;
 pub mod error;
 mod errors;
 mod functions_api;
+mod health;
 mod jobs_api;
 mod models_api;
 mod monitor_api;

@@ -15,7 +15,9 @@ use hyper::body::Incoming;
 use super::body::{self, Body};
 use super::error::ApiError;
 use super::errors::IntoResponse;
-use super::{App, calls, datasets_api, functions_api, jobs_api, models_api, monitor_api, tenants_api, usage_api};
+use super::{
+    App, calls, datasets_api, functions_api, health, jobs_api, models_api, monitor_api, tenants_api, usage_api,
+};
 use crate::api::{Health, HealthStatus};
 use crate::names::FunctionName;
 use crate::stats::SeriesKind;
@@ -142,7 +144,7 @@ async fn route(
             calls::call_http_function(app, request, tenant, name, rest, request_id).await
         }
         ["healthz"] if get => Ok(body::json_response(StatusCode::OK, &Health { status: HealthStatus::Ok })),
-        ["readyz"] if get => readyz(app).await,
+        ["readyz"] if get => Ok(health::readyz(app, request.headers()).await),
         ["v1", "openapi.json"] if get => openapi(),
         ["metrics"] if get => {
             let principal = app.auth.authenticate(request.headers()).await?;
@@ -257,22 +259,14 @@ async fn api(
     }
 }
 
-async fn readyz(app: &App) -> Result<http::Response<Body>, ApiError> {
-    if !app.is_ready() {
-        return Err(ApiError::Unavailable("muon is shutting down".to_owned()));
-    }
-    if !app.registry.ready().await {
-        return Err(ApiError::Unavailable("the database does not answer".to_owned()));
-    }
-    Ok(body::json_response(StatusCode::OK, &Health { status: HealthStatus::Ready }))
-}
-
 /// A request on a connection accepted after the shutdown signal: the
 /// process is alive (`/healthz`), but takes no new work (`503`, `/readyz`
 /// too), and the connection closes after the answer.
 pub fn handle_while_stopping(app: &App, request: &http::Request<Incoming>) -> http::Response<Body> {
     let mut response = if request.uri().path() == "/healthz" {
         body::json_response(StatusCode::OK, &Health { status: HealthStatus::Ok })
+    } else if request.uri().path() == "/readyz" {
+        health::readyz_while_stopping(app)
     } else {
         ApiError::Unavailable("muon is shutting down; send the request to another node".to_owned()).into_response()
     };
