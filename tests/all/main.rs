@@ -36,6 +36,7 @@ mod framing;
 mod hygiene;
 mod invoke;
 mod jobs;
+mod monitor_models;
 mod nn;
 mod nn_limits;
 mod observability;

@@ -6,6 +6,8 @@
 //! (`sinks.rs`) post alerts to webhooks.
 
 mod alerts;
+mod drift;
+mod models;
 mod thresholds;
 
 use std::sync::Arc;
@@ -59,6 +61,8 @@ pub struct Monitor {
     thresholds: ThresholdStore,
     registry: Arc<Registry>,
     settings: MonitorSettings,
+    /// The models it watches, once the server hands them over (`models.rs`).
+    models: std::sync::OnceLock<models::ModelSide>,
 }
 
 impl Monitor {
@@ -71,6 +75,7 @@ impl Monitor {
             stats,
             registry,
             settings,
+            models: std::sync::OnceLock::new(),
         }
     }
 
@@ -119,6 +124,7 @@ impl Monitor {
                 tracing::warn!(error = format!("{err:#}"), "cannot read the detectors' thresholds");
             }
             self.stats.trim(crate::clock::now_ms());
+            self.check_models().await;
         }
     }
 }
