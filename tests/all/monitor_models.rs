@@ -121,7 +121,9 @@ async fn train_digits(server: &Server) -> anyhow::Result<()> {
         .await?;
     anyhow::ensure!(response.status() == 201, "digits upload: {}", response.text().await?);
     for name in ["digits-mlp-train", "digits-mlp-eval", "digits-mlp-template"] {
-        server.push_model_ok(name, repo_file(&format!("examples/training/{name}.onnx"))?, "backend=onnxruntime").await?;
+        server
+            .push_model_ok(name, repo_file(&format!("examples/training/{name}.onnx"))?, "backend=onnxruntime")
+            .await?;
     }
     server.deploy_ok("train-digits", "train-digits", "").await?;
     let spec = json!({
@@ -145,7 +147,8 @@ async fn a_shifted_feature_fires_drift_naming_it(backend: Backend) -> anyhow::Re
     server.deploy_ok("probe", "fixture-nn-probe", "").await?;
 
     // The feature to shift: the one with the widest spread in training.
-    let report: Value = server.http.get(server.url("/v1/datasets/digits")).send().await?.error_for_status()?.json().await?;
+    let report: Value =
+        server.http.get(server.url("/v1/datasets/digits")).send().await?.error_for_status()?.json().await?;
     let columns = report["columns"].as_array().unwrap();
     let features: Vec<&Value> = columns.iter().filter(|c| c["role"] == "feature").collect();
     assert_eq!(features.len(), 64);

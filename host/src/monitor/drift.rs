@@ -234,7 +234,10 @@ fn judge(watch: &ModelWatch, tracked: &mut Tracked, drained: Tally, sigmas: f64)
                  check what feeds the model, or retrain it on current data",
                 watch.name, watch.version, stats.name, recent.rows, stats.mean, stats.std, tracked.training.dataset
             );
-            verdicts.push(Verdict { fire: Some(Firing { labels: labels.clone(), value: mean, baseline: stats.mean, summary }), labels });
+            verdicts.push(Verdict {
+                fire: Some(Firing { labels: labels.clone(), value: mean, baseline: stats.mean, summary }),
+                labels,
+            });
         } else if distance <= sigmas && firing {
             tracked.firing.remove(&stats.name);
             verdicts.push(Verdict { labels, fire: None });

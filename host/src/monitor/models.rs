@@ -111,7 +111,8 @@ impl Monitor {
                 "model {} version {} cannot be loaded: {}; upload it again (PUT /v1/models/{}) or restore its file",
                 model.name, model.version, model.reason, model.name
             );
-            let firing = Firing { labels: unloadable_labels(&model.tenant, &model.name), value: 1.0, baseline: 0.0, summary };
+            let firing =
+                Firing { labels: unloadable_labels(&model.tenant, &model.name), value: 1.0, baseline: 0.0, summary };
             self.alerts.fire(firing).await?;
             self.set_unloadable_firing(side, &model.tenant, &model.name, true);
         }

@@ -200,7 +200,12 @@ impl FeatureTally {
             Dim::Fixed(width) => usize::try_from(*width).ok().filter(|w| (1..=TALLY_FEATURES).contains(w))?,
             Dim::Symbol(_) => return None,
         };
-        Some(Self { input: input.name.clone(), width, enabled: AtomicBool::new(true), tally: Mutex::new(Tally::default()) })
+        Some(Self {
+            input: input.name.clone(),
+            width,
+            enabled: AtomicBool::new(true),
+            tally: Mutex::new(Tally::default()),
+        })
     }
 
     /// How many features a row has.
@@ -226,12 +231,12 @@ impl FeatureTally {
         }
         let (_, tensor) = inputs.iter().find(|(name, _)| *name == self.input)?;
         let values: Box<dyn Iterator<Item = f64>> = match tensor.ty {
-            ElementType::Fp32 => Box::new(
-                tensor.data.chunks_exact(4).map(|b| f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
-            ),
-            ElementType::Fp64 => {
-                Box::new(tensor.data.chunks_exact(8).map(|b| f64::from_le_bytes(<[u8; 8]>::try_from(b).unwrap_or_default())))
+            ElementType::Fp32 => {
+                Box::new(tensor.data.chunks_exact(4).map(|b| f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))))
             }
+            ElementType::Fp64 => Box::new(
+                tensor.data.chunks_exact(8).map(|b| f64::from_le_bytes(<[u8; 8]>::try_from(b).unwrap_or_default())),
+            ),
             _ => return None,
         };
         if tensor.dimensions.last().and_then(|w| usize::try_from(*w).ok()) != Some(self.width) {
