@@ -274,6 +274,37 @@ mod tests {
     }
 
     #[test]
+    fn a_feature_that_moves_fires_and_resolves_when_it_comes_back() {
+        use crate::nn::{Dim, ElementType, Signature, TensorSpec};
+        use crate::stats::{SeriesKey, SeriesKind, StatsSettings, StatsStore};
+        let signature = Signature {
+            inputs: vec![TensorSpec { name: "x".to_owned(), ty: ElementType::Fp32, shape: vec![Dim::Fixed(2)] }],
+            outputs: Vec::new(),
+        };
+        let key = SeriesKey { kind: SeriesKind::Model, tenant: Arc::from("t"), name: Arc::from("m"), version: 3 };
+        let series = StatsStore::new(StatsSettings::default()).series(key);
+        let watch = ModelWatch::new_for_tests("t", "m", 3, &signature, series);
+        let training = Training {
+            dataset: "d version 1".to_owned(),
+            features: vec![Some(FeatureStats { name: "a".to_owned(), mean: 0.0, std: 1.0 }), None],
+        };
+        let mut tracked = Tracked { training: Arc::new(training), windows: VecDeque::new(), firing: HashSet::new() };
+        let few = tally(&[[5.0, 9.0]; 50]);
+        assert!(judge(&watch, &mut tracked, few, 3.0).is_empty(), "50 rows are too few to judge");
+        let verdicts = judge(&watch, &mut tracked, tally(&[[5.0, 9.0]; 50]), 3.0);
+        assert_eq!(verdicts.len(), 1, "one feature compared, and it moved");
+        assert_eq!(verdicts[0].labels.feature.as_deref(), Some("a"));
+        assert!(verdicts[0].fire.as_ref().is_some_and(|f| f.value == 5.0 && f.summary.contains("`a`")));
+        assert!(judge(&watch, &mut tracked, tally(&[[5.0, 9.0]; 50]), 3.0).is_empty(), "fired once");
+        let mut resolved = Vec::new();
+        for _ in 0..WINDOWS {
+            resolved.extend(judge(&watch, &mut tracked, tally(&[[0.5, 9.0]; 50]), 3.0));
+        }
+        assert_eq!(resolved.len(), 1);
+        assert!(resolved[0].fire.is_none(), "back within 3 deviations: resolved");
+    }
+
+    #[test]
     fn moments_of_a_tally_are_the_rows_mean_and_spread() {
         let t = tally(&[[1.0, 10.0], [3.0, 10.0]]);
         assert_eq!(t.moments(0), Some((2.0, 1.0)));

@@ -73,6 +73,12 @@ impl ModelWatch {
         }
     }
 
+    /// A watch of a trained model (for other modules' tests).
+    #[cfg(test)]
+    pub fn new_for_tests(tenant: &str, name: &str, version: i64, signature: &Signature, series: Arc<Series>) -> Self {
+        Self::new(tenant, name, version, Some("job".to_owned()), signature, series)
+    }
+
     /// The statistics series computes are recorded into.
     pub fn series(&self) -> &Arc<Series> {
         &self.series
@@ -263,5 +269,76 @@ impl FeatureTally {
             *kept = Tally::with_width(self.width);
         }
         kept.merge(tally);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::TensorSpec;
+    use crate::stats::{SeriesKey, SeriesKind, StatsSettings, StatsStore};
+
+    fn watch(job: Option<&str>, last_dim: Dim) -> ModelWatch {
+        let signature = Signature {
+            inputs: vec![TensorSpec {
+                name: "x".to_owned(),
+                ty: ElementType::Fp32,
+                shape: vec![Dim::Symbol("N".to_owned()), last_dim],
+            }],
+            outputs: Vec::new(),
+        };
+        let key = SeriesKey { kind: SeriesKind::Model, tenant: Arc::from("t"), name: Arc::from("m"), version: 1 };
+        let series = StatsStore::new(StatsSettings::default()).series(key);
+        ModelWatch::new("t", "m", 1, job.map(str::to_owned), &signature, series)
+    }
+
+    fn rows(values: &[[f32; 2]]) -> Vec<(String, HostTensor)> {
+        let data = values.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
+        vec![("x".to_owned(), HostTensor { dimensions: vec![values.len() as u32, 2], ty: ElementType::Fp32, data })]
+    }
+
+    #[test]
+    fn only_a_run_of_backend_failures_asks_for_one_reload() {
+        let watch = watch(None, Dim::Fixed(2));
+        for _ in 0..20 {
+            assert!(!watch.failed(ErrorCode::InvalidArgument), "the caller's mistakes are not the backend's");
+        }
+        for _ in 1..RELOAD_AFTER_FAILURES {
+            assert!(!watch.failed(ErrorCode::RuntimeError));
+        }
+        watch.succeeded();
+        for _ in 1..RELOAD_AFTER_FAILURES {
+            assert!(!watch.failed(ErrorCode::RuntimeError), "a success ends the run");
+        }
+        assert!(watch.failed(ErrorCode::RuntimeError), "the fifth in a row");
+        watch.reloaded();
+        for _ in 0..RELOAD_AFTER_FAILURES * 2 {
+            assert!(!watch.failed(ErrorCode::RuntimeError), "not again within the cool-down");
+        }
+    }
+
+    #[test]
+    fn features_are_tallied_for_trained_models_with_a_fixed_width() {
+        assert!(watch(None, Dim::Fixed(2)).features().is_none(), "no job, no training data to compare with");
+        assert!(watch(Some("job"), Dim::Symbol("F".to_owned())).features().is_none());
+        let watch = watch(Some("job"), Dim::Fixed(2));
+        assert!(watch.features().is_some(), "a trained model's features are tallied");
+        let Some(features) = watch.features() else { return };
+        let seen = features.observe(&rows(&[[1.0, 10.0], [3.0, 10.0]]));
+        assert_eq!(seen.as_ref().map(|t| t.rows), Some(2));
+        if let Some(seen) = &seen {
+            features.add(seen);
+            features.add(seen);
+        }
+        let drained = features.drain();
+        assert_eq!(drained.rows, 4);
+        assert_eq!(drained.moments(0), Some((2.0, 1.0)));
+        assert_eq!(drained.moments(1), Some((10.0, 0.0)));
+        assert_eq!(features.drain().rows, 0, "drained");
+        let wrong =
+            vec![("x".to_owned(), HostTensor { dimensions: vec![1, 3], ty: ElementType::Fp32, data: vec![0; 12] })];
+        assert!(features.observe(&wrong).is_none(), "another width is not this model's features");
+        features.disable();
+        assert!(features.observe(&rows(&[[1.0, 1.0]])).is_none());
     }
 }
