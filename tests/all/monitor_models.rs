@@ -267,9 +267,24 @@ async fn a_model_damaged_between_starts_fires_unloadable(backend: Backend) -> an
     server.deploy_ok("probe", "fixture-nn-probe", "").await?;
     let (data_dir, temp) = (server.data_dir.clone(), server.temp());
     server.stop().await?;
+    let file = data_dir.join("models").join(format!("{digest}.onnx"));
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let probe = json!({"model": "digits", "inputs": [{"name": "x", "type": "fp32", "dims": [1, 64], "fill_f32": 1.0}]});
+
+    if backend == Backend::Postgres {
+        // Only the file damaged: the database's copy repairs it, and nothing fires.
+        std::fs::write(&file, b"not a model any more")?;
+        let server = Server::start_in(&data_dir, &args, temp.clone()).await?;
+        let answer = server.post_json(&server.http, "/fn/default/probe", &probe).await?;
+        assert_eq!(answer["ok"], true, "{answer}");
+        assert_eq!(std::fs::read(&file)?, model, "the file is written again from the database");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let alerts = firing(&server, &db).await?;
+        assert!(alerts.iter().all(|a| a["labels"]["detector"] != "model_unloadable"), "{alerts:#?}");
+        server.stop().await?;
+    }
 
     // Damage the stored bytes while muon is down, everywhere they are kept.
-    let file = data_dir.join("models").join(format!("{digest}.onnx"));
     std::fs::write(&file, b"not a model any more")?;
     if backend == Backend::Postgres {
         sqlx::any::install_default_drivers();
@@ -281,7 +296,6 @@ async fn a_model_damaged_between_starts_fires_unloadable(backend: Backend) -> an
             .await?;
         assert_eq!(damaged.rows_affected(), 1);
     }
-    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
     let server = Server::start_in(&data_dir, &args, temp).await?;
     let alert = eventually(Duration::from_secs(20), "a model_unloadable alert", || async {
         let alerts = firing(&server, &db).await?;
@@ -292,10 +306,10 @@ async fn a_model_damaged_between_starts_fires_unloadable(backend: Backend) -> an
     assert!(alert["summary"].as_str().unwrap().contains("digest"), "the summary says why: {alert:#}");
 
     // A request fails with a clear error; uploading the model again resolves the alert.
-    let probe = json!({"model": "digits", "inputs": [{"name": "x", "type": "fp32", "dims": [1, 64], "fill_f32": 1.0}]});
     let answer = server.post_json(&server.http, "/fn/default/probe", &probe).await?;
     assert_eq!(answer["ok"], false, "{answer}");
-    server.push_model_ok("digits", model, "").await?;
+    assert!(answer["message"].as_str().unwrap_or_default().contains("digest"), "{answer}");
+    server.push_model_ok("digits", model.clone(), "").await?;
     eventually(Duration::from_secs(20), "the unloadable alert's resolution", || async {
         let alerts = firing(&server, &db).await?;
         Ok(alerts.iter().all(|a| a["labels"]["detector"] != "model_unloadable").then_some(()))
@@ -303,5 +317,6 @@ async fn a_model_damaged_between_starts_fires_unloadable(backend: Backend) -> an
     .await?;
     let answer = server.post_json(&server.http, "/fn/default/probe", &probe).await?;
     assert_eq!(answer["ok"], true, "{answer}");
+    assert_eq!(std::fs::read(&file)?, model, "the upload wrote the damaged file again");
     Ok(())
 }
