@@ -38,6 +38,7 @@ mod hygiene;
 mod invoke;
 mod jobs;
 mod monitor;
+mod monitor_models;
 mod nn;
 mod nn_limits;
 mod observability;

@@ -7,6 +7,8 @@
 
 mod alerts;
 mod detect;
+mod drift;
+mod models;
 mod rollout;
 mod thresholds;
 
@@ -70,6 +72,8 @@ pub struct Monitor {
     /// Alerts to resolve at a time (those of rollbacks, once the stable
     /// version has served again for a while).
     resolutions: Mutex<Vec<(AlertLabels, i64)>>,
+    /// The models it watches, once the server hands them over (`models.rs`).
+    models: std::sync::OnceLock<models::ModelSide>,
 }
 
 impl Monitor {
@@ -84,6 +88,7 @@ impl Monitor {
             settings,
             tracks: Mutex::new(HashMap::new()),
             resolutions: Mutex::new(Vec::new()),
+            models: std::sync::OnceLock::new(),
         }
     }
 
@@ -143,6 +148,7 @@ impl Monitor {
                 self.detect(closed_ms).await;
                 judged_ms = closed_ms;
                 self.stats.trim(now_ms);
+                self.check_models().await;
                 self.alerts.refresh_metrics().await;
             }
         }

@@ -12,16 +12,18 @@
 pub mod backend;
 mod bounds;
 mod error;
+mod health;
 mod models;
 mod pool;
 mod signature;
 pub mod template;
 mod tensor;
 pub mod wasi;
+mod watch;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -29,10 +31,12 @@ use dashmap::DashMap;
 use backend::{Backend, BackendKind, Device, LoadedModel, OnnxRuntime, Tract};
 use bounds::{LoadLimits, ModelBounds};
 pub use error::{ErrorCode, NnError};
+pub use health::Unloadable;
 pub use models::{ModelAccess, ModelError, ModelOptions, ModelRecord, ModelStore};
 use pool::ComputePool;
 pub use signature::{Dim, Signature, TensorSpec, inspect_onnx};
 pub use tensor::{ElementType, HostTensor};
+pub use watch::{FeatureTally, ModelWatch, Tally};
 
 /// Inference settings, resolved from the `[nn]` configuration.
 #[derive(Debug, Clone)]
@@ -86,6 +90,12 @@ impl ComputeMeter {
         counter.fetch_add(micros, Ordering::Relaxed);
     }
 
+    /// Adds microseconds of compute measured elsewhere (one model's compute).
+    fn add_micros(&self, cpu_us: u64, gpu_us: u64) {
+        self.cpu_us.fetch_add(cpu_us, Ordering::Relaxed);
+        self.gpu_us.fetch_add(gpu_us, Ordering::Relaxed);
+    }
+
     /// Microseconds of compute on CPU and on GPU so far.
     pub fn totals(&self) -> (u64, u64) {
         (self.cpu_us.load(Ordering::Relaxed), self.gpu_us.load(Ordering::Relaxed))
@@ -100,6 +110,9 @@ pub struct Graph {
     /// Its inputs and outputs, to check a guest's tensors before compute.
     pub signature: Arc<Signature>,
     bounds: Arc<ModelBounds>,
+    /// The catalog version it was loaded for (by name), whose statistics
+    /// and repair its computes feed; `None` for bytes a guest loaded.
+    watch: Option<Arc<ModelWatch>>,
 }
 
 type LoadKey = (String, BackendKind, Device);
@@ -222,14 +235,39 @@ impl Inference {
     /// time (concurrent first uses wait for one load). `bytes` is called only
     /// for that load.
     pub async fn load(self: &Arc<Self>, spec: ModelSpec, bytes: ModelBytes) -> Result<Graph, NnError> {
+        self.load_reporting(spec, bytes).await.map(|(graph, _)| graph)
+    }
+
+    /// [`Inference::load`], also saying whether this call loaded the model
+    /// (rather than finding it loaded).
+    pub async fn load_reporting(
+        self: &Arc<Self>,
+        spec: ModelSpec,
+        bytes: ModelBytes,
+    ) -> Result<(Graph, bool), NnError> {
         let key = spec.key();
         let cell = Arc::clone(self.loaded.entry(key.clone()).or_default().value());
-        let loaded = cell.get_or_try_init(|| self.load_now(spec, bytes)).await;
+        let fresh = AtomicBool::new(false);
+        let loaded = cell
+            .get_or_try_init(|| {
+                fresh.store(true, Ordering::Relaxed);
+                self.load_now(spec, bytes)
+            })
+            .await;
         if loaded.is_err() {
             // A failed load is not cached: the next use tries again.
             self.loaded.remove_if(&key, |_, cell| cell.get().is_none());
         }
-        loaded.cloned()
+        loaded.map(|graph| (graph.clone(), fresh.load(Ordering::Relaxed)))
+    }
+
+    /// Loads the model for `spec` again from `bytes`, replacing the loaded
+    /// one for later uses (what uses the old one keeps it until it is done).
+    pub async fn reload(self: &Arc<Self>, spec: ModelSpec, bytes: ModelBytes) -> Result<Graph, NnError> {
+        let key = spec.key();
+        let graph = self.load_now(spec, bytes).await?;
+        self.loaded.insert(key, Arc::new(tokio::sync::OnceCell::new_with(Some(graph.clone()))));
+        Ok(graph)
     }
 
     /// Like [`Inference::load`], but a model not loaded already is not kept:
@@ -280,7 +318,7 @@ impl Inference {
             load_ms = started.elapsed().as_millis() as u64,
             "model loaded"
         );
-        Ok(Graph { model, signature, bounds: Arc::new(bounds) })
+        Ok(Graph { model, signature, bounds: Arc::new(bounds), watch: None })
     }
 
     /// Forgets a loaded model (after its last catalog entry is deleted).

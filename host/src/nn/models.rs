@@ -16,8 +16,10 @@ use sha2::{Digest, Sha256};
 use super::backend::{BackendKind, Device};
 use super::error::NnError;
 use super::signature::{Signature, inspect_onnx};
+use super::watch::ModelWatch;
 use super::{Graph, Inference, ModelBytes, ModelSpec};
-use crate::db::{Db, ModelRow, ObjectKind, Retention};
+use crate::db::{Db, ModelRow, NewAudit, ObjectKind, Retention};
+use crate::stats::{SeriesKey, SeriesKind, StatsStore};
 use crate::tenancy::{QuotaExceeded, StorageQuota};
 
 /// A tenant's model.
@@ -96,11 +98,24 @@ pub struct ModelStore {
     /// Serialises uploads and deletes, so a name never points at half a change
     /// and a model file is never removed while an upload is using it.
     changes: tokio::sync::Mutex<()>,
+    /// Where computes are recorded, per model version.
+    stats: Arc<StatsStore>,
+    /// The watch of each model served by name, by `tenant/name`.
+    pub(super) watches: DashMap<String, Arc<ModelWatch>>,
+    /// Models that cannot be loaded, by `tenant/name` (see `health.rs`).
+    pub(super) unloadable: DashMap<String, super::health::Unloadable>,
 }
 
 impl ModelStore {
-    /// Opens the catalog; models are loaded into backends on first use.
-    pub async fn open(db: Db, data_dir: &Path, inference: Arc<Inference>) -> anyhow::Result<Self> {
+    /// Opens the catalog; models are loaded into backends on first use
+    /// ([`ModelStore::check_loadable`] checks them all at once); computes are
+    /// recorded into `stats`.
+    pub async fn open(
+        db: Db,
+        data_dir: &Path,
+        inference: Arc<Inference>,
+        stats: Arc<StatsStore>,
+    ) -> anyhow::Result<Self> {
         let dir = data_dir.join("models");
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let records = DashMap::new();
@@ -108,7 +123,16 @@ impl ModelStore {
             let record = record_from_row(row)?;
             records.insert(key(&record.tenant, &record.name), Arc::new(record));
         }
-        Ok(Self { db, dir, inference, records, changes: tokio::sync::Mutex::new(()) })
+        Ok(Self {
+            db,
+            dir,
+            inference,
+            records,
+            changes: tokio::sync::Mutex::new(()),
+            stats,
+            watches: DashMap::new(),
+            unloadable: DashMap::new(),
+        })
     }
 
     /// The inference service models are loaded into.
@@ -153,7 +177,7 @@ impl ModelStore {
                 .map_err(invalid)?
                 .map_err(invalid)?,
         );
-        crate::files::store_once(&self.path(&digest), &bytes).await.context("cannot store the model")?;
+        store_file(&self.path(&digest), &digest, &bytes).await?;
         let load_bytes = Arc::clone(&bytes);
         let spec = ModelSpec {
             tenant: Arc::from(tenant),
@@ -192,6 +216,8 @@ impl ModelStore {
             }
         }
         let record = Arc::new(record);
+        self.unloadable.remove(&key(tenant, name));
+        self.audit_load(&record, "at upload").await;
         let replaced = self.records.insert(key(tenant, name), Arc::clone(&record));
         if let Some(old) = replaced.filter(|old| old.digest != record.digest) {
             self.forget_if_unused(&old.digest).await;
@@ -212,6 +238,17 @@ impl ModelStore {
         change.commit().await?;
         record.version = object.version;
         Ok(())
+    }
+
+    /// Every model of every tenant.
+    pub(super) fn records(&self) -> impl Iterator<Item = Arc<ModelRecord>> {
+        let all: Vec<Arc<ModelRecord>> = self.records.iter().map(|r| Arc::clone(r.value())).collect();
+        all.into_iter()
+    }
+
+    /// The catalog database.
+    pub(super) fn db(&self) -> &Db {
+        &self.db
     }
 
     /// A tenant's model by name.
@@ -237,6 +274,7 @@ impl ModelStore {
             .ok_or_else(|| ModelError::NotFound(format!("model `{name}`")))?;
         change.release(digests).await?;
         change.commit().await?;
+        self.forget_watch(tenant, name);
         if let Some((_, old)) = self.records.remove(&key(tenant, name)) {
             self.forget_if_unused(&old.digest).await;
         }
@@ -261,9 +299,15 @@ impl ModelStore {
             if changed {
                 let record = Arc::new(record_from_row(row)?);
                 tracing::info!(model = %label, digest = %record.digest, "model picked up from the database");
-                self.records.insert(label.clone(), record);
+                self.records.insert(label.clone(), Arc::clone(&record));
+                self.check_one(&record).await;
             }
             seen.insert(label);
+        }
+        let gone: Vec<Arc<ModelRecord>> =
+            self.records.iter().filter(|r| !seen.contains(r.key())).map(|r| Arc::clone(r.value())).collect();
+        for record in gone {
+            self.forget_watch(&record.tenant, &record.name);
         }
         self.records.retain(|label, _| seen.contains(label));
         Ok(())
@@ -275,17 +319,91 @@ impl ModelStore {
         let record = self.get(tenant, name).filter(|_| access.allows(name)).ok_or_else(|| {
             NnError::new(super::ErrorCode::NotFound, format!("no model named `{name}` is available to this function"))
         })?;
-        let (path, digest) = (self.path(&record.digest), record.digest.clone());
-        let spec = ModelSpec {
-            tenant: Arc::from(tenant),
+        let (mut graph, fresh) = match self.inference.load_reporting(self.spec(&record), self.reader(&record)).await {
+            Ok(loaded) => loaded,
+            Err(err) => {
+                self.mark_unloadable(&record, &err.message);
+                return Err(err);
+            }
+        };
+        if fresh {
+            self.unloadable.remove(&key(tenant, name));
+            self.audit_load(&record, "at first use").await;
+        }
+        graph.watch = Some(self.watch(&record));
+        Ok(graph)
+    }
+
+    /// What loading `record` takes: its digest, backend, device and signature.
+    pub(super) fn spec(&self, record: &ModelRecord) -> ModelSpec {
+        ModelSpec {
+            tenant: Arc::from(record.tenant.as_str()),
             digest: record.digest.clone(),
             backend: record.backend,
             device: record.target,
             signature: Arc::clone(&record.signature),
-        };
+        }
+    }
+
+    /// Reads `record`'s bytes on a load thread, checked against its digest.
+    pub(super) fn reader(&self, record: &ModelRecord) -> ModelBytes {
+        let (path, digest) = (self.path(&record.digest), record.digest.clone());
         let shared = self.db.is_shared().then(|| (self.db.clone(), tokio::runtime::Handle::current()));
-        let bytes: ModelBytes = Box::new(move || read_model(&path, digest.as_str(), shared));
-        self.inference.load(spec, bytes).await
+        Box::new(move || read_model(&path, digest.as_str(), shared))
+    }
+
+    /// The watch of `record`'s version, made at its first use by name.
+    fn watch(&self, record: &ModelRecord) -> Arc<ModelWatch> {
+        let label = key(&record.tenant, &record.name);
+        if let Some(watch) = self.watches.get(&label).filter(|w| w.version == record.version) {
+            return Arc::clone(watch.value());
+        }
+        let series = self.stats.series(SeriesKey {
+            kind: SeriesKind::Model,
+            tenant: Arc::from(record.tenant.as_str()),
+            name: Arc::from(record.name.as_str()),
+            version: record.version,
+        });
+        let watch = Arc::new(ModelWatch::new(
+            &record.tenant,
+            &record.name,
+            record.version,
+            record.job.clone(),
+            &record.signature,
+            series,
+        ));
+        self.watches.insert(label, Arc::clone(&watch));
+        watch
+    }
+
+    /// Forgets what was watched of a deleted model: its statistics, its
+    /// watch, whether it was unloadable.
+    fn forget_watch(&self, tenant: &str, name: &str) {
+        let label = key(tenant, name);
+        self.watches.remove(&label);
+        self.unloadable.remove(&label);
+        self.stats.forget(SeriesKind::Model, tenant, name);
+    }
+
+    /// Appends a `model_load` event to the audit log.
+    async fn audit_load(&self, record: &ModelRecord, when: &str) {
+        let message = format!(
+            "model {} version {} loaded {when} ({} on {})",
+            record.name,
+            record.version,
+            record.backend.as_str(),
+            record.target.as_str()
+        );
+        self.db
+            .audit_or_log(NewAudit {
+                tenant: &record.tenant,
+                kind: "model_load",
+                subject: &record.name,
+                message: &message,
+                detail: serde_json::json!({ "version": record.version, "digest": record.digest,
+                    "backend": record.backend.as_str(), "target": record.target.as_str() }),
+            })
+            .await;
     }
 
     /// The bytes of `record`, from this node's file or, when another node
@@ -342,25 +460,43 @@ pub enum ModelError {
 }
 
 /// A model's bytes from its file, or, on a node sharing the database, from the
-/// database (written to the file for next time). Runs on a load thread,
+/// database (written to the file for next time): when the file is missing,
+/// or does not match its digest (damaged on disk). Runs on a load thread,
 /// which may block on the runtime `handle`.
-fn read_model(path: &Path, digest: &str, shared: Option<(Db, tokio::runtime::Handle)>) -> Result<Arc<[u8]>, NnError> {
+pub(super) fn read_model(
+    path: &Path,
+    digest: &str,
+    shared: Option<(Db, tokio::runtime::Handle)>,
+) -> Result<Arc<[u8]>, NnError> {
     let unreadable = |err: &dyn std::fmt::Display| NnError::runtime(&format!("cannot read model {digest}"), err);
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(Arc::from(bytes)),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound && shared.is_some() => {
-            let Some((db, handle)) = shared else { return Err(unreadable(&err)) };
-            let bytes = handle
-                .block_on(db.blob(digest))
-                .map_err(|err| unreadable(&format!("{err:#}")))?
-                .ok_or_else(|| unreadable(&"it is in neither the data directory nor the database"))?;
-            if let Err(err) = crate::files::write_atomically(path, &bytes) {
-                tracing::warn!(error = format!("{err:#}"), digest, "cannot keep a model fetched from the database");
-            }
-            Ok(Arc::from(bytes))
-        }
-        Err(err) => Err(unreadable(&err)),
+    let problem = match std::fs::read(path) {
+        Ok(bytes) if hex::encode(Sha256::digest(&bytes)) == digest => return Ok(Arc::from(bytes)),
+        Ok(_) => format!("its file {} does not match its digest (damaged on disk)", path.display()),
+        Err(err) => format!("{}: {err}", path.display()),
+    };
+    let Some((db, handle)) = shared else { return Err(unreadable(&problem)) };
+    let bytes = handle
+        .block_on(db.blob(digest))
+        .map_err(|err| unreadable(&format!("{problem}; the database: {err:#}")))?
+        .ok_or_else(|| unreadable(&format!("{problem}, and the database has no copy")))?;
+    if hex::encode(Sha256::digest(&bytes)) != digest {
+        return Err(unreadable(&format!("{problem}, and the database's copy does not match its digest either")));
     }
+    if let Err(err) = crate::files::write_atomically(path, &bytes) {
+        tracing::warn!(error = format!("{err:#}"), digest, "cannot keep a model fetched from the database");
+    }
+    Ok(Arc::from(bytes))
+}
+
+/// Writes a model's file unless an intact one is there: an upload of the
+/// same bytes replaces a file damaged on disk (what repairs a model that
+/// could not be loaded).
+async fn store_file(path: &Path, digest: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    let intact = tokio::fs::read(path).await.is_ok_and(|stored| hex::encode(Sha256::digest(&stored)) == digest);
+    if !intact {
+        crate::files::remove_if_present(path);
+    }
+    crate::files::store_once(path, bytes).await.context("cannot store the model")
 }
 
 /// An upload replaces what its name held: only the new version is kept.

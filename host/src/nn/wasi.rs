@@ -210,9 +210,8 @@ impl inference::HostGraphExecutionContext for WasiNnView<'_> {
         for (name, tensor) in inputs {
             tensors.push((name, self.table.delete(tensor)?));
         }
-        let inference = Arc::clone(self.ctx.models.inference());
         let meter = Arc::clone(self.ctx.meter.get_or_insert_default());
-        let outcome = inference.compute(&graph, tensors, &self.ctx.caller, meter).await;
+        let outcome = self.ctx.models.compute(&graph, tensors, &self.ctx.caller, meter).await;
         let outputs = match outcome {
             Ok(outputs) => outputs,
             Err(err) => return self.answer(Err(err)),

@@ -38,8 +38,7 @@ fn checks(app: &App, accepting: Check, database: Check, admin: bool) -> ReadyChe
         accepting,
         database,
         ledger: ledger_check(app),
-        // LEAD: `app.models.unloadable()` once op-models is merged.
-        models: counted(Vec::new(), "models cannot be loaded", shown),
+        models: counted(app.models.unloadable(), "models cannot be loaded", shown),
         // LEAD: the sink deliverer's `failing()` once op-sinks is merged.
         sinks: counted(Vec::new(), "alert sinks are failing", shown),
         breakers: counted(app.registry.open_breakers(), "functions have an open circuit breaker", shown),

@@ -99,7 +99,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::spawn(Arc::clone(&registry).follow(REGISTRY_SYNC));
     }
     let inference = Arc::new(Inference::start(config.nn.clone())?);
-    let models = Arc::new(ModelStore::open(db.clone(), &config.data_dir, inference).await?);
+    let models = Arc::new(ModelStore::open(db.clone(), &config.data_dir, inference, Arc::clone(&stats)).await?);
+    // A model broken while muon was down raises one alert at once.
+    tokio::spawn(Arc::clone(&models).check_loadable());
     if db.is_shared() {
         // Other nodes may push and delete models in the shared database.
         tokio::spawn(Arc::clone(&models).follow(REGISTRY_SYNC));
@@ -129,6 +131,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     )
     .await?;
     let monitor = Arc::new(Monitor::new(db.clone(), stats, Arc::clone(&registry), monitor_settings));
+    monitor.watch_models(Arc::clone(&models), Arc::clone(&datasets));
     let listener =
         TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
