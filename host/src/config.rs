@@ -226,9 +226,11 @@ impl MonitorFileSettings {
         let thresholds = self.thresholds.unwrap_or_default();
         crate::monitor::check_thresholds(&thresholds)
             .map_err(|message| anyhow::anyhow!("[monitor.thresholds]: {message}"))?;
+        let enabled = self.enabled.unwrap_or(defaults.enabled);
         Ok(MonitorSettings {
-            enabled: self.enabled.unwrap_or(defaults.enabled),
+            enabled,
             stats: StatsSettings {
+                enabled,
                 window: self.window_ms.map_or(defaults.stats.window, |ms| Duration::from_millis(ms.max(100))),
                 retention: self.retention_s.map_or(defaults.stats.retention, Duration::from_secs),
                 max_windows: self.max_windows.unwrap_or(defaults.stats.max_windows).max(1),

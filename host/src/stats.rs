@@ -170,6 +170,8 @@ fn new_sketch() -> DDSketch {
 /// A series' windows, newest last.
 pub struct Series {
     key: SeriesKey,
+    /// Whether it records anything (statistics may be turned off).
+    enabled: bool,
     window_ms: i64,
     windows: Mutex<VecDeque<Window>>,
 }
@@ -187,6 +189,9 @@ impl Series {
 
     /// Records one unit of work that ended at `now_ms`.
     pub fn record_at(&self, now_ms: i64, sample: &Sample) {
+        if !self.enabled {
+            return;
+        }
         let start_ms = now_ms - now_ms.rem_euclid(self.window_ms);
         let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
         match windows.back_mut() {
@@ -245,6 +250,8 @@ impl Series {
 /// How the store is sized.
 #[derive(Debug, Clone, Copy)]
 pub struct StatsSettings {
+    /// Whether series record anything.
+    pub enabled: bool,
     /// Length of a window.
     pub window: Duration,
     /// How long windows are kept.
@@ -255,7 +262,12 @@ pub struct StatsSettings {
 
 impl Default for StatsSettings {
     fn default() -> Self {
-        Self { window: Duration::from_secs(10), retention: Duration::from_secs(24 * 3600), max_windows: 200_000 }
+        Self {
+            enabled: true,
+            window: Duration::from_secs(10),
+            retention: Duration::from_secs(24 * 3600),
+            max_windows: 200_000,
+        }
     }
 }
 
@@ -289,11 +301,11 @@ impl StatsStore {
 
     /// The series of `key`, made on first use.
     pub fn series(&self, key: SeriesKey) -> Arc<Series> {
-        let window_ms = self.window_ms();
+        let (window_ms, enabled) = (self.window_ms(), self.settings.enabled);
         Arc::clone(
             self.series
                 .entry(key.clone())
-                .or_insert_with(|| Arc::new(Series { key, window_ms, windows: Mutex::new(VecDeque::new()) }))
+                .or_insert_with(|| Arc::new(Series { key, enabled, window_ms, windows: Mutex::new(VecDeque::new()) }))
                 .value(),
         )
     }
@@ -309,7 +321,7 @@ impl StatsStore {
             })
             .map(|entry| Arc::clone(entry.value()))
             .collect();
-        found.sort_by(|a, b| b.key.version.cmp(&a.key.version));
+        found.sort_by_key(|series| std::cmp::Reverse(series.key.version));
         found
     }
 

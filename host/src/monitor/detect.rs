@@ -37,6 +37,9 @@ const MIN_BASELINE_WINDOWS: usize = 3;
 /// Scales a MAD to a standard deviation of normal data.
 const MAD_SCALE: f64 = 1.4826;
 
+/// A function or a model of a tenant: the series of its versions are judged together.
+type Subject = (SeriesKind, Arc<str>, Arc<str>);
+
 /// What a detector keeps between windows for one subject.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Track {
@@ -91,7 +94,7 @@ impl Monitor {
     /// Runs every detector over the window that starts at `closed_ms`.
     pub(super) async fn detect(&self, closed_ms: i64) {
         let window_ms = self.stats.window_ms();
-        let mut groups: HashMap<(SeriesKind, Arc<str>, Arc<str>), Vec<Arc<Series>>> = HashMap::new();
+        let mut groups: HashMap<Subject, Vec<Arc<Series>>> = HashMap::new();
         for series in self.stats.all() {
             let key = series.key();
             groups.entry((key.kind, Arc::clone(&key.tenant), Arc::clone(&key.name))).or_default().push(series);
