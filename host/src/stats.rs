@@ -362,13 +362,13 @@ mod tests {
         let store = StatsStore::new(StatsSettings::default());
         let series = store.series(key(1));
         for i in 0..100 {
-            let error = (i % 10 == 0).then_some(ErrorCode::GuestTrap);
+            let error = (i % 10 == 0).then_some(ErrorCode::Trap);
             series.record_at(5_000 + i, &sample(1 + i as u64, error));
         }
         series.record_at(15_000, &sample(500, None));
         let windows = series.windows(0, 20_000);
         assert_eq!(windows.iter().map(|w| (w.start_ms, w.requests)).collect::<Vec<_>>(), [(0, 100), (10_000, 1)]);
-        assert_eq!(windows[0].errors.get(&ErrorCode::GuestTrap), Some(&10));
+        assert_eq!(windows[0].errors.get(&ErrorCode::Trap), Some(&10));
         let p50 = windows[0].quantile_ms(0.5);
         assert!((p50 - 50.0).abs() <= 50.0 * 0.03, "{p50}");
         let merged = series.merged(0, 20_000);

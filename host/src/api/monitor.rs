@@ -82,6 +82,7 @@ pub struct AlertList {
 /// The query of `GET /v1/alerts`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AlertQuery {
     /// Only alerts in this state [default: both].
     #[serde(default)]
@@ -122,6 +123,7 @@ pub struct AuditEventList {
 /// The query of `GET /v1/events`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Only events after this id [default: from the start].
     #[serde(default)]

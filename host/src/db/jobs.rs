@@ -145,6 +145,17 @@ const JOB_COLUMNS: &str = "id, tenant, spec, function, function_version, dataset
 const TRIAL_COLUMNS: &str = "job_id, trial, hyper, state, epoch, attempt, metrics, error, cpu_us, nn_cpu_us, \
                              nn_gpu_us, cost_micros, stdout, stderr";
 
+/// A trial leased by [`Db::claim_trial`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedTrial {
+    /// Its job.
+    pub job: String,
+    /// The trial.
+    pub trial: i64,
+    /// Whether this claim moved the job from `queued` to `running`.
+    pub job_started: bool,
+}
+
 impl Db {
     /// Stores a new job and its trials (their hyper-parameters as JSON), queued.
     pub async fn insert_job(&self, job: &JobRow, trials: &[String], event: &str) -> anyhow::Result<()> {
@@ -237,8 +248,8 @@ impl Db {
     /// Leases the next trial that may run to `node` until `until_ms`: of
     /// the oldest job with room under its `parallel`, the first trial not
     /// ended whose lease (if any) expired by `now_ms`. Marks it running, and
-    /// its job running. Returns the job and trial.
-    pub async fn claim_trial(&self, node: &str, now_ms: i64, until_ms: i64) -> anyhow::Result<Option<(String, i64)>> {
+    /// its job running.
+    pub async fn claim_trial(&self, node: &str, now_ms: i64, until_ms: i64) -> anyhow::Result<Option<ClaimedTrial>> {
         let mut tx = self.begin_write().await?;
         let lock = if self.is_shared() { " FOR UPDATE SKIP LOCKED" } else { "" };
         let jobs = sqlx::query(&format!(
@@ -279,15 +290,17 @@ impl Db {
             .bind(trial)
             .execute(&mut *tx)
             .await?;
-            sqlx::query(
+            let started = sqlx::query(
                 "UPDATE jobs SET state = 'running', started_at_ms = COALESCE(started_at_ms, $1) WHERE id = $2 AND state = 'queued'",
             )
             .bind(now_ms)
             .bind(&id)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected()
+                == 1;
             tx.commit().await?;
-            return Ok(Some((id, trial)));
+            return Ok(Some(ClaimedTrial { job: id, trial, job_started: started }));
         }
         tx.commit().await?;
         Ok(None)

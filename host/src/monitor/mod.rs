@@ -6,6 +6,7 @@
 //! (`sinks.rs`) post alerts to webhooks.
 
 mod alerts;
+mod sinks;
 mod thresholds;
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use std::time::Duration;
 const ROLLOUT_CHECK: Duration = Duration::from_secs(1);
 
 pub use alerts::{Alerts, Firing};
+pub use sinks::{SIGNATURE_HEADER, SinkError, SinkSettings, Sinks, check_url as check_sink_url, signature};
 pub use thresholds::{Limits, ThresholdStore, check as check_thresholds};
 
 use crate::db::Db;
@@ -56,6 +58,7 @@ pub struct Monitor {
     db: Db,
     stats: Arc<StatsStore>,
     alerts: Arc<Alerts>,
+    sinks: Arc<Sinks>,
     thresholds: ThresholdStore,
     registry: Arc<Registry>,
     settings: MonitorSettings,
@@ -66,6 +69,10 @@ impl Monitor {
     pub fn new(db: Db, stats: Arc<StatsStore>, registry: Arc<Registry>, settings: MonitorSettings) -> Self {
         Self {
             alerts: Arc::new(Alerts::new(db.clone())),
+            sinks: Arc::new(Sinks::new(
+                db.clone(),
+                SinkSettings { allow_private: settings.allow_private_sinks, ..SinkSettings::default() },
+            )),
             thresholds: ThresholdStore::new(db.clone(), settings.defaults),
             db,
             stats,
@@ -82,6 +89,18 @@ impl Monitor {
     /// The alerts.
     pub fn alerts(&self) -> &Arc<Alerts> {
         &self.alerts
+    }
+
+    /// The alert sinks.
+    pub fn sinks(&self) -> &Arc<Sinks> {
+        &self.sinks
+    }
+
+    /// Starts posting the alerts this node fires and resolves to their
+    /// tenants' sinks; `external_url` is where this muon answers (the
+    /// payloads link to it).
+    pub fn start_sinks(&self, external_url: String) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(Arc::clone(&self.sinks).run(self.alerts.subscribe(), external_url))
     }
 
     /// The detectors' thresholds.

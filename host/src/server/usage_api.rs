@@ -11,7 +11,7 @@ use crate::clock::now_ms;
 use crate::db::{GroupBy, UsageQuery};
 
 /// The pairs of `query`, each named in `allowed`: any other is `400`.
-fn pairs(query: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+pub(super) fn pairs(query: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
     form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .map(|(key, value)| {
             if allowed.contains(&key.as_ref()) {
