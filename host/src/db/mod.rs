@@ -324,7 +324,7 @@ mod usage;
 
 pub use catalog::{CatalogChange, Footprint, ObjectKind, ObjectVersion, Retention};
 pub use functions::VersionRecord;
-pub use jobs::{Checkpoint, ClaimedTrial, EventRow, JobRow, NewEvent, TrialChange, TrialRow, TrialUsage};
+pub use jobs::{Checkpoint, EventRow, JobRow, NewEvent, TrialChange, TrialRow, TrialUsage};
 pub use models::ModelRow;
 pub use monitor::{AlertRow, AuditRow, NewAudit, RolloutRow, SinkRow};
 pub use tenants::{KeyRecord, Revocation, TenantRecord};

@@ -30,7 +30,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::api::jobs::{Job, JobEvent, JobLogs, JobSpec, JobState, JobSummary, Trial, TrialLog, TrialState};
 use crate::datasets::DatasetStore;
-use crate::db::{ClaimedTrial, Db, JobRow, NewAudit, NewEvent};
+use crate::db::{Db, JobRow, NewEvent};
 use crate::engine::FunctionKind;
 use crate::invoke::Invoker;
 use crate::nn::ModelStore;
@@ -163,7 +163,6 @@ impl Jobs {
             trials.iter().map(serde_json::to_string).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::from)?;
         let event = event_json(&JobEvent::Job { state: JobState::Queued, error: None })?;
         self.deps.db.insert_job(&row, &hyper, &event).await?;
-        self.audit_state(tenant, &id, JobState::Queued, None).await;
         self.events_appended();
         self.wake.notify_one();
         Ok(id)
@@ -315,14 +314,9 @@ impl Jobs {
         loop {
             let Ok(permit) = Arc::clone(&self.workers).try_acquire_owned() else { break };
             let now = crate::clock::now_ms();
-            let Some(ClaimedTrial { job, trial, job_started }) =
-                self.deps.db.claim_trial(&self.node, now, now + self.lease_ms()).await?
-            else {
+            let Some((job, trial)) = self.deps.db.claim_trial(&self.node, now, now + self.lease_ms()).await? else {
                 break;
             };
-            if job_started && let Some(row) = self.deps.db.job_by_id(&job).await? {
-                self.audit_state(&row.tenant, &job, JobState::Running, None).await;
-            }
             let jobs = Arc::clone(self);
             tokio::spawn(async move {
                 runner::run_trial(&jobs, &job, trial).await;
@@ -349,22 +343,8 @@ impl Jobs {
         if ended && state != JobState::Succeeded {
             self.cancelled.insert(id.to_owned());
         }
-        if ended && let Some(row) = self.deps.db.job_by_id(id).await? {
-            self.audit_state(&row.tenant, id, state, error).await;
-        }
         self.events_appended();
         Ok(ended)
-    }
-
-    /// Appends a job's change of state to its tenant's audit log.
-    async fn audit_state(&self, tenant: &str, id: &str, state: JobState, error: Option<&str>) {
-        let message = match error {
-            Some(error) => format!("job {id} {}: {error}", state.as_str()),
-            None => format!("job {id} {}", state.as_str()),
-        };
-        let detail = serde_json::json!({ "job": id, "state": state.as_str(), "error": error });
-        let entry = NewAudit { tenant, kind: "job_state", subject: id, message: &message, detail };
-        self.deps.db.audit_or_log(entry).await;
     }
 
     fn events_appended(&self) {
