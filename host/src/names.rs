@@ -65,6 +65,13 @@ impl fmt::Display for FunctionName {
     }
 }
 
+/// `prefix-` and 16 random hex digits: the id of a job, an alert...
+pub fn random_id(prefix: &str) -> anyhow::Result<String> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|err| anyhow::anyhow!("no randomness: {err}"))?;
+    Ok(format!("{prefix}-{}", hex::encode(bytes)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,11 +85,4 @@ mod tests {
             assert!(FunctionName::parse(bad).is_err(), "{bad}");
         }
     }
-}
-
-/// `prefix-` and 16 random hex digits: the id of a job, an alert...
-pub fn random_id(prefix: &str) -> anyhow::Result<String> {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).map_err(|err| anyhow::anyhow!("no randomness: {err}"))?;
-    Ok(format!("{prefix}-{}", hex::encode(bytes)))
 }

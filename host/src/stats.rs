@@ -309,7 +309,7 @@ impl StatsStore {
             })
             .map(|entry| Arc::clone(entry.value()))
             .collect();
-        found.sort_by(|a, b| b.key.version.cmp(&a.key.version));
+        found.sort_by_key(|series| std::cmp::Reverse(series.key.version));
         found
     }
 
