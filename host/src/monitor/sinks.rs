@@ -30,6 +30,12 @@ use crate::engine::PostError;
 /// The header that carries the body's signature.
 pub const SIGNATURE_HEADER: &str = "x-muon-signature";
 
+/// The Prometheus counter of deliveries, by `outcome`.
+const DELIVERIES_METRIC: &str = "muon_alert_deliveries_total";
+
+/// The Prometheus counter of deliveries dropped from full queues.
+const DROPPED_METRIC: &str = "muon_alert_deliveries_dropped_total";
+
 /// The longest sink URL accepted.
 const MAX_URL_LEN: usize = 2048;
 
@@ -165,11 +171,13 @@ impl Sinks {
     /// until the sender is gone. `external_url` is where this muon answers,
     /// for the payloads' links.
     pub async fn run(self: Arc<Self>, mut transitions: broadcast::Receiver<Alert>, external_url: String) {
+        metrics::describe_counter!(DELIVERIES_METRIC, "Alert webhook deliveries, by outcome (ok, failed)");
+        metrics::describe_counter!(DROPPED_METRIC, "Alert webhook deliveries dropped from a full queue");
         loop {
             match transitions.recv().await {
                 Ok(alert) => self.dispatch(&alert, &external_url).await,
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    self.dropped.fetch_add(missed, Ordering::Relaxed);
+                    self.count_dropped(missed);
                     tracing::warn!(missed, "alert transitions were dropped before reaching the sinks");
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
@@ -190,6 +198,11 @@ impl Sinks {
     /// Forgets how a sink's deliveries went, when it is replaced or deleted.
     pub fn forget(&self, tenant: &str, sink: &str) {
         lock(&self.failing).remove(&lane_key(tenant, sink));
+    }
+
+    fn count_dropped(&self, deliveries: u64) {
+        self.dropped.fetch_add(deliveries, Ordering::Relaxed);
+        metrics::counter!(DROPPED_METRIC).increment(deliveries);
     }
 
     async fn dispatch(self: &Arc<Self>, alert: &Alert, external_url: &str) {
@@ -214,7 +227,7 @@ impl Sinks {
         if let Some(queue) = lanes.get_mut(&key) {
             if queue.len() >= self.settings.queue.max(1) {
                 queue.pop_front();
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.count_dropped(1);
                 tracing::warn!(sink = %key, "an alert sink's queue is full; its oldest delivery was dropped");
             }
             queue.push_back(delivery);
@@ -297,6 +310,8 @@ impl Sinks {
                 lock(&self.failing).insert(key)
             }
         };
+        let label = if failure.is_some() { "failed" } else { "ok" };
+        metrics::counter!(DELIVERIES_METRIC, "outcome" => label).increment(1);
         let outcome = failure.as_deref().unwrap_or("ok");
         if let Err(err) = self.db.set_sink_delivery(&delivery.tenant, &delivery.sink, outcome).await {
             tracing::warn!(error = format!("{err:#}"), "cannot record an alert delivery");

@@ -200,6 +200,43 @@ async fn a_private_address_is_refused_unless_allowed() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[tokio::test]
+async fn a_full_queue_drops_its_oldest_delivery_and_counts_it() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = Db::open_sqlite(dir.path()).await?;
+    let alerts = Alerts::new(db.clone());
+    let settings = SinkSettings {
+        allow_private: true,
+        attempts: 1,
+        first_backoff: Duration::from_millis(10),
+        attempt_timeout: Duration::from_secs(2),
+        queue: 2,
+    };
+    let sinks = Arc::new(Sinks::new(db.clone(), settings));
+    tokio::spawn(Arc::clone(&sinks).run(alerts.subscribe(), "http://muon.test".to_owned()));
+    // A sink that accepts connections and never answers: each delivery waits out its timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = silent.local_addr()?;
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    put_sink(&db, "silent", format!("http://{address}/")).await?;
+    for function in ["a", "b", "c", "d", "e"] {
+        let mut alert = firing();
+        alert.labels.function = Some(function.to_owned());
+        alerts.fire(alert).await?;
+    }
+    // One in flight, two queued: two or three of the five were dropped.
+    let failed = outcome(&db, "silent").await?;
+    assert!(failed.starts_with("failed after 1 attempt(s)") && failed.contains("timeout"), "{failed}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!((2..=3).contains(&sinks.dropped()), "{} dropped", sinks.dropped());
+    Ok(())
+}
+
 #[test]
 fn sink_urls_are_checked() {
     for bad in ["ftp://example.com/", "example.com/hook", "http://", "http://user:pw@example.com/", "/hook", ""] {
