@@ -16,6 +16,7 @@ use crate::api::{
 };
 use crate::config::Settings;
 
+mod alerts;
 mod datasets;
 mod jobs;
 
@@ -125,6 +126,30 @@ enum Command {
     Jobs {
         #[command(subcommand)]
         command: Option<jobs::JobsCommand>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List the tenant's alerts, or manage the sinks they are posted to.
+    Alerts {
+        /// Only alerts in this state: `firing` or `resolved`.
+        #[arg(long)]
+        state: Option<String>,
+        #[command(subcommand)]
+        command: Option<alerts::AlertsCommand>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print the tenant's audit log: deploys, rollbacks, alerts, job state changes...
+    Events {
+        /// Only events of this kind (`job_state`, `alert_firing`, `deploy`...).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only events after this id.
+        #[arg(long, value_parser = clap::value_parser!(i64).range(0..))]
+        after: Option<i64>,
+        /// Keep printing new events as they come (every second) until interrupted.
+        #[arg(long)]
+        follow: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -388,6 +413,8 @@ async fn client_command(command: Command) -> anyhow::Result<()> {
         Command::Models { command, client } => models(command, &client).await,
         Command::Datasets { command, client } => datasets::run(command, &client).await,
         Command::Jobs { command, client } => jobs::run(command, &client).await,
+        Command::Alerts { state, command, client } => alerts::alerts(command, state.as_deref(), &client).await,
+        Command::Events { kind, after, follow, client } => alerts::events(kind, after, follow, &client).await,
         Command::Tenants { command, client } => tenants(command, &client).await,
         Command::Keys { command, client } => keys(command, &client).await,
         Command::Usage { by, from, to, function, tenant, csv, client } => {

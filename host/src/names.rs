@@ -46,6 +46,11 @@ pub fn check_dataset_name(name: &str) -> Result<(), InvalidName> {
     check("dataset", name)
 }
 
+/// Checks an alert sink's name; the rules are those of function names.
+pub fn check_sink_name(name: &str) -> Result<(), InvalidName> {
+    check("sink", name)
+}
+
 fn check(what: &'static str, name: &str) -> Result<(), InvalidName> {
     let valid = !name.is_empty()
         && name.len() <= 63

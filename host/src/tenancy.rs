@@ -14,6 +14,7 @@ use dashmap::DashMap;
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::clock::civil_from_days;
 use crate::db::{Db, Footprint};
 use crate::ledger::pricing::Plan;
 
@@ -471,19 +472,6 @@ fn seconds_to_next_month() -> u32 {
     let (next_year, next_month) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
     let next = days_from_civil(next_year, next_month, 1) * 86_400_000;
     u32::try_from((next - now) / 1000).unwrap_or(u32::MAX).max(1)
-}
-
-/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian, UTC).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
 /// Days since 1970-01-01 of a date (proleptic Gregorian).

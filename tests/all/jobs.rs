@@ -40,7 +40,7 @@ pub fn linear_csv(rows: usize) -> Vec<u8> {
 }
 
 /// Deploys train-linear and uploads the synthetic dataset as `linear`.
-async fn linear_setup(server: &Server) -> anyhow::Result<()> {
+pub async fn linear_setup(server: &Server) -> anyhow::Result<()> {
     server.deploy_ok("train-linear", "train-linear", "").await?;
     let response = server
         .http
@@ -54,7 +54,7 @@ async fn linear_setup(server: &Server) -> anyhow::Result<()> {
 }
 
 /// The spec of a train-linear job on `linear`.
-fn linear_spec(epochs: u32, extra: Value) -> Value {
+pub fn linear_spec(epochs: u32, extra: Value) -> Value {
     let mut spec = json!({
         "function": "train-linear", "dataset": "linear", "epochs": epochs, "batch_size": 16, "seed": 7,
         "config": {"features": 3}, "hyper": {"learning_rate": 0.1},

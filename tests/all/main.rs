@@ -25,6 +25,7 @@ macro_rules! on_both_databases {
 }
 
 mod admin;
+mod alerts;
 mod anonymous;
 mod billing;
 mod bodies;

@@ -82,6 +82,7 @@ pub struct AlertList {
 /// The query of `GET /v1/alerts`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AlertQuery {
     /// Only alerts in this state [default: both].
     #[serde(default)]
@@ -122,6 +123,7 @@ pub struct AuditEventList {
 /// The query of `GET /v1/events`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Only events after this id [default: from the start].
     #[serde(default)]
@@ -168,6 +170,7 @@ pub struct SinkList {
 
 /// The query of the stats routes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StatsQuery {
     /// How far back: `30s`, `15m`, `2h`, `1d` [default: `15m`, at most `24h`].

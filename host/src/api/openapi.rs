@@ -109,6 +109,11 @@ fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &m
         routes::set_function_thresholds,
         routes::tenant_thresholds,
         routes::set_tenant_thresholds,
+        routes::list_alerts,
+        routes::list_events,
+        routes::list_sinks,
+        routes::put_sink,
+        routes::delete_sink,
     ),
     // The events' type is named here: the stream's schema is text, so no route refers to it.
     components(schemas(super::ErrorCode, super::JobEvent)),
@@ -122,6 +127,7 @@ fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &m
         (name = "jobs", description = "Training jobs: a training-step function run by the host over a dataset, with search, checkpoints, events and reports."),
         (name = "tenants", description = "Tenants, their keys and quotas."),
         (name = "usage", description = "What requests used and cost, from the ledger."),
+        (name = "alerts", description = "Alerts, the webhooks they are posted to, and the audit log."),
         (name = "operations", description = "Health, readiness, metrics and this document."),
         (name = "monitor", description = "Live statistics, anomaly detectors and their thresholds, alerts and the audit log."),
     ),
@@ -218,7 +224,10 @@ mod routes {
     use crate::api::functions::{DeployQuery, FunctionDetail, FunctionList, FunctionVersion};
     use crate::api::jobs::{Job, JobCreated, JobList, JobLogs, JobReport, JobSpec};
     use crate::api::models::{Model, ModelList, ModelQuery};
-    use crate::api::monitor::{Stats, StatsQuery, ThresholdSettings, Thresholds};
+    use crate::api::monitor::{
+        AlertList, AlertQuery, AuditEventList, AuditQuery, Sink, SinkList, SinkRequest, Stats, StatsQuery,
+        ThresholdSettings, Thresholds,
+    };
     use crate::api::tenants::{IssuedKey, NewKey, NewTenant, Quotas, TenantCreated, TenantList, TenantQuotas};
     use crate::api::usage::{UsageGroups, UsageQuery, UsageRecords, UsageRecordsQuery};
     use crate::api::{Deleted, ErrorBody, Health, Readiness, Revoked};
@@ -896,6 +905,75 @@ mod routes {
     ),
 )]
     fn usage_records() {}
+
+    /// The caller's tenant's alerts, newest first.
+    #[utoipa::path(
+    get,
+    path = "/v1/alerts",
+    tag = "alerts",
+    params(AlertQuery),
+    responses(
+        (status = 200, description = "The alerts.", body = AlertList),
+        (status = 400, description = "`bad_request`: an unknown or invalid parameter.", body = ErrorBody),
+    ),
+)]
+    fn list_alerts() {}
+
+    /// The caller's tenant's audit log, oldest first: deploys, rollbacks,
+    /// promotions, alerts, model loads and job state changes. Poll with
+    /// `after=next_after` for newer events.
+    #[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "alerts",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "One page.", body = AuditEventList),
+        (status = 400, description = "`bad_request`: an unknown or invalid parameter.", body = ErrorBody),
+    ),
+)]
+    fn list_events() {}
+
+    /// The caller's tenant's alert sinks, by name; secrets are never shown.
+    #[utoipa::path(
+    get,
+    path = "/v1/alerts/sinks",
+    tag = "alerts",
+    responses((status = 200, description = "The sinks and how their last delivery went.", body = SinkList)),
+)]
+    fn list_sinks() {}
+
+    /// Register (or replace) an alert sink: muon POSTs each alert of the
+    /// tenant, when it fires and when it resolves, as Alertmanager's webhook
+    /// payload (version 4), signed in `X-Muon-Signature: sha256=<hex HMAC-SHA256 of the body>`.
+    /// Deliveries are retried with backoff; private, loopback and link-local
+    /// addresses are refused unless the operator allows them.
+    #[utoipa::path(
+    put,
+    path = "/v1/alerts/sinks/{name}",
+    tag = "alerts",
+    params(("name" = String, Path, description = "The sink's name.")),
+    request_body = SinkRequest,
+    responses(
+        (status = 200, description = "Replaced.", body = Sink),
+        (status = 201, description = "Registered.", body = Sink),
+        (status = 400, description = "`bad_request`: invalid JSON, an unknown field, a bad name, a URL that is not http(s) with a host, a private address, an empty secret.", body = ErrorBody),
+    ),
+)]
+    fn put_sink() {}
+
+    /// Delete an alert sink.
+    #[utoipa::path(
+    delete,
+    path = "/v1/alerts/sinks/{name}",
+    tag = "alerts",
+    params(("name" = String, Path, description = "The sink's name.")),
+    responses(
+        (status = 200, description = "Deleted.", body = Deleted),
+        (status = 404, description = "`not_found`: no such sink of the caller's tenant.", body = ErrorBody),
+    ),
+)]
+    fn delete_sink() {}
 }
 
 #[cfg(test)]

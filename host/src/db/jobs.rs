@@ -146,7 +146,8 @@ const TRIAL_COLUMNS: &str = "job_id, trial, hyper, state, epoch, attempt, metric
                              nn_gpu_us, cost_micros, stdout, stderr";
 
 impl Db {
-    /// Stores a new job and its trials (their hyper-parameters as JSON), queued.
+    /// Stores a new job and its trials (their hyper-parameters as JSON),
+    /// queued; the audit log records it.
     pub async fn insert_job(&self, job: &JobRow, trials: &[String], event: &str) -> anyhow::Result<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query(&format!(
@@ -180,6 +181,7 @@ impl Db {
             .await?;
         }
         append_events(&mut tx, &job.id, &[NewEvent { trial: None, epoch: None, data: event.to_owned() }]).await?;
+        audit_job_state(&mut tx, &job.tenant, &job.id, &job.state, None, job.created_at_ms).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -237,12 +239,13 @@ impl Db {
     /// Leases the next trial that may run to `node` until `until_ms`: of
     /// the oldest job with room under its `parallel`, the first trial not
     /// ended whose lease (if any) expired by `now_ms`. Marks it running, and
-    /// its job running. Returns the job and trial.
+    /// its job running (the audit log records a job that starts). Returns
+    /// the job and trial.
     pub async fn claim_trial(&self, node: &str, now_ms: i64, until_ms: i64) -> anyhow::Result<Option<(String, i64)>> {
         let mut tx = self.begin_write().await?;
         let lock = if self.is_shared() { " FOR UPDATE SKIP LOCKED" } else { "" };
         let jobs = sqlx::query(&format!(
-            "SELECT id, parallel FROM jobs WHERE state IN ('queued', 'running') ORDER BY created_at_ms, id LIMIT 32{lock}"
+            "SELECT id, tenant, parallel FROM jobs WHERE state IN ('queued', 'running') ORDER BY created_at_ms, id LIMIT 32{lock}"
         ))
         .fetch_all(&mut *tx)
         .await?;
@@ -279,13 +282,18 @@ impl Db {
             .bind(trial)
             .execute(&mut *tx)
             .await?;
-            sqlx::query(
+            let started = sqlx::query(
                 "UPDATE jobs SET state = 'running', started_at_ms = COALESCE(started_at_ms, $1) WHERE id = $2 AND state = 'queued'",
             )
             .bind(now_ms)
             .bind(&id)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+            if started == 1 {
+                let tenant: String = job.try_get("tenant")?;
+                audit_job_state(&mut tx, &tenant, &id, "running", None, now_ms).await?;
+            }
             tx.commit().await?;
             return Ok(Some((id, trial)));
         }
@@ -451,7 +459,8 @@ impl Db {
     }
 
     /// Ends a job that is not over yet: sets its state, error and result,
-    /// ends its trials that are not over as `cancelled`, and logs the event.
+    /// ends its trials that are not over as `cancelled`, and logs the event
+    /// and the audit entry.
     /// `false` when it was already over.
     pub async fn end_job(
         &self,
@@ -486,6 +495,12 @@ impl Db {
         .execute(&mut *tx)
         .await?;
         append_events(&mut tx, id, events).await?;
+        let tenant: String = sqlx::query("SELECT tenant FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("tenant")?;
+        audit_job_state(&mut tx, &tenant, id, state, error, now_ms).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -547,6 +562,26 @@ async fn lock_job(tx: &mut sqlx::Transaction<'static, sqlx::Any>, id: &str) -> a
 }
 
 /// Appends `events` to job `id`'s log, numbering them from the job's row.
+/// The `job_state` entry of the audit log for job `id` reaching `state`,
+/// written in the transaction that changes the state, so that the log has
+/// each job's states in the order they happened.
+async fn audit_job_state(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tenant: &str,
+    id: &str,
+    state: &str,
+    error: Option<&str>,
+    at_ms: i64,
+) -> anyhow::Result<()> {
+    let message = match error {
+        Some(error) => format!("job {id} {state}: {error}"),
+        None => format!("job {id} {state}"),
+    };
+    let detail = serde_json::json!({ "job": id, "state": state, "error": error });
+    let entry = super::NewAudit { tenant, kind: "job_state", subject: id, message: &message, detail };
+    super::monitor::audit_in(tx, &entry, at_ms).await
+}
+
 async fn append_events(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     id: &str,

@@ -399,6 +399,27 @@ fn sink_from_row(row: &AnyRow) -> anyhow::Result<SinkRow> {
     })
 }
 
+/// Appends to the audit log inside `tx`, so that the entry commits with
+/// the change it records, in the same order.
+pub(super) async fn audit_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    entry: &NewAudit<'_>,
+    at_ms: i64,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_events (tenant, at_ms, kind, subject, message, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(entry.tenant)
+    .bind(at_ms)
+    .bind(entry.kind)
+    .bind(entry.subject)
+    .bind(entry.message)
+    .bind(entry.detail.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 impl Db {
     /// Appends to the audit log, logging (not failing) when it cannot: the
     /// change the entry describes has happened either way.

@@ -17,7 +17,7 @@ use wasmtime::{Config as WasmtimeConfig, Engine, InstanceAllocationStrategy, Poo
 
 pub use bindings::{NamedTensor, RawRecord, Request, Response, Tensor, TensorType};
 pub use error::ComponentError;
-pub use outbound::OutboundPolicy;
+pub use outbound::{OutboundPolicy, PostError, is_internal_address, post};
 pub use state::{HostState, InstanceLimits};
 
 /// What a component is, judged by what it exports.

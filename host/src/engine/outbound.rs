@@ -80,6 +80,77 @@ impl OutboundPolicy {
     }
 }
 
+/// Why the host's own POST (an alert sink's webhook) did not get an answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PostError {
+    /// The URL is not `http` or `https` with a host.
+    #[error("not an http or https URL with a host")]
+    InvalidUrl,
+    /// The host resolves to a loopback, private or link-local address, and
+    /// the operator has not allowed those.
+    #[error("the host resolves to a private, loopback or link-local address; the operator has not allowed those")]
+    PrivateAddress,
+    /// No answer in time.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The name did not resolve, the connection or TLS failed, and so on.
+    #[error("{0}")]
+    Http(HttpError),
+}
+
+impl From<HttpError> for PostError {
+    fn from(err: HttpError) -> Self {
+        match err {
+            HttpError::DestinationIpProhibited => Self::PrivateAddress,
+            HttpError::HttpRequestUriInvalid => Self::InvalidUrl,
+            other => Self::Http(other),
+        }
+    }
+}
+
+/// POSTs `body` to `url` for the host itself (alert webhooks), under the
+/// policy guests' requests obey: the name is resolved once, every address
+/// checked (internal ones refused unless `allow_private`), and the request
+/// sent over TLS for `https` to a checked address; the whole exchange
+/// within `timeout`. Returns the status of the answer; its body is not read.
+pub async fn post(
+    url: &http::Uri,
+    headers: http::HeaderMap,
+    body: Bytes,
+    allow_private: bool,
+    timeout: Duration,
+) -> Result<http::StatusCode, PostError> {
+    let host = url.host().filter(|host| !host.is_empty()).ok_or(PostError::InvalidUrl)?;
+    if !matches!(url.scheme_str(), Some("http" | "https")) {
+        return Err(PostError::InvalidUrl);
+    }
+    let policy = OutboundPolicy::new(Arc::from(vec![bare_host(host)]), allow_private);
+    let exchange = async {
+        let target = policy.target(url, timeout).await?;
+        let authority = url.authority().map_or(host, |authority| authority.as_str());
+        let mut request = http::Request::post(url.clone())
+            .header(http::header::HOST, authority)
+            .body(http_body_util::Full::new(body).map_err(|never| match never {}).boxed_unsync())
+            .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+        request.headers_mut().extend(headers);
+        let options = RequestOptions {
+            connect_timeout: Some(timeout),
+            first_byte_timeout: Some(timeout),
+            between_bytes_timeout: Some(timeout),
+        };
+        let (response, _io) = send_pinned(request, Some(options), &target).await?;
+        Ok::<_, PostError>(response.status())
+    };
+    tokio::time::timeout(timeout, exchange).await.map_err(|_| PostError::Timeout(timeout))?
+}
+
+/// Whether `ip` is loopback, private, link-local or otherwise internal: an
+/// address that neither guests nor alert sinks reach unless allowed.
+pub fn is_internal_address(ip: IpAddr) -> bool {
+    is_internal(ip)
+}
+
 /// A host as the allow list and the resolver want it: lower case, IPv6 without brackets.
 fn bare_host(host: &str) -> String {
     host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()

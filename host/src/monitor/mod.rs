@@ -10,6 +10,7 @@ mod detect;
 mod drift;
 mod models;
 mod rollout;
+mod sinks;
 mod thresholds;
 
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ const ROLLOUT_CHECK: Duration = Duration::from_secs(1);
 const GRACE_MS: i64 = 200;
 
 pub use alerts::{Alerts, Firing};
+pub use sinks::{SIGNATURE_HEADER, SinkError, SinkSettings, Sinks, check_url as check_sink_url, signature};
 pub use thresholds::{Limits, ThresholdStore, check as check_thresholds};
 
 use crate::api::AlertLabels;
@@ -64,6 +66,7 @@ pub struct Monitor {
     db: Db,
     stats: Arc<StatsStore>,
     alerts: Arc<Alerts>,
+    sinks: Arc<Sinks>,
     thresholds: ThresholdStore,
     registry: Arc<Registry>,
     settings: MonitorSettings,
@@ -81,6 +84,10 @@ impl Monitor {
     pub fn new(db: Db, stats: Arc<StatsStore>, registry: Arc<Registry>, settings: MonitorSettings) -> Self {
         Self {
             alerts: Arc::new(Alerts::new(db.clone())),
+            sinks: Arc::new(Sinks::new(
+                db.clone(),
+                SinkSettings { allow_private: settings.allow_private_sinks, ..SinkSettings::default() },
+            )),
             thresholds: ThresholdStore::new(db.clone(), settings.defaults),
             db,
             stats,
@@ -100,6 +107,18 @@ impl Monitor {
     /// The alerts.
     pub fn alerts(&self) -> &Arc<Alerts> {
         &self.alerts
+    }
+
+    /// The alert sinks.
+    pub fn sinks(&self) -> &Arc<Sinks> {
+        &self.sinks
+    }
+
+    /// Starts posting the alerts this node fires and resolves to their
+    /// tenants' sinks; `external_url` is where this muon answers (the
+    /// payloads link to it).
+    pub fn start_sinks(&self, external_url: String) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(Arc::clone(&self.sinks).run(self.alerts.subscribe(), external_url))
     }
 
     /// The detectors' thresholds.

@@ -11,6 +11,7 @@ use crate::engine::ComponentError;
 use crate::invoke::InvokeError;
 use crate::jobs::JobError;
 use crate::ledger::LedgerError;
+use crate::monitor::SinkError;
 use crate::names::InvalidName;
 use crate::nn::ModelError;
 use crate::registry::{CircuitOpen, RegistryError};
@@ -78,6 +79,9 @@ pub enum ApiError {
     /// A training job could not be submitted or read.
     #[error(transparent)]
     Job(#[from] JobError),
+    /// An alert sink cannot be registered.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
     /// The function call failed.
     #[error(transparent)]
     Invoke(#[from] InvokeError),
@@ -124,7 +128,7 @@ impl ApiError {
             Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::Conflict(_) => ErrorCode::Conflict,
             Self::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
-            Self::BadRequest(_) | Self::Name(_) => ErrorCode::BadRequest,
+            Self::BadRequest(_) | Self::Name(_) | Self::Sink(_) => ErrorCode::BadRequest,
             Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::Auth(err) => match err {
                 AuthError::Unauthorized => ErrorCode::Unauthorized,

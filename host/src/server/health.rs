@@ -39,8 +39,7 @@ fn checks(app: &App, accepting: Check, database: Check, admin: bool) -> ReadyChe
         database,
         ledger: ledger_check(app),
         models: counted(app.models.unloadable(), "models cannot be loaded", shown),
-        // LEAD: the sink deliverer's `failing()` once op-sinks is merged.
-        sinks: counted(Vec::new(), "alert sinks are failing", shown),
+        sinks: counted(app.monitor.sinks().failing(), "alert sinks are failing", shown),
         breakers: counted(app.registry.open_breakers(), "functions have an open circuit breaker", shown),
     }
 }

@@ -3,6 +3,7 @@
 //! Like `wasmtime serve`: accept -> hyper `service_fn` -> router -> handler.
 //! Every request gets an answer; errors become JSON responses in the router.
 
+mod alerts_api;
 pub mod body;
 mod calls;
 mod datasets_api;
@@ -168,12 +169,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::spawn(serve_metrics(Arc::clone(&app), listener));
     }
     let scheduler = tokio::spawn(jobs.run());
+    let sinks = monitor.start_sinks(format!("http://{address}"));
     let watcher = tokio::spawn(monitor.run());
     run(Arc::clone(&app), listener, shutdown).await;
     // Trials stop where they are; their leases run out and they resume
     // from their checkpoints at the next start (or on another node).
     scheduler.abort();
     watcher.abort();
+    sinks.abort();
     if let Some(ledger) = app.settler.ledger() {
         match ledger.flush().await {
             Ok(()) => tracing::info!("usage ledger flushed"),

@@ -16,7 +16,8 @@ use super::body::{self, Body};
 use super::error::ApiError;
 use super::errors::IntoResponse;
 use super::{
-    App, calls, datasets_api, functions_api, health, jobs_api, models_api, monitor_api, tenants_api, usage_api,
+    App, alerts_api, calls, datasets_api, functions_api, health, jobs_api, models_api, monitor_api, tenants_api,
+    usage_api,
 };
 use crate::api::{Health, HealthStatus};
 use crate::names::FunctionName;
@@ -72,6 +73,10 @@ pub const ROUTES: &[Route] = &[
     Route { path: "/v1/keys/{id}", methods: "DELETE" },
     Route { path: "/v1/usage", methods: "GET" },
     Route { path: "/v1/usage/records", methods: "GET" },
+    Route { path: "/v1/alerts", methods: "GET" },
+    Route { path: "/v1/alerts/sinks", methods: "GET" },
+    Route { path: "/v1/alerts/sinks/{name}", methods: "PUT, DELETE" },
+    Route { path: "/v1/events", methods: "GET" },
 ];
 
 /// The methods `path` accepts, if it is a route at all.
@@ -255,6 +260,11 @@ async fn api(
         (["keys", id], &Method::DELETE) => tenants_api::revoke_key(app, &principal, id).await,
         (["usage"], &Method::GET) => usage_api::totals(app, &principal, request.uri().query()).await,
         (["usage", "records"], &Method::GET) => usage_api::records(app, &principal, request.uri().query()).await,
+        (["alerts"], &Method::GET) => alerts_api::alerts(app, &tenant, request.uri().query()).await,
+        (["alerts", "sinks"], &Method::GET) => alerts_api::sinks(app, &tenant).await,
+        (["alerts", "sinks", name], &Method::PUT) => alerts_api::put_sink(app, &tenant, request, name).await,
+        (["alerts", "sinks", name], &Method::DELETE) => alerts_api::delete_sink(app, &tenant, name).await,
+        (["events"], &Method::GET) => alerts_api::events(app, &tenant, request.uri().query()).await,
         _ => Err(no_route(request.uri().path())),
     }
 }
