@@ -16,6 +16,71 @@ use serde_json::{Value, json};
 
 crate::on_both_databases!(a_bad_canary_is_rolled_back_within_seconds);
 
+/// A webhook receiver on loopback: keeps each request's signature header and body.
+struct Receiver {
+    url: String,
+    received: Arc<std::sync::Mutex<Vec<(String, bytes::Bytes)>>>,
+}
+
+impl Receiver {
+    async fn start() -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/hook", listener.local_addr()?);
+        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = Arc::clone(&received);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let kept = Arc::clone(&kept);
+                let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                    let kept = Arc::clone(&kept);
+                    async move {
+                        use http_body_util::BodyExt;
+                        let signature = request
+                            .headers()
+                            .get(muon::monitor::SIGNATURE_HEADER)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned();
+                        let body = request.into_body().collect().await?.to_bytes();
+                        kept.lock().map_err(|_| std::io::Error::other("poisoned"))?.push((signature, body));
+                        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(hyper::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::new()),
+                        ))
+                    }
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(io, service));
+            }
+        });
+        Ok(Self { url, received })
+    }
+
+    /// The payloads received so far, each checked against its signature.
+    fn payloads(&self, secret: &str) -> anyhow::Result<Vec<Value>> {
+        let received = self.received.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+        received
+            .iter()
+            .map(|(signature, body)| {
+                let expected = muon::monitor::signature(secret, body)?;
+                anyhow::ensure!(*signature == expected, "signature {signature} is not {expected}");
+                Ok(serde_json::from_slice(body)?)
+            })
+            .collect()
+    }
+
+    /// Waits until a payload with `status` arrives.
+    async fn wait_for(&self, secret: &str, status: &str, limit: Duration) -> anyhow::Result<Value> {
+        let started = Instant::now();
+        loop {
+            if let Some(found) = self.payloads(secret)?.into_iter().find(|p| p["status"] == status) {
+                return Ok(found);
+            }
+            anyhow::ensure!(started.elapsed() < limit, "no {status} payload within {limit:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 /// 1-second windows; a rollout is judged after 50 calls of each version.
 const FAST: &[&str] = &["--monitor-window-ms", "1000", "--monitor-min-sample", "50"];
 
@@ -93,7 +158,13 @@ async fn outcomes(server: &Server, name: &str, version: i64) -> anyhow::Result<B
 }
 
 async fn a_bad_canary_is_rolled_back_within_seconds(backend: Backend) -> anyhow::Result<()> {
-    let server = Server::start_on(backend, FAST).await?;
+    let mut flags = FAST.to_vec();
+    flags.extend(["--monitor-allow-private-sinks", "true"]);
+    let server = Server::start_on(backend, &flags).await?;
+    let receiver = Receiver::start().await?;
+    let sink = json!({"url": receiver.url, "secret": "s3cret"});
+    let response = server.http.put(server.url("/v1/alerts/sinks/pager")).json(&sink).send().await?;
+    assert_eq!(response.status(), 201);
     server.deploy_ok("svc", "hello", "").await?;
     let load = Load::start(&server, "svc", "", 2, Duration::from_millis(2));
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -115,6 +186,17 @@ async fn a_bad_canary_is_rolled_back_within_seconds(backend: Backend) -> anyhow:
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = outcomes(&server, "svc", 2).await?.values().sum::<u64>();
     assert_eq!(before, after, "no call reaches v2 after the rollback");
+    // The sink hears of it in Alertmanager's shape, signed, then of its end.
+    let firing = receiver.wait_for("s3cret", "firing", Duration::from_secs(10)).await?;
+    assert_eq!(firing["version"], "4");
+    let alert = &firing["alerts"][0];
+    assert_eq!(alert["labels"]["alertname"], "rollout_error_rate", "{firing}");
+    assert_eq!((alert["labels"]["function"].as_str(), alert["labels"]["version"].as_str()), (Some("svc"), Some("2")));
+    assert!(alert["annotations"]["summary"].as_str().is_some_and(|s| s.contains("rolled back")), "{firing}");
+    let resolved = receiver.wait_for("s3cret", "resolved", Duration::from_secs(15)).await?;
+    assert_eq!(resolved["alerts"][0]["fingerprint"], alert["fingerprint"]);
+    let events: Value = server.http.get(server.url("/v1/events?kind=rollback")).send().await?.json().await?;
+    assert_eq!(events["events"][0]["detail"]["automatic"], true, "{events}");
     let statuses = load.stop().await?;
     assert!(statuses.get(&200).copied().unwrap_or(0) > 100, "{statuses:?}");
     eprintln!("rolled back {took:?} after the deploy; calls {statuses:?}");

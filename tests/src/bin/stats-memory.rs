@@ -76,7 +76,11 @@ fn main() -> anyhow::Result<()> {
     let per_window = (busy - idle) as f64 / held as f64;
     let mib = |bytes: f64| bytes / (1024.0 * 1024.0);
     println!("statistics memory, {FUNCTIONS} functions, {windows} windows of {calls} calls each:");
-    println!("  deployed, no calls yet: {:.1} MiB ({} bytes per function)", mib(idle as f64), idle / FUNCTIONS as isize);
+    println!(
+        "  deployed, no calls yet: {:.1} MiB ({} bytes per function)",
+        mib(idle as f64),
+        idle / FUNCTIONS as isize
+    );
     println!("  after the calls: {:.1} MiB, {held} windows, {per_window:.0} bytes per window", mib(busy as f64));
     let day = 24 * 3600 / settings.window.as_secs().max(1) as usize;
     let capped = settings.max_windows.min(day * FUNCTIONS);
