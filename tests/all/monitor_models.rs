@@ -256,6 +256,12 @@ async fn a_backend_failing_on_valid_inputs_is_reloaded(backend: Backend) -> anyh
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(events(&server, &db, "model_reload").await?.len(), 1, "reloaded again within the cool-down");
+    // The model's own statistics count its failed computes by code.
+    let stats: Value = server.http.get(server.url("/v1/models/flaky/stats?window=1h")).send().await?.json().await?;
+    let version = &stats["versions"][0];
+    assert_eq!(version["version"], 1, "{stats}");
+    assert!(version["outcomes"]["internal"].as_u64().is_some_and(|n| n >= 10), "{stats}");
+    assert!(version["latency_ms"]["p99"].as_f64().is_some_and(|p| p >= 0.0), "{stats}");
     Ok(())
 }
 
