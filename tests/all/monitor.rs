@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use muon_tests::{Backend, Server, error_of};
 use serde_json::{Value, json};
 
-crate::on_both_databases!(a_bad_canary_is_rolled_back_within_seconds);
+crate::on_both_databases!(a_bad_canary_is_rolled_back_within_seconds, a_slow_watched_deploy_is_rolled_back_from_its_p99);
 
 /// A webhook receiver on loopback: keeps each request's signature header and body.
 struct Receiver {
@@ -203,9 +203,8 @@ async fn a_bad_canary_is_rolled_back_within_seconds(backend: Backend) -> anyhow:
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_slow_watched_deploy_is_rolled_back_from_its_p99() -> anyhow::Result<()> {
-    let server = Server::start(FAST).await?;
+async fn a_slow_watched_deploy_is_rolled_back_from_its_p99(backend: Backend) -> anyhow::Result<()> {
+    let server = Server::start_on(backend, FAST).await?;
     // v1 ignores `ms`; v2 sleeps 50 ms on every call.
     server.deploy_ok("svc", "hello", "").await?;
     let load = Load::start(&server, "svc", "?ms=50", 2, Duration::from_millis(2));
@@ -243,6 +242,50 @@ async fn a_steady_trickle_of_failures_raises_no_alarm() -> anyhow::Result<()> {
     assert!(failed > 0 && (failed as f64) < 0.03 * total as f64, "about 1% failed: {statuses:?}");
     let alerts: Value = server.http.get(server.url("/v1/alerts")).send().await?.json().await?;
     assert_eq!(alerts["alerts"], json!([]), "no alert: {alerts}");
+    let promoted: Value = server.http.get(server.url("/v1/events?kind=promotion")).send().await?.json().await?;
+    assert_eq!(promoted["events"][0]["subject"], "svc", "{promoted}");
+    Ok(())
+}
+
+/// Firing alerts (and their ends) for `detector`.
+async fn alerts_of(server: &Server, detector: &str) -> anyhow::Result<Vec<Value>> {
+    let alerts: Value = server.http.get(server.url("/v1/alerts")).send().await?.json().await?;
+    Ok(alerts["alerts"].as_array().into_iter().flatten().filter(|a| a["labels"]["detector"] == detector).cloned().collect())
+}
+
+async fn wait_for_alert(server: &Server, detector: &str, state: &str, limit: Duration) -> anyhow::Result<Value> {
+    let started = Instant::now();
+    loop {
+        if let Some(found) = alerts_of(server, detector).await?.into_iter().find(|a| a["state"] == state) {
+            return Ok(found);
+        }
+        anyhow::ensure!(started.elapsed() < limit, "no {state} {detector} alert within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A function that starts failing half its calls fires `error_rate` after
+/// three windows, resolved when it recovers; calls that stop fire `rate_drop`.
+#[tokio::test(flavor = "multi_thread")]
+async fn detectors_fire_on_errors_and_a_stop_and_resolve() -> anyhow::Result<()> {
+    let server = Server::start(FAST).await?;
+    server.deploy_ok("svc", "fixture-flaky", "").await?;
+    let healthy = Load::start(&server, "svc", "?fail_percent=0", 2, Duration::from_millis(5));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    healthy.stop().await?;
+    let failing = Load::start(&server, "svc", "?fail_percent=50", 2, Duration::from_millis(5));
+    let alert = wait_for_alert(&server, "error_rate", "firing", Duration::from_secs(15)).await?;
+    assert_eq!((alert["labels"]["function"].as_str(), alert["labels"]["version"].as_i64()), (Some("svc"), Some(1)));
+    assert!(alert["value"].as_f64().is_some_and(|v| v > 0.3), "{alert}");
+    assert!(alert["summary"].as_str().is_some_and(|s| s.contains("fails")), "{alert}");
+    failing.stop().await?;
+    let healthy = Load::start(&server, "svc", "?fail_percent=0", 2, Duration::from_millis(5));
+    wait_for_alert(&server, "error_rate", "resolved", Duration::from_secs(15)).await?;
+    healthy.stop().await?;
+    let stopped = wait_for_alert(&server, "rate_drop", "firing", Duration::from_secs(15)).await?;
+    assert_eq!(stopped["value"], 0.0, "{stopped}");
+    let firing: Value = server.http.get(server.url("/v1/alerts?state=firing")).send().await?.json().await?;
+    assert!(firing["alerts"].as_array().is_some_and(|a| a.iter().all(|a| a["state"] == "firing")), "{firing}");
     Ok(())
 }
 
