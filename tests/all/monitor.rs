@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 use muon_tests::{Backend, Server, error_of};
 use serde_json::{Value, json};
 
-crate::on_both_databases!(a_bad_canary_is_rolled_back_within_seconds, a_slow_watched_deploy_is_rolled_back_from_its_p99);
+crate::on_both_databases!(
+    a_bad_canary_is_rolled_back_within_seconds,
+    a_slow_watched_deploy_is_rolled_back_from_its_p99
+);
 
 /// A webhook receiver on loopback: keeps each request's signature header and body.
 struct Receiver {
@@ -250,7 +253,13 @@ async fn a_steady_trickle_of_failures_raises_no_alarm() -> anyhow::Result<()> {
 /// Firing alerts (and their ends) for `detector`.
 async fn alerts_of(server: &Server, detector: &str) -> anyhow::Result<Vec<Value>> {
     let alerts: Value = server.http.get(server.url("/v1/alerts")).send().await?.json().await?;
-    Ok(alerts["alerts"].as_array().into_iter().flatten().filter(|a| a["labels"]["detector"] == detector).cloned().collect())
+    Ok(alerts["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["labels"]["detector"] == detector)
+        .cloned()
+        .collect())
 }
 
 async fn wait_for_alert(server: &Server, detector: &str, state: &str, limit: Duration) -> anyhow::Result<Value> {
