@@ -279,6 +279,60 @@ fn rate(
 mod tests {
     use super::*;
 
+    fn windows(counts: &[(i64, u64)]) -> BTreeMap<i64, Window> {
+        counts
+            .iter()
+            .map(|&(start, calls)| {
+                let mut window = Window::empty(start);
+                for _ in 0..calls {
+                    let mut one = Window::empty(start);
+                    one.requests = 1;
+                    window.merge(&one);
+                }
+                (start, window)
+            })
+            .collect()
+    }
+
+    fn labels(detector: &str) -> AlertLabels {
+        AlertLabels {
+            tenant: "t".to_owned(),
+            detector: detector.to_owned(),
+            function: Some("f".to_owned()),
+            ..AlertLabels::default()
+        }
+    }
+
+    #[test]
+    fn a_steady_rate_neither_drops_nor_spikes() {
+        let history = windows(&[(0, 100), (1, 110), (2, 90), (3, 105)]);
+        let verdicts = rate(&labels, 100, &history, 4, &Limits::default());
+        assert!(
+            verdicts.iter().all(|v| v.holds == Some(false)),
+            "{:?}",
+            verdicts.iter().map(|v| v.holds).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn calls_stopping_is_a_drop_and_ten_times_the_usual_a_spike() {
+        let history = windows(&[(0, 100), (1, 110), (2, 90), (3, 105)]);
+        let stopped = rate(&labels, 0, &history, 4, &Limits::default());
+        assert_eq!(
+            stopped.iter().map(|v| (v.labels.detector.as_str(), v.holds)).collect::<Vec<_>>(),
+            [("rate_drop", Some(true)), ("rate_spike", Some(false))]
+        );
+        let spiked = rate(&labels, 5000, &history, 4, &Limits::default());
+        assert_eq!(spiked[1].holds, Some(true));
+    }
+
+    #[test]
+    fn a_new_function_is_not_judged_on_its_rate() {
+        let history = windows(&[(3, 100)]);
+        let verdicts = rate(&labels, 5000, &history, 1, &Limits::default());
+        assert!(verdicts.iter().all(|v| v.holds.is_none()));
+    }
+
     #[test]
     fn median_and_mad_ignore_one_outlier() {
         let (median, mad) = median_mad(&mut [1.0, 1.1, 0.9, 1.0, 50.0]);
