@@ -22,8 +22,6 @@ class Transport:
 
     The wait before retry `n` (from 0) is the answer's `Retry-After` when it has
     one, else `backoff * 2**n` with jitter; no single wait exceeds `max_wait`.
-    A request body that is a stream (an open file) cannot be replayed, so such
-    requests are sent once.
     """
 
     def __init__(self, url: str, api_key: str | None, *, timeout: float | httpx.Timeout,
@@ -47,12 +45,19 @@ class Transport:
             after = self.backoff * (2**attempt) * (0.5 + random.random() / 2)
         return min(after, self.max_wait)
 
-    def request(self, method: str, path: str, *, replayable: bool = True, **kwargs: Any) -> httpx.Response:
-        """Sends the request; returns a 2xx answer or raises the `ApiError` for it."""
+    def request(self, method: str, path: str, *, body: Callable[[], Any] | None = None,
+                **kwargs: Any) -> httpx.Response:
+        """Sends the request; returns a 2xx answer or raises the `ApiError` for it.
+
+        `body`, when given, makes the request's content afresh for each attempt (a
+        file read in pieces cannot be sent twice from the same iterator).
+        """
         attempt = 0
         while True:
+            if body is not None:
+                kwargs["content"] = body()
             response = self.http.request(method, path, **kwargs)
-            if response.status_code in RETRY_STATUSES and replayable and attempt < self.retries:
+            if response.status_code in RETRY_STATUSES and attempt < self.retries:
                 self.sleep(self._wait(attempt, response))
                 attempt += 1
                 continue

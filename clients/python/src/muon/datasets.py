@@ -80,9 +80,9 @@ class Datasets:
         else:
             path = os.fspath(path_or_dataframe)
             media = content_type or _MEDIA_TYPES.get(os.path.splitext(path)[1].lower(), "text/csv")
-            # A streamed body cannot be replayed, so it is sent once whatever the answer.
-            answer = self._t.json("PUT", url, params=params, content=_file_chunks(path, progress),
-                                  headers={"content-type": media}, replayable=False)
+            # Streamed from disk, never held whole; read again if the upload is retried.
+            answer = self._t.json("PUT", url, params=params, body=lambda: _file_chunks(path, progress),
+                                  headers={"content-type": media})
         return models.DatasetReport.model_validate(answer)
 
     def list(self) -> builtins.list[models.DatasetSummary]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -30,7 +31,7 @@ class Functions:
         comma-separated string), `models`, `rollout`, `canary_percent`, `canary_for_s`,
         `watch_s`, `breaker_failures`, `breaker_cooldown_s`.
         """
-        body = path if isinstance(path, bytes) else open(path, "rb").read()
+        body = path if isinstance(path, bytes) else Path(path).read_bytes()
         answer = self._t.json("PUT", f"/v1/functions/{segment(name)}", params=query(options), content=body,
                               headers={"content-type": "application/wasm"})
         return models.FunctionVersion.model_validate(answer)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import models
@@ -25,7 +26,7 @@ class Models:
 
         `backend` is `tract` or `onnxruntime`, `target` `cpu` or `gpu`; the server picks when None.
         """
-        body = path if isinstance(path, bytes) else open(path, "rb").read()
+        body = path if isinstance(path, bytes) else Path(path).read_bytes()
         params = query({"backend": backend, "target": target, "encoding": encoding})
         answer = self._t.json("PUT", f"/v1/models/{segment(name)}", params=params, content=body,
                               headers={"content-type": "application/octet-stream"})
