@@ -1,0 +1,24 @@
+"""examples/python/walkthrough.py, run as a user would: data in, a job, the exported model served and called."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import muon
+from conftest import REPO, Server
+
+
+def test_walkthrough_trains_and_serves_digits(server: Server, client: muon.Client) -> None:
+    # Its own tenant, so that its `digits` model is not the one other tests push.
+    created = client.request("POST", "/v1/tenants", json={"name": "walk"})
+    env = {**os.environ, "MUON_URL": server.url, "MUON_API_KEY": created["key"]["key"], "MUON_TENANT": "walk",
+           "MUON_GUESTS": str(server.guests), "WALKTHROUGH_EPOCHS": "8"}
+    result = subprocess.run([sys.executable, str(REPO / "examples" / "python" / "walkthrough.py")],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "epoch 8:" in result.stdout
+    served = [line for line in result.stdout.splitlines() if line.startswith("served model:")]
+    right, total = served[0].split()[2].split("/")
+    assert int(right) / int(total) >= 0.85, result.stdout
