@@ -52,7 +52,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         pytest.fail(f"{binary} is missing: build muon (cargo build --release) or set MUON_BIN")
     data = tmp_path_factory.mktemp("muon-data")
     process = subprocess.Popen(
-        [str(binary), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data)],
+        # 1-second statistics windows, so that a bad rollout is judged within seconds.
+        [str(binary), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data), "--monitor-window-ms", "1000"],
         stdout=subprocess.PIPE, stderr=open(data / "stderr.log", "w"), text=True,
     )
     assert process.stdout is not None
