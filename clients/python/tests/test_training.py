@@ -61,6 +61,9 @@ def test_job_runs_follows_waits_and_reports(linear: muon.Client) -> None:
     assert all("loss" in e.metrics for e in epochs)
     assert isinstance(events[-1], muon.models.JobEvent3) and events[-1].state.value == "succeeded"
 
+    # Following a finished job replays its stream from the start.
+    assert list(job.follow()) == events
+
     finished = job.wait(timeout=60)
     assert finished.state.value == "succeeded"
     curves = job.report()

@@ -22,3 +22,14 @@ def test_walkthrough_trains_and_serves_digits(server: Server, client: muon.Clien
     served = [line for line in result.stdout.splitlines() if line.startswith("served model:")]
     right, total = served[0].split()[2].split("/")
     assert int(right) / int(total) >= 0.85, result.stdout
+
+
+def test_quickstart(server: Server, client: muon.Client) -> None:
+    created = client.request("POST", "/v1/tenants", json={"name": "quick"})
+    env = {**os.environ, "MUON_URL": server.url, "MUON_API_KEY": created["key"]["key"], "MUON_TENANT": "quick",
+           "MUON_GUESTS": str(server.guests)}
+    result = subprocess.run([sys.executable, str(REPO / "examples" / "python" / "quickstart.py")],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:2] == ["hello, muon!", "succeeded"], result.stdout
