@@ -77,3 +77,15 @@ def test_key_from_environment(server: Server, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("MUON_API_KEY", server.admin_key)
     with muon.Client(server.url) as client:
         client.functions.list()
+
+
+def test_call_without_check_returns_the_functions_own_error(server: Server, client: muon.Client) -> None:
+    client.functions.deploy("transform", server.component("json-transform"), rollout="direct")
+    ok = client.functions.call("transform", method="POST", json={"values": [1, 2, 3]})
+    assert ok.json()["count"] == 3
+    bad = client.functions.call("transform", method="POST", content=b"nope", check=False)
+    assert bad.status_code == 400
+    assert "expected" in bad.json()["error"]
+    with pytest.raises(muon.BadRequest) as caught:
+        client.functions.call("transform", method="POST", content=b"nope")
+    assert caught.value.status == 400

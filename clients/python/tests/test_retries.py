@@ -95,3 +95,10 @@ def test_live_rate_limit_is_retried(server: Server, client: muon.Client) -> None
         start = time.monotonic()
         assert slow.functions.call("hello", params={"name": "again"}).text.strip() == "hello, again!"
         assert time.monotonic() - start >= 0.5
+
+
+def test_streams_are_retried_too(scripted: ThreadingHTTPServer) -> None:
+    scripted.script[:] = [(503, "0")]  # type: ignore[attr-defined]
+    with muon.Client(_url(scripted), "k") as client, client._transport.stream("GET", "/v1/jobs/x/events") as response:
+        assert response.status_code == 200
+    assert len(scripted.times) == 2  # type: ignore[attr-defined]

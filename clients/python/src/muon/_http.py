@@ -45,9 +45,11 @@ class Transport:
             after = self.backoff * (2**attempt) * (0.5 + random.random() / 2)
         return min(after, self.max_wait)
 
-    def request(self, method: str, path: str, *, body: Callable[[], Any] | None = None,
+    def request(self, method: str, path: str, *, body: Callable[[], Any] | None = None, check: bool = True,
                 **kwargs: Any) -> httpx.Response:
         """Sends the request; returns a 2xx answer or raises the `ApiError` for it.
+
+        With `check` false an error answer (after the retries) is returned instead.
 
         `body`, when given, makes the request's content afresh for each attempt (a
         file read in pieces cannot be sent twice from the same iterator).
@@ -61,7 +63,7 @@ class Transport:
                 self.sleep(self._wait(attempt, response))
                 attempt += 1
                 continue
-            if response.is_error:
+            if check and response.is_error:
                 raise error_from_response(response)
             return response
 
@@ -70,9 +72,18 @@ class Transport:
 
     @contextmanager
     def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
-        """A streamed answer (Server-Sent Events); errors raise before the body is read."""
-        with self.http.stream(method, path, **kwargs) as response:
-            if response.is_error:
-                response.read()
-                raise error_from_response(response)
-            yield response
+        """A streamed answer (Server-Sent Events), retried like `request` before its body is read."""
+        attempt = 0
+        while True:
+            with self.http.stream(method, path, **kwargs) as response:
+                if response.status_code in RETRY_STATUSES and attempt < self.retries:
+                    response.read()
+                    wait = self._wait(attempt, response)
+                elif response.is_error:
+                    response.read()
+                    raise error_from_response(response)
+                else:
+                    yield response
+                    return
+            self.sleep(wait)
+            attempt += 1

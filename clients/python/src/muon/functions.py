@@ -69,12 +69,13 @@ class Functions:
         return self._t.json("POST", path, json=json)
 
     def call(self, name: str, path: str = "/", *, method: str = "GET", tenant: str | None = None,
-             **kwargs: Any) -> httpx.Response:
+             check: bool = True, **kwargs: Any) -> httpx.Response:
         """Calls a handler or `wasi:http` function at `/fn/{tenant}/{name}{path}`.
 
         `kwargs` go to httpx (`params`, `json`, `content`, `headers`, ...). Returns the
-        response; an error status raises `ApiError` like any other route.
+        response; an error status raises `ApiError` like any other route, unless
+        `check` is false: then a function's own 4xx or 5xx answer is returned as it is.
         """
         tenant = tenant or self._client.tenant
         rest = "" if path in ("", "/") else "/" + path.lstrip("/")
-        return self._t.request(method, f"/fn/{segment(tenant)}/{segment(name)}{rest}", **kwargs)
+        return self._t.request(method, f"/fn/{segment(tenant)}/{segment(name)}{rest}", check=check, **kwargs)
