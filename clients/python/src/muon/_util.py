@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -28,7 +28,3 @@ def query(options: Mapping[str, Any]) -> dict[str, str]:
             params[key] = str(value)
     return params
 
-
-def chunks(data: bytes, size: int = 1 << 20) -> Iterable[bytes]:
-    for start in range(0, len(data), size):
-        yield data[start:start + size]
