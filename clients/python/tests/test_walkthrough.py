@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from typing import Any
+
+import pytest
 
 import muon
 from conftest import REPO, Server
@@ -33,3 +37,22 @@ def test_quickstart(server: Server, client: muon.Client) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[:2] == ["hello, muon!", "succeeded"], result.stdout
+
+
+def test_notebook_cells_run_in_order(server: Server, client: muon.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """examples/python/walkthrough.ipynb: its code cells, run top to bottom in one namespace as a kernel would.
+
+    (No Jupyter kernel is needed for that; the cells use nothing IPython-specific.)
+    """
+    created = client.request("POST", "/v1/tenants", json={"name": "notebook"})
+    for name, value in {"MUON_URL": server.url, "MUON_API_KEY": created["key"]["key"], "MUON_TENANT": "notebook",
+                        "MUON_GUESTS": str(server.guests)}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(REPO / "examples" / "python")
+    notebook = json.loads((REPO / "examples" / "python" / "walkthrough.ipynb").read_text())
+    namespace: dict[str, Any] = {}
+    for cell in notebook["cells"]:
+        if cell["cell_type"] == "code":
+            exec(compile("".join(cell["source"]), f"walkthrough.ipynb#{cell['id']}", "exec"), namespace)
+    assert [e.epoch for e in namespace["epochs"]] == list(range(1, 9))
+    assert namespace["accuracy"] >= 0.85
