@@ -52,8 +52,12 @@ for dir in functions/*/; do
         excludes+=(--exclude "$(basename "$dir")")
     fi
 done
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --release --workspace "${excludes[@]}" --no-fail-fast "$@"
+    cargo nextest run --release --workspace "${excludes[@]}" --no-fail-fast "$@" || status=$?
 else
-    cargo test --release --workspace "${excludes[@]}" --no-fail-fast "$@"
+    cargo test --release --workspace "${excludes[@]}" --no-fail-fast "$@" || status=$?
 fi
+# The Python client against a live server (its own venv, pinned packages).
+./scripts/python-client-test.sh || status=$?
+exit "$status"
