@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 use muon::db::Db;
 use muon_tests::{Backend, Server, component, error_of};
 use serde_json::{Value, json};
+use wasm_encoder::{
+    CodeSection, Component, ComponentSection, CustomSection, Function, FunctionSection, Instruction, Module,
+    ModuleSection, TypeSection, ValType,
+};
 
 crate::on_both_databases!(
     parallel_deploys_create_no_more_functions_than_the_quota,
@@ -40,63 +44,51 @@ async fn open_db(backend: Backend, server: &Server, flags: &[String]) -> anyhow:
 /// `base` with a custom section naming `tag` and `pad` bytes of padding:
 /// the same code under a new digest.
 fn variant(base: &[u8], tag: usize, pad: usize) -> Vec<u8> {
-    let name = b"muon-test";
-    let mut contents = leb(name.len());
-    contents.extend_from_slice(name);
-    contents.extend_from_slice(tag.to_string().as_bytes());
-    contents.resize(contents.len() + pad, 0);
+    let mut data = tag.to_string().into_bytes();
+    data.resize(data.len() + pad, 0);
+    let custom = CustomSection { name: "muon-test".into(), data: data.into() };
     let mut out = base.to_vec();
-    out.push(0);
-    out.extend(leb(contents.len()));
-    out.extend(contents);
+    custom.append_to_component(&mut out);
     out
-}
-
-fn leb(mut n: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            return out;
-        }
-        out.push(byte | 0x80);
-    }
 }
 
 /// A component whose one core module has `functions` functions of `groups`
 /// dependent multiply-adds each: slow for Cranelift, cheap to send. It
 /// exports nothing, so after compiling, the deploy is refused.
 fn slow_component(functions: usize, groups: usize, tag: usize) -> Vec<u8> {
-    let mut module = b"\0asm\x01\0\0\0".to_vec();
-    // (i64, i64) -> i64
-    section(&mut module, 1, &[1, 0x60, 2, 0x7e, 0x7e, 1, 0x7e]);
-    let mut declared = leb(functions);
-    declared.extend(std::iter::repeat_n(0, functions));
-    section(&mut module, 3, &declared);
-    let mut code = leb(functions);
+    let mut types = TypeSection::new();
+    types.ty().function([ValType::I64, ValType::I64], [ValType::I64]);
+    let mut declared = FunctionSection::new();
+    let mut code = CodeSection::new();
     for f in 0..functions {
-        let mut body = vec![0];
+        declared.function(0);
+        let mut body = Function::new([]);
         for g in 0..groups {
-            let k = u8::try_from((f + g) % 60 + 1).unwrap_or(1);
+            let k = i64::try_from((f + g) % 60 + 1).unwrap_or(1);
             // local1 = local1 + local0 * k; local0 = local0 ^ local1
-            body.extend_from_slice(&[0x20, 1, 0x20, 0, 0x42, k, 0x7e, 0x7c, 0x21, 1, 0x20, 0, 0x20, 1, 0x85, 0x21, 0]);
+            for instruction in [
+                Instruction::LocalGet(1),
+                Instruction::LocalGet(0),
+                Instruction::I64Const(k),
+                Instruction::I64Mul,
+                Instruction::I64Add,
+                Instruction::LocalSet(1),
+                Instruction::LocalGet(0),
+                Instruction::LocalGet(1),
+                Instruction::I64Xor,
+                Instruction::LocalSet(0),
+            ] {
+                body.instruction(&instruction);
+            }
         }
-        body.extend_from_slice(&[0x20, 1, 0x0b]);
-        code.extend(leb(body.len()));
-        code.extend(body);
+        body.instruction(&Instruction::LocalGet(1)).instruction(&Instruction::End);
+        code.function(&body);
     }
-    section(&mut module, 10, &code);
-    let mut out = b"\0asm\x0d\0\x01\0".to_vec();
-    section(&mut out, 1, &module);
-    variant(&out, tag, 0)
-}
-
-fn section(out: &mut Vec<u8>, id: u8, contents: &[u8]) {
-    out.push(id);
-    out.extend(leb(contents.len()));
-    out.extend_from_slice(contents);
+    let mut module = Module::new();
+    module.section(&types).section(&declared).section(&code);
+    let mut wrapper = Component::new();
+    wrapper.section(&ModuleSection(&module));
+    variant(&wrapper.finish(), tag, 0)
 }
 
 async fn put(

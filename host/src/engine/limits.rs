@@ -59,45 +59,31 @@ fn too_big(what: String) -> ComponentError {
 mod tests {
     use super::*;
 
-    /// A component holding one core module whose functions have the given body sizes.
+    /// A component holding one core module whose functions have the given
+    /// body sizes in bytes (no locals, then `nop`s, then `end`).
     fn component(bodies: &[usize]) -> Vec<u8> {
-        let mut module = b"\0asm\x01\0\0\0".to_vec();
-        section(&mut module, 1, &[&leb(1)[..], &[0x60, 0, 0]].concat());
-        let mut functions = leb(bodies.len());
-        functions.extend(std::iter::repeat_n(0, bodies.len()));
-        section(&mut module, 3, &functions);
-        let mut code = leb(bodies.len());
+        use wasm_encoder::{
+            CodeSection, Component, Function, FunctionSection, Instruction, Module, ModuleSection, TypeSection,
+        };
+        let mut types = TypeSection::new();
+        types.ty().function([], []);
+        let mut functions = FunctionSection::new();
+        let mut code = CodeSection::new();
         for &size in bodies {
-            // No locals, then `nop`s, then `end`.
-            let mut body = vec![0];
-            body.extend(std::iter::repeat_n(0x01, size.saturating_sub(2)));
-            body.push(0x0b);
-            code.extend(leb(body.len()));
-            code.extend(body);
-        }
-        section(&mut module, 10, &code);
-        let mut out = b"\0asm\x0d\0\x01\0".to_vec();
-        section(&mut out, 1, &module);
-        out
-    }
-
-    fn section(out: &mut Vec<u8>, id: u8, contents: &[u8]) {
-        out.push(id);
-        out.extend(leb(contents.len()));
-        out.extend_from_slice(contents);
-    }
-
-    fn leb(mut n: usize) -> Vec<u8> {
-        let mut out = Vec::new();
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return out;
+            functions.function(0);
+            let mut body = Function::new([]);
+            // The empty locals vector and the `end` take one byte each.
+            for _ in 0..size.saturating_sub(2) {
+                body.instruction(&Instruction::Nop);
             }
-            out.push(byte | 0x80);
+            body.instruction(&Instruction::End);
+            code.function(&body);
         }
+        let mut module = Module::new();
+        module.section(&types).section(&functions).section(&code);
+        let mut component = Component::new();
+        component.section(&ModuleSection(&module));
+        component.finish()
     }
 
     #[test]

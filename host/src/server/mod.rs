@@ -191,6 +191,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
+    // A head that hyper cannot parse (malformed, too many or too large
+    // headers, a Content-Length of 2^64-1) is answered by hyper itself, with
+    // 400 or 431 and an empty body, before any service sees a request: hyper
+    // 1.x writes that answer in its connection state machine
+    // (`proto/h1/conn.rs`, `Conn::on_parse_error`) and offers no hook to give
+    // it a body. muon's JSON error bodies start with the first request hyper
+    // hands over.
     http.timer(TokioTimer::new())
         .header_read_timeout(app.config.header_read_timeout)
         .max_headers(app.config.max_headers)
