@@ -8,23 +8,24 @@ use std::collections::BTreeSet;
 
 use muon_tests::{Server, client_with_key, error_of, repo_file};
 
-/// `/ui/...` paths that `text` (HTML or a JavaScript module at `/ui/{at}`) loads.
+/// `/ui/...` paths that `text` (HTML or a JavaScript module at `/ui/{at}`)
+/// loads: quoted absolute `/ui/` paths, and quoted relative module paths.
 fn references(at: &str, text: &str) -> Vec<String> {
     let dir = at.rsplit_once('/').map_or("", |(dir, _)| dir);
+    let parent = dir.rsplit_once('/').map_or("", |(parent, _)| parent);
     let mut found = Vec::new();
-    for quote in ['"', '\'', '`'] {
-        for piece in text.split(quote).skip(1).step_by(2) {
-            let path = if let Some(path) = piece.strip_prefix("/ui/") {
-                path.to_owned()
-            } else if let Some(rest) = piece.strip_prefix("./").filter(|p| p.ends_with(".js") && !p.contains('$')) {
-                format!("{dir}/{rest}")
-            } else if let Some(rest) = piece.strip_prefix("../").filter(|p| p.ends_with(".js")) {
-                let parent = dir.rsplit_once('/').map_or("", |(parent, _)| parent);
-                format!("{parent}/{rest}").trim_start_matches('/').to_owned()
-            } else {
-                continue;
-            };
-            found.push(path);
+    for quote in ['"', '\''] {
+        for (prefix, base) in [("/ui/", ""), ("./", dir), ("../", parent)] {
+            let opening = format!("{quote}{prefix}");
+            for (at, _) in text.match_indices(&opening) {
+                let rest = &text[at + opening.len()..];
+                let Some(end) = rest.find(quote) else { continue };
+                let path = &rest[..end];
+                if !prefix.starts_with('/') && !path.ends_with(".js") {
+                    continue;
+                }
+                found.push(if base.is_empty() { path.to_owned() } else { format!("{base}/{path}") });
+            }
         }
     }
     found

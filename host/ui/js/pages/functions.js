@@ -12,7 +12,7 @@ const fnPath = (name) => `/v1/functions/${encodeURIComponent(name)}`;
 
 /** The deploy form: a component file, then `PUT /v1/functions/{name}` with the chosen options. */
 function deployForm(ctx, fixedName, onDeployed) {
-  const name = h('input', { type: 'text', id: 'deploy-name', required: true, pattern: '[a-z0-9][a-z0-9-]*',
+  const name = h('input', { type: 'text', id: 'deploy-name', required: true, pattern: '[a-z0-9][a-z0-9\\-]*',
     value: fixedName ?? '', readonly: fixedName ? true : null });
   const file = h('input', { type: 'file', id: 'deploy-file', accept: '.wasm,application/wasm', required: true });
   const rollout = h('select', { id: 'deploy-rollout' },
