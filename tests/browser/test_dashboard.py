@@ -54,6 +54,27 @@ def test_a_wrong_key_shows_the_apis_message(browser, muon: Muon) -> None:
     context.close()
 
 
+def test_keyboard_alone_signs_in_and_moves_between_pages(browser, muon: Muon) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    board = Dashboard(page, muon)
+    board.open()
+    # The key field has the focus; Enter submits.
+    page.keyboard.type(muon.key)
+    page.keyboard.press("Enter")
+    board.rendered()
+    expect(page.locator("main h1")).to_be_focused()
+    for _ in range(20):
+        if page.evaluate("document.activeElement.textContent") == "Functions":
+            break
+        page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**#/functions")
+    board.rendered()
+    expect(page.locator("main h1")).to_have_text("Functions")
+    context.close()
+
+
 def test_sign_in_shows_the_overview_with_the_apis_figures(dashboard: Dashboard, muon: Muon) -> None:
     page = dashboard.page
     expect(page.locator("#identity")).to_have_text("admin key of default")

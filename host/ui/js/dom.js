@@ -45,6 +45,12 @@ export function fmt(value) {
   return typeof value === 'number' ? numbers.format(value) : String(value);
 }
 
+/** A small figure such as a rate: three significant digits, so 0.00111 is not shown as 0. */
+export function small(value) {
+  if (value === undefined || value === null || Number.isNaN(value)) return '–';
+  return fmt(Number(value.toPrecision(3)));
+}
+
 export function ms(value) { return value === undefined || value === null ? '–' : `${fmt(value)} ms`; }
 
 export function bytes(value) {

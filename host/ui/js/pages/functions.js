@@ -5,7 +5,7 @@
 import { api, withQuery } from '../api.js';
 import { Chart } from '../chart.js';
 import {
-  bar, bytes, cards, confirmDialog, every, fmt, h, ms, otherTenantNotice, showError, table, time,
+  bar, bytes, cards, confirmDialog, every, fmt, h, ms, otherTenantNotice, showError, small, table, time,
 } from '../dom.js';
 
 const fnPath = (name) => `/v1/functions/${encodeURIComponent(name)}`;
@@ -77,7 +77,7 @@ async function listPage(root, ctx) {
       { label: 'Kind', value: (f) => f.kind },
       { label: 'Public', value: (f) => (f.public ? 'yes' : 'no') },
       { label: 'Requests (15 min)', value: (f) => fmt(f.requests), num: true, field: 'requests' },
-      { label: 'Rate /s', value: (f) => fmt(f.rate), num: true, field: 'rate' },
+      { label: 'Rate /s', value: (f) => small(f.rate), num: true, field: 'rate' },
       { label: 'Errors', value: (f) => fmt(f.errors), num: true, field: 'errors' },
       { label: 'p99', value: (f) => ms(f.p99), num: true, field: 'p99' },
     ], rows, { empty: 'No function deployed yet.', caption: 'Functions', rowKey: (f) => f.name }));
@@ -198,7 +198,8 @@ async function detailPage(root, ctx, name) {
     const requests = stats.versions.reduce((n, v) => n + v.requests, 0);
     totals.replaceChildren(cards([
       { label: 'Requests in window', field: 'window-requests', value: requests },
-      { label: 'Rate /s', field: 'window-rate', value: stats.versions.reduce((n, v) => n + v.rate_per_s, 0) },
+      { label: 'Rate /s', field: 'window-rate', value: stats.versions.reduce((n, v) => n + v.rate_per_s, 0),
+        text: small(stats.versions.reduce((n, v) => n + v.rate_per_s, 0)) },
       { label: `p99 (v${chosen?.version ?? '–'})`, field: 'window-p99', value: chosen?.latency_ms.p99, text: ms(chosen?.latency_ms.p99) },
     ]));
     outcomes.replaceChildren(errorsByCode(stats));

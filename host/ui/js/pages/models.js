@@ -3,7 +3,7 @@
 
 import { api, withQuery } from '../api.js';
 import { Chart } from '../chart.js';
-import { bytes, cards, every, fmt, h, ms, otherTenantNotice, table, time } from '../dom.js';
+import { bytes, cards, every, fmt, h, ms, otherTenantNotice, small, table, time } from '../dom.js';
 
 const signature = (specs) => specs.map((t) => `${t.name}: ${t.type}[${t.shape.join(', ')}]`).join('; ');
 
@@ -55,7 +55,7 @@ async function detailPage(root, ctx, name) {
     live.replaceChildren(table([
       { label: 'Version', value: (v) => v.version, field: 'version' },
       { label: 'Computes', value: (v) => fmt(v.requests), num: true, field: 'requests' },
-      { label: 'Rate /s', value: (v) => fmt(v.rate_per_s), num: true },
+      { label: 'Rate /s', value: (v) => small(v.rate_per_s), num: true },
       { label: 'p50', value: (v) => ms(v.latency_ms.p50), num: true },
       { label: 'p90', value: (v) => ms(v.latency_ms.p90), num: true },
       { label: 'p99', value: (v) => ms(v.latency_ms.p99), num: true, field: 'p99' },
