@@ -32,9 +32,17 @@ export MUON_SERVER="$url" MUON_DATA_DIR="$data_dir"
 "$muon" deploy digits "$target/wasm32-wasip2/guest/digits.wasm" --models digits --public
 # A handwritten 0 (the first image of scikit-learn's digits set).
 pixels='[0,0,5,13,9,1,0,0,0,0,13,15,10,15,5,0,0,3,15,2,0,11,8,0,0,4,12,0,0,8,8,0,0,5,8,0,0,9,8,0,0,4,11,0,1,12,7,0,0,2,14,5,10,12,0,0,0,0,6,13,10,0,0,0]'
+# A few calls, so the dashboard has figures to show from the start.
+for name in muon dashboard ui; do
+    curl -fsS "$url/fn/default/hello?name=$name" >/dev/null
+done
+curl -fsS -d "{\"pixels\":$pixels}" "$url/fn/default/digits" >/dev/null
 echo
 echo "muon is serving at $url with the hello and digits functions. Try:"
 echo "  curl '$url/fn/default/hello?name=muon'"
 echo "  curl -s -d '{\"pixels\":$pixels}' $url/fn/default/digits"
+echo
+echo "The dashboard: $url/ui"
+echo "  sign in with the admin key: $(cat "$data_dir/admin.key" 2>/dev/null || echo "(none in $data_dir/admin.key: muon admin reset-key)")"
 echo
 wait $server

@@ -60,4 +60,6 @@ else
 fi
 # The Python client against a live server (its own venv, pinned packages).
 ./scripts/python-client-test.sh || status=$?
+# The dashboard in a real browser (headless Chromium, installed where missing).
+./scripts/browser-test.sh || status=$?
 exit "$status"

@@ -53,4 +53,5 @@ mod soak;
 mod storage;
 mod tenants;
 mod train_graph;
+mod ui;
 mod wire;

@@ -16,6 +16,7 @@ mod models_api;
 mod monitor_api;
 mod routes;
 mod tenants_api;
+mod ui;
 mod usage_api;
 
 use std::convert::Infallible;

@@ -1,7 +1,8 @@
 //! The router: one match over method and path segments, then the handler.
 //!
 //! `/fn/{tenant}/{name}/...` runs functions; `/v1/...` manages them and needs
-//! an API key; `/healthz`, `/readyz` and `/metrics` (admin key) serve operators.
+//! an API key; `/healthz`, `/readyz` and `/metrics` (admin key) serve operators;
+//! `/ui` is the dashboard's static files (`server::ui`).
 //! [`ROUTES`] lists every route with its methods: a path that matches none is
 //! `404`, one that matches for other methods `405` with `Allow`. A test holds
 //! it equal to the OpenAPI document (`api::openapi`), served at `/v1/openapi.json`.
@@ -16,7 +17,7 @@ use super::body::{self, Body};
 use super::error::ApiError;
 use super::errors::IntoResponse;
 use super::{
-    App, alerts_api, calls, datasets_api, functions_api, health, jobs_api, models_api, monitor_api, tenants_api,
+    App, alerts_api, calls, datasets_api, functions_api, health, jobs_api, models_api, monitor_api, tenants_api, ui,
     usage_api,
 };
 use crate::api::{Health, HealthStatus};
@@ -162,6 +163,8 @@ async fn route(
             Ok(metrics(app))
         }
         ["v1", "openapi.json"] => Err(no_route(&path)),
+        // The dashboard: static files, no key (the pages call `/v1` with one).
+        ["ui", ..] => ui::serve(request.method(), path.get(3..).unwrap_or_default(), request.headers()),
         ["v1", ..] => api(app, request, &segments[1..], request_id).await,
         _ => Err(no_route(&path)),
     }
