@@ -7,6 +7,7 @@ crate::on_both_databases!(
     keys_are_required_and_bad_keys_all_look_the_same,
     tenants_are_created_by_admins_only,
     functions_live_in_their_tenants_namespace,
+    an_admin_key_acts_as_the_tenant_it_names,
     other_tenants_things_are_404_on_every_route,
     public_functions_need_no_key,
     revoked_keys_stop_working_at_once,
@@ -75,6 +76,40 @@ async fn functions_live_in_their_tenants_namespace(backend: Backend) -> anyhow::
     let listed: Value = acme.get(server.url("/v1/functions")).send().await?.json().await?;
     assert_eq!(listed["functions"].as_array().map(Vec::len), Some(1));
     assert_eq!(listed["functions"][0]["kind"], "handler");
+    Ok(())
+}
+
+/// `x-muon-tenant`: an admin key acts as the tenant it names (the
+/// dashboard's tenant picker); a tenant's key may not, and an unknown tenant
+/// is not acted as.
+async fn an_admin_key_acts_as_the_tenant_it_names(backend: Backend) -> anyhow::Result<()> {
+    let server = Server::start_on(backend, &[]).await?;
+    let acme_key = server.create_tenant("acme").await?;
+    let acme = client_with_key(Some(&acme_key))?;
+    let deployed: Value = server
+        .http
+        .put(server.url("/v1/functions/greet"))
+        .header("x-muon-tenant", "acme")
+        .body(muon_tests::component("hello")?)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(deployed["tenant"], "acme", "{deployed}");
+    let own: Value = acme.get(server.url("/v1/functions")).send().await?.json().await?;
+    assert_eq!(own["functions"][0]["name"], "greet", "acme sees what the admin deployed for it: {own}");
+    let admins: Value = server.http.get(server.url("/v1/functions")).send().await?.json().await?;
+    assert_eq!(admins["functions"].as_array().map(Vec::len), Some(0), "default has no functions: {admins}");
+    let usage: Value =
+        server.http.get(server.url("/v1/usage")).header("x-muon-tenant", "acme").send().await?.json().await?;
+    assert_eq!(usage["tenant"], "acme");
+
+    let forbidden = acme.get(server.url("/v1/functions")).header("x-muon-tenant", "default").send().await?;
+    let (status, _, message) = error_of(forbidden).await?;
+    assert_eq!(status, 403);
+    assert!(message.contains("needs an admin key"), "{message}");
+    let unknown = server.http.get(server.url("/v1/functions")).header("x-muon-tenant", "nobody").send().await?;
+    assert_eq!(unknown.status(), 404);
     Ok(())
 }
 

@@ -170,6 +170,32 @@ async fn route(
     }
 }
 
+/// The header with which an admin key acts as another tenant.
+pub const ACT_AS_HEADER: &str = "x-muon-tenant";
+
+/// The caller as `/v1` sees it: an admin key that names a tenant in
+/// [`ACT_AS_HEADER`] acts as that tenant (the dashboard's tenant picker, an
+/// operator's script), keeping its admin rights; any other key acts as its own.
+async fn acting_as(
+    app: &App,
+    principal: crate::auth::Principal,
+    headers: &http::HeaderMap,
+) -> Result<crate::auth::Principal, ApiError> {
+    let Some(value) = headers.get(ACT_AS_HEADER) else {
+        return Ok(principal);
+    };
+    if !principal.admin {
+        return Err(ApiError::Forbidden(format!(
+            "`{ACT_AS_HEADER}` needs an admin key; a tenant's key always acts as its own tenant, so drop the header"
+        )));
+    }
+    let tenant =
+        value.to_str().map_err(|_| ApiError::BadRequest(format!("`{ACT_AS_HEADER}` must be a tenant name")))?;
+    // Unknown tenants answer 404 here rather than acting on nothing.
+    app.tenancy.quotas(tenant).await?;
+    Ok(crate::auth::Principal { tenant: tenant.to_owned(), ..principal })
+}
+
 /// `GET /v1/openapi.json`, without a key.
 fn openapi() -> Result<http::Response<Body>, ApiError> {
     let document = OPENAPI
@@ -190,6 +216,7 @@ async fn api(
     if !principal.admin && !matches!(segments, ["functions", _, "invoke"]) {
         app.tenancy.admit_api(&principal.tenant).await?;
     }
+    let principal = acting_as(app, principal, request.headers()).await?;
     let method = request.method().clone();
     let tenant = principal.tenant.clone();
     match (segments, &method) {

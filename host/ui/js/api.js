@@ -16,8 +16,13 @@ export function key() { return sessionStorage.getItem(KEY); }
 export function setKey(value) { sessionStorage.setItem(KEY, value); }
 export function forgetKey() { sessionStorage.removeItem(KEY); }
 
+/** The tenant an admin key acts as (`x-muon-tenant`), or null for the key's own. */
+let actingTenant = null;
+export function actAs(tenant) { actingTenant = tenant; }
+
 function headers(extra = {}) {
-  return { ...extra, authorization: `Bearer ${key() ?? ''}` };
+  const acting = actingTenant ? { 'x-muon-tenant': actingTenant } : {};
+  return { ...extra, ...acting, authorization: `Bearer ${key() ?? ''}` };
 }
 
 /** The error a failed response carries: the API's JSON `{error: {code, message}}`, or its text. */

@@ -5,7 +5,7 @@
 // is on the page. The time from navigation to then is the page's render
 // time, kept in `main[data-render-ms]` (and as a performance measure).
 
-import { api, ApiError, forgetKey, key, setKey, withQuery } from './api.js';
+import { actAs, api, ApiError, forgetKey, key, setKey, withQuery } from './api.js';
 import { clearError, h, showError, todayUtc } from './dom.js';
 
 // Each page's module, loaded when the page is first visited.
@@ -38,6 +38,7 @@ async function identify() {
     session.admin = false;
     session.view = session.tenant;
   }
+  actAs(session.view === session.tenant ? null : session.view);
   document.getElementById('identity').textContent =
     `${session.admin ? 'admin key' : 'key'} of ${session.tenant}`;
   document.getElementById('nav').hidden = false;
@@ -54,6 +55,7 @@ function fillTenantPicker(names) {
 document.getElementById('tenant').addEventListener('change', (event) => {
   session.view = event.target.value;
   sessionStorage.setItem('muon.view', session.view);
+  actAs(session.view === session.tenant ? null : session.view);
   route();
 });
 

@@ -144,18 +144,6 @@ export function every(ms, signal, task) {
   timer = setTimeout(run, ms);
 }
 
-/**
- * The API shows a tenant's functions, models, datasets, jobs and alerts only
- * to a key acting as that tenant (an admin key acts as its own): when the
- * admin picked another tenant, a page of those says so instead of guessing.
- */
-export function otherTenantNotice(ctx, what) {
-  if (ctx.view === ctx.tenant) return null;
-  return h('p', { class: 'notice', role: 'status' },
-    `The API shows ${what} of tenant ${ctx.view} only to a key of ${ctx.view}; this admin key acts as `
-    + `${ctx.tenant}. Pick ${ctx.tenant} above, or sign in with a key of ${ctx.view}.`);
-}
-
 /** A horizontal bar `share` (0 to 1) of its track. Its width is set through the
  * CSSOM: the page's CSP refuses `style` attributes. */
 export function bar(share, className = 'bar') {

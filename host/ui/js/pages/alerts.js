@@ -2,7 +2,7 @@
 // newest first, followed every 3 s with `after=next_after`.
 
 import { api, withQuery } from '../api.js';
-import { every, h, otherTenantNotice, state, table, time } from '../dom.js';
+import { every, h, state, table, time } from '../dom.js';
 
 function alertsTable(alerts) {
   const sorted = [...alerts].sort((a, b) => (a.state === b.state ? 0 : a.state === 'firing' ? -1 : 1));
@@ -27,8 +27,6 @@ function eventsTable(events) {
 
 export async function render(root, ctx) {
   root.append(h('h1', {}, 'Alerts and events'));
-  const notice = otherTenantNotice(ctx, 'the alerts and events');
-  if (notice) return root.append(notice);
   const alerts = h('div', { id: 'alerts' });
   const events = h('div', { id: 'events' });
   let log = [];

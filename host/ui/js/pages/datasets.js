@@ -2,12 +2,10 @@
 // split, each column's statistics, the label's distribution, the bad rows.
 
 import { api, withQuery } from '../api.js';
-import { bar, bytes, cards, fmt, h, otherTenantNotice, table, time } from '../dom.js';
+import { bar, bytes, cards, fmt, h, table, time } from '../dom.js';
 
 async function listPage(root, ctx) {
   root.append(h('h1', {}, 'Datasets'));
-  const notice = otherTenantNotice(ctx, 'the datasets');
-  if (notice) return root.append(notice);
   const { datasets } = await api('/v1/datasets', { signal: ctx.signal });
   root.append(table([
     { label: 'Dataset', value: (d) => h('a', { href: `#/datasets/${encodeURIComponent(d.name)}` }, d.name) },
@@ -65,8 +63,6 @@ function labelTable(label) {
 
 async function detailPage(root, ctx, name) {
   root.append(h('h1', {}, `Dataset ${name}`));
-  const notice = otherTenantNotice(ctx, 'the datasets');
-  if (notice) return root.append(notice);
   const report = await api(withQuery(`/v1/datasets/${encodeURIComponent(name)}`, {}), { signal: ctx.signal });
   const rows = report.rows;
   root.append(

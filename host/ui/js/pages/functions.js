@@ -5,7 +5,7 @@
 import { api, withQuery } from '../api.js';
 import { Chart } from '../chart.js';
 import {
-  bar, bytes, cards, confirmDialog, every, fmt, h, ms, otherTenantNotice, showError, small, table, time,
+  bar, bytes, cards, confirmDialog, every, fmt, h, ms, showError, small, table, time,
 } from '../dom.js';
 
 const fnPath = (name) => `/v1/functions/${encodeURIComponent(name)}`;
@@ -62,8 +62,6 @@ async function listFigures(ctx) {
 
 async function listPage(root, ctx) {
   root.append(h('h1', {}, 'Functions'));
-  const notice = otherTenantNotice(ctx, 'the functions');
-  if (notice) return root.append(notice);
   const live = h('div');
   let shown = '';
   const refresh = async () => {
@@ -159,8 +157,6 @@ function rolloutText(detail) {
 
 async function detailPage(root, ctx, name) {
   root.append(h('h1', {}, `Function ${name}`));
-  const notice = otherTenantNotice(ctx, 'the functions');
-  if (notice) return root.append(notice);
   const summary = h('div');
   const rollout = h('p', { id: 'rollout', role: 'status' });
   const versions = h('div');

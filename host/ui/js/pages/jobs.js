@@ -4,15 +4,13 @@
 
 import { api, followEvents } from '../api.js';
 import { Chart } from '../chart.js';
-import { cards, every, fmt, h, money, otherTenantNotice, showError, state, table, time } from '../dom.js';
+import { cards, every, fmt, h, money, showError, state, table, time } from '../dom.js';
 
 const OVER = new Set(['succeeded', 'failed', 'cancelled', 'timed_out']);
 const jobPath = (id) => `/v1/jobs/${encodeURIComponent(id)}`;
 
 async function listPage(root, ctx) {
   root.append(h('h1', {}, 'Jobs'));
-  const notice = otherTenantNotice(ctx, 'the jobs');
-  if (notice) return root.append(notice);
   const live = h('div');
   const refresh = async () => {
     const { jobs } = await api('/v1/jobs', { signal: ctx.signal });
@@ -111,8 +109,6 @@ class Curves {
 
 async function detailPage(root, ctx, id) {
   root.append(h('h1', {}, `Job ${id}`));
-  const notice = otherTenantNotice(ctx, 'the jobs');
-  if (notice) return root.append(notice);
   const summary = h('div');
   const trials = h('div', { id: 'trials' });
   const report = h('div', { id: 'report' });

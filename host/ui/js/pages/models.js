@@ -3,14 +3,12 @@
 
 import { api, withQuery } from '../api.js';
 import { Chart } from '../chart.js';
-import { bytes, cards, every, fmt, h, ms, otherTenantNotice, small, table, time } from '../dom.js';
+import { bytes, cards, every, fmt, h, ms, small, table, time } from '../dom.js';
 
 const signature = (specs) => specs.map((t) => `${t.name}: ${t.type}[${t.shape.join(', ')}]`).join('; ');
 
 async function listPage(root, ctx) {
   root.append(h('h1', {}, 'Models'));
-  const notice = otherTenantNotice(ctx, 'the models');
-  if (notice) return root.append(notice);
   const { models } = await api('/v1/models', { signal: ctx.signal });
   root.append(table([
     { label: 'Model', value: (m) => h('a', { href: `#/models/${encodeURIComponent(m.name)}` }, m.name) },
@@ -33,8 +31,6 @@ function tensors(title, specs) {
 
 async function detailPage(root, ctx, name) {
   root.append(h('h1', {}, `Model ${name}`));
-  const notice = otherTenantNotice(ctx, 'the models');
-  if (notice) return root.append(notice);
   const path = `/v1/models/${encodeURIComponent(name)}`;
   const model = await api(path, { signal: ctx.signal });
   const chart = new Chart('Compute time percentiles (latest version)', { unit: ' ms' });

@@ -2,7 +2,7 @@
 // firing alerts, and each function's figures today; refreshed every 2 s.
 
 import { api, withQuery } from '../api.js';
-import { cards, every, fmt, h, money, ms, otherTenantNotice, table, time, todayUtc } from '../dom.js';
+import { cards, every, fmt, h, money, ms, table, time, todayUtc } from '../dom.js';
 
 /** Seconds since midnight UTC: the statistics window that is "today". */
 function secondsToday() {
@@ -24,37 +24,31 @@ async function functionFigures(signal) {
 }
 
 async function load(ctx) {
-  const own = ctx.view === ctx.tenant;
-  const tenant = ctx.admin && !own ? ctx.view : undefined;
   const [usage, figures, alerts] = await Promise.all([
-    api(withQuery('/v1/usage', { group_by: 'day', from: todayUtc(), tenant }), { signal: ctx.signal }),
-    own ? functionFigures(ctx.signal) : null,
-    own ? api(withQuery('/v1/alerts', { state: 'firing' }), { signal: ctx.signal }) : null,
+    api(withQuery('/v1/usage', { group_by: 'day', from: todayUtc() }), { signal: ctx.signal }),
+    functionFigures(ctx.signal),
+    api(withQuery('/v1/alerts', { state: 'firing' }), { signal: ctx.signal }),
   ]);
-  return { own, usage, figures, alerts };
+  return { usage, figures, alerts };
 }
 
-function view(ctx, { own, usage, figures, alerts }) {
+function view(ctx, { usage, figures, alerts }) {
   const today = usage.groups.reduce((sum, g) => ({
     requests: sum.requests + g.requests, cost_micros: sum.cost_micros + g.cost_micros,
   }), { requests: 0, cost_micros: 0 });
-  const errors = figures?.reduce((n, f) => n + f.errors, 0);
-  const p99s = figures?.filter((f) => f.p99 !== null).map((f) => f.p99) ?? [];
+  const errors = figures.reduce((n, f) => n + f.errors, 0);
+  const p99s = figures.filter((f) => f.p99 !== null).map((f) => f.p99);
   const p99 = p99s.length ? Math.max(...p99s) : null;
   const parts = [
     cards([
       { label: 'Requests today', field: 'requests', value: today.requests },
-      { label: 'Errors today', field: 'errors', value: errors, text: own ? fmt(errors) : 'not shown' },
+      { label: 'Errors today', field: 'errors', value: errors, text: fmt(errors) },
       { label: 'p99 today (slowest function)', field: 'p99', value: p99, text: ms(p99) },
       { label: 'Cost today', field: 'cost', value: today.cost_micros, text: money(today.cost_micros) },
     ]),
     h('p', { class: 'muted' }, 'Requests and cost from the usage ledger (UTC day); errors and p99 from this '
       + 'node\'s live statistics since it started.'),
   ];
-  if (!own) {
-    parts.push(otherTenantNotice(ctx, 'the functions, errors and alerts'));
-    return parts;
-  }
   parts.push(h('h2', {}, 'Firing alerts'), table([
     { label: 'Since', value: (a) => time(a.starts_at_ms) },
     { label: 'Detector', value: (a) => a.labels.detector },

@@ -30,9 +30,8 @@ export async function render(root, ctx) {
     h('button', { type: 'submit' }, 'Show'));
   const results = h('div', { id: 'usage' });
   root.append(h('h1', {}, `Usage and cost of ${ctx.view}`), form, results);
-  const tenant = ctx.admin && ctx.view !== ctx.tenant ? ctx.view : undefined;
   const load = async () => {
-    const query = (group_by) => withQuery('/v1/usage', { group_by, from: from.value, to: to.value, tenant });
+    const query = (group_by) => withQuery('/v1/usage', { group_by, from: from.value, to: to.value });
     const [byDay, byFunction] = await Promise.all([
       api(query('day'), { signal: ctx.signal }), api(query('function'), { signal: ctx.signal })]);
     const days = byDay.groups.map((g) => ({ ...g, group: dayOf(g.group) }));
