@@ -167,18 +167,23 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    // A head given is sent even if the guest failed since (it may run to
+    // its end in one poll): after its head, a guest's failure cuts the body
+    // off, whatever the timing.
     let early = tokio::select! {
+        biased;
         given = &mut head => Err(given.ok()),
         ended = &mut guest => Ok(ended),
     };
     let given = match early {
         Err(given) => given,
-        // The guest ended first: it may have sent its head just before.
-        Ok((Err(err), used)) => return (Err(err), used),
-        Ok(ended) => {
-            guest = Box::pin(std::future::ready(ended));
-            head.try_recv().ok()
-        }
+        Ok(ended) => match (head.try_recv().ok(), ended) {
+            (None, (Err(err), used)) => return (Err(err), used),
+            (given, ended) => {
+                guest = Box::pin(std::future::ready(ended));
+                given
+            }
+        },
     };
     if given.is_none() {
         // No head and still running: the guest dropped its way to answer.
