@@ -162,8 +162,9 @@ async fn the_response_cap_the_deadline_and_traps_still_apply() -> anyhow::Result
     assert!(late.bytes().await.is_err(), "a body cut at the deadline must not end cleanly");
     assert_eq!(record_of(&server, &late_id).await?["outcome"], "timeout");
 
-    // A trap after the head cuts the body off; before it, it is an ordinary error.
-    let after = server.get_fn("s", "?events=3&trap=after").await?;
+    // A trap after the head went out cuts the body off; before it, it is an
+    // ordinary error, as is one by a guest that ended before its head left.
+    let after = server.get_fn("s", "?events=3&sleep_ms=300&trap=after").await?;
     let after_id = after.headers()["x-muon-request-id"].to_str()?.to_owned();
     assert_eq!(after.status(), 200);
     assert!(after.bytes().await.is_err(), "a body cut by a trap must not end cleanly");
@@ -171,6 +172,8 @@ async fn the_response_cap_the_deadline_and_traps_still_apply() -> anyhow::Result
     let (status, code, message) = error_of(server.get_fn("s", "?trap=before").await?).await?;
     assert_eq!((status, code.as_str()), (500, "trap"));
     assert!(message.contains("panicked before its response"), "{message}");
+    let (status, code, _) = error_of(server.get_fn("s", "?events=3&trap=after").await?).await?;
+    assert_eq!((status, code.as_str()), (500, "trap"));
     let (status, code, _) = error_of(server.get_fn("s", "?bad_header").await?).await?;
     assert_eq!((status, code.as_str()), (500, "invalid_response"));
     Ok(())

@@ -1,10 +1,12 @@
 //! A streaming handler for the streaming tests, steered by the query:
 //!
 //! - `events=N` (default 1): N events `event 0` .. `event N-1`;
-//! - `sleep_ms=M`: then blocks M ms in a host call, then sends `done`;
+//! - `sleep_ms=M`: then blocks M ms in a host call, then sends `done`
+//!   (so the head is out before what follows);
 //! - `flood_kb=K`: instead writes K KiB chunks forever, until the host
 //!   stops it (client gone, response cap, deadline);
-//! - `trap=before|after`: panics before the head, or after the events;
+//! - `trap=before|after`: panics before the head, or after the events and
+//!   the sleep;
 //! - `bad_header`: starts with a header name that is not HTTP.
 
 use muon_sdk::{BodyWriter, Request};
@@ -31,11 +33,13 @@ fn stream(req: Request, mut out: BodyWriter) {
     for i in 0..number("events").unwrap_or(1) {
         out.event(&format!("event {i}"));
     }
+    if let Some(ms) = number("sleep_ms") {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
     if trap.as_deref() == Some("after") {
         panic!("the fixture panicked after its events");
     }
-    if let Some(ms) = number("sleep_ms") {
-        std::thread::sleep(std::time::Duration::from_millis(ms));
+    if number("sleep_ms").is_some() {
         out.event("done");
     }
 }

@@ -130,7 +130,8 @@ pub enum Input {
 
 /// What a function returned.
 pub enum Output {
-    /// An HTTP response whose framing the host owns (handler).
+    /// A whole HTTP response whose framing the host owns (handler, and a
+    /// streaming function that had ended before its head went out).
     Http(::http::Response<Bytes>),
     /// A response the guest is still writing (streaming handler and
     /// `wasi:http`); its call ends, and is settled, when the stream does.

@@ -18,7 +18,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body, Frame};
 use tokio::sync::{Notify, oneshot};
 
@@ -155,7 +155,9 @@ pub(super) async fn run_handler(
 /// Waits for the guest's response head (or its end), checks it with
 /// `build`, and returns the response streaming the guest's body. A guest
 /// that fails before its head, or whose head `build` refuses, gets an
-/// ordinary error answer.
+/// ordinary error answer; so does one that had already ended (it answered
+/// whole, often in one poll), whose body is all buffered: it is sent whole,
+/// with a `content-length`, as from the `handler` world.
 pub(super) async fn respond<H, B>(
     mut guest: Guest,
     mut head: oneshot::Receiver<H>,
@@ -167,38 +169,49 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    // A head given is sent even if the guest failed since (it may run to
-    // its end in one poll): after its head, a guest's failure cuts the body
-    // off, whatever the timing.
     let early = tokio::select! {
         biased;
         given = &mut head => Err(given.ok()),
         ended = &mut guest => Ok(ended),
     };
-    let given = match early {
-        Err(given) => given,
-        Ok(ended) => match (head.try_recv().ok(), ended) {
-            (None, (Err(err), used)) => return (Err(err), used),
-            (given, ended) => {
-                guest = Box::pin(std::future::ready(ended));
-                given
-            }
-        },
-    };
-    if given.is_none() {
+    let (given, ended) = match early {
+        Err(Some(given)) => (Some(given), None),
         // No head and still running: the guest dropped its way to answer.
-        match guest.await {
-            (Err(err), used) => return (Err(err), used),
-            ended => guest = Box::pin(std::future::ready(ended)),
-        }
-    }
-    match build(given) {
-        Ok(response) => (Ok(Output::Stream(streamed(guest, response, stopper, limit))), Measurement::default()),
-        Err(err) => {
-            stopper.stop(Stop::Refused);
-            let (_, used) = guest.await;
-            (Err(err), used)
-        }
+        Err(None) => (None, Some((&mut guest).await)),
+        Ok(ended) => (head.try_recv().ok(), Some(ended)),
+    };
+    let Some((result, used)) = ended else {
+        return match build(given) {
+            Ok(response) => (Ok(Output::Stream(streamed(guest, response, stopper, limit))), Measurement::default()),
+            Err(err) => {
+                stopper.stop(Stop::Refused);
+                let (_, used) = guest.await;
+                (Err(err), used)
+            }
+        };
+    };
+    let whole = match result {
+        Ok(()) => match build(given) {
+            Ok(response) => collect(response, limit).await.map(Output::Http),
+            Err(err) => Err(err),
+        },
+        Err(err) => Err(err),
+    };
+    (whole, used)
+}
+
+/// The body of a guest that has ended, read whole (it is all buffered).
+async fn collect<B>(response: http::Response<B>, limit: u64) -> Result<http::Response<Bytes>, InvokeError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let (parts, body) = response.into_parts();
+    let cap = usize::try_from(limit).unwrap_or(usize::MAX);
+    match Limited::new(body, cap).collect().await {
+        Ok(body) => Ok(http::Response::from_parts(parts, body.to_bytes())),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(InvokeError::ResponseTooLarge { limit }),
+        Err(err) => Err(InvokeError::Trap(format!("the function's response body failed: {err}"))),
     }
 }
 
