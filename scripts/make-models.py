@@ -17,6 +17,8 @@
   which backends fold when they load (a constant shape, a shape computed by
   arithmetic, an outer product of two Ranges, a shape read from the
   declared shape of an input [N, 16384]). The host must refuse them.
+- textgen.onnx: a character-level text generator trained on the licence
+  texts of the venv's numpy and scipy wheels (scripts/textgen_model.py).
 - chain.onnx: 100,000 Relu nodes in a row (tract takes minutes to load it);
   chain-<N>.onnx for N in CHAIN_LENGTHS: shorter ones, for load-time tests.
 
@@ -38,6 +40,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
+from textgen_model import textgen_model
 
 # ONNX IR 8 / opset 13: what both ONNX Runtime 1.32 and tract-onnx 0.23 accept.
 IR_VERSION = 8
@@ -352,7 +355,10 @@ def generate(out_dir, name, build, runs):
     path = out_dir / name
     stamp = out_dir / f"{name}.stamp"
     # The script is the model's recipe: a changed script means a changed model.
-    recipe = hashlib.sha256(pathlib.Path(__file__).read_bytes()).hexdigest()
+    scripts = pathlib.Path(__file__).parent
+    recipe = hashlib.sha256(
+        pathlib.Path(__file__).read_bytes() + (scripts / "textgen_model.py").read_bytes()
+    ).hexdigest()
     if path.exists() and stamp.exists() and stamp.read_text().strip() == recipe:
         return
     tmp = path.with_suffix(".onnx.tmp")
@@ -382,6 +388,7 @@ def main():
     generate(args.out_dir, "fold-arithmetic.onnx", fold_arithmetic_model, runs=0)
     generate(args.out_dir, "fold-outer.onnx", fold_outer_model, runs=0)
     generate(args.out_dir, "fold-shape.onnx", fold_shape_model, runs=0)
+    generate(args.out_dir, "textgen.onnx", lambda: textgen_model(finish), runs=3)
     generate(args.out_dir, "chain.onnx", lambda: chain_model(CHAIN_NODES), runs=0)
     for length in CHAIN_LENGTHS:
         generate(args.out_dir, f"chain-{length}.onnx", lambda length=length: chain_model(length), runs=0)

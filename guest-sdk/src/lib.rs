@@ -15,6 +15,8 @@
 //! ```
 //!
 //! - [`handler`]: `fn(Request) -> impl IntoResponse`, an HTTP endpoint;
+//! - [`streaming_handler`]: `fn(Request, BodyWriter)`, an HTTP endpoint that
+//!   sends its body as it goes (tokens, progress, [`sse`] events);
 //! - [`preprocessor`]: `fn(RawRecord) -> Result<Vec<NamedTensor>, E>`;
 //! - [`training_step`]: on `impl TrainingStep for T`; its arithmetic may run
 //!   on the host's inference backend as an ONNX train-step graph, with
@@ -51,11 +53,14 @@
 
 mod http;
 pub mod nn;
+pub mod sse;
+mod stream;
 mod tensor;
 mod training;
 
 pub use http::{IntoResponse, Json};
-pub use muon_sdk_macro::{handler, preprocessor, training_step};
+pub use muon_sdk_macro::{handler, preprocessor, streaming_handler, training_step};
+pub use stream::BodyWriter;
 pub use tensor::TensorError;
 pub use training::{HyperParameters, TrainingStep};
 
@@ -74,6 +79,18 @@ pub mod __bindings {
             pub_export_macro: true,
             export_macro_name: "export",
             default_bindings_module: "::muon_sdk::__bindings::handler",
+        });
+    }
+
+    /// The `streaming-handler` world.
+    pub mod streaming {
+        wit_bindgen::generate!({
+            world: "muon:function/streaming-handler",
+            path: "../wit/muon-function",
+            pub_export_macro: true,
+            export_macro_name: "export",
+            default_bindings_module: "::muon_sdk::__bindings::streaming",
+            with: { "muon:function/types@0.1.0": crate::__bindings::handler::muon::function::types },
         });
     }
 

@@ -51,6 +51,7 @@ mod sandbox;
 mod scaling;
 mod soak;
 mod storage;
+mod streaming;
 mod tenants;
 mod train_graph;
 mod ui;

@@ -90,6 +90,12 @@ impl Conn {
             let (name, value) = header.split_once(':').with_context(|| format!("bad header line {header:?}"))?;
             headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
         }
+        let chunked = headers.iter().any(|(n, v)| n == "transfer-encoding" && v == "chunked");
+        if chunked && !headers.iter().any(|(n, _)| n == "content-length") {
+            // A streamed body (wasi:http, streaming handlers).
+            let body = self.chunked_body().await?;
+            return Ok(RawResponse { status, headers, body });
+        }
         let lengths: Vec<usize> =
             headers.iter().filter(|(n, _)| n == "content-length").filter_map(|(_, v)| v.parse().ok()).collect();
         let length = match (status, lengths.as_slice()) {
@@ -102,6 +108,26 @@ impl Conn {
         let mut body = vec![0; length];
         self.stream.read_exact(&mut body).await?;
         Ok(RawResponse { status, headers, body })
+    }
+
+    /// A chunked body: hex size lines, each chunk and its CRLF, until the
+    /// empty chunk (no trailers are expected).
+    async fn chunked_body(&mut self) -> anyhow::Result<Vec<u8>> {
+        let mut body = Vec::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            self.stream.read_line(&mut line).await?;
+            let size =
+                usize::from_str_radix(line.trim_end(), 16).with_context(|| format!("bad chunk size {line:?}"))?;
+            let mut chunk = vec![0; size + 2];
+            self.stream.read_exact(&mut chunk).await?;
+            anyhow::ensure!(chunk.ends_with(b"\r\n"), "a chunk not followed by CRLF");
+            if size == 0 {
+                return Ok(body);
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
     }
 
     /// What the server sends before it closes the connection, if it closes

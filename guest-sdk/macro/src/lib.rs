@@ -1,5 +1,5 @@
-//! Attribute macros behind `muon_sdk::handler`, `muon_sdk::preprocessor` and
-//! `muon_sdk::training_step`. Each checks the signature and reports a wrong
+//! Attribute macros behind `muon_sdk::handler`, `muon_sdk::streaming_handler`,
+//! `muon_sdk::preprocessor` and `muon_sdk::training_step`. Each checks the signature and reports a wrong
 //! one with a spanned error that says what is expected.
 
 // Functions are written against these docs alone.
@@ -16,7 +16,7 @@ pub fn handler(attr: TokenStream, item: TokenStream) -> TokenStream {
     let function = parse_macro_input!(item as ItemFn);
     let expected =
         "a #[muon_sdk::handler] function looks like `fn name(req: muon_sdk::Request) -> impl muon_sdk::IntoResponse`";
-    let arg_type = match check_fn(attr.is_empty(), &function, expected) {
+    let arg_type = match check_fn(attr.is_empty(), &function, expected, 1) {
         Ok(ty) => ty,
         Err(err) => return err.to_compile_error().into(),
     };
@@ -39,6 +39,36 @@ pub fn handler(attr: TokenStream, item: TokenStream) -> TokenStream {
     .into()
 }
 
+/// Makes `fn(muon_sdk::Request, muon_sdk::BodyWriter)` the component's
+/// streaming handler: it writes its response as it goes.
+#[proc_macro_attribute]
+pub fn streaming_handler(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let function = parse_macro_input!(item as ItemFn);
+    let expected = "a #[muon_sdk::streaming_handler] function looks like \
+                    `fn name(req: muon_sdk::Request, out: muon_sdk::BodyWriter)`";
+    let arg_type = match check_fn(attr.is_empty(), &function, expected, 2) {
+        Ok(ty) => ty,
+        Err(err) => return err.to_compile_error().into(),
+    };
+    let name = &function.sig.ident;
+    quote! {
+        #function
+
+        #[doc(hidden)]
+        struct __MuonStreamingHandler;
+
+        impl ::muon_sdk::__bindings::streaming::exports::muon::function::stream_handle::Guest for __MuonStreamingHandler {
+            fn handle(request: ::muon_sdk::Request) {
+                let request: #arg_type = request;
+                #name(request, ::muon_sdk::BodyWriter::new());
+            }
+        }
+
+        ::muon_sdk::__bindings::streaming::export!(__MuonStreamingHandler with_types_in ::muon_sdk::__bindings::streaming);
+    }
+    .into()
+}
+
 /// Makes `fn(muon_sdk::RawRecord) -> Result<Vec<muon_sdk::NamedTensor>, E: Display>`
 /// the component's preprocessor.
 #[proc_macro_attribute]
@@ -46,7 +76,7 @@ pub fn preprocessor(attr: TokenStream, item: TokenStream) -> TokenStream {
     let function = parse_macro_input!(item as ItemFn);
     let expected = "a #[muon_sdk::preprocessor] function looks like \
                     `fn name(input: muon_sdk::RawRecord) -> Result<Vec<muon_sdk::NamedTensor>, impl Display>`";
-    let arg_type = match check_fn(attr.is_empty(), &function, expected) {
+    let arg_type = match check_fn(attr.is_empty(), &function, expected, 1) {
         Ok(ty) => ty,
         Err(err) => return err.to_compile_error().into(),
     };
@@ -124,8 +154,9 @@ pub fn training_step(attr: TokenStream, item: TokenStream) -> TokenStream {
     .into()
 }
 
-/// Checks the shape of an exported function and returns its argument type.
-fn check_fn(attr_is_empty: bool, function: &ItemFn, expected: &str) -> syn::Result<Box<syn::Type>> {
+/// Checks the shape of an exported function (`arity` arguments) and returns
+/// the type of its first.
+fn check_fn(attr_is_empty: bool, function: &ItemFn, expected: &str, arity: usize) -> syn::Result<Box<syn::Type>> {
     if !attr_is_empty {
         return Err(syn::Error::new(proc_macro2::Span::call_site(), "this attribute takes no arguments"));
     }
@@ -136,13 +167,13 @@ fn check_fn(attr_is_empty: bool, function: &ItemFn, expected: &str) -> syn::Resu
     if !sig.generics.params.is_empty() {
         return Err(syn::Error::new(sig.generics.span(), format!("{expected}; it cannot be generic")));
     }
-    let mut inputs = sig.inputs.iter();
-    match (inputs.next(), inputs.next()) {
-        (Some(FnArg::Typed(arg)), None) => Ok(arg.ty.clone()),
-        (Some(FnArg::Receiver(receiver)), _) => {
+    let count = if arity == 1 { "exactly one argument" } else { "exactly two arguments" };
+    match sig.inputs.first() {
+        Some(FnArg::Receiver(receiver)) => {
             Err(syn::Error::new(receiver.span(), format!("{expected}; it cannot take self")))
         }
-        _ => Err(syn::Error::new(sig.inputs.span(), format!("{expected}; it takes exactly one argument"))),
+        Some(FnArg::Typed(arg)) if sig.inputs.len() == arity => Ok(arg.ty.clone()),
+        _ => Err(syn::Error::new(sig.inputs.span(), format!("{expected}; it takes {count}"))),
     }
 }
 
@@ -152,12 +183,25 @@ mod tests {
 
     fn check(source: &str) -> Result<(), String> {
         let function: ItemFn = syn::parse_str(source).map_err(|e| e.to_string())?;
-        check_fn(true, &function, "expected shape").map(|_| ()).map_err(|e| e.to_string())
+        check_fn(true, &function, "expected shape", 1).map(|_| ()).map_err(|e| e.to_string())
     }
 
     #[test]
     fn good_signatures_pass() {
         assert_eq!(check("fn f(req: Request) -> Response { todo() }"), Ok(()));
+    }
+
+    #[test]
+    fn a_streaming_handler_takes_two_arguments() {
+        let two: ItemFn = syn::parse_quote!(
+            fn f(req: Request, out: BodyWriter) {}
+        );
+        assert!(check_fn(true, &two, "streaming", 2).is_ok());
+        let one: ItemFn = syn::parse_quote!(
+            fn f(req: Request) {}
+        );
+        let err = check_fn(true, &one, "streaming", 2).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("exactly two arguments"), "{err}");
     }
 
     #[test]

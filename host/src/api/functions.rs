@@ -9,6 +9,9 @@ use utoipa::{IntoParams, ToSchema};
 pub enum FunctionKind {
     /// Exports `muon:function/handle`; called at `/fn/{tenant}/{name}`.
     Handler,
+    /// Exports `muon:function/stream-handle` and streams its response;
+    /// called at `/fn/{tenant}/{name}`.
+    StreamingHandler,
     /// Exports `wasi:http/incoming-handler`; called at `/fn/{tenant}/{name}`.
     Http,
     /// Exports `muon:function/preprocess`; called at `POST /v1/functions/{name}/invoke`.
@@ -22,6 +25,7 @@ impl FunctionKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Handler => "handler",
+            Self::StreamingHandler => "streaming-handler",
             Self::Http => "http",
             Self::Preprocessor => "preprocessor",
             Self::TrainingStep => "training-step",
@@ -30,7 +34,9 @@ impl FunctionKind {
 
     /// The kind named `name` in JSON, if there is one.
     pub fn parse(name: &str) -> Option<Self> {
-        [Self::Handler, Self::Http, Self::Preprocessor, Self::TrainingStep].into_iter().find(|k| k.as_str() == name)
+        [Self::Handler, Self::StreamingHandler, Self::Http, Self::Preprocessor, Self::TrainingStep]
+            .into_iter()
+            .find(|k| k.as_str() == name)
     }
 
     /// Whether it is called with JSON at `POST /v1/functions/{name}/invoke`

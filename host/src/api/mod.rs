@@ -118,11 +118,15 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// `503`: the function's circuit breaker is open after failures in a row; it did not run (`Retry-After`).
     CircuitOpen,
+    /// `499`: the client closed the connection while a function streamed its
+    /// response, and the function was stopped. Only the ledger sees it: the
+    /// client is gone.
+    ClientClosed,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 30] = [
+    pub const ALL: [ErrorCode; 31] = [
         Self::InvalidComponent,
         Self::InvalidModel,
         Self::UnknownImport,
@@ -153,6 +157,7 @@ impl ErrorCode {
         Self::InvalidData,
         Self::UnsupportedMediaType,
         Self::CircuitOpen,
+        Self::ClientClosed,
     ];
 
     /// The code as it appears in JSON.
@@ -188,6 +193,7 @@ impl ErrorCode {
             Self::InvalidData => "invalid_data",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::CircuitOpen => "circuit_open",
+            Self::ClientClosed => "client_closed",
         }
     }
 

@@ -5,6 +5,7 @@ pub(crate) mod bindings;
 mod error;
 pub mod limits;
 mod outbound;
+mod response;
 mod state;
 
 use std::hash::{Hash, Hasher};
@@ -18,6 +19,7 @@ use wasmtime::{Config as WasmtimeConfig, Engine, InstanceAllocationStrategy, Poo
 pub use bindings::{NamedTensor, RawRecord, Request, Response, Tensor, TensorType};
 pub use error::ComponentError;
 pub use outbound::{OutboundPolicy, PostError, is_internal_address, post};
+pub use response::{Head, ResponseSink, response_channel};
 pub use state::{HostState, InstanceLimits};
 
 /// What a component is, judged by what it exports.
@@ -25,6 +27,8 @@ pub use state::{HostState, InstanceLimits};
 pub enum FunctionKind {
     /// Exports `muon:function/handle`.
     Handler,
+    /// Exports `muon:function/stream-handle` (the `streaming-handler` world).
+    Streaming,
     /// Exports `muon:function/preprocess`.
     Preprocessor,
     /// Exports `muon:function/train`.
@@ -38,6 +42,7 @@ impl FunctionKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Handler => "handler",
+            Self::Streaming => "streaming-handler",
             Self::Preprocessor => "preprocessor",
             Self::TrainingStep => "training-step",
             Self::Http => "http",
@@ -50,6 +55,8 @@ impl FunctionKind {
 pub enum EntryPoint {
     /// The `muon:function/handler` world.
     Handler(bindings::handler::HandlerPre<HostState>),
+    /// The `muon:function/streaming-handler` world.
+    Streaming(bindings::streaming::StreamingHandlerPre<HostState>),
     /// The `muon:function/preprocessor` world.
     Preprocessor(bindings::preprocessor::PreprocessorPre<HostState>),
     /// The `muon:function/training-step` world.
@@ -63,6 +70,7 @@ impl EntryPoint {
     pub fn kind(&self) -> FunctionKind {
         match self {
             Self::Handler(_) => FunctionKind::Handler,
+            Self::Streaming(_) => FunctionKind::Streaming,
             Self::Preprocessor(_) => FunctionKind::Preprocessor,
             Self::TrainingStep(_) => FunctionKind::TrainingStep,
             Self::Http(_) => FunctionKind::Http,
@@ -82,6 +90,7 @@ const PROVIDED_IMPORTS: &[&str] = &[
     "wasi:http/outgoing-handler",
     "wasi:nn/",
     "muon:function/types",
+    "muon:function/response-stream",
 ];
 
 /// What the engine needs from the configuration.
@@ -115,6 +124,10 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         crate::nn::wasi::add_to_linker(&mut linker, HostState::nn)?;
+        bindings::streaming::muon::function::response_stream::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut linker,
+            |state| state,
+        )?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let compiled_dir = config.compiled_dir.clone();
@@ -214,8 +227,8 @@ impl Runtime {
         for (name, _) in component_type.imports(&self.engine) {
             if !PROVIDED_IMPORTS.iter().any(|prefix| name.starts_with(prefix)) {
                 let detail = "; muon provides wasi:cli, wasi:io, wasi:clocks, wasi:random, wasi:filesystem, \
-                     wasi:sockets, wasi:http/types, wasi:http/outgoing-handler, wasi:nn@0.2.0-rc-2024-10-28 \
-                     and muon:function/types"
+                     wasi:sockets, wasi:http/types, wasi:http/outgoing-handler, wasi:nn@0.2.0-rc-2024-10-28, \
+                     muon:function/types and muon:function/response-stream"
                     .to_owned();
                 return Err(ComponentError::UnknownImport { import: name.to_owned(), detail });
             }
@@ -232,6 +245,9 @@ fn entry_point(pre: InstancePre<HostState>) -> Result<EntryPoint, ComponentError
     if let Ok(p) = bindings::handler::HandlerPre::new(pre.clone()) {
         return Ok(EntryPoint::Handler(p));
     }
+    if let Ok(p) = bindings::streaming::StreamingHandlerPre::new(pre.clone()) {
+        return Ok(EntryPoint::Streaming(p));
+    }
     if let Ok(p) = wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre.clone()) {
         return Ok(EntryPoint::Http(p));
     }
@@ -242,7 +258,8 @@ fn entry_point(pre: InstancePre<HostState>) -> Result<EntryPoint, ComponentError
         return Ok(EntryPoint::TrainingStep(p));
     }
     Err(ComponentError::Invalid(
-        "the component exports none of muon:function/handle, wasi:http/incoming-handler, \
+        "the component exports none of muon:function/handle, muon:function/stream-handle, \
+         wasi:http/incoming-handler, \
          muon:function/preprocess or muon:function/train (at compatible versions)"
             .to_owned(),
     ))

@@ -34,6 +34,8 @@ pub struct HostState {
     table: ResourceTable,
     outbound: OutboundPolicy,
     nn: NnCtx,
+    /// Where a streaming function's response goes; `None` for other calls.
+    pub(super) response: Option<super::response::ResponseSink>,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) stdout: CapturedOutput,
     pub(crate) stderr: CapturedOutput,
@@ -55,6 +57,7 @@ impl HostState {
             table,
             outbound,
             nn,
+            response: None,
             limiter: MemoryLimiter { limit: limits.memory_bytes, meter: MemoryMeter::new(), hit_limit: false },
             stdout,
             stderr,

@@ -41,6 +41,10 @@ pub enum InvokeError {
         /// The cap, in bytes.
         limit: u64,
     },
+    /// The client went away while the function streamed its response, and
+    /// the function was stopped.
+    #[error("the client closed the connection before the response was complete")]
+    ClientGone,
     /// A host-side failure.
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
@@ -65,6 +69,7 @@ impl InvokeError {
             Self::Rejected(_) => ErrorCode::FunctionError,
             Self::InvalidResponse(_) => ErrorCode::InvalidResponse,
             Self::ResponseTooLarge { .. } => ErrorCode::ResponseTooLarge,
+            Self::ClientGone => ErrorCode::ClientClosed,
             Self::Internal(_) => ErrorCode::Internal,
         }
     }

@@ -30,10 +30,21 @@ pub(super) fn framed(response: Response, limit: u64, function: &str) -> Result<h
     if response.body.len() as u64 > limit {
         return Err(InvokeError::ResponseTooLarge { limit });
     }
-    let status = framing::final_status(response.status)?;
-    let mut out = http::Response::new(Bytes::from(response.body));
+    let body = Bytes::from(response.body);
+    Ok(head(response.status, response.headers, function)?.map(|()| body))
+}
+
+/// A response head from a guest's status and headers, checked and with the
+/// host-owned headers dropped.
+pub(super) fn head(
+    status: u16,
+    headers: Vec<(String, String)>,
+    function: &str,
+) -> Result<http::Response<()>, InvokeError> {
+    let status = framing::final_status(status)?;
+    let mut out = http::Response::new(());
     *out.status_mut() = status;
-    for (name, value) in response.headers {
+    for (name, value) in headers {
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
             InvokeError::InvalidResponse(format!("`{}` is not a valid header name", name.escape_debug()))
         })?;

@@ -12,6 +12,7 @@ mod error;
 mod framing;
 pub mod handler;
 pub mod http;
+mod streamed;
 pub mod typed;
 
 use std::future::Future;
@@ -29,6 +30,7 @@ use crate::registry::{Overloaded, Version};
 
 pub use crate::engine::bindings::training::exports::muon::function::train::{Evaluation, StepOutput};
 pub use error::InvokeError;
+pub use streamed::{Finished, SentBody, Streamed};
 
 /// What the invoker needs from the configuration: the limits every instance runs under.
 #[derive(Debug, Clone)]
@@ -96,7 +98,8 @@ impl GuestLog {
 
 /// What a function is called with; each kind takes its own.
 pub enum Input {
-    /// A handler function: the request record (body already read).
+    /// A handler or streaming handler function: the request record (body
+    /// already read).
     Handler(crate::engine::Request),
     /// A `wasi:http` function: the request with its body already read.
     Http(::http::Request<http_body_util::Full<Bytes>>),
@@ -127,8 +130,12 @@ pub enum Input {
 
 /// What a function returned.
 pub enum Output {
-    /// An HTTP response whose framing the host owns (handler and `wasi:http`).
+    /// A whole HTTP response whose framing the host owns (handler, and a
+    /// streaming function that had ended before its head went out).
     Http(::http::Response<Bytes>),
+    /// A response the guest is still writing (streaming handler and
+    /// `wasi:http`); its call ends, and is settled, when the stream does.
+    Stream(Streamed),
     /// A preprocessor's tensors.
     Tensors(Vec<NamedTensor>),
     /// A training step's initial parameters.
@@ -140,7 +147,8 @@ pub enum Output {
 }
 
 /// Runs functions: owns the engine, the loaded models and the limits every
-/// instance gets.
+/// instance gets. Cloning is cheap; a streamed call's guest task owns a clone.
+#[derive(Clone)]
 pub struct Invoker {
     runtime: Arc<Runtime>,
     models: Arc<ModelStore>,
@@ -178,6 +186,9 @@ impl Invoker {
                     .await;
                 let limit = self.settings.max_response_bytes;
                 (result.and_then(|response| handler::framed(response, limit, &version.label)).map(Output::Http), used)
+            }
+            (EntryPoint::Streaming(pre), Input::Handler(request)) => {
+                streamed::run_handler(self, version, pre, request, deadline, caller).await
             }
             (EntryPoint::Http(pre), Input::Http(request)) => {
                 http::run(self, version, pre, request, deadline, caller).await
@@ -349,7 +360,7 @@ fn guest_result<T>(result: Result<T, String>) -> Result<T, InvokeError> {
 fn wrong_input(version: &Version, entry: &EntryPoint) -> InvokeError {
     let name = &version.record.name;
     match entry {
-        EntryPoint::Handler(_) | EntryPoint::Http(_) => {
+        EntryPoint::Handler(_) | EntryPoint::Streaming(_) | EntryPoint::Http(_) => {
             InvokeError::BadInput(format!("`{name}` is an HTTP function; call it at /fn/{}", version.label))
         }
         EntryPoint::Preprocessor(_) | EntryPoint::TrainingStep(_) => InvokeError::BadInput(format!(

@@ -84,7 +84,7 @@ pub fn input(kind: FunctionKind, json: &[u8]) -> Result<Input, InvokeError> {
                 batch: tensors_from_json(batch)?,
             }),
         },
-        FunctionKind::Handler | FunctionKind::Http => {
+        FunctionKind::Handler | FunctionKind::Streaming | FunctionKind::Http => {
             Err(InvokeError::BadInput("an HTTP function has no typed input; call it at /fn/{tenant}/{name}".into()))
         }
     }
@@ -114,7 +114,9 @@ pub fn output(output: &Output, limit: u64) -> Result<Vec<u8>, InvokeError> {
             };
             output_json(&evaluation, limit)
         }
-        Output::Http(_) => Err(InvokeError::Internal(anyhow::anyhow!("an HTTP response is not a typed output"))),
+        Output::Http(_) | Output::Stream(_) => {
+            Err(InvokeError::Internal(anyhow::anyhow!("an HTTP response is not a typed output")))
+        }
     }
 }
 

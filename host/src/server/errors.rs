@@ -60,6 +60,8 @@ fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        // nginx's "client closed request": never sent, since nobody is listening.
+        ErrorCode::ClientClosed => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
         ErrorCode::LedgerUnavailable
         | ErrorCode::Overloaded
         | ErrorCode::BodiesBusy
