@@ -80,6 +80,29 @@ fn digits_probe(pixels: &[Value], first: usize, rows: usize) -> Value {
     json!({ "model": "digits", "inputs": [input] })
 }
 
+/// Runs `work` while a probe of `function` holds `model` without computing
+/// (sent first, given 200 ms to load the model, then paused for
+/// `pause_ms`): a batch's window stays open its full length while someone
+/// who holds the model could still join. The holder then fails validation,
+/// so it never joins a batch.
+async fn holding<T>(
+    server: &Server,
+    function: &str,
+    model: &str,
+    pause_ms: u64,
+    work: impl std::future::Future<Output = T>,
+) -> anyhow::Result<T> {
+    let input = json!({ "name": "nope", "type": "fp32", "dims": [1], "fill_f32": 0.0 });
+    let held = call(server, function, json!({ "model": model, "inputs": [input], "pause_ms": pause_ms }));
+    let later = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        work.await
+    };
+    let (held, out) = tokio::join!(held, later);
+    assert_eq!(held?.body["code"], "invalid-argument");
+    Ok(out)
+}
+
 fn slow_probe(rows: usize) -> Value {
     json!({ "model": "slow", "inputs": [{ "name": "x", "type": "fp32", "dims": [rows, 1024], "fill_f32": 0.5 }] })
 }
@@ -125,12 +148,18 @@ async fn batched_outputs_are_the_outputs_computed_alone(backend: &str) -> anyhow
     let bad_alone = call(&server, "probe", bad.clone()).await?.body;
     assert_eq!(bad_alone["code"], "invalid-argument", "{bad_alone}");
 
-    let model = set_batching(&server, "digits", json!({ "batch_max": 256, "batch_wait_us": 300_000 })).await?;
+    // Alone, a request does not wait out the window: no one else holds the model.
+    let model = set_batching(&server, "digits", json!({ "batch_max": 256, "batch_wait_us": 1_000_000 })).await?;
     assert_eq!(model["version"], 2, "settings are the model's next version");
+    let started = Instant::now();
+    let lone = call(&server, "probe", probes[0].clone()).await?;
+    assert!(started.elapsed() < Duration::from_millis(500), "{backend}: a lone request waited {:?}", started.elapsed());
+    assert!(ulps_apart(&lone.body["outputs"], &alone[0])? <= tolerance_ulps(backend));
+    let model = set_batching(&server, "digits", json!({ "batch_max": 256, "batch_wait_us": 300_000 })).await?;
     assert_eq!(model["batching"]["batchable"], true, "{model}");
     let mut bodies = probes.clone();
     bodies.push(bad.clone());
-    let answers = all_at_once(&server, "probe", bodies).await?;
+    let answers = holding(&server, "probe", "digits", 1000, all_at_once(&server, "probe", bodies)).await??;
     let mut worst = 0;
     for (answer, expected) in answers.iter().zip(&alone) {
         worst = worst.max(ulps_apart(&answer.body["outputs"], expected)?);
@@ -181,7 +210,9 @@ async fn each_request_is_billed_its_share_of_the_batch_by_rows_on_both_backends(
     for backend in BACKENDS {
         let query = format!("backend={backend}&batch_max=64&batch_wait_us=500000");
         server.push_model_ok("slow", generated_model("slow-rows.onnx")?, &query).await?;
-        let answers = all_at_once(&server, "probe", rows.iter().map(|&r| slow_probe(r as usize)).collect()).await?;
+        let probes = rows.iter().map(|&r| slow_probe(r as usize));
+        let answers =
+            holding(&server, "probe", "slow", 1500, all_at_once(&server, "probe", probes.collect())).await??;
         let counts = batching(&server, "slow").await?;
         assert_eq!((counts["batches"].as_u64(), counts["rows"].as_u64()), (Some(1), Some(64)), "{backend}: {counts}");
         let batch_us = counts["compute_us"].as_u64().unwrap_or(0);
@@ -215,10 +246,13 @@ async fn each_request_keeps_its_own_deadline_inside_a_batch_on_both_backends() -
         // Gathering for a second: the hurried request leaves before the batch computes.
         let query = format!("backend={backend}&batch_max=1024&batch_wait_us=1000000");
         server.push_model_ok("slow", generated_model("slow-rows.onnx")?, &query).await?;
-        let (hurry, patient) = tokio::join!(
-            call(&server, "hurry", slow_probe(64)),
-            all_at_once(&server, "patient", vec![slow_probe(32); 2])
-        );
+        let both = async {
+            tokio::join!(
+                call(&server, "hurry", slow_probe(64)),
+                all_at_once(&server, "patient", vec![slow_probe(32); 2])
+            )
+        };
+        let (hurry, patient) = holding(&server, "patient", "slow", 2000, both).await?;
         assert_eq!(hurry?.status, 504, "{backend}");
         for answer in patient? {
             assert_eq!(answer.body["ok"], true, "{backend}: {}", answer.body);
@@ -234,7 +268,8 @@ async fn each_request_keeps_its_own_deadline_inside_a_batch_on_both_backends() -
             let answer = call(shared, function, slow_probe(rows)).await;
             (answer, started.elapsed())
         };
-        let ((hurry, hurry_took), (patient, patient_took)) = tokio::join!(timed("hurry", 64), timed("patient", 448));
+        let both = async { tokio::join!(timed("hurry", 64), timed("patient", 448)) };
+        let ((hurry, hurry_took), (patient, patient_took)) = holding(shared, "patient", "slow", 1000, both).await?;
         assert_eq!(hurry?.status, 504, "{backend}");
         let patient = patient?;
         assert_eq!(patient.body["ok"], true, "{backend}: {}", patient.body);

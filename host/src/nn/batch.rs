@@ -4,8 +4,9 @@
 //! A model uploaded with `batch_max` rows gets a [`Batcher`] per version: a
 //! tokio task with a bounded queue. The first request to arrive opens a
 //! window of `batch_wait_us`; requests whose inputs agree with it on every
-//! dimension but the first join it until the window closes or the batch
-//! holds `batch_max` rows. Their rows are concatenated along dimension 0,
+//! dimension but the first join it until the window closes, the batch
+//! holds `batch_max` rows, or every guest holding the model has joined (so
+//! a lone request never waits out the window). Their rows are concatenated along dimension 0,
 //! computed once on the inference threads, and the outputs split back by
 //! rows. Each request was checked against the signature and its own memory
 //! limit before it joined, so validation errors stay its own.
@@ -19,7 +20,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -102,6 +103,45 @@ struct Counters {
     rows: AtomicU64,
     widest: AtomicU64,
     compute_us: AtomicU64,
+    /// Graphs of this version that guests hold now ([`Hold`]): who could join a batch.
+    holders: AtomicUsize,
+    /// Computes sent to the batcher and not answered yet.
+    queued: AtomicUsize,
+}
+
+impl Counters {
+    /// Whether every guest holding the model is already waiting on it: no
+    /// one else can join until a guest loads it anew, so a window need not
+    /// wait. A lone caller is then never held up by the window.
+    fn everyone_joined(&self) -> bool {
+        self.holders.load(Ordering::Relaxed) <= self.queued.load(Ordering::Relaxed)
+    }
+}
+
+/// A guest's hold on a batched model, from `load-by-name` until it drops
+/// its graph: counted so that a window closes once every holder has joined.
+pub struct Hold(Arc<Batcher>);
+
+impl Hold {
+    /// The batcher held.
+    pub(super) fn batcher(&self) -> &Batcher {
+        &self.0
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.0.counters.holders.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A compute counted as queued until it is answered or its caller leaves.
+struct Queued<'a>(&'a AtomicUsize);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// One request waiting in a batch.
@@ -144,6 +184,12 @@ impl Batcher {
         Self { queue, max_rows: settings.max_rows, counters }
     }
 
+    /// A guest's hold on this batcher, for as long as it keeps the graph.
+    pub(super) fn hold(self: &Arc<Self>) -> Hold {
+        self.counters.holders.fetch_add(1, Ordering::Relaxed);
+        Hold(Arc::clone(self))
+    }
+
     /// The rows of checked `inputs` if they may join a batch: every input's
     /// first dimension is the same, and no wider than a batch. A request
     /// wider than a batch is computed alone.
@@ -174,6 +220,8 @@ impl Batcher {
             reply,
         };
         let stopped = || NnError::new(ErrorCode::RuntimeError, "the model's batcher stopped without an answer");
+        self.counters.queued.fetch_add(1, Ordering::Relaxed);
+        let _queued = Queued(&self.counters.queued);
         self.queue.send(member).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
@@ -206,19 +254,21 @@ async fn serve(
     let mut held = VecDeque::new();
     loop {
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
-        let Some(batch) = gather(&mut arrivals, &mut held, settings).await else { return };
+        let Some(batch) = gather(&mut arrivals, &mut held, settings, &counters).await else { return };
         tokio::spawn(compute_batch(Arc::clone(&inference), batch, Arc::clone(&counters), slot));
     }
 }
 
 /// The next batch: the first request still waiting opens a window of
-/// `wait_us`, and agreeing requests join until it closes or the batch is
-/// full. Requests that cannot join are held for the next batch, first.
-/// `None` once the batcher is dropped and nothing is left.
+/// `wait_us`, and agreeing requests join until it closes, the batch is
+/// full, or every guest holding the model has joined. Requests that cannot
+/// join are held for the next batch, first. `None` once the batcher is
+/// dropped and nothing is left.
 async fn gather(
     arrivals: &mut mpsc::Receiver<Member>,
     held: &mut VecDeque<Member>,
     settings: Batching,
+    counters: &Counters,
 ) -> Option<Vec<Member>> {
     let first = loop {
         let next = match held.pop_front() {
@@ -235,6 +285,16 @@ async fn gather(
         batch.offer(member, held);
     }
     while batch.rows < batch.max_rows {
+        // Those already sent are taken whatever the holders say.
+        let ready = match arrivals.try_recv() {
+            Ok(member) => Some(member),
+            Err(_) if counters.everyone_joined() => break,
+            Err(_) => None,
+        };
+        if let Some(member) = ready {
+            batch.offer(member, held);
+            continue;
+        }
         match tokio::time::timeout_at(closes, arrivals.recv()).await {
             Ok(Some(member)) => batch.offer(member, held),
             Ok(None) | Err(_) => break,

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 
 use backend::{Backend, BackendKind, Device, LoadedModel, OnnxRuntime, Tract};
-use batch::Batcher;
+use batch::Hold;
 pub use batch::{BatchCounts, Batching, DEFAULT_BATCH_WAIT_US};
 use bounds::{LoadLimits, ModelBounds};
 pub use error::{ErrorCode, NnError};
@@ -119,8 +119,8 @@ pub struct Graph {
     /// The catalog version it was loaded for (by name), whose statistics
     /// and repair its computes feed; `None` for bytes a guest loaded.
     watch: Option<Arc<ModelWatch>>,
-    /// The batcher of that version, when its computes are batched.
-    batcher: Option<Arc<Batcher>>,
+    /// The hold on that version's batcher, when its computes are batched.
+    batcher: Option<Arc<Hold>>,
 }
 
 type LoadKey = (String, BackendKind, Device);
@@ -349,7 +349,7 @@ impl Inference {
         let ordered = bind_inputs(&graph.signature, inputs)?;
         graph.bounds.check_run(&ordered, caller.memory_limit)?;
         let model = Arc::clone(&graph.model);
-        let batch = graph.batcher.as_ref().and_then(|batcher| Some((batcher, batcher.rows_of(&ordered)?)));
+        let batch = graph.batcher.as_ref().map(|hold| hold.batcher()).and_then(|b| Some((b, b.rows_of(&ordered)?)));
         let outputs = match batch {
             Some((batcher, rows)) => batcher.compute(model, ordered, rows, caller, meter).await?,
             None => {

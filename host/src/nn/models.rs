@@ -373,7 +373,7 @@ impl ModelStore {
             self.audit_load(&record, "at first use").await;
         }
         graph.watch = Some(self.watch(&record));
-        graph.batcher = self.batcher(&record);
+        graph.batcher = self.batcher(&record).map(|batcher| Arc::new(batcher.hold()));
         Ok(graph)
     }
 
