@@ -9,6 +9,8 @@
 # muon runs with metering on and --nn-intra-op-threads 1; inference threads and
 # sessions per model default to the CPU count, and the direct side matches.
 # NN_BENCH_SECONDS sets each measured cell's length (default 5).
+# `bench-nn.sh BIN` builds the same and runs tests/src/bin/BIN instead
+# (scripts/bench-batch.sh runs batch-bench this way).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
@@ -23,4 +25,4 @@ quietly ./scripts/make-models.sh --heavy
 
 echo "machine: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1), $(nproc) cores," \
     "$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); load average $(cut -d' ' -f1-3 /proc/loadavg)"
-"$target/release/nn-bench"
+"$target/release/${1:-nn-bench}"

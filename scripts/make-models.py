@@ -2,9 +2,12 @@
 
     python scripts/make-models.py OUT_DIR [--heavy]
 
-- slow.onnx: a deliberately slow model for deadline and cancellation tests.
+- slow.onnx: a deliberately slow model for deadline and cancellation tests;
+  slow-rows.onnx: the same with a batch dimension ([N, 1024]), for the
+  deadlines of requests inside a batch.
 - resnet50.onnx (only with --heavy, about 100 MB): ResNet-50 with random
-  weights, for timing only.
+  weights, for timing only; resnet50-batch.onnx: the same with a batch
+  dimension ([N, 3, 224, 224]), for the batching benchmark.
 - half.onnx: y = 2x in float16 (x cast to float32 and back), for the
   float16 tensor path of both backends.
 - external-data.onnx: a tiny model whose weight points outside its own
@@ -66,8 +69,8 @@ def finish(graph, doc):
     return model
 
 
-def slow_model():
-    """x [256,1024] -> (MatMul w -> Tanh) x SLOW_LAYERS -> y [256,1024].
+def slow_model(rows=SLOW_SHAPE[0]):
+    """x [rows,1024] -> (MatMul w -> Tanh) x SLOW_LAYERS -> y [rows,1024].
 
     One weight matrix shared by every layer keeps the file at 4 MB. Its scale,
     1/sqrt(1024), gives each layer a gain of about one, so activations stay
@@ -85,11 +88,12 @@ def slow_model():
         nodes.append(helper.make_node("MatMul", [prev, "w"], [f"matmul{i}"], name=f"matmul{i}"))
         nodes.append(helper.make_node("Tanh", [f"matmul{i}"], [out], name=f"tanh{i}"))
         prev = out
+    shape = [rows, SLOW_SHAPE[1]]
     graph = helper.make_graph(
         nodes,
         "slow",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(SLOW_SHAPE))],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(SLOW_SHAPE))],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
         [numpy_helper.from_array(w, "w")],
     )
     return finish(graph, f"{SLOW_LAYERS} x (MatMul 1024x1024 + Tanh): slow on purpose, for deadline tests")
@@ -141,8 +145,8 @@ class ResNetBuilder:
         return self.relu(out)
 
 
-def resnet50_model():
-    """data [1,3,224,224] -> ResNet-50 v1 -> output [1,1000] (softmax).
+def resnet50_model(batch=1):
+    """data [batch,3,224,224] -> ResNet-50 v1 -> output [batch,1000] (softmax).
 
     Random weights: the model recognizes nothing. It exists to time a real
     network's shape and size (25.5 M parameters, about 4 GFLOPs) on muon's
@@ -169,8 +173,8 @@ def resnet50_model():
     graph = helper.make_graph(
         b.nodes,
         "resnet50",
-        [helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, 224, 224])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 1000])],
+        [helper.make_tensor_value_info("data", TensorProto.FLOAT, [batch, 3, 224, 224])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, 1000])],
         b.weights,
     )
     return finish(graph, "ResNet-50 v1 with random seeded weights, BN folded: for timing only")
@@ -340,7 +344,9 @@ def one_thread_latency(path, runs):
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     (meta,) = session.get_inputs()
-    x = np.random.default_rng(1).uniform(-1, 1, meta.shape).astype(np.float32)
+    # One row of a batch dimension.
+    shape = [d if isinstance(d, int) else 1 for d in meta.shape]
+    x = np.random.default_rng(1).uniform(-1, 1, shape).astype(np.float32)
     (y,) = session.run(None, {meta.name: x})  # warm-up, and a sanity check
     assert np.isfinite(y).all(), f"{path.name} produced non-finite values"
     times = []
@@ -380,6 +386,7 @@ def main():
     args = parser.parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     generate(args.out_dir, "slow.onnx", slow_model, runs=3)
+    generate(args.out_dir, "slow-rows.onnx", lambda: slow_model("N"), runs=0)
     generate(args.out_dir, "external-data.onnx", external_data_model, runs=0)
     generate(args.out_dir, "half.onnx", half_model, runs=0)
     generate(args.out_dir, "fill.onnx", fill_model, runs=0)
@@ -394,6 +401,7 @@ def main():
         generate(args.out_dir, f"chain-{length}.onnx", lambda length=length: chain_model(length), runs=0)
     if args.heavy:
         generate(args.out_dir, "resnet50.onnx", resnet50_model, runs=5)
+        generate(args.out_dir, "resnet50-batch.onnx", lambda: resnet50_model("N"), runs=0)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    Deleted, DeployQuery, ErrorBody, FunctionDetail, FunctionList, FunctionVersion, GroupBy, IssuedKey, Model,
-    ModelList, ModelQuery, NewKey, NewTenant, Revoked, TenantCreated, TenantList, UsageGroups, UsageQuery,
+    BatchSettings, Deleted, DeployQuery, ErrorBody, FunctionDetail, FunctionList, FunctionVersion, GroupBy, IssuedKey,
+    Model, ModelList, ModelQuery, NewKey, NewTenant, Revoked, TenantCreated, TenantList, UsageGroups, UsageQuery,
 };
 use crate::config::Settings;
 
@@ -209,9 +209,28 @@ enum ModelsCommand {
         /// `cpu` or `gpu` [default: cpu].
         #[arg(long)]
         target: Option<String>,
+        #[command(flatten)]
+        batching: BatchArgs,
+    },
+    /// Set how model NAME's concurrent computes are merged (its next version, the same bytes).
+    Batching {
+        name: String,
+        #[command(flatten)]
+        batching: BatchArgs,
     },
     /// Delete model NAME.
     Delete { name: String },
+}
+
+/// Dynamic batching of a model's computes.
+#[derive(Debug, clap::Args)]
+struct BatchArgs {
+    /// Merge concurrent computes into batches of at most this many rows [default: 0, off].
+    #[arg(long)]
+    batch_max: Option<u32>,
+    /// How long a batch waits for more requests, in microseconds [default: 1000].
+    #[arg(long)]
+    batch_wait_us: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -429,12 +448,14 @@ async fn client_command(command: Command) -> anyhow::Result<()> {
 async fn models(command: Option<ModelsCommand>, client: &ClientArgs) -> anyhow::Result<()> {
     let http = client.http()?;
     match command {
-        Some(ModelsCommand::Push { name, file, backend, target }) => {
+        Some(ModelsCommand::Push { name, file, backend, target, batching }) => {
             let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let query = ModelQuery {
                 encoding: None,
                 backend: backend.as_deref().map(model_backend).transpose()?,
                 target: target.as_deref().map(model_target).transpose()?,
+                batch_max: batching.batch_max,
+                batch_wait_us: batching.batch_wait_us,
             };
             let request = http
                 .put(format!("{}/v1/models/{name}", client.server))
@@ -460,6 +481,23 @@ async fn models(command: Option<ModelsCommand>, client: &ClientArgs) -> anyhow::
                     specs(&out.inputs),
                     specs(&out.outputs),
                 )
+            })
+        }
+        Some(ModelsCommand::Batching { name, batching }) => {
+            let settings =
+                BatchSettings { batch_max: batching.batch_max.unwrap_or(0), batch_wait_us: batching.batch_wait_us };
+            let request = http.put(format!("{}/v1/models/{name}/batching", client.server)).json(&settings);
+            let out: Model = send(request).await?;
+            print_or(client, &out, || match &out.batching {
+                Some(b) => format!(
+                    "model {} version {}: batches of at most {} rows, waiting {} µs{}",
+                    out.name,
+                    out.version,
+                    b.batch_max,
+                    b.batch_wait_us,
+                    if b.batchable { "" } else { " (its first dimension is not a batch dimension: never batched)" }
+                ),
+                None => format!("model {} version {}: not batched", out.name, out.version),
             })
         }
         Some(ModelsCommand::Delete { name }) => {

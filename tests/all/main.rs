@@ -41,6 +41,7 @@ mod jobs;
 mod monitor;
 mod monitor_models;
 mod nn;
+mod nn_batch;
 mod nn_limits;
 mod observability;
 mod openapi;

@@ -7,6 +7,7 @@
 //! "inputs": [{"name": "x", "type": "fp32", "dims": [1, 64],
 //!             "data_base64": "..." | "fill_bytes": 256 | "fill_f32": 1.0}]
 //! "repeat": 1                                           computes on the one loaded model
+//! "pause_ms": 0                                         sleeps between the load and the first compute
 //! ```
 //!
 //! It always answers 200: `{"ok": true, "outputs": [{"name", "type", "dims",
@@ -52,6 +53,7 @@ struct Probe {
     #[serde(default)]
     inputs: Vec<Input>,
     repeat: Option<u32>,
+    pause_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -86,6 +88,8 @@ fn run(req: &Request) -> Result<Value, String> {
         Ok(model) => model,
         Err(err) => return Ok(failure("load", &err)),
     };
+    // Holding the model without computing keeps a batching window open.
+    std::thread::sleep(std::time::Duration::from_millis(probe.pause_ms.unwrap_or(0)));
     let mut outputs = Outputs::default();
     for _ in 0..repeat {
         outputs = match model.run(&inputs) {

@@ -23,7 +23,9 @@ pub use functions::{
     RolloutState,
 };
 pub use jobs::{Job, JobCreated, JobEvent, JobList, JobLogs, JobReport, JobSpec, JobState, TrialState};
-pub use models::{Backend, Dim, ElementType, Model, ModelList, ModelQuery, Target, TensorSpec};
+pub use models::{
+    Backend, BatchSettings, Batching, Dim, ElementType, Model, ModelList, ModelQuery, Target, TensorSpec,
+};
 pub use monitor::{
     Alert, AlertLabels, AlertList, AlertQuery, AlertState, AuditEvent, AuditEventList, AuditQuery, Percentiles,
     SeriesStats, Sink, SinkList, SinkRequest, Stats, StatsQuery, ThresholdSettings, Thresholds, WindowPoint,

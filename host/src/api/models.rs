@@ -141,6 +141,45 @@ pub struct Model {
     /// The training job that made it (`GET /v1/jobs/{job}`), when a job exported it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
+    /// Dynamic batching, when the model was given `batch_max`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batching: Option<Batching>,
+}
+
+/// A model's dynamic batching: its settings, and what this node batched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Batching {
+    /// Most rows one batched compute takes (rows, not requests: a request of
+    /// more rows is computed alone).
+    pub batch_max: u32,
+    /// How long the first request of a batch waits for others, in microseconds.
+    pub batch_wait_us: u64,
+    /// Whether the model can be batched: every input and output has a symbolic
+    /// first dimension of the same name. Computes on a model that cannot are
+    /// never merged.
+    pub batchable: bool,
+    /// Batches this node computed for this version since it first served it.
+    pub batches: u64,
+    /// Requests in those batches.
+    pub requests: u64,
+    /// Rows in those batches.
+    pub rows: u64,
+    /// The most rows one of them held (never more than `batch_max`).
+    pub widest: u64,
+    /// Their compute time, in microseconds: what their requests were billed, together.
+    pub compute_us: u64,
+}
+
+/// `PUT /v1/models/{name}/batching`: how a model's concurrent computes are merged.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSettings {
+    /// Most rows one batched compute takes, at most 65536; 0 turns batching off.
+    pub batch_max: u32,
+    /// How long the first request of a batch waits for others, in
+    /// microseconds, at most 1000000 [default: 1000].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_wait_us: Option<u64>,
 }
 
 /// `GET /v1/models`.
@@ -163,4 +202,11 @@ pub struct ModelQuery {
     /// Where to compute [default: cpu].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<Target>,
+    /// Merge concurrent computes into batches of at most this many rows
+    /// (see `BatchSettings`) [default: 0, no batching].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_max: Option<u32>,
+    /// How long a batch waits for more requests, in microseconds; with `batch_max` [default: 1000].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_wait_us: Option<u64>,
 }

@@ -79,6 +79,7 @@ fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &m
         routes::list_models,
         routes::upload_model,
         routes::show_model,
+        routes::set_model_batching,
         routes::delete_model,
         routes::list_datasets,
         routes::upload_dataset,
@@ -223,7 +224,7 @@ mod routes {
     use crate::api::datasets::{DatasetList, DatasetQuery, DatasetReport, RowsPage, RowsQuery};
     use crate::api::functions::{DeployQuery, FunctionDetail, FunctionList, FunctionVersion};
     use crate::api::jobs::{Job, JobCreated, JobList, JobLogs, JobReport, JobSpec};
-    use crate::api::models::{Model, ModelList, ModelQuery};
+    use crate::api::models::{BatchSettings, Model, ModelList, ModelQuery};
     use crate::api::monitor::{
         AlertList, AlertQuery, AuditEventList, AuditQuery, Sink, SinkList, SinkRequest, Stats, StatsQuery,
         ThresholdSettings, Thresholds,
@@ -468,6 +469,28 @@ mod routes {
     ),
 )]
     fn show_model() {}
+
+    /// Set how a model's concurrent computes are merged into batches.
+    ///
+    /// The same bytes become the model's next version with these settings, which
+    /// replaces the one before, as an upload would. Requests whose inputs agree on
+    /// every dimension but the first are computed together, up to `batch_max` rows;
+    /// each gets exactly its own rows back and is billed its share of the batch's
+    /// compute time by rows.
+    #[utoipa::path(
+    put,
+    path = "/v1/models/{name}/batching",
+    tag = "models",
+    params(("name" = String, Path, description = "The model's name.")),
+    request_body = BatchSettings,
+    responses(
+        (status = 200, description = "The model's new version.", body = Model),
+        (status = 400, description = "`bad_request`: invalid JSON, an unknown field, a setting out of bounds.", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such model.", body = ErrorBody),
+        (status = 429, description = "`quota_exceeded` (storage), `rate_limited`.", body = ErrorBody),
+    ),
+)]
+    fn set_model_batching() {}
 
     /// Delete a model.
     #[utoipa::path(

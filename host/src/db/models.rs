@@ -26,6 +26,10 @@ pub struct ModelRow {
     pub job: Option<String>,
     /// When it was uploaded (Unix milliseconds), shown in listings.
     pub created_at_ms: i64,
+    /// Most rows of one batched compute; 0 when computes are not batched.
+    pub batch_max: u32,
+    /// How long a batch waits for more requests, in microseconds.
+    pub batch_wait_us: u64,
 }
 
 /// What the catalog keeps of a model version beyond the common columns.
@@ -36,6 +40,15 @@ struct ModelMeta {
     signature: serde_json::Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     job: Option<String>,
+    // Absent from versions stored before batching existed: not batched.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    batch_max: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    batch_wait_us: u64,
+}
+
+fn is_zero<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 impl ModelRow {
@@ -46,6 +59,8 @@ impl ModelRow {
             target: self.target.clone(),
             signature: self.signature.clone(),
             job: self.job.clone(),
+            batch_max: self.batch_max,
+            batch_wait_us: self.batch_wait_us,
         };
         Ok(ObjectVersion {
             kind: ObjectKind::Model,
@@ -72,6 +87,8 @@ impl ModelRow {
             signature: meta.signature,
             job: meta.job,
             created_at_ms: object.created_at_ms,
+            batch_max: meta.batch_max,
+            batch_wait_us: meta.batch_wait_us,
         })
     }
 }

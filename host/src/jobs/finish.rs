@@ -124,6 +124,7 @@ async fn export(
         backend: Some(record.backend),
         target: Some(record.target),
         job: Some(job.to_owned()),
+        batching: record.batching,
     };
     let stored = models
         .put(tenant, model, bytes::Bytes::from(filled), options, quota)

@@ -10,6 +10,7 @@
 //! make the host allocate more than the caller may.
 
 pub mod backend;
+mod batch;
 mod bounds;
 mod error;
 mod health;
@@ -29,6 +30,8 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 
 use backend::{Backend, BackendKind, Device, LoadedModel, OnnxRuntime, Tract};
+use batch::Hold;
+pub use batch::{BatchCounts, Batching, DEFAULT_BATCH_WAIT_US};
 use bounds::{LoadLimits, ModelBounds};
 pub use error::{ErrorCode, NnError};
 pub use health::Unloadable;
@@ -82,7 +85,10 @@ pub struct ComputeMeter {
 
 impl ComputeMeter {
     fn add(&self, device: Device, elapsed: Duration) {
-        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.add_us(device, u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    fn add_us(&self, device: Device, micros: u64) {
         let counter = match device {
             Device::Cpu => &self.cpu_us,
             Device::Gpu => &self.gpu_us,
@@ -113,6 +119,8 @@ pub struct Graph {
     /// The catalog version it was loaded for (by name), whose statistics
     /// and repair its computes feed; `None` for bytes a guest loaded.
     watch: Option<Arc<ModelWatch>>,
+    /// The hold on that version's batcher, when its computes are batched.
+    batcher: Option<Arc<Hold>>,
 }
 
 type LoadKey = (String, BackendKind, Device);
@@ -318,7 +326,7 @@ impl Inference {
             load_ms = started.elapsed().as_millis() as u64,
             "model loaded"
         );
-        Ok(Graph { model, signature, bounds: Arc::new(bounds), watch: None })
+        Ok(Graph { model, signature, bounds: Arc::new(bounds), watch: None, batcher: None })
     }
 
     /// Forgets a loaded model (after its last catalog entry is deleted).
@@ -328,7 +336,8 @@ impl Inference {
 
     /// Checks `inputs` against the graph's signature and every tensor the
     /// compute would make against the caller's memory limit, then computes
-    /// on the inference pool in the caller's turn, adding the compute time
+    /// on the inference pool in the caller's turn (in a batch, when the
+    /// model batches and the inputs may join one), adding the compute time
     /// to `meter`.
     pub async fn compute(
         &self,
@@ -340,20 +349,40 @@ impl Inference {
         let ordered = bind_inputs(&graph.signature, inputs)?;
         graph.bounds.check_run(&ordered, caller.memory_limit)?;
         let model = Arc::clone(&graph.model);
-        let memory_limit = caller.memory_limit;
-        let outputs = self
-            .pool
-            .run(&caller.tenant, move |cancel| {
+        let batch = graph.batcher.as_ref().map(|hold| hold.batcher()).and_then(|b| Some((b, b.rows_of(&ordered)?)));
+        let outputs = match batch {
+            Some((batcher, rows)) => batcher.compute(model, ordered, rows, caller, meter).await?,
+            None => {
+                let spent = move |device, elapsed| meter.add(device, elapsed);
+                self.run_timed(&caller.tenant, model, ordered, caller.memory_limit, spent).await?
+            }
+        };
+        Ok(graph.signature.outputs.iter().map(|spec| spec.name.clone()).zip(outputs).collect())
+    }
+
+    /// Runs checked `inputs` on `model` on the inference pool in `tenant`'s
+    /// turn, refusing outputs over `max_output_bytes`. `spent` is told the
+    /// device and the compute time as the compute ends, on the inference
+    /// thread, even if the caller has gone by then.
+    async fn run_timed(
+        &self,
+        tenant: &str,
+        model: Arc<dyn LoadedModel>,
+        inputs: Vec<HostTensor>,
+        max_output_bytes: u64,
+        spent: impl FnOnce(Device, Duration) + Send + 'static,
+    ) -> Result<Vec<HostTensor>, NnError> {
+        self.pool
+            .run(tenant, move |cancel| {
                 let started = Instant::now();
-                let outputs = model.run(ordered, memory_limit, cancel);
+                let outputs = model.run(inputs, max_output_bytes, cancel);
                 let elapsed = started.elapsed();
-                meter.add(model.device(), elapsed);
+                spent(model.device(), elapsed);
                 metrics::histogram!("muon_nn_compute_seconds", "device" => model.device().as_str())
                     .record(elapsed.as_secs_f64());
                 outputs
             })
-            .await??;
-        Ok(graph.signature.outputs.iter().map(|spec| spec.name.clone()).zip(outputs).collect())
+            .await?
     }
 
     /// Runs blocking work (model parsing) on the load threads, in `tenant`'s

@@ -14,6 +14,7 @@ use dashmap::DashMap;
 use sha2::{Digest, Sha256};
 
 use super::backend::{BackendKind, Device};
+use super::batch::{BatchCounts, Batcher, Batching, batchable};
 use super::error::NnError;
 use super::signature::{Signature, inspect_onnx};
 use super::watch::ModelWatch;
@@ -47,7 +48,16 @@ pub struct ModelRecord {
     pub outputs: Vec<super::TensorSpec>,
     /// When it was uploaded (Unix milliseconds).
     pub created_at_ms: i64,
+    /// How its concurrent computes are merged.
+    pub batching: Batching,
     signature: Arc<Signature>,
+}
+
+impl ModelRecord {
+    /// Whether the model can be batched at all (see [`batchable`]).
+    pub fn batchable(&self) -> bool {
+        batchable(&self.signature)
+    }
 }
 
 /// What an upload asks for beyond the bytes.
@@ -61,6 +71,8 @@ pub struct ModelOptions {
     pub target: Option<Device>,
     /// The training job that made it, when a job exported it.
     pub job: Option<String>,
+    /// How its concurrent computes are merged; off by default.
+    pub batching: Batching,
 }
 
 /// Which of its tenant's models a function may load by name.
@@ -104,6 +116,8 @@ pub struct ModelStore {
     pub(super) watches: DashMap<String, Arc<ModelWatch>>,
     /// Models that cannot be loaded, by `tenant/name` (see `health.rs`).
     pub(super) unloadable: DashMap<String, super::health::Unloadable>,
+    /// The batcher of each batched model, with its version, by `tenant/name`.
+    batchers: DashMap<String, (i64, Arc<Batcher>)>,
 }
 
 impl ModelStore {
@@ -132,6 +146,7 @@ impl ModelStore {
             stats,
             watches: DashMap::new(),
             unloadable: DashMap::new(),
+            batchers: DashMap::new(),
         })
     }
 
@@ -206,6 +221,7 @@ impl ModelStore {
             inputs: signature.inputs.clone(),
             outputs: signature.outputs.clone(),
             created_at_ms: crate::clock::now_ms(),
+            batching: options.batching,
             signature,
         };
         match self.store(&mut record, &bytes, quota).await {
@@ -238,6 +254,32 @@ impl ModelStore {
         change.commit().await?;
         record.version = object.version;
         Ok(())
+    }
+
+    /// Changes how `tenant/name`'s computes are batched: the same bytes
+    /// stored as the name's next version with `batching`, which replaces
+    /// the one before, as an upload would.
+    pub async fn set_batching(
+        &self,
+        tenant: &str,
+        name: &str,
+        batching: Batching,
+        quota: StorageQuota,
+    ) -> Result<Arc<ModelRecord>, ModelError> {
+        let _guard = self.changes.lock().await;
+        let old = self.get(tenant, name).ok_or_else(|| ModelError::NotFound(format!("model `{name}`")))?;
+        let bytes = self.bytes(&old).await?;
+        let mut record = ModelRecord { batching, created_at_ms: crate::clock::now_ms(), ..old.as_ref().clone() };
+        self.store(&mut record, &bytes, quota).await?;
+        let record = Arc::new(record);
+        self.records.insert(key(tenant, name), Arc::clone(&record));
+        Ok(record)
+    }
+
+    /// What `record`'s batcher did on this node, if its version is batched here.
+    pub fn batch_counts(&self, record: &ModelRecord) -> Option<BatchCounts> {
+        let batcher = self.batchers.get(&key(&record.tenant, &record.name))?;
+        (batcher.0 == record.version).then(|| batcher.1.counts())
     }
 
     /// Every model of every tenant.
@@ -331,7 +373,23 @@ impl ModelStore {
             self.audit_load(&record, "at first use").await;
         }
         graph.watch = Some(self.watch(&record));
+        graph.batcher = self.batcher(&record).map(|batcher| Arc::new(batcher.hold()));
         Ok(graph)
+    }
+
+    /// The batcher of `record`'s version, started at its first use by name,
+    /// when the model batches and can be batched.
+    fn batcher(&self, record: &ModelRecord) -> Option<Arc<Batcher>> {
+        if !record.batching.is_on() || !record.batchable() {
+            return None;
+        }
+        let start = || (record.version, Arc::new(Batcher::start(Arc::clone(&self.inference), record.batching)));
+        let mut slot = self.batchers.entry(key(&record.tenant, &record.name)).or_insert_with(start);
+        if slot.0 != record.version {
+            // The version before's task ends once its last compute is answered.
+            *slot = start();
+        }
+        Some(Arc::clone(&slot.1))
     }
 
     /// What loading `record` takes: its digest, backend, device and signature.
@@ -381,6 +439,7 @@ impl ModelStore {
     fn forget_watch(&self, tenant: &str, name: &str) {
         let label = key(tenant, name);
         self.watches.remove(&label);
+        self.batchers.remove(&label);
         self.unloadable.remove(&label);
         self.stats.forget(SeriesKind::Model, tenant, name);
     }
@@ -518,6 +577,8 @@ fn row_from_record(record: &ModelRecord) -> anyhow::Result<ModelRow> {
         signature: serde_json::to_value(record.signature.as_ref())?,
         job: record.job.clone(),
         created_at_ms: record.created_at_ms,
+        batch_max: record.batching.max_rows,
+        batch_wait_us: record.batching.wait_us,
     })
 }
 
@@ -536,5 +597,6 @@ fn record_from_row(row: ModelRow) -> anyhow::Result<ModelRecord> {
         digest: row.digest,
         job: row.job,
         created_at_ms: row.created_at_ms,
+        batching: Batching { max_rows: row.batch_max, wait_us: row.batch_wait_us },
     })
 }

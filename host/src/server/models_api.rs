@@ -3,10 +3,12 @@
 use super::App;
 use super::body::{self, Body};
 use super::error::ApiError;
-use crate::api::{self, Deleted, Model, ModelList, ModelQuery};
+use crate::api::{self, BatchSettings, Deleted, Model, ModelList, ModelQuery};
 use crate::names::check_model_name;
 use crate::nn::backend::{BackendKind, Device};
-use crate::nn::{Dim, ElementType, ModelOptions, ModelRecord, TensorSpec};
+use crate::nn::{
+    BatchCounts, Batching, DEFAULT_BATCH_WAIT_US, Dim, ElementType, ModelOptions, ModelRecord, TensorSpec,
+};
 use http::StatusCode;
 use hyper::body::Incoming;
 
@@ -18,25 +20,48 @@ pub async fn upload(
     name: &str,
 ) -> Result<http::Response<Body>, ApiError> {
     check_model_name(name)?;
-    let options = model_options(model_query(request.uri().query().unwrap_or_default())?);
+    let options = model_options(model_query(request.uri().query().unwrap_or_default())?)?;
     let (parts, incoming) = request.into_parts();
     let bytes = app.bodies.read(&parts.headers, incoming, app.models.inference().config().max_model_bytes).await?;
     let quota = app.tenancy.check_upload(tenant, bytes.len() as u64).await?;
     let record = app.models.put(tenant, name, bytes, options, quota).await?;
     tracing::info!(tenant, model = name, digest = %record.digest, backend = record.backend.as_str(), "model stored");
-    Ok(body::json_response(StatusCode::CREATED, &model_of(&record)))
+    Ok(body::json_response(StatusCode::CREATED, &model_of(app, &record)))
+}
+
+/// `PUT /v1/models/{name}/batching` with [`BatchSettings`]: the model's
+/// next version, the same bytes batched so.
+pub async fn set_batching(
+    app: &App,
+    tenant: &str,
+    request: http::Request<Incoming>,
+    name: &str,
+) -> Result<http::Response<Body>, ApiError> {
+    let settings: BatchSettings = super::tenants_api::read_json(app, request).await?;
+    let batching = batching(Some(settings.batch_max), settings.batch_wait_us)?;
+    let size = app.models.get(tenant, name).ok_or_else(|| ApiError::NotFound(format!("model `{name}`")))?.size;
+    let quota = app.tenancy.check_upload(tenant, size).await?;
+    let record = app.models.set_batching(tenant, name, batching, quota).await?;
+    tracing::info!(
+        tenant,
+        model = name,
+        batch_max = batching.max_rows,
+        batch_wait_us = batching.wait_us,
+        "model batching set"
+    );
+    Ok(body::json_response(StatusCode::OK, &model_of(app, &record)))
 }
 
 /// `GET /v1/models`.
 pub fn list(app: &App, tenant: &str) -> http::Response<Body> {
-    let models = app.models.list(tenant).iter().map(|record| model_of(record)).collect();
+    let models = app.models.list(tenant).iter().map(|record| model_of(app, record)).collect();
     body::json_response(StatusCode::OK, &ModelList { models })
 }
 
 /// `GET /v1/models/{name}`.
 pub fn show(app: &App, tenant: &str, name: &str) -> Result<http::Response<Body>, ApiError> {
     let record = app.models.get(tenant, name).ok_or_else(|| ApiError::NotFound(format!("model `{name}`")))?;
-    Ok(body::json_response(StatusCode::OK, &model_of(&record)))
+    Ok(body::json_response(StatusCode::OK, &model_of(app, &record)))
 }
 
 /// `DELETE /v1/models/{name}`.
@@ -63,9 +88,11 @@ fn model_query(query: &str) -> Result<ModelQuery, ApiError> {
                     .ok_or_else(|| ApiError::BadRequest(format!("unknown target `{value}`; use cpu or gpu")))?;
                 options.target = Some(target_of(target));
             }
+            "batch_max" => options.batch_max = Some(number(&key, &value)?),
+            "batch_wait_us" => options.batch_wait_us = Some(number(&key, &value)?),
             other => {
                 return Err(ApiError::BadRequest(format!(
-                    "unknown model option `{other}`; use encoding, backend, target"
+                    "unknown model option `{other}`; use encoding, backend, target, batch_max, batch_wait_us"
                 )));
             }
         }
@@ -73,8 +100,23 @@ fn model_query(query: &str) -> Result<ModelQuery, ApiError> {
     Ok(options)
 }
 
-fn model_options(query: ModelQuery) -> ModelOptions {
-    ModelOptions {
+fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ApiError> {
+    value.parse().map_err(|_| ApiError::BadRequest(format!("`{key}` must be a whole number, got `{value}`")))
+}
+
+/// Batching as asked for: `batch_wait_us` only with `batch_max`, within bounds.
+fn batching(max_rows: Option<u32>, wait_us: Option<u64>) -> Result<Batching, ApiError> {
+    match (max_rows, wait_us) {
+        (None, None) => Ok(Batching::default()),
+        (None, Some(_)) => Err(ApiError::BadRequest("batch_wait_us needs batch_max".to_owned())),
+        (Some(max_rows), wait_us) => {
+            Batching::checked(max_rows, wait_us.unwrap_or(DEFAULT_BATCH_WAIT_US)).map_err(ApiError::BadRequest)
+        }
+    }
+}
+
+fn model_options(query: ModelQuery) -> Result<ModelOptions, ApiError> {
+    Ok(ModelOptions {
         encoding: query.encoding,
         backend: query.backend.map(|backend| match backend {
             api::Backend::Tract => BackendKind::Tract,
@@ -85,11 +127,16 @@ fn model_options(query: ModelQuery) -> ModelOptions {
             api::Target::Gpu => Device::Gpu,
         }),
         job: None,
-    }
+        batching: batching(query.batch_max, query.batch_wait_us)?,
+    })
 }
 
-/// A model as the API shows it.
-fn model_of(record: &ModelRecord) -> Model {
+/// A model as the API shows it, with what this node batched of it.
+fn model_of(app: &App, record: &ModelRecord) -> Model {
+    let batching = record.batching.is_on().then(|| {
+        let counts = app.models.batch_counts(record).unwrap_or_default();
+        batching_of(record, counts)
+    });
     Model {
         name: record.name.clone(),
         version: record.version,
@@ -101,6 +148,20 @@ fn model_of(record: &ModelRecord) -> Model {
         outputs: record.outputs.iter().map(tensor_of).collect(),
         created_at_ms: record.created_at_ms,
         job: record.job.clone(),
+        batching,
+    }
+}
+
+fn batching_of(record: &ModelRecord, counts: BatchCounts) -> api::Batching {
+    api::Batching {
+        batch_max: record.batching.max_rows,
+        batch_wait_us: record.batching.wait_us,
+        batchable: record.batchable(),
+        batches: counts.batches,
+        requests: counts.requests,
+        rows: counts.rows,
+        widest: counts.widest,
+        compute_us: counts.compute_us,
     }
 }
 

@@ -54,6 +54,7 @@ pub const ROUTES: &[Route] = &[
     Route { path: "/v1/functions/{name}/stats", methods: "GET" },
     Route { path: "/v1/functions/{name}/thresholds", methods: "GET, PUT" },
     Route { path: "/v1/models/{name}/stats", methods: "GET" },
+    Route { path: "/v1/models/{name}/batching", methods: "PUT" },
     Route { path: "/v1/monitor/thresholds", methods: "GET, PUT" },
     Route { path: "/v1/models", methods: "GET" },
     Route { path: "/v1/datasets", methods: "GET" },
@@ -251,6 +252,7 @@ async fn api(
         }
         (["monitor", "thresholds"], &Method::GET) => monitor_api::thresholds(app, &tenant, None),
         (["monitor", "thresholds"], &Method::PUT) => monitor_api::set_thresholds(app, &tenant, None, request).await,
+        (["models", name, "batching"], &Method::PUT) => models_api::set_batching(app, &tenant, request, name).await,
         (["models"], &Method::GET) => Ok(models_api::list(app, &tenant)),
         (["models", name], _) => match method {
             Method::PUT => models_api::upload(app, &tenant, request, name).await,

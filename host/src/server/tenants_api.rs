@@ -26,7 +26,11 @@ async fn visible_tenant(app: &App, principal: &Principal, tenant: &str) -> Resul
     }
 }
 
-async fn read_json<T: serde::de::DeserializeOwned>(app: &App, request: http::Request<Incoming>) -> Result<T, ApiError> {
+/// A JSON body of at most `MAX_JSON_BYTES`; invalid JSON or an unknown field is `400`.
+pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
+    app: &App,
+    request: http::Request<Incoming>,
+) -> Result<T, ApiError> {
     let (parts, incoming) = request.into_parts();
     let bytes = app.bodies.read(&parts.headers, incoming, MAX_JSON_BYTES).await?;
     serde_json::from_slice(&bytes).map_err(|err| ApiError::BadRequest(format!("invalid JSON body: {err}")))

@@ -120,6 +120,64 @@ class ByKind(RootModel[int]):
     root: int = Field(..., ge=0)
 
 
+class BatchSettings(BaseModel):
+    """
+    `PUT /v1/models/{name}/batching`: how a model's concurrent computes are merged.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    batch_max: int = Field(
+        ...,
+        description="Most rows one batched compute takes, at most 65536; 0 turns batching off.",
+        ge=0,
+    )
+    batch_wait_us: int | None = Field(
+        None,
+        description="How long the first request of a batch waits for others, in\nmicroseconds, at most 1000000 [default: 1000].",
+        ge=0,
+    )
+
+
+class Batching(BaseModel):
+    """
+    A model's dynamic batching: its settings, and what this node batched.
+    """
+
+    batch_max: int = Field(
+        ...,
+        description="Most rows one batched compute takes (rows, not requests: a request of\nmore rows is computed alone).",
+        ge=0,
+    )
+    batch_wait_us: int = Field(
+        ...,
+        description="How long the first request of a batch waits for others, in microseconds.",
+        ge=0,
+    )
+    batchable: bool = Field(
+        ...,
+        description="Whether the model can be batched: every input and output has a symbolic\nfirst dimension of the same name. Computes on a model that cannot are\nnever merged.",
+    )
+    batches: int = Field(
+        ...,
+        description="Batches this node computed for this version since it first served it.",
+        ge=0,
+    )
+    compute_us: int = Field(
+        ...,
+        description="Their compute time, in microseconds: what their requests were billed, together.",
+        ge=0,
+    )
+    requests: int = Field(..., description="Requests in those batches.", ge=0)
+    rows: int = Field(..., description="Rows in those batches.", ge=0)
+    widest: int = Field(
+        ...,
+        description="The most rows one of them held (never more than `batch_max`).",
+        ge=0,
+    )
+
+
 class BreakerOptions(BaseModel):
     """
     A function's circuit breaker: after `failures` host-side failures in a
@@ -1311,6 +1369,7 @@ class Model(BaseModel):
     """
 
     backend: Backend = Field(..., description="The backend that serves it.")
+    batching: Batching | None = None
     created_at_ms: int = Field(
         ..., description="When it was uploaded, in Unix milliseconds."
     )
