@@ -324,6 +324,7 @@ class ErrorCode(Enum):
     invalid_data = "invalid_data"
     unsupported_media_type = "unsupported_media_type"
     circuit_open = "circuit_open"
+    client_closed = "client_closed"
 
 
 class ErrorDetail(BaseModel):
@@ -372,6 +373,7 @@ class FunctionKind(Enum):
     """
 
     handler = "handler"
+    streaming_handler = "streaming-handler"
     http = "http"
     preprocessor = "preprocessor"
     training_step = "training-step"
