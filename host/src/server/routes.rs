@@ -192,8 +192,8 @@ async fn acting_as(
     }
     let tenant =
         value.to_str().map_err(|_| ApiError::BadRequest(format!("`{ACT_AS_HEADER}` must be a tenant name")))?;
-    // Unknown tenants answer 404 here rather than acting on nothing.
-    app.tenancy.quotas(tenant).await?;
+    // An unknown tenant answers 404 here rather than being acted on.
+    tenants_api::visible_tenant(app, &principal, tenant).await?;
     Ok(crate::auth::Principal { tenant: tenant.to_owned(), ..principal })
 }
 

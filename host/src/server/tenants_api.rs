@@ -18,7 +18,7 @@ fn require_admin(principal: &Principal) -> Result<(), ApiError> {
 }
 
 /// A tenant the caller may act for; another tenant's is `404`, as if absent.
-async fn visible_tenant(app: &App, principal: &Principal, tenant: &str) -> Result<(), ApiError> {
+pub(super) async fn visible_tenant(app: &App, principal: &Principal, tenant: &str) -> Result<(), ApiError> {
     if principal.can_access(tenant) && app.db.tenant_exists(tenant).await? {
         Ok(())
     } else {
