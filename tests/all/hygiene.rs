@@ -18,6 +18,18 @@ async fn raw_exchange(server: &Server, request: &[u8]) -> anyhow::Result<String>
     Ok(String::from_utf8_lossy(&response).into_owned())
 }
 
+/// Checks that a raw answer has a JSON error body with `code`, framed by its
+/// Content-Length (hyper's own answers to bad heads get one too).
+fn assert_json_error(answer: &str, code: &str) -> anyhow::Result<()> {
+    let (head, body) = answer.split_once("\r\n\r\n").ok_or_else(|| anyhow::anyhow!("no head in {answer:?}"))?;
+    assert!(head.contains(&format!("content-length: {}", body.len())), "{head}");
+    assert!(head.contains("content-type: application/json"), "{head}");
+    let json: serde_json::Value = serde_json::from_str(body)?;
+    assert_eq!(json["error"]["code"], code, "{json}");
+    assert!(json["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{json}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn too_many_or_too_large_headers_get_431() -> anyhow::Result<()> {
     let server = Server::start(&["--max-headers", "20", "--max-header-bytes", "8192"]).await?;
@@ -26,9 +38,13 @@ async fn too_many_or_too_large_headers_get_431() -> anyhow::Result<()> {
         many.push_str(&format!("x-h{i}: v\r\n"));
     }
     many.push_str("\r\n");
-    assert!(raw_exchange(&server, many.as_bytes()).await?.starts_with("HTTP/1.1 431"));
     let large = format!("GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n", "a".repeat(20_000));
-    assert!(raw_exchange(&server, large.as_bytes()).await?.starts_with("HTTP/1.1 431"));
+    let huge_length = "POST /healthz HTTP/1.1\r\nhost: x\r\ncontent-length: 18446744073709551615\r\n\r\n";
+    for request in [many.as_str(), large.as_str(), huge_length] {
+        let answer = raw_exchange(&server, request.as_bytes()).await?;
+        assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+        assert_json_error(&answer, "headers_too_large")?;
+    }
     let fine = raw_exchange(&server, b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await?;
     assert!(fine.starts_with("HTTP/1.1 200"), "{fine}");
     Ok(())
@@ -40,7 +56,12 @@ async fn ambiguous_framing_is_refused() -> anyhow::Result<()> {
     // Public, so the body is read without a key.
     server.deploy_ok("hello", "hello", "public=true").await?;
     let smuggle = b"POST /fn/default/hello HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\ncontent-length: 5\r\n\r\nabcde";
-    assert!(raw_exchange(&server, smuggle).await?.starts_with("HTTP/1.1 400"));
+    let answer = raw_exchange(&server, smuggle).await?;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert_json_error(&answer, "bad_request")?;
+    let garbage = raw_exchange(&server, b"NOT HTTP AT ALL\r\n\r\n").await?;
+    assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
+    assert_json_error(&garbage, "bad_request")?;
     let bad_chunk =
         b"POST /fn/default/hello HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n";
     let answer = raw_exchange(&server, bad_chunk).await?;

@@ -70,6 +70,9 @@ pub enum ErrorCode {
     BodyTooLarge,
     /// `408`: the request body did not arrive in time; the connection is closed.
     BodyTimeout,
+    /// `431`: the request's headers are too many or too large, or its
+    /// Content-Length is beyond any limit; the connection is closed.
+    HeadersTooLarge,
     /// `503`: the server is receiving too many request bodies at once (`Retry-After`).
     BodiesBusy,
     /// `500`: the function answered with something that is not a valid HTTP response.
@@ -128,12 +131,13 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 31] = [
+    pub const ALL: [ErrorCode; 32] = [
         Self::InvalidComponent,
         Self::InvalidModel,
         Self::UnknownImport,
         Self::BodyTooLarge,
         Self::BodyTimeout,
+        Self::HeadersTooLarge,
         Self::BodiesBusy,
         Self::InvalidResponse,
         Self::ResponseTooLarge,
@@ -170,6 +174,7 @@ impl ErrorCode {
             Self::UnknownImport => "unknown_import",
             Self::BodyTooLarge => "body_too_large",
             Self::BodyTimeout => "body_timeout",
+            Self::HeadersTooLarge => "headers_too_large",
             Self::BodiesBusy => "bodies_busy",
             Self::InvalidResponse => "invalid_response",
             Self::ResponseTooLarge => "response_too_large",

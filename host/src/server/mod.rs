@@ -14,6 +14,7 @@ mod health;
 mod jobs_api;
 mod models_api;
 mod monitor_api;
+mod parse_errors;
 mod routes;
 mod tenants_api;
 mod ui;
@@ -192,13 +193,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
-    // A head that hyper cannot parse (malformed, too many or too large
-    // headers, a Content-Length of 2^64-1) is answered by hyper itself, with
-    // 400 or 431 and an empty body, before any service sees a request: hyper
-    // 1.x writes that answer in its connection state machine
-    // (`proto/h1/conn.rs`, `Conn::on_parse_error`) and offers no hook to give
-    // it a body. muon's JSON error bodies start with the first request hyper
-    // hands over.
+    // A head that hyper cannot parse is answered by hyper itself; the
+    // connection is wrapped (`parse_errors`) so that answer gets a JSON body.
     http.timer(TokioTimer::new())
         .header_read_timeout(app.config.header_read_timeout)
         .max_headers(app.config.max_headers)
@@ -228,7 +224,8 @@ async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output 
                     let app = Arc::clone(&app);
                     async move { Ok::<_, Infallible>(routes::handle(&app, request).await) }
                 });
-                let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                let io = TokioIo::new(parse_errors::JsonParseErrors::new(stream));
+                let connection = graceful.watch(http.serve_connection(io, service));
                 tokio::spawn(async move {
                     if let Err(err) = connection.await {
                         tracing::debug!(%err, "connection ended with an error");

@@ -299,6 +299,7 @@ class ErrorCode(Enum):
     unknown_import = "unknown_import"
     body_too_large = "body_too_large"
     body_timeout = "body_timeout"
+    headers_too_large = "headers_too_large"
     bodies_busy = "bodies_busy"
     invalid_response = "invalid_response"
     response_too_large = "response_too_large"
