@@ -51,6 +51,7 @@ mod routes;
 mod sandbox;
 mod scaling;
 mod soak;
+mod spin_sdk;
 mod storage;
 mod streaming;
 mod tenants;

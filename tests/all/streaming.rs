@@ -4,21 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use muon_tests::{MIB, Server, error_of, generated_model};
+use muon_tests::{MIB, Server, error_of, generated_model, record_of};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// The usage record of the call that answered with `request_id`, once settled.
-async fn record_of(server: &Server, request_id: &str) -> anyhow::Result<serde_json::Value> {
-    for _ in 0..200 {
-        let records = server.usage_records(&server.http, None).await?;
-        if let Some(record) = records.into_iter().find(|r| r["request_id"] == request_id) {
-            return Ok(record);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("no usage record for {request_id}")
-}
 
 /// The usage records of function `name`, once there are `count`.
 async fn records_of(server: &Server, name: &str, count: usize) -> anyhow::Result<Vec<serde_json::Value>> {

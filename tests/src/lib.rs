@@ -439,6 +439,18 @@ pub fn client_with_key(key: Option<&str>) -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder().default_headers(headers).timeout(Duration::from_secs(120)).build()?)
 }
 
+/// The usage record of the call that answered with `request_id`, once settled.
+pub async fn record_of(server: &Server, request_id: &str) -> anyhow::Result<serde_json::Value> {
+    for _ in 0..200 {
+        let records = server.usage_records(&server.http, None).await?;
+        if let Some(record) = records.into_iter().find(|r| r["request_id"] == request_id) {
+            return Ok(record);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("no usage record for {request_id}")
+}
+
 /// Parses a JSON error body and returns `(code, message)`.
 pub async fn error_of(response: reqwest::Response) -> anyhow::Result<(u16, String, String)> {
     let status = response.status().as_u16();

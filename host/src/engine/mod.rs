@@ -33,7 +33,9 @@ pub enum FunctionKind {
     Preprocessor,
     /// Exports `muon:function/train`.
     TrainingStep,
-    /// Exports `wasi:http/incoming-handler` (the `wasi:http/proxy` world).
+    /// Exports `wasi:http/incoming-handler` (the `wasi:http/proxy` world of
+    /// WASI 0.2) or `wasi:http/handler` (the `wasi:http/service` world of
+    /// WASI 0.3).
     Http,
 }
 
@@ -61,8 +63,10 @@ pub enum EntryPoint {
     Preprocessor(bindings::preprocessor::PreprocessorPre<HostState>),
     /// The `muon:function/training-step` world.
     TrainingStep(bindings::training::TrainingStepPre<HostState>),
-    /// The `wasi:http/proxy` world.
+    /// The `wasi:http/proxy` world (WASI 0.2).
     Http(wasmtime_wasi_http::p2::bindings::ProxyPre<HostState>),
+    /// The `wasi:http/service` world (WASI 0.3, component-model async).
+    HttpService(wasmtime_wasi_http::p3::bindings::ServicePre<HostState>),
 }
 
 impl EntryPoint {
@@ -73,7 +77,7 @@ impl EntryPoint {
             Self::Streaming(_) => FunctionKind::Streaming,
             Self::Preprocessor(_) => FunctionKind::Preprocessor,
             Self::TrainingStep(_) => FunctionKind::TrainingStep,
-            Self::Http(_) => FunctionKind::Http,
+            Self::Http(_) | Self::HttpService(_) => FunctionKind::Http,
         }
     }
 }
@@ -88,6 +92,7 @@ const PROVIDED_IMPORTS: &[&str] = &[
     "wasi:sockets/",
     "wasi:http/types",
     "wasi:http/outgoing-handler",
+    "wasi:http/client",
     "wasi:nn/",
     "muon:function/types",
     "muon:function/response-stream",
@@ -123,6 +128,11 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        // WASI 0.3 beside 0.2: the interfaces differ by version, so one
+        // linker serves both, and a 0.3 guest built with Rust's 0.2 std
+        // gets both.
+        wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+        wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
         crate::nn::wasi::add_to_linker(&mut linker, HostState::nn)?;
         bindings::streaming::muon::function::response_stream::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
             &mut linker,
@@ -227,8 +237,8 @@ impl Runtime {
         for (name, _) in component_type.imports(&self.engine) {
             if !PROVIDED_IMPORTS.iter().any(|prefix| name.starts_with(prefix)) {
                 let detail = "; muon provides wasi:cli, wasi:io, wasi:clocks, wasi:random, wasi:filesystem, \
-                     wasi:sockets, wasi:http/types, wasi:http/outgoing-handler, wasi:nn@0.2.0-rc-2024-10-28, \
-                     muon:function/types and muon:function/response-stream"
+                     wasi:sockets, wasi:http/types, wasi:http/outgoing-handler (0.2), wasi:http/client (0.3), \
+                     wasi:nn@0.2.0-rc-2024-10-28, muon:function/types and muon:function/response-stream"
                     .to_owned();
                 return Err(ComponentError::UnknownImport { import: name.to_owned(), detail });
             }
@@ -251,6 +261,9 @@ fn entry_point(pre: InstancePre<HostState>) -> Result<EntryPoint, ComponentError
     if let Ok(p) = wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre.clone()) {
         return Ok(EntryPoint::Http(p));
     }
+    if let Ok(p) = wasmtime_wasi_http::p3::bindings::ServicePre::new(pre.clone()) {
+        return Ok(EntryPoint::HttpService(p));
+    }
     if let Ok(p) = bindings::preprocessor::PreprocessorPre::new(pre.clone()) {
         return Ok(EntryPoint::Preprocessor(p));
     }
@@ -259,7 +272,7 @@ fn entry_point(pre: InstancePre<HostState>) -> Result<EntryPoint, ComponentError
     }
     Err(ComponentError::Invalid(
         "the component exports none of muon:function/handle, muon:function/stream-handle, \
-         wasi:http/incoming-handler, \
+         wasi:http/incoming-handler (0.2), wasi:http/handler (0.3), \
          muon:function/preprocess or muon:function/train (at compatible versions)"
             .to_owned(),
     ))
@@ -309,6 +322,9 @@ fn wasmtime_config(config: &EngineSettings) -> anyhow::Result<WasmtimeConfig> {
     wasmtime
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         .epoch_interruption(true)
+        // WASI 0.3 guests: async lifts and lowers, streams and futures.
+        .wasm_component_model_async(true)
+        .wasm_component_model_error_context(true)
         .max_wasm_stack(config.max_wasm_stack)
         .async_stack_size(config.max_wasm_stack + (256 << 10))
         .cranelift_opt_level(wasmtime::OptLevel::Speed);

@@ -13,7 +13,7 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
-use super::streamed::{Guest, Stopper, respond};
+use super::streamed::{Stopper, owned_call, respond};
 use super::{Caller, InvokeError, Invoker, Output, framing, instantiate};
 use crate::engine::HostState;
 use crate::metering::Measurement;
@@ -54,38 +54,36 @@ pub(super) async fn run(
     // The store, and with it the response outparam, is dropped when the
     // guest returns, so a guest that never answered ends the wait for the
     // head instead of hanging it.
-    let guest: Guest = Box::pin({
-        let (invoker, version, pre, stopper) =
-            (invoker.clone(), Arc::clone(version), pre.clone(), Arc::clone(&stopper));
-        let work_id = caller.work_id.to_owned();
-        async move {
-            let caller = Caller { work_id: &work_id, log: None };
-            invoker
-                .guest_call(&version, deadline, caller, async |store| {
-                    let mut http = store.data_mut().http();
-                    let request = http.new_incoming_request(Scheme::Http, request)?;
-                    let outparam = http.new_response_outparam(sender)?;
-                    let proxy = instantiate(pre.instantiate_async(&mut *store)).await?;
-                    stopper.run(proxy.wasi_http_incoming_handler().call_handle(store, request, outparam)).await
-                })
-                .await
-        }
+    let guest = owned_call(invoker, version, deadline, caller, {
+        let (pre, stopper) = (pre.clone(), Arc::clone(&stopper));
+        Box::new(move |store| {
+            Box::pin(async move {
+                let mut http = store.data_mut().http();
+                let request = http.new_incoming_request(Scheme::Http, request)?;
+                let outparam = http.new_response_outparam(sender)?;
+                let proxy = instantiate(pre.instantiate_async(&mut *store)).await?;
+                stopper.run(proxy.wasi_http_incoming_handler().call_handle(store, request, outparam)).await
+            })
+        })
     });
     let label = version.label.clone();
-    respond(guest, receiver, stopper, invoker.max_output_bytes(), move |answer: Option<Answer>| match answer {
+    respond(guest, receiver, stopper, invoker.max_output_bytes(), move |answer| checked(answer, &label)).await
+}
+
+/// Checks the response head a `wasi:http` guest gave (of either WASI
+/// version), or says why there is none.
+pub(super) fn checked<B, E: std::fmt::Debug>(
+    answer: Option<Result<http::Response<B>, E>>,
+    label: &str,
+) -> Result<http::Response<B>, InvokeError> {
+    match answer {
         Some(Ok(response)) => {
             let (mut parts, body) = response.into_parts();
             framing::final_status(parts.status.as_u16())?;
-            framing::drop_host_owned(&mut parts.headers, &label);
+            framing::drop_host_owned(&mut parts.headers, label);
             Ok(http::Response::from_parts(parts, body))
         }
         Some(Err(code)) => Err(InvokeError::Trap(format!("the function answered with error {code:?}"))),
         None => Err(InvokeError::Trap("the function returned without setting a response".into())),
-    })
-    .await
+    }
 }
-
-type Answer = Result<
-    http::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>,
-    wasmtime_wasi_http::p2::bindings::http::types::ErrorCode,
->;

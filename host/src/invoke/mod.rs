@@ -12,6 +12,7 @@ mod error;
 mod framing;
 pub mod handler;
 pub mod http;
+mod service;
 mod streamed;
 pub mod typed;
 
@@ -193,6 +194,9 @@ impl Invoker {
             (EntryPoint::Http(pre), Input::Http(request)) => {
                 http::run(self, version, pre, request, deadline, caller).await
             }
+            (EntryPoint::HttpService(pre), Input::Http(request)) => {
+                service::run(self, version, pre, request, deadline, caller).await
+            }
             (EntryPoint::Preprocessor(pre), Input::Preprocess(record)) => {
                 let (result, used) = self
                     .guest_call(version, deadline, caller, async |store| {
@@ -360,7 +364,7 @@ fn guest_result<T>(result: Result<T, String>) -> Result<T, InvokeError> {
 fn wrong_input(version: &Version, entry: &EntryPoint) -> InvokeError {
     let name = &version.record.name;
     match entry {
-        EntryPoint::Handler(_) | EntryPoint::Streaming(_) | EntryPoint::Http(_) => {
+        EntryPoint::Handler(_) | EntryPoint::Streaming(_) | EntryPoint::Http(_) | EntryPoint::HttpService(_) => {
             InvokeError::BadInput(format!("`{name}` is an HTTP function; call it at /fn/{}", version.label))
         }
         EntryPoint::Preprocessor(_) | EntryPoint::TrainingStep(_) => InvokeError::BadInput(format!(

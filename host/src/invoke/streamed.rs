@@ -21,6 +21,7 @@ use bytes::{Buf, Bytes};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body, Frame};
 use tokio::sync::{Notify, oneshot};
+use wasmtime::Store;
 
 use super::{Caller, InvokeError, Invoker, Output, handler, instantiate};
 use crate::engine::bindings::streaming::StreamingHandlerPre;
@@ -117,6 +118,30 @@ impl Stopper {
     }
 }
 
+/// A guest call for [`owned_call`]: given the call's fresh store, it
+/// instantiates and runs the guest.
+pub(super) type OwnedCall = Box<
+    dyn for<'a> FnOnce(&'a mut Store<HostState>) -> Pin<Box<dyn Future<Output = wasmtime::Result<()>> + Send + 'a>>
+        + Send,
+>;
+
+/// The guest call of `version` as a future that owns what it needs, so it
+/// can go on in a task of its own while the response streams.
+pub(super) fn owned_call(
+    invoker: &Invoker,
+    version: &Arc<Version>,
+    deadline: Duration,
+    caller: Caller<'_>,
+    call: OwnedCall,
+) -> Guest {
+    let (invoker, version) = (invoker.clone(), Arc::clone(version));
+    let work_id = caller.work_id.to_owned();
+    Box::pin(async move {
+        let caller = Caller { work_id: &work_id, log: None };
+        invoker.guest_call(&version, deadline, caller, async |store| call(store).await).await
+    })
+}
+
 /// Runs a `streaming-handler` function: the guest writes its response
 /// through `muon:function/response-stream` (`engine/response.rs`).
 pub(super) async fn run_handler(
@@ -129,20 +154,15 @@ pub(super) async fn run_handler(
 ) -> (Result<Output, InvokeError>, Measurement) {
     let (sink, head, body) = response_channel();
     let stopper = Arc::new(Stopper::default());
-    let guest: Guest = Box::pin({
-        let (invoker, version, pre, stopper) =
-            (invoker.clone(), Arc::clone(version), pre.clone(), Arc::clone(&stopper));
-        let work_id = caller.work_id.to_owned();
-        async move {
-            let caller = Caller { work_id: &work_id, log: None };
-            invoker
-                .guest_call(&version, deadline, caller, async |store| {
-                    store.data_mut().stream_response(sink);
-                    let instance = instantiate(pre.instantiate_async(&mut *store)).await?;
-                    stopper.run(instance.muon_function_stream_handle().call_handle(store, &request)).await
-                })
-                .await
-        }
+    let guest = owned_call(invoker, version, deadline, caller, {
+        let (pre, stopper) = (pre.clone(), Arc::clone(&stopper));
+        Box::new(move |store| {
+            Box::pin(async move {
+                store.data_mut().stream_response(sink);
+                let instance = instantiate(pre.instantiate_async(&mut *store)).await?;
+                stopper.run(instance.muon_function_stream_handle().call_handle(store, &request)).await
+            })
+        })
     });
     let label = version.label.clone();
     respond(guest, head, stopper, invoker.max_output_bytes(), move |given: Option<Head>| {
