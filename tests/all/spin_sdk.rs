@@ -1,9 +1,11 @@
 //! Components built with the Spin SDKs, unmodified: Spin SDK 7's
 //! `#[http_service]` (WASI 0.3, component-model async) and Spin SDK 3's
 //! `#[http_component]` (WASI 0.2) deploy and answer over real HTTP, are
-//! metered, and a WASI 0.3 import muon does not provide is named at deploy.
+//! metered; a 0.3 guest computes through wasi-nn; and a WASI 0.3 import muon
+//! does not provide is named at deploy.
 
-use muon_tests::{Server, error_of, record_of};
+use muon_tests::{Server, error_of, record_of, repo_file};
+use serde_json::{Value, json};
 use wasm_encoder::{
     Component, ComponentImportSection, ComponentTypeRef, ComponentTypeSection, ComponentValType, InstanceType,
     PrimitiveValType,
@@ -73,5 +75,31 @@ async fn unknown_wasi_0_3_imports_are_named_at_deploy() -> anyhow::Result<()> {
     assert_eq!((status, code.as_str()), (400, "unknown_import"), "{message}");
     assert!(message.contains("wasi:keyvalue/store@0.3.0"), "{message}");
     assert!(message.contains("wasi:http/client"), "the message lists what muon provides: {message}");
+    Ok(())
+}
+
+/// A WASI 0.3 guest reaches the tenant's models through the same `wasi:nn`
+/// as a 0.2 one: the same answer as the `digits` function's, and its compute
+/// metered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wasi_0_3_component_computes_through_wasi_nn() -> anyhow::Result<()> {
+    let server = Server::start(&[]).await?;
+    server.push_model_ok("digits", repo_file("examples/digits/digits.onnx")?, "backend=tract").await?;
+    server.deploy_ok("p3", "fixture-spin-p3", "").await?;
+    server.deploy_ok("digits", "digits", "").await?;
+
+    let response = server.get_fn("p3", "/digits").await?;
+    assert_eq!(response.status(), 200);
+    let request_id = response.headers()["x-muon-request-id"].to_str()?.to_owned();
+    let p3: Vec<f64> = response.text().await?.split(',').map(str::parse).collect::<Result<_, _>>()?;
+    let blank = json!({ "pixels": vec![0; 64] });
+    let p2: Value = server.http.post(server.url("/fn/default/digits")).json(&blank).send().await?.json().await?;
+    let p2: Vec<f64> = p2["probabilities"].as_array().into_iter().flatten().filter_map(Value::as_f64).collect();
+    assert_eq!(p3.len(), 10);
+    assert!(p3.iter().zip(&p2).all(|(a, b)| (a - b).abs() < 1e-6), "{p3:?} against {p2:?}");
+
+    let record = record_of(&server, &request_id).await?;
+    assert_eq!(record["outcome"], "ok", "{record}");
+    assert!(record["nn_cpu_us"].as_i64().unwrap_or(0) > 0, "{record}");
     Ok(())
 }

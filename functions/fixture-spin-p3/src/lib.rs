@@ -12,7 +12,9 @@
 //! - `/canary`: `fresh` unless an earlier request's state survived;
 //! - `/echo`: the request body back, with the method and path in headers;
 //! - `/fetch?url=U`: `GET U` through `wasi:http/client`, answering
-//!   `fetched <status>` or the error.
+//!   `fetched <status>` or the error;
+//! - `/digits`: the tenant's `digits` model through `wasi:nn`, on a blank
+//!   image, answering the ten probabilities.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +25,15 @@ use spin_sdk::wasip3::http::types::{ErrorCode, Response};
 
 /// What each path answers: a WASI response, or why none could be made.
 type Answer = Result<Response, ErrorCode>;
+
+/// `wasi:nn`, the same interface muon gives WASI 0.2 guests.
+mod nn {
+    spin_sdk::wit_bindgen::generate!({
+        world: "wasi:nn/ml",
+        path: "../../wit/deps/wasi-nn",
+        runtime_path: "spin_sdk::wit_bindgen::rt",
+    });
+}
 
 static SEEN: AtomicBool = AtomicBool::new(false);
 static SCRATCH: Mutex<[u8; 4096]> = Mutex::new([0; 4096]);
@@ -41,6 +52,7 @@ async fn handle(request: Request) -> Answer {
         "/huge" => huge(number(&query, "mb").unwrap_or(32)),
         "/canary" => canary().into_response(),
         "/echo" => echo(request).await,
+        "/digits" => digits(),
         "/fetch" => fetch(query.strip_prefix("url=").unwrap_or_default()).await,
         _ => "hello from a WASI 0.3 component\n".into_response(),
     }
@@ -120,5 +132,28 @@ async fn fetch(url: &str) -> Answer {
     match spin_sdk::http::send(outgoing).await {
         Ok(response) => format!("fetched {}", response.status().as_u16()).into_response(),
         Err(err) => format!("{err:?}").into_response(),
+    }
+}
+
+fn digits() -> Answer {
+    use nn::wasi::nn::{graph, tensor};
+    let computed = graph::load_by_name("digits").and_then(|graph| {
+        let context = graph.init_execution_context()?;
+        let blank = tensor::Tensor::new(&[1, 64], tensor::TensorType::Fp32, &[0; 64 * 4]);
+        context.compute(vec![("x".to_owned(), blank)])
+    });
+    match computed {
+        Ok(outputs) => {
+            let Some((_, probabilities)) = outputs.iter().find(|(name, _)| name == "probabilities") else {
+                return (StatusCode::INTERNAL_SERVER_ERROR, "no output `probabilities`".to_owned()).into_response();
+            };
+            let values: Vec<String> = probabilities
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]).to_string())
+                .collect();
+            values.join(",").into_response()
+        }
+        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, format!("wasi-nn: {:?}", err.code())).into_response(),
     }
 }
