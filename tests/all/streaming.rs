@@ -40,12 +40,27 @@ async fn raw_get(server: &Server, path: &str) -> anyhow::Result<(TcpStream, Stri
     Ok((stream, String::from_utf8(head)?))
 }
 
+/// The WASI 0.3 fixture's streaming path: the body is written by a guest
+/// task after `handle` returned, with the same query as `fixture-stream`.
+const P3: (&str, &str) = ("fixture-spin-p3", "/stream");
+/// The streaming-handler fixture, whose query the 0.3 one mirrors.
+const HANDLER: (&str, &str) = ("fixture-stream", "");
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_first_event_arrives_before_the_function_finishes() -> anyhow::Result<()> {
+    first_event_before_the_end(HANDLER).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_event_arrives_before_the_function_finishes_wasi_p3() -> anyhow::Result<()> {
+    first_event_before_the_end(P3).await
+}
+
+async fn first_event_before_the_end((component, path): (&str, &str)) -> anyhow::Result<()> {
     let server = Server::start(&[]).await?;
-    server.deploy_ok("events", "fixture-stream", "timeout_ms=20000").await?;
+    server.deploy_ok("events", component, "timeout_ms=20000").await?;
     // The guest writes one event, then sleeps 2 s in a host call, then ends.
-    let mut response = server.get_fn("events", "?events=1&sleep_ms=2000").await?;
+    let mut response = server.get_fn("events", &format!("{path}?events=1&sleep_ms=2000")).await?;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     assert!(response.headers().get("content-length").is_none());
@@ -68,12 +83,21 @@ async fn the_first_event_arrives_before_the_function_finishes() -> anyhow::Resul
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_reader_makes_the_guest_wait_and_memory_stays_bounded() -> anyhow::Result<()> {
+    slow_reader(HANDLER).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_reader_makes_the_guest_wait_and_memory_stays_bounded_wasi_p3() -> anyhow::Result<()> {
+    slow_reader(P3).await
+}
+
+async fn slow_reader((component, path): (&str, &str)) -> anyhow::Result<()> {
     let server = Server::start(&["--max-response-bytes", &(4096 * MIB).to_string()]).await?;
-    server.deploy_ok("flood", "fixture-stream", "public=true&timeout_ms=4000&memory_mb=64").await?;
+    server.deploy_ok("flood", component, "public=true&timeout_ms=4000&memory_mb=64").await?;
     let before = server.memory()?.rss_bytes;
     // The guest writes 256 KiB chunks with no end; unhindered it would pass
     // gigabytes (and the 4 GiB cap) in its 4 s.
-    let (mut stream, head) = raw_get(&server, "/fn/default/flood?flood_kb=256").await?;
+    let (mut stream, head) = raw_get(&server, &format!("/fn/default/flood{path}?flood_kb=256")).await?;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let request_id = head
         .lines()
@@ -106,9 +130,18 @@ async fn a_slow_reader_makes_the_guest_wait_and_memory_stays_bounded() -> anyhow
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_disconnects_stops_the_guest_and_the_stop_is_metered() -> anyhow::Result<()> {
+    client_disconnects(HANDLER).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_disconnects_stops_the_guest_and_the_stop_is_metered_wasi_p3() -> anyhow::Result<()> {
+    client_disconnects(P3).await
+}
+
+async fn client_disconnects((component, path): (&str, &str)) -> anyhow::Result<()> {
     let server = Server::start(&[]).await?;
-    server.deploy_ok("flood", "fixture-stream", "public=true&timeout_ms=60000").await?;
-    let (mut stream, head) = raw_get(&server, "/fn/default/flood?flood_kb=64").await?;
+    server.deploy_ok("flood", component, "public=true&timeout_ms=60000").await?;
+    let (mut stream, head) = raw_get(&server, &format!("/fn/default/flood{path}?flood_kb=64")).await?;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let mut buffer = vec![0u8; 64 << 10];
     let mut read = 0;
@@ -125,7 +158,7 @@ async fn a_client_that_disconnects_stops_the_guest_and_the_stop_is_metered() -> 
     assert!(record["wall_us"].as_u64().unwrap_or(u64::MAX) < 30_000_000, "{record}");
     assert!(record["bytes_out"].as_u64().unwrap_or(0) >= body_bytes(read as u64, 64 << 10), "{record}");
     // The slot it held is free again.
-    let ok = server.get_fn("flood", "?events=2").await?;
+    let ok = server.get_fn("flood", &format!("{path}?events=2")).await?;
     assert_eq!(ok.text().await?, "data: event 0\n\ndata: event 1\n\n");
     Ok(())
 }

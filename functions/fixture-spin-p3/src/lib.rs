@@ -13,6 +13,9 @@
 //! - `/echo`: the request body back, with the method and path in headers;
 //! - `/fetch?url=U`: `GET U` through `wasi:http/client`, answering
 //!   `fetched <status>` or the error;
+//! - `/stream?events=N&sleep_ms=M`: N server-sent events, then, if M is
+//!   given, `done` after M ms; `/stream?flood_kb=K`: K KiB chunks without end. The body is
+//!   written by a task of the guest's own after `handle` has returned;
 //! - `/digits`: the tenant's `digits` model through `wasi:nn`, on a blank
 //!   image, answering the ten probabilities.
 
@@ -53,6 +56,7 @@ async fn handle(request: Request) -> Answer {
         "/canary" => canary().into_response(),
         "/echo" => echo(request).await,
         "/digits" => digits(),
+        "/stream" => stream(&query),
         "/fetch" => fetch(query.strip_prefix("url=").unwrap_or_default()).await,
         _ => "hello from a WASI 0.3 component\n".into_response(),
     }
@@ -156,4 +160,32 @@ fn digits() -> Answer {
         }
         Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, format!("wasi-nn: {:?}", err.code())).into_response(),
     }
+}
+
+fn stream(query: &str) -> Answer {
+    use spin_sdk::wasip3::http::types::Fields;
+    use spin_sdk::wasip3::http_compat::BodyWriter;
+    let (events, pause, flood) = (number(query, "events"), number(query, "sleep_ms"), number(query, "flood_kb"));
+    let headers = Fields::from_list(&[("content-type".to_owned(), b"text/event-stream".to_vec())])
+        .map_err(|err| ErrorCode::InternalError(Some(format!("{err:?}"))))?;
+    let (mut writer, contents, trailers) = BodyWriter::new();
+    let (response, _sent) = Response::new(headers, Some(contents), trailers);
+    spin_sdk::wasip3::spawn(async move {
+        if let Some(kb) = flood {
+            let chunk = vec![b'x'; usize::try_from(kb).unwrap_or(1) << 10];
+            // Ends when the host stops reading (the reader end is dropped).
+            while writer.stream_writer.write_all(chunk.clone()).await.is_empty() {}
+            return;
+        }
+        for event in 0..events.unwrap_or(0) {
+            writer.stream_writer.write_all(format!("data: event {event}\n\n").into_bytes()).await;
+        }
+        if let Some(ms) = pause {
+            spin_sdk::wasip3::clocks::monotonic_clock::wait_for(ms * 1_000_000).await;
+            writer.stream_writer.write_all(b"data: done\n\n".to_vec()).await;
+        }
+        drop(writer.stream_writer);
+        writer.result_writer.write(Ok(None)).await.ok();
+    });
+    Ok(response)
 }
