@@ -9,6 +9,10 @@ for component in rustfmt clippy; do
     rustup component list --installed | grep -q "^$component" || rustup component add "$component"
 done
 cargo fmt --all --check
+# The Spin SDK fixtures are not workspace members (each has its own lock file).
+for manifest in functions/fixture-spin-*/Cargo.toml; do
+    cargo fmt --check --manifest-path "$manifest"
+done
 # One clippy run covers the guest crates too: they are cdylibs for
 # wasm32-wasip2, but nothing in them is specific to that target, and a check
 # (unlike a build) never links, so clippy on the host target sees all their
