@@ -66,7 +66,7 @@ pub use training::{HyperParameters, TrainingStep};
 
 pub use __bindings::handler::muon::function::types::{NamedTensor, Request, Response, Tensor, TensorType};
 pub use __bindings::preprocessor::exports::muon::function::preprocess::RawRecord;
-pub use __bindings::training::exports::muon::function::train::{Evaluation, StepOutput};
+pub use __bindings::training::exports::muon::function::train::{Evaluation, StepOutput, StepsOutput};
 
 /// Generated bindings of muon's worlds; used by the macros, not by hand.
 #[doc(hidden)]

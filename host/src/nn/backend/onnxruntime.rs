@@ -197,7 +197,13 @@ fn from_ort(value: ort::value::DynValueRef<'_>) -> Result<HostTensor, NnError> {
     ) -> Result<(Vec<u32>, Vec<u8>), ort::Error> {
         let (shape, data) = value.try_extract_tensor::<T>()?;
         let dimensions = shape.iter().map(|&d| u32::try_from(d).unwrap_or(u32::MAX)).collect();
-        Ok((dimensions, data.iter().flat_map(|&v| encode(v)).collect()))
+        // Sized once and filled by slices: collecting a flat_map grows the
+        // vector byte by byte, which costs more than a small model's run.
+        let mut bytes = Vec::with_capacity(data.len() * N);
+        for &value in data {
+            bytes.extend_from_slice(&encode(value));
+        }
+        Ok((dimensions, bytes))
     }
     let (element, (dimensions, data)) = match ty {
         TensorElementType::Float32 => (ElementType::Fp32, bytes(&value, f32::to_le_bytes).map_err(failed)?),
