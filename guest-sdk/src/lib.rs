@@ -20,7 +20,8 @@
 //! - [`preprocessor`]: `fn(RawRecord) -> Result<Vec<NamedTensor>, E>`;
 //! - [`training_step`]: on `impl TrainingStep for T`; its arithmetic may run
 //!   on the host's inference backend as an ONNX train-step graph, with
-//!   [`nn::Model::train_step`] and [`nn::Model::evaluate`].
+//!   [`nn::Model::train_step`], [`nn::Model::train_steps`] (several batches
+//!   in one call, as jobs pass them) and [`nn::Model::evaluate`].
 //!
 //! Any of them can run models through the standard `wasi:nn` interface with
 //! [`nn::Model`]:

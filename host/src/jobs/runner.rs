@@ -298,11 +298,11 @@ impl TrialRun<'_> {
         attempt: i64,
     ) -> Result<(f64, u64), Stop> {
         let seed = epoch_seed(self.spec.seed, self.trial, epoch);
-        let mut reader = open(dataset, Split::Train, self.spec.batch_size, Some(seed)).await?;
+        let reader = open(dataset, Split::Train, self.spec.batch_size, Some(seed)).await?;
+        let mut reading = tokio::task::spawn_blocking(read_batches(reader, self.batches_per_call(version)));
         let (mut loss_sum, mut rows) = (0.0, 0u64);
         loop {
-            let (back, batches) = next_batches(reader, self.batches_per_call(version)).await?;
-            reader = back;
+            let (reader, batches) = read(reading).await?;
             if batches.is_empty() {
                 break;
             }
@@ -310,6 +310,8 @@ impl TrialRun<'_> {
                 return Err(Stop::Abandoned);
             }
             self.renew().await?;
+            // The next batches are read while the guest trains on these.
+            reading = tokio::task::spawn_blocking(read_batches(reader, self.batches_per_call(version)));
             let sizes: Vec<usize> = batches.iter().map(|batch| batch.rows).collect();
             let bytes = batches.iter().map(|batch| tensor_bytes(&batch.tensors)).max().unwrap_or(0);
             let input = Input::TrainSteps {
@@ -378,7 +380,7 @@ impl TrialRun<'_> {
         let mut rows = 0u64;
         let mut classes = Classes::default();
         loop {
-            let (back, batch) = next_batches(reader, 1).await?;
+            let (back, batch) = read(tokio::task::spawn_blocking(read_batches(reader, 1))).await?;
             reader = back;
             let Some(batch) = batch.into_iter().next() else { break };
             let labels = labels(&batch.tensors);
@@ -635,9 +637,12 @@ async fn open(dataset: &Path, split: Split, batch_size: u32, seed: Option<u64>) 
         .map_err(|err| Stop::Failed(format!("the dataset cannot be read: {err}")))
 }
 
-/// Up to `count` batches, read in one blocking task; none at the end of the pass.
-async fn next_batches(mut reader: SplitReader, count: usize) -> Result<(SplitReader, Vec<Batch>), Stop> {
-    let (reader, batches) = tokio::task::spawn_blocking(move || {
+/// Reading up to `count` batches, for a blocking task; none at the end of the pass.
+fn read_batches(
+    mut reader: SplitReader,
+    count: usize,
+) -> impl FnOnce() -> (SplitReader, Result<Vec<Batch>, crate::datasets::DatasetError>) {
+    move || {
         let mut batches = Vec::with_capacity(count);
         while batches.len() < count {
             match reader.next_batch() {
@@ -647,9 +652,14 @@ async fn next_batches(mut reader: SplitReader, count: usize) -> Result<(SplitRea
             }
         }
         (reader, Ok(batches))
-    })
-    .await
-    .map_err(|err| Stop::Internal(anyhow::anyhow!(err)))?;
+    }
+}
+
+/// The reader and the batches a blocking task of [`read_batches`] read.
+async fn read(
+    task: tokio::task::JoinHandle<(SplitReader, Result<Vec<Batch>, crate::datasets::DatasetError>)>,
+) -> Result<(SplitReader, Vec<Batch>), Stop> {
+    let (reader, batches) = task.await.map_err(|err| Stop::Internal(anyhow::anyhow!(err)))?;
     let batches = batches.map_err(|err| Stop::Failed(format!("the dataset cannot be read: {err}")))?;
     Ok((reader, batches))
 }

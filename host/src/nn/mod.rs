@@ -519,3 +519,31 @@ fn find_onnxruntime(configured: Option<&PathBuf>) -> Option<PathBuf> {
         .into_iter()
         .find(|path| path.exists())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tensor(dimensions: Vec<u32>) -> HostTensor {
+        let bytes = dimensions.iter().product::<u32>() as usize * 4;
+        HostTensor { dimensions, ty: ElementType::Fp32, data: vec![0; bytes] }
+    }
+
+    #[test]
+    fn only_a_quick_compute_on_the_same_dimensions_is_quick() {
+        let limit = Duration::from_micros(200);
+        let pace = ComputePace::default();
+        let batch = shapes_key(&[tensor(vec![32, 64]), tensor(vec![64, 10])]);
+        assert!(!pace.is_quick(batch, limit), "unknown until a compute has run");
+        pace.record(Some(batch), Duration::from_micros(80));
+        assert!(pace.is_quick(batch, limit));
+        assert!(!pace.is_quick(batch, Duration::ZERO), "a zero limit sends every compute to the pool");
+        let last_batch = shapes_key(&[tensor(vec![17, 64]), tensor(vec![64, 10])]);
+        assert!(!pace.is_quick(last_batch, limit), "other dimensions are other work");
+        pace.record(Some(batch), Duration::from_micros(900));
+        assert!(!pace.is_quick(batch, limit), "a slow compute sends the next to the pool");
+        pace.record(Some(batch), Duration::from_micros(80));
+        pace.record(None, Duration::from_micros(80));
+        assert!(!pace.is_quick(batch, limit), "a compute whose work its dimensions do not fix forgets the pace");
+    }
+}
