@@ -20,7 +20,8 @@
 //! - [`preprocessor`]: `fn(RawRecord) -> Result<Vec<NamedTensor>, E>`;
 //! - [`training_step`]: on `impl TrainingStep for T`; its arithmetic may run
 //!   on the host's inference backend as an ONNX train-step graph, with
-//!   [`nn::Model::train_step`] and [`nn::Model::evaluate`].
+//!   [`nn::Model::train_step`], [`nn::Model::train_steps`] (several batches
+//!   in one call, as jobs pass them) and [`nn::Model::evaluate`].
 //!
 //! Any of them can run models through the standard `wasi:nn` interface with
 //! [`nn::Model`]:
@@ -66,7 +67,7 @@ pub use training::{HyperParameters, TrainingStep};
 
 pub use __bindings::handler::muon::function::types::{NamedTensor, Request, Response, Tensor, TensorType};
 pub use __bindings::preprocessor::exports::muon::function::preprocess::RawRecord;
-pub use __bindings::training::exports::muon::function::train::{Evaluation, StepOutput};
+pub use __bindings::training::exports::muon::function::train::{Evaluation, StepOutput, StepsOutput};
 
 /// Generated bindings of muon's worlds; used by the macros, not by hand.
 #[doc(hidden)]

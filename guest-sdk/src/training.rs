@@ -1,6 +1,6 @@
 //! The training-step kind.
 
-use crate::{Evaluation, NamedTensor, StepOutput};
+use crate::{Evaluation, NamedTensor, StepOutput, StepsOutput};
 
 /// Hyper-parameters of a step, by name.
 #[derive(Debug, Clone, Default)]
@@ -24,6 +24,27 @@ pub trait TrainingStep {
         batch: Vec<NamedTensor>,
         hyper_parameters: HyperParameters,
     ) -> Result<StepOutput, String>;
+
+    /// Several steps in one call: [`TrainingStep::step`] on each batch in
+    /// order, each from the parameters the one before returned. The host
+    /// trains through this, with as many batches as fit its limits, so that
+    /// one sandboxed call serves many small steps. Override it to set up
+    /// once for all of them (load a model once, say); the result must be
+    /// what the steps one by one would give.
+    fn steps(
+        parameters: Vec<NamedTensor>,
+        batches: Vec<Vec<NamedTensor>>,
+        hyper_parameters: HyperParameters,
+    ) -> Result<StepsOutput, String> {
+        let mut parameters = parameters;
+        let mut losses = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let step = Self::step(parameters, batch, hyper_parameters.clone())?;
+            parameters = step.parameters;
+            losses.push(step.loss);
+        }
+        Ok(StepsOutput { parameters, losses })
+    }
 
     /// The parameters' figures (`loss`, `accuracy`, ...) on a batch of
     /// held-out data, and a classifier's predicted class per row.

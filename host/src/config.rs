@@ -311,6 +311,9 @@ pub struct NnSettings {
     /// Largest tensor that constant folding may make when a model loads, in bytes; a larger model file raises it to its own size [default: 67108864].
     #[arg(long = "nn-max-fold-bytes")]
     pub max_fold_bytes: Option<u64>,
+    /// A model whose last compute took at most this many microseconds runs the next one on the same dimensions on the calling thread, not the inference pool, saving two thread switches; 0 sends every compute to the pool [default: 200].
+    #[arg(long = "nn-inline-compute-us")]
+    pub inline_compute_us: Option<u64>,
 }
 
 impl NnSettings {
@@ -329,6 +332,7 @@ impl NnSettings {
             load_timeout_ms: self.load_timeout_ms.or(base.load_timeout_ms),
             max_nodes: self.max_nodes.or(base.max_nodes),
             max_fold_bytes: self.max_fold_bytes.or(base.max_fold_bytes),
+            inline_compute_us: self.inline_compute_us.or(base.inline_compute_us),
         }
     }
 
@@ -359,6 +363,7 @@ impl NnSettings {
             gpu_fallback_to_cpu: self.gpu_fallback_to_cpu.unwrap_or(false),
             max_model_bytes: self.max_model_bytes.unwrap_or(512 << 20),
             max_load_bytes: self.max_load_bytes.unwrap_or(64 << 20),
+            inline_compute: std::time::Duration::from_micros(self.inline_compute_us.unwrap_or(200)),
         })
     }
 }

@@ -557,3 +557,39 @@ async fn checkpoint_intervals_bill_once_each_and_lose_no_epoch() -> anyhow::Resu
     assert_eq!(ids, expected.iter().map(String::as_str).collect::<Vec<_>>());
     Ok(())
 }
+
+/// A call of `steps` trains on many batches (the spec's `steps_per_call`,
+/// 64 by default) and gives exactly what a call per batch gives: the same
+/// curves and parameters, with far fewer sandboxed calls.
+#[tokio::test(flavor = "multi_thread")]
+async fn batches_trained_many_a_call_give_what_one_a_call_gives() -> anyhow::Result<()> {
+    let server = Server::start(&[]).await?;
+    linear_setup(&server).await?;
+    // 320 training rows in batches of 16: 20 steps an epoch.
+    let epochs = 5;
+    let mut runs = Vec::new();
+    for extra in [json!({"steps_per_call": 1}), json!({})] {
+        let before = instantiations(&server).await?;
+        let id = submit(&server, &server.http, &linear_spec(epochs, extra)).await?;
+        assert_eq!(wait_over(&server, &server.http, &id).await?["state"], "succeeded");
+        let calls = instantiations(&server).await? - before;
+        runs.push((calls, outcome(&server, &id).await?));
+    }
+    let [(one_a_call, single), (many_a_call, batched)] = <[_; 2]>::try_from(runs).unwrap();
+    assert_eq!(single, batched, "the same curves and parameters whatever the batches per call");
+    assert!(one_a_call >= 20 * u64::from(epochs), "a call per batch: {one_a_call} calls");
+    // `init`, a call per epoch (one more for the first, whose first call
+    // takes one batch to find the pace), the validations and the test.
+    assert!(many_a_call <= 3 * u64::from(epochs) + 3, "{many_a_call} calls for {} steps", 20 * epochs);
+    Ok(())
+}
+
+/// Instances made so far by the server (`muon_instantiate_seconds_count`).
+async fn instantiations(server: &Server) -> anyhow::Result<u64> {
+    let text = server.http.get(server.url("/metrics")).send().await?.error_for_status()?.text().await?;
+    Ok(text
+        .lines()
+        .find_map(|line| line.strip_prefix("muon_instantiate_seconds_count "))
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or(0))
+}

@@ -11,10 +11,11 @@
 //! - `step`: a batch `x` fp32 [n, 64] (raw pixels 0..16) and `y` i64 [n];
 //!   hyper-parameters `learning_rate` (default 0.02) and `momentum` (default
 //!   0, plain SGD);
+//! - `steps`: the same over several batches, the graph loaded once;
 //! - `evaluate`: `loss`, `accuracy` and the predicted class per row.
 
 use muon_sdk::nn::{Model, OPTIMIZER_STATE_PREFIX};
-use muon_sdk::{Evaluation, HyperParameters, NamedTensor, StepOutput, Tensor, TrainingStep};
+use muon_sdk::{Evaluation, HyperParameters, NamedTensor, StepOutput, StepsOutput, Tensor, TrainingStep};
 use serde::Deserialize;
 
 const PIXELS: u32 = 64;
@@ -75,14 +76,26 @@ impl TrainingStep for Digits {
         batch: Vec<NamedTensor>,
         hyper: HyperParameters,
     ) -> Result<StepOutput, String> {
-        let hyper =
-            [("learning_rate", hyper.get_or("learning_rate", 0.02)), ("momentum", hyper.get_or("momentum", 0.0))];
-        Ok(Model::load("digits-mlp-train")?.train_step(&parameters, &batch, &hyper)?)
+        Ok(Model::load("digits-mlp-train")?.train_step(&parameters, &batch, &optimizer(&hyper))?)
+    }
+
+    /// The host's usual way in: the graph loaded once for every batch.
+    fn steps(
+        parameters: Vec<NamedTensor>,
+        batches: Vec<Vec<NamedTensor>>,
+        hyper: HyperParameters,
+    ) -> Result<StepsOutput, String> {
+        Ok(Model::load("digits-mlp-train")?.train_steps(parameters, &batches, &optimizer(&hyper))?)
     }
 
     fn evaluate(parameters: Vec<NamedTensor>, batch: Vec<NamedTensor>) -> Result<Evaluation, String> {
         Ok(Model::load("digits-mlp-eval")?.evaluate(&parameters, &batch)?)
     }
+}
+
+/// The train-step graph's hyper-parameters, with their defaults.
+fn optimizer(hyper: &HyperParameters) -> [(&'static str, f64); 2] {
+    [("learning_rate", hyper.get_or("learning_rate", 0.02)), ("momentum", hyper.get_or("momentum", 0.0))]
 }
 
 /// Standard normal numbers from a seed: SplitMix64 for the bits, Box-Muller

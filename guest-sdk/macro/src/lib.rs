@@ -141,6 +141,14 @@ pub fn training_step(attr: TokenStream, item: TokenStream) -> TokenStream {
                 <#self_ty as ::muon_sdk::TrainingStep>::step(parameters, batch, ::muon_sdk::HyperParameters(hyper_parameters))
             }
 
+            fn steps(
+                parameters: ::std::vec::Vec<::muon_sdk::NamedTensor>,
+                batches: ::std::vec::Vec<::std::vec::Vec<::muon_sdk::NamedTensor>>,
+                hyper_parameters: ::std::vec::Vec<(::std::string::String, f64)>,
+            ) -> ::core::result::Result<::muon_sdk::StepsOutput, ::std::string::String> {
+                <#self_ty as ::muon_sdk::TrainingStep>::steps(parameters, batches, ::muon_sdk::HyperParameters(hyper_parameters))
+            }
+
             fn evaluate(
                 parameters: ::std::vec::Vec<::muon_sdk::NamedTensor>,
                 batch: ::std::vec::Vec<::muon_sdk::NamedTensor>,

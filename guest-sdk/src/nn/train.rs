@@ -22,7 +22,7 @@
 //! ```
 
 use super::{ErrorCode, Model, NnError, Outputs};
-use crate::{Evaluation, NamedTensor, StepOutput, Tensor, TensorType};
+use crate::{Evaluation, NamedTensor, StepOutput, StepsOutput, Tensor, TensorType};
 
 /// Parameters whose names start with this are optimizer state (momentum
 /// velocities, say): a step updates them like the others, and the host keeps
@@ -51,20 +51,45 @@ impl Model {
             hyper_parameters.iter().map(|(name, value)| (*name, Tensor::from_f32([1], &[*value as f32]))).collect();
         let inputs = parameters.iter().chain(batch).map(|t| (t.name.as_str(), &t.tensor));
         let outputs = self.compute(inputs.chain(hyper.iter().map(|(name, tensor)| (*name, tensor))))?;
-        let updated = parameters
-            .iter()
-            .map(|parameter| {
-                let name = format!("{}{NEXT}", parameter.name);
-                let tensor = outputs.get(&name).ok_or_else(|| contract(format!("no output `{name}`")))?;
-                Ok(NamedTensor::new(parameter.name.clone(), tensor.clone()))
-            })
-            .collect::<Result<Vec<_>, NnError>>()?;
         let mut metrics = figures(&outputs, |name| !name.ends_with(NEXT));
         let at = metrics.iter().position(|(name, _)| name == "loss").ok_or_else(|| {
             contract("no output `loss` (fp32, one element): the batch's loss before the step".to_owned())
         })?;
         let (_, loss) = metrics.remove(at);
+        // Moved out rather than cloned: the parameters are most of the bytes.
+        let mut outputs = outputs.into_vec();
+        let updated = parameters
+            .iter()
+            .map(|parameter| {
+                let name = format!("{}{NEXT}", parameter.name);
+                let at = outputs
+                    .iter()
+                    .position(|output| output.name == name)
+                    .ok_or_else(|| contract(format!("no output `{name}`")))?;
+                Ok(NamedTensor::new(parameter.name.clone(), outputs.swap_remove(at).tensor))
+            })
+            .collect::<Result<Vec<_>, NnError>>()?;
         Ok(StepOutput { parameters: updated, loss, metrics })
+    }
+
+    /// [`Model::train_step`] on each of `batches` in order, each from the
+    /// parameters the one before returned: a
+    /// [`TrainingStep::steps`](crate::TrainingStep::steps) that loads its
+    /// graph once for all of them.
+    pub fn train_steps(
+        &self,
+        parameters: Vec<NamedTensor>,
+        batches: &[Vec<NamedTensor>],
+        hyper_parameters: &[(&str, f64)],
+    ) -> Result<StepsOutput, NnError> {
+        let mut parameters = parameters;
+        let mut losses = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let step = self.train_step(&parameters, batch, hyper_parameters)?;
+            parameters = step.parameters;
+            losses.push(step.loss);
+        }
+        Ok(StepsOutput { parameters, losses })
     }
 
     /// The figures of `parameters` on `batch` from an evaluation graph: its

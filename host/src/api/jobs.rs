@@ -21,6 +21,13 @@ pub struct JobSpec {
     /// Rows per training step [default: 32].
     #[serde(default = "default_batch_size")]
     pub batch_size: u32,
+    /// Most training batches one sandboxed call of the function's `steps`
+    /// takes [default: 64]. The host passes fewer where they would not fit
+    /// in a sixteenth of the function's memory or would take more than a
+    /// quarter of its deadline, and never more than the rest of the epoch.
+    /// The result does not depend on it; 1 is a call per batch.
+    #[serde(default = "default_steps_per_call")]
+    pub steps_per_call: u32,
     /// Seed of the search and of every shuffle; the same seed gives the same job [default: 0].
     #[serde(default)]
     pub seed: u64,
@@ -53,6 +60,10 @@ pub struct JobSpec {
 
 fn default_batch_size() -> u32 {
     32
+}
+
+fn default_steps_per_call() -> u32 {
+    64
 }
 
 fn one() -> u32 {

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type, UInt8Type, UInt16Type};
-use arrow_array::{Array, RecordBatch};
+use arrow_array::{Array, Float64Array, RecordBatch};
 use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use serde::{Deserialize, Serialize};
@@ -56,6 +56,9 @@ pub struct Batch {
 /// The row group being read, and the order its rows go out in.
 struct Loaded {
     batch: RecordBatch,
+    /// The feature columns, looked up by name once per row group rather
+    /// than once per batch.
+    features: Vec<Float64Array>,
     order: Vec<u32>,
     next: usize,
 }
@@ -179,7 +182,16 @@ impl SplitReader {
         if let Some(seed) = self.cursor.seed {
             shuffle(&mut order, &mut rng(seed ^ (group as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
         }
-        self.loaded = Some(Loaded { batch, order, next: 0 });
+        let features = self
+            .layout
+            .features
+            .iter()
+            .map(|name| {
+                let column = batch.column_by_name(name).ok_or_else(|| missing(name))?;
+                column.as_primitive_opt::<Float64Type>().cloned().ok_or_else(|| wrong_type(name))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.loaded = Some(Loaded { batch, features, order, next: 0 });
         Ok(true)
     }
 
@@ -194,7 +206,7 @@ impl SplitReader {
             }
             let Some(loaded) = &mut self.loaded else { break };
             let take = (self.batch_size - builder.rows).min(loaded.order.len() - loaded.next);
-            builder.add(&loaded.batch, &loaded.order[loaded.next..loaded.next + take])?;
+            builder.add(loaded, &loaded.order[loaded.next..loaded.next + take])?;
             loaded.next += take;
         }
         if builder.rows == 0 {
@@ -220,18 +232,12 @@ impl<'a> TensorBuilder<'a> {
         Self { layout, rows: 0, x: Vec::new(), y: Vec::new(), tensors: vec![Vec::new(); layout.tensors.len()] }
     }
 
-    fn add(&mut self, batch: &RecordBatch, rows: &[u32]) -> Result<(), DatasetError> {
-        let column = |name: &str| {
-            batch.column_by_name(name).ok_or_else(|| DatasetError::storage(format!("column `{name}` is missing")))
-        };
-        let features = self
-            .layout
-            .features
-            .iter()
-            .map(|name| column(name)?.as_primitive_opt::<Float64Type>().ok_or_else(|| wrong_type(name)))
-            .collect::<Result<Vec<_>, _>>()?;
+    fn add(&mut self, loaded: &Loaded, rows: &[u32]) -> Result<(), DatasetError> {
+        let batch = &loaded.batch;
+        let column = |name: &str| batch.column_by_name(name).ok_or_else(|| missing(name));
+        self.x.reserve(rows.len() * loaded.features.len() * 4);
         for &row in rows {
-            for feature in &features {
+            for feature in &loaded.features {
                 self.x.extend_from_slice(&(feature.value(row as usize) as f32).to_le_bytes());
             }
         }
@@ -288,6 +294,10 @@ impl<'a> TensorBuilder<'a> {
 
 fn named(name: &str, dimensions: Vec<u32>, ty: TensorType, data: Vec<u8>) -> NamedTensor {
     NamedTensor { name: name.to_owned(), tensor: Tensor { dimensions, ty, data } }
+}
+
+fn missing(name: &str) -> DatasetError {
+    DatasetError::storage(format!("column `{name}` is missing"))
 }
 
 fn wrong_type(name: &str) -> DatasetError {

@@ -71,6 +71,12 @@ impl HostState {
         self.nn.compute_totals()
     }
 
+    /// The part of that compute run on the calling thread, so inside the
+    /// guest call's own time.
+    pub fn nn_inline(&self) -> std::time::Duration {
+        self.nn.inline_total()
+    }
+
     /// The wasi-nn view: its context and the shared resource table.
     pub fn nn(&mut self) -> WasiNnView<'_> {
         WasiNnView { ctx: &mut self.nn, table: &mut self.table }

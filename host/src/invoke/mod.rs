@@ -29,7 +29,7 @@ use crate::nn::ModelStore;
 use crate::nn::wasi::NnCtx;
 use crate::registry::{Overloaded, Version};
 
-pub use crate::engine::bindings::training::exports::muon::function::train::{Evaluation, StepOutput};
+pub use crate::engine::bindings::training::exports::muon::function::train::{Evaluation, StepOutput, StepsOutput};
 pub use error::InvokeError;
 pub use streamed::{Finished, SentBody, Streamed};
 
@@ -120,6 +120,15 @@ pub enum Input {
         /// Hyper-parameters by name.
         hyper: Vec<(String, f64)>,
     },
+    /// A training step's `steps`: several batches in one call.
+    TrainSteps {
+        /// The current parameters.
+        parameters: Vec<NamedTensor>,
+        /// The batches, trained on in order.
+        batches: Vec<Vec<NamedTensor>>,
+        /// Hyper-parameters by name.
+        hyper: Vec<(String, f64)>,
+    },
     /// A training step's `evaluate`.
     TrainEvaluate {
         /// The parameters evaluated.
@@ -143,6 +152,8 @@ pub enum Output {
     Parameters(Vec<NamedTensor>),
     /// A training step's new parameters, loss and metrics.
     Step(StepOutput),
+    /// A training step's parameters after several batches, and each loss.
+    Steps(StepsOutput),
     /// A training step's figures on held-out data.
     Evaluation(Evaluation),
 }
@@ -224,6 +235,15 @@ impl Invoker {
                     .await;
                 (result.and_then(guest_result).map(Output::Step), used)
             }
+            (EntryPoint::TrainingStep(pre), Input::TrainSteps { parameters, batches, hyper }) => {
+                let (result, used) = self
+                    .guest_call(version, deadline, caller, async |store| {
+                        let instance = instantiate(pre.instantiate_async(&mut *store)).await?;
+                        instance.muon_function_train().call_steps(store, &parameters, &batches, &hyper).await
+                    })
+                    .await;
+                (result.and_then(guest_result).map(Output::Steps), used)
+            }
             (EntryPoint::TrainingStep(pre), Input::TrainEvaluate { parameters, batch }) => {
                 let (result, used) = self
                     .guest_call(version, deadline, caller, async |store| {
@@ -301,7 +321,8 @@ fn measurement(store: &Store<HostState>, cpu: Duration) -> Measurement {
     let state = store.data();
     let (nn_cpu_us, nn_gpu_us) = state.nn_compute();
     Measurement {
-        cpu,
+        // A compute run on the calling thread is metered as compute only.
+        cpu: cpu.saturating_sub(state.nn_inline()),
         peak_memory_bytes: state.limiter.meter.peak(),
         memory_byte_ms: state.limiter.meter.byte_ms(),
         nn_cpu_us,

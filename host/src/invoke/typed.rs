@@ -117,6 +117,8 @@ pub fn output(output: &Output, limit: u64) -> Result<Vec<u8>, InvokeError> {
         Output::Http(_) | Output::Stream(_) => {
             Err(InvokeError::Internal(anyhow::anyhow!("an HTTP response is not a typed output")))
         }
+        // Only a job's steps run several batches in one call.
+        Output::Steps(_) => Err(InvokeError::Internal(anyhow::anyhow!("several steps are not a typed output"))),
     }
 }
 

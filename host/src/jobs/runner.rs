@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::api::ErrorCode;
@@ -135,6 +135,17 @@ pub(super) struct TrialRun<'a> {
     pub log: &'a GuestLog,
     /// When this node last renewed the trial's lease (Unix milliseconds).
     renewed_ms: AtomicI64,
+    /// How fast the last training call went, to size the next one.
+    pace: Pace,
+}
+
+/// What the last call of `steps` showed: its wall time per batch, and a
+/// batch's bytes. Zero until a call has told; the first call of an
+/// attempt takes one batch to find out.
+#[derive(Default)]
+struct Pace {
+    step_us: AtomicU64,
+    batch_bytes: AtomicU64,
 }
 
 impl<'a> TrialRun<'a> {
@@ -147,7 +158,7 @@ impl<'a> TrialRun<'a> {
         hyper: Vec<(String, f64)>,
         log: &'a GuestLog,
     ) -> Self {
-        Self { jobs, job, spec, trial, hyper, log, renewed_ms: AtomicI64::new(0) }
+        Self { jobs, job, spec, trial, hyper, log, renewed_ms: AtomicI64::new(0), pace: Pace::default() }
     }
 }
 
@@ -273,7 +284,10 @@ impl TrialRun<'_> {
         }
     }
 
-    /// One pass over the train split; returns the mean loss by rows.
+    /// One pass over the train split, as many batches a call of `steps` as
+    /// [`TrialRun::batches_per_call`] allows; returns the mean loss by rows.
+    /// A call never crosses an epoch, so the checkpoints, the events and
+    /// the result are those of a call per batch.
     async fn train_epoch(
         &self,
         version: &Arc<Version>,
@@ -284,40 +298,70 @@ impl TrialRun<'_> {
         attempt: i64,
     ) -> Result<(f64, u64), Stop> {
         let seed = epoch_seed(self.spec.seed, self.trial, epoch);
-        let mut reader = open(dataset, Split::Train, self.spec.batch_size, Some(seed)).await?;
+        let reader = open(dataset, Split::Train, self.spec.batch_size, Some(seed)).await?;
+        let mut reading = tokio::task::spawn_blocking(read_batches(reader, self.batches_per_call(version)));
         let (mut loss_sum, mut rows) = (0.0, 0u64);
         loop {
-            let (back, batch) = next(reader).await?;
-            reader = back;
-            let Some(batch) = batch else { break };
+            let (reader, batches) = read(reading).await?;
+            if batches.is_empty() {
+                break;
+            }
             if self.jobs.cancelled.contains(&self.job.id) {
                 return Err(Stop::Abandoned);
             }
             self.renew().await?;
-            let input = Input::TrainStep {
+            // The next batches are read while the guest trains on these.
+            reading = tokio::task::spawn_blocking(read_batches(reader, self.batches_per_call(version)));
+            let sizes: Vec<usize> = batches.iter().map(|batch| batch.rows).collect();
+            let bytes = batches.iter().map(|batch| tensor_bytes(&batch.tensors)).max().unwrap_or(0);
+            let input = Input::TrainSteps {
                 parameters: std::mem::take(parameters),
-                batch: batch.tensors,
+                batches: batches.into_iter().map(|batch| batch.tensors).collect(),
                 hyper: self.hyper.clone(),
             };
-            match self.call(version, input, interval, attempt).await? {
-                Output::Step(step) => {
-                    *parameters = step.parameters;
-                    if !step.loss.is_finite() {
-                        return Err(Stop::Failed(format!(
-                            "the loss of epoch {epoch} is {}; lower the learning rate",
-                            step.loss
-                        )));
-                    }
-                    loss_sum += step.loss * batch.rows as f64;
-                    rows += batch.rows as u64;
+            let started = Instant::now();
+            let output = self.call(version, input, interval, attempt).await?;
+            self.pace.record(started.elapsed(), sizes.len(), bytes);
+            let Output::Steps(steps) = output else {
+                return Err(Stop::Failed("`steps` returned something other than its output".to_owned()));
+            };
+            if steps.losses.len() != sizes.len() {
+                return Err(Stop::Failed(format!(
+                    "`steps` returned {} losses for {} batches; it must return one a batch",
+                    steps.losses.len(),
+                    sizes.len()
+                )));
+            }
+            *parameters = steps.parameters;
+            for (loss, batch_rows) in steps.losses.into_iter().zip(sizes) {
+                if !loss.is_finite() {
+                    return Err(Stop::Failed(format!("the loss of epoch {epoch} is {loss}; lower the learning rate")));
                 }
-                _ => return Err(Stop::Failed("`step` returned something other than a step output".to_owned())),
+                loss_sum += loss * batch_rows as f64;
+                rows += batch_rows as u64;
             }
         }
         if rows == 0 {
             return Err(Stop::Failed("the dataset's train split has no rows".to_owned()));
         }
         Ok((loss_sum / rows as f64, rows))
+    }
+
+    /// How many batches the next call of `steps` takes: the spec's
+    /// `steps_per_call` at most, and no more than fill a sixteenth of the
+    /// function's memory or, at the last call's pace, a quarter of its
+    /// deadline, so that batching never makes a call fail that would pass
+    /// one batch at a time. One while the pace is not known yet.
+    fn batches_per_call(&self, version: &Version) -> usize {
+        let (step_us, batch_bytes) =
+            (self.pace.step_us.load(Ordering::Relaxed), self.pace.batch_bytes.load(Ordering::Relaxed));
+        if step_us == 0 {
+            return 1;
+        }
+        let by_time = version.limits.timeout_ms.saturating_mul(1000) / 4 / step_us;
+        let by_memory = (u64::from(version.limits.memory_mb) << 20) / 16 / batch_bytes.max(1);
+        let most = u64::from(self.spec.steps_per_call).min(by_time).min(by_memory).max(1);
+        usize::try_from(most).unwrap_or(1)
     }
 
     /// `evaluate` over a split in file order: each metric averaged by rows,
@@ -336,9 +380,9 @@ impl TrialRun<'_> {
         let mut rows = 0u64;
         let mut classes = Classes::default();
         loop {
-            let (back, batch) = next(reader).await?;
+            let (back, batch) = read(tokio::task::spawn_blocking(read_batches(reader, 1))).await?;
             reader = back;
-            let Some(batch) = batch else { break };
+            let Some(batch) = batch.into_iter().next() else { break };
             let labels = labels(&batch.tensors);
             let input = Input::TrainEvaluate { parameters: parameters.to_vec(), batch: batch.tensors };
             let Evaluation { metrics, predictions } = match self.call(version, input, interval, attempt).await? {
@@ -531,6 +575,15 @@ impl TrialRun<'_> {
     }
 }
 
+impl Pace {
+    /// A call of `steps` on `batches` batches of at most `bytes` each took `elapsed`.
+    fn record(&self, elapsed: Duration, batches: usize, bytes: u64) {
+        let per_batch = elapsed.as_micros() / batches.max(1) as u128;
+        self.step_us.store(u64::try_from(per_batch).unwrap_or(u64::MAX).max(1), Ordering::Relaxed);
+        self.batch_bytes.store(bytes, Ordering::Relaxed);
+    }
+}
+
 impl Interval {
     pub(super) fn begin() -> Self {
         Self { start_ms: crate::clock::now_ms(), started: Some(Instant::now()), ..Self::default() }
@@ -584,14 +637,34 @@ async fn open(dataset: &Path, split: Split, batch_size: u32, seed: Option<u64>) 
         .map_err(|err| Stop::Failed(format!("the dataset cannot be read: {err}")))
 }
 
-async fn next(mut reader: SplitReader) -> Result<(SplitReader, Option<Batch>), Stop> {
-    tokio::task::spawn_blocking(move || {
-        let batch = reader.next_batch();
-        (reader, batch)
-    })
-    .await
-    .map_err(|err| Stop::Internal(anyhow::anyhow!(err)))
-    .and_then(|(reader, batch)| {
-        batch.map(|batch| (reader, batch)).map_err(|err| Stop::Failed(format!("the dataset cannot be read: {err}")))
-    })
+/// Reading up to `count` batches, for a blocking task; none at the end of the pass.
+fn read_batches(
+    mut reader: SplitReader,
+    count: usize,
+) -> impl FnOnce() -> (SplitReader, Result<Vec<Batch>, crate::datasets::DatasetError>) {
+    move || {
+        let mut batches = Vec::with_capacity(count);
+        while batches.len() < count {
+            match reader.next_batch() {
+                Ok(Some(batch)) => batches.push(batch),
+                Ok(None) => break,
+                Err(err) => return (reader, Err(err)),
+            }
+        }
+        (reader, Ok(batches))
+    }
+}
+
+/// The reader and the batches a blocking task of [`read_batches`] read.
+async fn read(
+    task: tokio::task::JoinHandle<(SplitReader, Result<Vec<Batch>, crate::datasets::DatasetError>)>,
+) -> Result<(SplitReader, Vec<Batch>), Stop> {
+    let (reader, batches) = task.await.map_err(|err| Stop::Internal(anyhow::anyhow!(err)))?;
+    let batches = batches.map_err(|err| Stop::Failed(format!("the dataset cannot be read: {err}")))?;
+    Ok((reader, batches))
+}
+
+/// The bytes of a batch's tensors.
+fn tensor_bytes(tensors: &[NamedTensor]) -> u64 {
+    tensors.iter().map(|tensor| tensor.tensor.data.len() as u64).sum()
 }

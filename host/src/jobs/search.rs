@@ -17,6 +17,9 @@ pub const MAX_TRIALS: u32 = 1000;
 /// Most epochs one trial may run.
 pub const MAX_EPOCHS: u32 = 100_000;
 
+/// Most batches one call of a training function's `steps` may take.
+pub const MAX_STEPS_PER_CALL: u32 = 4096;
+
 /// Most epochs all of a job's trials together may run: each is an event,
 /// a report point and a database row, kept until the job is deleted.
 pub const MAX_JOB_EPOCHS: u64 = 1_000_000;
@@ -41,6 +44,9 @@ fn check(spec: &JobSpec) -> Result<(), JobError> {
     }
     if !(1..=1_000_000).contains(&spec.batch_size) {
         return Err(JobError::bad_spec("batch_size", "must be from 1 to 1000000"));
+    }
+    if !(1..=MAX_STEPS_PER_CALL).contains(&spec.steps_per_call) {
+        return Err(JobError::bad_spec("steps_per_call", format!("must be from 1 to {MAX_STEPS_PER_CALL}")));
     }
     if spec.checkpoint_every_epochs == 0 {
         return Err(JobError::bad_spec("checkpoint_every_epochs", "must be at least 1"));
@@ -234,6 +240,7 @@ mod tests {
             dataset: String::new(),
             epochs: 0,
             batch_size: 0,
+            steps_per_call: 0,
             seed: 0,
             config: serde_json::Value::Null,
             hyper: BTreeMap::new(),
@@ -292,6 +299,8 @@ mod tests {
     fn bad_specs_name_their_field() {
         for (json, field) in [
             (serde_json::json!({"epochs": 0}), "epochs"),
+            (serde_json::json!({"steps_per_call": 0}), "steps_per_call"),
+            (serde_json::json!({"steps_per_call": 4097}), "steps_per_call"),
             (serde_json::json!({"epochs": 100_000, "search": {"trials": 11}}), "search.trials"),
             (serde_json::json!({"hyper": {"lr": {"log_uniform": [0, 1]}}}), "hyper.lr"),
             (serde_json::json!({"hyper": {"lr": {"uniform": [2, 1]}}}), "hyper.lr"),

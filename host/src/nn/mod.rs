@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
-use backend::{Backend, BackendKind, Device, LoadedModel, OnnxRuntime, Tract};
+use backend::{Backend, BackendKind, Cancel, Device, LoadedModel, OnnxRuntime, Tract};
 use batch::Hold;
 pub use batch::{BatchCounts, Batching, DEFAULT_BATCH_WAIT_US};
 use bounds::{LoadLimits, ModelBounds};
@@ -73,14 +73,20 @@ pub struct NnConfig {
     pub max_model_bytes: u64,
     /// Largest model a guest may pass to wasi-nn `load`, in bytes.
     pub max_load_bytes: u64,
+    /// A model whose last compute took at most this long runs the next one
+    /// on the same dimensions on the calling thread instead of the
+    /// inference pool ([`ComputePace`]); zero sends every compute to the pool.
+    pub inline_compute: Duration,
 }
 
 /// Compute time of one request by device, added by the inference threads
-/// that compute for it as each compute ends.
+/// that compute for it as each compute ends; and how much of it ran on the
+/// calling thread, which the request's own time already holds.
 #[derive(Debug, Default)]
 pub struct ComputeMeter {
     cpu_us: AtomicU64,
     gpu_us: AtomicU64,
+    inline_us: AtomicU64,
 }
 
 impl ComputeMeter {
@@ -102,6 +108,11 @@ impl ComputeMeter {
         self.gpu_us.fetch_add(gpu_us, Ordering::Relaxed);
     }
 
+    /// Compute so far that ran on the calling thread.
+    pub fn inline_total(&self) -> Duration {
+        Duration::from_micros(self.inline_us.load(Ordering::Relaxed))
+    }
+
     /// Microseconds of compute on CPU and on GPU so far.
     pub fn totals(&self) -> (u64, u64) {
         (self.cpu_us.load(Ordering::Relaxed), self.gpu_us.load(Ordering::Relaxed))
@@ -121,6 +132,8 @@ pub struct Graph {
     watch: Option<Arc<ModelWatch>>,
     /// The hold on that version's batcher, when its computes are batched.
     batcher: Option<Arc<Hold>>,
+    /// How quick its computes are, to run quick ones where they are called.
+    pace: Arc<ComputePace>,
 }
 
 type LoadKey = (String, BackendKind, Device);
@@ -326,7 +339,8 @@ impl Inference {
             load_ms = started.elapsed().as_millis() as u64,
             "model loaded"
         );
-        Ok(Graph { model, signature, bounds: Arc::new(bounds), watch: None, batcher: None })
+        let pace = Arc::default();
+        Ok(Graph { model, signature, bounds: Arc::new(bounds), watch: None, batcher: None, pace })
     }
 
     /// Forgets a loaded model (after its last catalog entry is deleted).
@@ -336,9 +350,11 @@ impl Inference {
 
     /// Checks `inputs` against the graph's signature and every tensor the
     /// compute would make against the caller's memory limit, then computes
-    /// on the inference pool in the caller's turn (in a batch, when the
-    /// model batches and the inputs may join one), adding the compute time
-    /// to `meter`.
+    /// (in a batch, when the model batches and the inputs may join one),
+    /// adding the compute time to `meter`. A compute runs on the inference
+    /// pool in the caller's turn, unless it is known to be quick
+    /// ([`ComputePace`]): then it runs on the calling thread, which saves
+    /// the two thread switches that would cost more than the compute.
     pub async fn compute(
         &self,
         graph: &Graph,
@@ -347,14 +363,30 @@ impl Inference {
         meter: Arc<ComputeMeter>,
     ) -> Result<Vec<(String, HostTensor)>, NnError> {
         let ordered = bind_inputs(&graph.signature, inputs)?;
-        graph.bounds.check_run(&ordered, caller.memory_limit)?;
+        let sized = graph.bounds.check_run(&ordered, caller.memory_limit)?;
         let model = Arc::clone(&graph.model);
         let batch = graph.batcher.as_ref().map(|hold| hold.batcher()).and_then(|b| Some((b, b.rows_of(&ordered)?)));
         let outputs = match batch {
             Some((batcher, rows)) => batcher.compute(model, ordered, rows, caller, meter).await?,
             None => {
-                let spent = move |device, elapsed| meter.add(device, elapsed);
-                self.run_timed(&caller.tenant, model, ordered, caller.memory_limit, spent).await?
+                // Only a compute whose work the dimensions fix is paced.
+                let shapes = sized.then(|| shapes_key(&ordered));
+                let inline = shapes.is_some_and(|key| graph.pace.is_quick(key, self.config.inline_compute));
+                let pace = Arc::clone(&graph.pace);
+                let spent = move |device, elapsed: Duration| {
+                    meter.add(device, elapsed);
+                    if inline {
+                        meter
+                            .inline_us
+                            .fetch_add(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+                    }
+                    pace.record(shapes, elapsed);
+                };
+                if inline {
+                    timed_run(model.as_ref(), ordered, caller.memory_limit, &Cancel::default(), spent)?
+                } else {
+                    self.run_timed(&caller.tenant, model, ordered, caller.memory_limit, spent).await?
+                }
             }
         };
         Ok(graph.signature.outputs.iter().map(|spec| spec.name.clone()).zip(outputs).collect())
@@ -372,17 +404,7 @@ impl Inference {
         max_output_bytes: u64,
         spent: impl FnOnce(Device, Duration) + Send + 'static,
     ) -> Result<Vec<HostTensor>, NnError> {
-        self.pool
-            .run(tenant, move |cancel| {
-                let started = Instant::now();
-                let outputs = model.run(inputs, max_output_bytes, cancel);
-                let elapsed = started.elapsed();
-                spent(model.device(), elapsed);
-                metrics::histogram!("muon_nn_compute_seconds", "device" => model.device().as_str())
-                    .record(elapsed.as_secs_f64());
-                outputs
-            })
-            .await?
+        self.pool.run(tenant, move |cancel| timed_run(model.as_ref(), inputs, max_output_bytes, cancel, spent)).await?
     }
 
     /// Runs blocking work (model parsing) on the load threads, in `tenant`'s
@@ -394,6 +416,65 @@ impl Inference {
     ) -> Result<T, NnError> {
         self.loads.run(tenant, move |_cancel| work()).await
     }
+}
+
+/// Runs `inputs` on `model` where it is called, telling `spent` the device
+/// and the compute time.
+fn timed_run(
+    model: &dyn LoadedModel,
+    inputs: Vec<HostTensor>,
+    max_output_bytes: u64,
+    cancel: &Cancel,
+    spent: impl FnOnce(Device, Duration),
+) -> Result<Vec<HostTensor>, NnError> {
+    let started = Instant::now();
+    let outputs = model.run(inputs, max_output_bytes, cancel);
+    let elapsed = started.elapsed();
+    spent(model.device(), elapsed);
+    metrics::histogram!("muon_nn_compute_seconds", "device" => model.device().as_str()).record(elapsed.as_secs_f64());
+    outputs
+}
+
+/// A model's last compute: the inputs' dimensions, and how long it took.
+///
+/// A compute on the same dimensions as the last one, which took at most
+/// [`NnConfig::inline_compute`], is quick: it runs on the calling thread.
+/// Only graphs whose work the dimensions fix are paced (no control flow,
+/// custom operators or value-dependent sizes: [`ModelBounds::check_run`]),
+/// so a quick compute stays quick whatever the values. It overruns a
+/// deadline by no more than that (nothing can stop it there), and holds an
+/// async worker no longer than a guest does between two epoch ticks; one
+/// that turns out slower sends the next to the pool.
+#[derive(Debug, Default)]
+struct ComputePace {
+    /// The last compute's dimensions (hashed) and microseconds; `None`
+    /// after one whose work they do not fix.
+    last: std::sync::Mutex<Option<(u64, u64)>>,
+}
+
+impl ComputePace {
+    fn is_quick(&self, shapes: u64, limit: Duration) -> bool {
+        let limit = u64::try_from(limit.as_micros()).unwrap_or(0);
+        limit > 0
+            && matches!(self.last.lock().as_deref(), Ok(Some((last, micros))) if *last == shapes && *micros <= limit)
+    }
+
+    fn record(&self, shapes: Option<u64>, elapsed: Duration) {
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        if let Ok(mut last) = self.last.lock() {
+            *last = shapes.map(|shapes| (shapes, micros));
+        }
+    }
+}
+
+/// The inputs' element types and dimensions, hashed.
+fn shapes_key(inputs: &[HostTensor]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for tensor in inputs {
+        (tensor.ty, &tensor.dimensions).hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
 /// Who a compute is for: the tenant whose turn it takes on the inference
@@ -437,4 +518,32 @@ fn find_onnxruntime(configured: Option<&PathBuf>) -> Option<PathBuf> {
     [exe_dir.join("libonnxruntime.so"), exe_dir.join("../onnxruntime/libonnxruntime.so")]
         .into_iter()
         .find(|path| path.exists())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tensor(dimensions: Vec<u32>) -> HostTensor {
+        let bytes = dimensions.iter().product::<u32>() as usize * 4;
+        HostTensor { dimensions, ty: ElementType::Fp32, data: vec![0; bytes] }
+    }
+
+    #[test]
+    fn only_a_quick_compute_on_the_same_dimensions_is_quick() {
+        let limit = Duration::from_micros(200);
+        let pace = ComputePace::default();
+        let batch = shapes_key(&[tensor(vec![32, 64]), tensor(vec![64, 10])]);
+        assert!(!pace.is_quick(batch, limit), "unknown until a compute has run");
+        pace.record(Some(batch), Duration::from_micros(80));
+        assert!(pace.is_quick(batch, limit));
+        assert!(!pace.is_quick(batch, Duration::ZERO), "a zero limit sends every compute to the pool");
+        let last_batch = shapes_key(&[tensor(vec![17, 64]), tensor(vec![64, 10])]);
+        assert!(!pace.is_quick(last_batch, limit), "other dimensions are other work");
+        pace.record(Some(batch), Duration::from_micros(900));
+        assert!(!pace.is_quick(batch, limit), "a slow compute sends the next to the pool");
+        pace.record(Some(batch), Duration::from_micros(80));
+        pace.record(None, Duration::from_micros(80));
+        assert!(!pace.is_quick(batch, limit), "a compute whose work its dimensions do not fix forgets the pace");
+    }
 }

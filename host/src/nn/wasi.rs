@@ -73,6 +73,11 @@ impl NnCtx {
     pub fn compute_totals(&self) -> (u64, u64) {
         self.meter.as_ref().map_or((0, 0), |meter| meter.totals())
     }
+
+    /// Compute so far that ran on the calling thread.
+    pub fn inline_total(&self) -> std::time::Duration {
+        self.meter.as_ref().map_or(std::time::Duration::ZERO, |meter| meter.inline_total())
+    }
 }
 
 /// The wasi-nn view of a store's data: its context and resource table.

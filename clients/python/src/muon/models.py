@@ -1754,6 +1754,11 @@ class JobSpec(BaseModel):
         description="Seed of the search and of every shuffle; the same seed gives the same job [default: 0].",
         ge=0,
     )
+    steps_per_call: int | None = Field(
+        None,
+        description="Most training batches one sandboxed call of the function's `steps`\ntakes [default: 64]. The host passes fewer where they would not fit\nin a sixteenth of the function's memory or would take more than a\nquarter of its deadline, and never more than the rest of the epoch.\nThe result does not depend on it; 1 is a call per batch.",
+        ge=0,
+    )
 
 
 class Job(BaseModel):

@@ -59,6 +59,9 @@ pub struct ModelBounds {
     slots: usize,
     constants: Vec<(usize, Fact)>,
     inputs: Vec<Option<usize>>,
+    /// Whether the graph has control flow or custom operators, whose work
+    /// the inputs' dimensions do not fix.
+    opaque: bool,
 }
 
 /// What is known of one tensor.
@@ -172,7 +175,9 @@ impl ModelBounds {
             nodes.push(build_node(node, inputs, outputs));
         }
         let nodes = topological(nodes, slots.len(), &constants)?;
-        Ok(Self { nodes, slots: slots.len(), constants, inputs })
+        let opaque =
+            nodes.iter().any(|node| matches!(node.op.as_str(), "Loop" | "Scan" | "If") || node.op.contains('.'));
+        Ok(Self { nodes, slots: slots.len(), constants, inputs, opaque })
     }
 
     /// Refuses tensors that constant folding at load would make too large.
@@ -232,9 +237,13 @@ impl ModelBounds {
     }
 
     /// Refuses a compute on `inputs` that would make a tensor larger than
-    /// `limit` bytes (the calling function's memory limit).
-    pub fn check_run(&self, inputs: &[HostTensor], limit: u64) -> Result<(), NnError> {
+    /// `limit` bytes (the calling function's memory limit). Otherwise says
+    /// whether the compute's work is fixed by the inputs' dimensions: no
+    /// control flow or custom operator, and every tensor's size known from
+    /// them (none hangs on the inputs' values, as `NonZero`'s does).
+    pub fn check_run(&self, inputs: &[HostTensor], limit: u64) -> Result<bool, NnError> {
         let facts = inputs.iter().map(input_fact).collect();
+        let mut sized = !self.opaque;
         self.walk(facts, |node, fact| match fact.bytes() {
             Some(bytes) if fact.from_input && bytes > u128::from(limit) => Err(NnError::new(
                 ErrorCode::TooLarge,
@@ -247,8 +256,13 @@ impl ModelBounds {
                     human(u128::from(limit))
                 ),
             )),
-            _ => Ok(()),
-        })
+            Some(_) => Ok(()),
+            None => {
+                sized = false;
+                Ok(())
+            }
+        })?;
+        Ok(sized)
     }
 
     /// Infers every node's outputs in order, calling `check` on each.

@@ -193,6 +193,19 @@ pub(super) fn infer(node: &Node, inputs: &[Option<&Fact>]) -> Vec<Fact> {
             one(Fact { shape, dtype, ..Fact::default() })
         }
         "MatMul" | "MatMulInteger" => one(Fact { shape: matmul(first, input(1)), dtype: dtype0, ..Fact::default() }),
+        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2"
+        | "ReduceLogSum" | "ReduceLogSumExp" | "ReduceSumSquare" => {
+            let axes = match (node.ints.get("axes"), input(1)) {
+                (Some(axes), _) => Some(axes.clone()),
+                (None, Some(given)) => given.ints(),
+                (None, None) => Some(Vec::new()),
+            };
+            one(Fact { shape: axes.and_then(|axes| reduced(node, first, &axes)), dtype: dtype0, ..Fact::default() })
+        }
+        "ArgMax" | "ArgMin" => {
+            let axis = vec![node.int("axis").unwrap_or(0)];
+            one(Fact { shape: reduced(node, first, &axis), dtype: int64, ..Fact::default() })
+        }
         "Gemm" => {
             let shape = match (first.and_then(|f| f.shape.as_ref()), input(1).and_then(|f| f.shape.as_ref())) {
                 (Some(a), Some(b)) if a.len() == 2 && b.len() == 2 => {
@@ -206,6 +219,31 @@ pub(super) fn infer(node: &Node, inputs: &[Option<&Fact>]) -> Vec<Fact> {
         }
         _ => vec![Fact::default(); node.outputs.len()],
     }
+}
+
+/// A reduction's output shape: `axes` dropped, or kept as 1 with
+/// `keepdims` (the default); no axes reduce them all, or none with
+/// `noop_with_empty_axes`.
+fn reduced(node: &Node, data: Option<&Fact>, axes: &[i64]) -> Option<Vec<u64>> {
+    let dims = data?.shape.as_ref()?;
+    if axes.is_empty() && node.int("noop_with_empty_axes").unwrap_or(0) != 0 {
+        return Some(dims.clone());
+    }
+    let axes: Vec<usize> = match axes {
+        [] => (0..dims.len()).collect(),
+        axes => axes.iter().map(|&axis| normalize(axis, dims.len())).collect(),
+    };
+    let keep = node.int("keepdims").unwrap_or(1) != 0;
+    Some(
+        dims.iter()
+            .enumerate()
+            .filter_map(|(i, &d)| match (axes.contains(&i), keep) {
+                (false, _) => Some(d),
+                (true, true) => Some(1),
+                (true, false) => None,
+            })
+            .collect(),
+    )
 }
 
 fn normalize(axis: i64, rank: usize) -> usize {
@@ -466,6 +504,29 @@ mod tests {
         assert_eq!(broadcast(&[&vec![4, 1], &vec![1, 5]]), Some(vec![4, 5]));
         assert_eq!(broadcast(&[&vec![3], &vec![2, 1]]), Some(vec![2, 3]));
         assert_eq!(broadcast(&[&vec![3], &vec![2]]), None);
+    }
+
+    #[test]
+    fn reductions_drop_or_keep_their_axes() {
+        let node = |op: &str, ints: &[(&str, i64)]| Node {
+            name: String::new(),
+            op: op.into(),
+            inputs: vec![],
+            outputs: vec![None],
+            ints: ints.iter().map(|(name, value)| ((*name).to_owned(), vec![*value])).collect(),
+            tensor: None,
+        };
+        let data = Fact::with_shape(vec![32, 10], DataType::Float as i32);
+        let axes = Fact::with_value(vec![1.0], DataType::Int64 as i32);
+        let shape = |node: &Node, inputs: &[Option<&Fact>]| infer(node, inputs)[0].shape.clone();
+        assert_eq!(shape(&node("ReduceSum", &[]), &[Some(&data), Some(&axes)]), Some(vec![32, 1]));
+        assert_eq!(shape(&node("ReduceMean", &[("keepdims", 0)]), &[Some(&data)]), Some(vec![]));
+        assert_eq!(shape(&node("ReduceMax", &[("axes", -2), ("keepdims", 0)]), &[Some(&data)]), Some(vec![10]));
+        assert_eq!(shape(&node("ReduceSum", &[("noop_with_empty_axes", 1)]), &[Some(&data)]), Some(vec![32, 10]));
+        let argmax = infer(&node("ArgMax", &[("axis", 1), ("keepdims", 0)]), &[Some(&data)]);
+        assert_eq!((argmax[0].shape.clone(), argmax[0].dtype), (Some(vec![32]), DataType::Int64 as i32));
+        let unknown_axes = Fact::default();
+        assert_eq!(shape(&node("ReduceSum", &[]), &[Some(&data), Some(&unknown_axes)]), None);
     }
 
     #[test]
