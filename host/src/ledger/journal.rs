@@ -2,10 +2,11 @@
 //! its response leaves, in place of a database transaction.
 //!
 //! `DATA_DIR/ledger/` holds:
-//! - `journal`: the live file, one JSON line per record, each appended with
-//!   one `write(2)` under a lock on the request's own thread (a microsecond or
-//!   two). Once written it is in the kernel's page cache, so a crash or
-//!   `kill -9` of muon loses nothing;
+//! - `journal`: the live file: a [`HEADER`], then one frame per record (the
+//!   record in postcard, COBS-encoded so that a zero byte ends it), each
+//!   appended with one `write(2)` under a lock on the request's own thread
+//!   (well under a microsecond). Once written it is in the kernel's page
+//!   cache, so a crash or `kill -9` of muon loses nothing;
 //! - `segment-N`: a former `journal`, renamed when the mover took its records
 //!   (see [`super::mover`]), synced to disk, and deleted once those records
 //!   are in the database;
@@ -29,6 +30,12 @@ use crate::db::UsageRecord;
 
 /// The live file's name.
 const LIVE: &str = "journal";
+/// How every journal file starts: postcard records follow. A file without it
+/// holds JSON lines, as muon wrote before (read on a start after an upgrade).
+const HEADER: &[u8] = b"muon ledger journal: postcard 1\0";
+/// Room on the stack for one frame; a larger record (never seen: names are
+/// short) is encoded on the heap.
+const FRAME: usize = 512;
 /// Segments are named `segment-` and a sequence number.
 const SEGMENT: &str = "segment-";
 
@@ -58,8 +65,8 @@ pub(super) struct Journal {
 struct State {
     /// The live file, opened for appending.
     file: File,
-    /// A failed append may have left part of a line: the next one starts with
-    /// a newline, so that the damage stays on a line of its own.
+    /// A failed append may have left part of a frame: the next one starts
+    /// with a zero byte, so that the damage stays in a frame of its own.
     resync: bool,
     /// Appended since the mover last took a batch.
     batch: Vec<UsageRecord>,
@@ -100,12 +107,7 @@ pub(super) struct Taken {
 impl Journal {
     /// Starts a fresh live file in `dir`, which [`replay`] emptied.
     pub(super) fn create(dir: &Path, max_age: Duration) -> anyhow::Result<Self> {
-        let live = dir.join(LIVE);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&live)
-            .with_context(|| format!("cannot create the ledger journal {}", live.display()))?;
+        let file = open_live(dir)?;
         sync_dir(dir)?;
         let state = State {
             file,
@@ -130,15 +132,20 @@ impl Journal {
     /// database already (it is unreachable, or too slow): then it refuses,
     /// and the work must not be delivered.
     pub(super) fn append(&self, record: UsageRecord) -> Result<(), LedgerError> {
-        let mut line = Vec::with_capacity(384);
-        line.push(b'\n');
-        serde_json::to_writer(&mut line, &record)
-            .map_err(|err| LedgerError::Unavailable(format!("cannot encode the usage record: {err}")))?;
-        line.push(b'\n');
+        let (mut stack, mut heap) = ([0; FRAME], None);
+        let frame = match encode(&record, &mut stack) {
+            Ok(frame) => frame,
+            Err(postcard::Error::SerializeBufferFull) => {
+                let heap = heap.insert(postcard::to_stdvec_cobs(&record).map_err(|err| unencodable(&err))?);
+                heap.insert(0, 0);
+                &heap[..]
+            }
+            Err(err) => return Err(unencodable(&err)),
+        };
         let mut state = self.lock()?;
         let now = Instant::now();
         state.admit(now, self.max_age)?;
-        let bytes = if state.resync { &line[..] } else { &line[1..] };
+        let bytes = if state.resync { frame } else { &frame[1..] };
         if let Err(err) = state.file.write_all(bytes) {
             state.resync = true;
             tracing::error!(error = %err, "cannot append to the ledger journal");
@@ -182,12 +189,12 @@ impl Journal {
         let live = self.dir.join(LIVE);
         let segment = self.dir.join(format!("{SEGMENT}{:010}", state.next_segment));
         std::fs::rename(&live, &segment).with_context(|| format!("cannot rename {}", live.display()))?;
-        let fresh = match OpenOptions::new().create(true).append(true).open(&live) {
+        let fresh = match open_live(&self.dir) {
             Ok(file) => file,
             Err(err) => {
                 // Appends go on into the old file, so it must stay the live one.
                 drop(std::fs::rename(&segment, &live));
-                return Err(err).with_context(|| format!("cannot create {}", live.display()));
+                return Err(err);
             }
         };
         state.next_segment += 1;
@@ -215,6 +222,30 @@ impl Journal {
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>, LedgerError> {
         self.state.lock().map_err(|_| LedgerError::Unavailable("the ledger journal is poisoned".to_owned()))
     }
+}
+
+/// Encodes `record` into `stack`: a zero byte (which ends a frame a failed
+/// append cut short, when needed), then the record's frame.
+fn encode<'a>(record: &UsageRecord, stack: &'a mut [u8; FRAME]) -> postcard::Result<&'a [u8]> {
+    stack[0] = 0;
+    let length = postcard::to_slice_cobs(record, &mut stack[1..])?.len();
+    Ok(&stack[..=length])
+}
+
+fn unencodable(err: &postcard::Error) -> LedgerError {
+    LedgerError::Unavailable(format!("cannot encode the usage record: {err}"))
+}
+
+/// Creates a live file in `dir` and writes its header.
+fn open_live(dir: &Path) -> anyhow::Result<File> {
+    let live = dir.join(LIVE);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&live)
+        .with_context(|| format!("cannot create the ledger journal {}", live.display()))?;
+    file.write_all(HEADER).with_context(|| format!("cannot write to {}", live.display()))?;
+    Ok(file)
 }
 
 impl State {
@@ -265,8 +296,8 @@ pub(super) struct Leftovers {
     pub(super) files: Vec<PathBuf>,
 }
 
-/// Reads what a previous run left in `dir`. A line cut short (a power loss
-/// during an append) is skipped with a warning; every complete line is read.
+/// Reads what a previous run left in `dir`. A record cut short (a power loss
+/// during an append) is skipped with a warning; every complete one is read.
 pub(super) fn replay(dir: &Path) -> anyhow::Result<Leftovers> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
@@ -283,8 +314,8 @@ pub(super) fn replay(dir: &Path) -> anyhow::Result<Leftovers> {
     files.sort();
     let mut records = Vec::new();
     for (_, path) in &files {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        records.extend(parse(path, &bytes));
+        let mut bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        records.extend(parse(path, &mut bytes));
     }
     Ok(Leftovers { records, files: files.into_iter().map(|(_, path)| path).collect() })
 }
@@ -292,7 +323,7 @@ pub(super) fn replay(dir: &Path) -> anyhow::Result<Leftovers> {
 /// The records of one journal file; an unreadable file (logged) has none.
 pub(super) fn read(path: &Path) -> Vec<UsageRecord> {
     match std::fs::read(path) {
-        Ok(bytes) => parse(path, &bytes),
+        Ok(mut bytes) => parse(path, &mut bytes),
         Err(err) => {
             tracing::error!(file = %path.display(), error = %err, "cannot read a ledger journal segment");
             Vec::new()
@@ -300,10 +331,30 @@ pub(super) fn read(path: &Path) -> Vec<UsageRecord> {
     }
 }
 
-fn parse(path: &Path, bytes: &[u8]) -> Vec<UsageRecord> {
-    let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
-    // What follows the last newline: empty, or a line whose append was cut short.
-    if let Some(torn) = lines.pop().filter(|rest| !rest.is_empty()) {
+fn parse(path: &Path, bytes: &mut [u8]) -> Vec<UsageRecord> {
+    if bytes.starts_with(HEADER) {
+        let frames = &mut bytes[HEADER.len()..];
+        return split(path, frames, 0, |frame| postcard::from_bytes_cobs(frame).map_err(|err| err.to_string()));
+    }
+    if HEADER.starts_with(bytes) {
+        // Created, and its header cut short: no record was appended.
+        return Vec::new();
+    }
+    split(path, bytes, b'\n', |line| serde_json::from_slice(line).map_err(|err| err.to_string()))
+}
+
+/// The records of `bytes`, each ended by `end`; what follows the last `end`
+/// is a record whose append was cut short, and is skipped with a warning, as
+/// is a record that `decode` cannot read.
+fn split(
+    path: &Path,
+    bytes: &mut [u8],
+    end: u8,
+    decode: impl Fn(&mut [u8]) -> Result<UsageRecord, String>,
+) -> Vec<UsageRecord> {
+    let mut pieces: Vec<&mut [u8]> = bytes.split_mut(|&b| b == end).collect();
+    // What follows the last end: empty, or a record whose append was cut short.
+    if let Some(torn) = pieces.pop().filter(|rest| !rest.is_empty()) {
         tracing::warn!(
             file = %path.display(),
             bytes = torn.len(),
@@ -311,16 +362,17 @@ fn parse(path: &Path, bytes: &[u8]) -> Vec<UsageRecord> {
             "skipping a usage record cut short in the ledger journal (muon stopped during its append)"
         );
     }
-    let mut records = Vec::with_capacity(lines.len());
-    for (number, line) in lines.iter().enumerate().filter(|(_, line)| !line.is_empty()) {
-        match serde_json::from_slice(line) {
+    let mut records = Vec::with_capacity(pieces.len());
+    for (number, piece) in pieces.into_iter().enumerate().filter(|(_, piece)| !piece.is_empty()) {
+        let bytes = piece.len();
+        match decode(piece) {
             Ok(record) => records.push(record),
-            Err(err) => tracing::warn!(
+            Err(error) => tracing::warn!(
                 file = %path.display(),
-                line = number + 1,
-                error = %err,
-                text = %String::from_utf8_lossy(&line[..line.len().min(200)]),
-                "skipping an unreadable line of the ledger journal"
+                record = number + 1,
+                bytes,
+                %error,
+                "skipping an unreadable record of the ledger journal"
             ),
         }
     }
@@ -346,7 +398,7 @@ mod tests {
     }
 
     #[test]
-    fn a_torn_last_line_is_skipped_and_every_complete_line_read() -> anyhow::Result<()> {
+    fn a_torn_last_record_is_skipped_and_every_complete_one_read() -> anyhow::Result<()> {
         let dir = temp_dir("torn")?;
         let journal = Journal::create(&dir, Duration::from_secs(60))?;
         for id in 0..3 {
@@ -355,14 +407,33 @@ mod tests {
         let taken = journal.take()?.map(|taken| taken.records.len());
         assert_eq!(taken, Some(3));
         journal.append(record(3))?;
+        let frame = postcard::to_stdvec_cobs(&record(4))?;
         let mut live = OpenOptions::new().append(true).open(dir.join(LIVE))?;
-        live.write_all(br#"{"request_id":"r000000004","ten"#)?;
-        // A damaged line in the middle (a failed append) costs that line only.
-        std::fs::write(dir.join(format!("{SEGMENT}0000000007")), b"{\"request_id\n\n")?;
+        live.write_all(&frame[..frame.len() / 2])?;
+        // A damaged record in the middle (a failed append) costs that record only.
+        let damaged = [HEADER, &frame[..9], &[0], &postcard::to_stdvec_cobs(&record(5))?].concat();
+        std::fs::write(dir.join(format!("{SEGMENT}0000000007")), damaged)?;
+        // Only its header was written: no records.
+        std::fs::write(dir.join(format!("{SEGMENT}0000000008")), &HEADER[..5])?;
         let leftovers = replay(&dir)?;
         let ids: Vec<&str> = leftovers.records.iter().map(|r| r.request_id.as_str()).collect();
-        assert_eq!(ids, ["r000000000", "r000000001", "r000000002", "r000000003"]);
-        assert_eq!(leftovers.files.len(), 3, "two segments and the live file: {:?}", leftovers.files);
+        assert_eq!(ids, ["r000000000", "r000000001", "r000000002", "r000000005", "r000000003"]);
+        assert_eq!(leftovers.files.len(), 4, "three segments and the live file: {:?}", leftovers.files);
+        std::fs::remove_dir_all(dir)?;
+        Ok(())
+    }
+
+    /// Files that muon wrote before the journal was binary, JSON lines, are
+    /// read on the first start after an upgrade.
+    #[test]
+    fn a_journal_of_json_lines_is_read() -> anyhow::Result<()> {
+        let dir = temp_dir("json")?;
+        let lines: Vec<String> = (0..3).map(|id| serde_json::to_string(&record(id))).collect::<Result<_, _>>()?;
+        let torn = r#"{"request_id":"r000000009","ten"#;
+        std::fs::write(dir.join(format!("{SEGMENT}0000000000")), format!("{}\n", lines[..2].join("\n")))?;
+        std::fs::write(dir.join(LIVE), format!("{}\n{{\"request_id\n\n{torn}", lines[2]))?;
+        let leftovers = replay(&dir)?;
+        assert_eq!(leftovers.records, [record(0), record(1), record(2)]);
         std::fs::remove_dir_all(dir)?;
         Ok(())
     }
