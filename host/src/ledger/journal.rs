@@ -13,8 +13,11 @@
 //! - `lock`: locked by the muon using the directory, so that two processes
 //!   never share (or replay) one journal.
 //!
-//! The records are kept in memory too (under the same lock), so the mover
-//! never reads the files back; only a start reads them ([`replay`]).
+//! The records are not kept in memory: the mover reads each segment back
+//! (from the page cache, where it still is) on its own thread ([`load`]), so
+//! a request's record is built, appended and dropped on the request's thread
+//! and nothing of it crosses threads; a start reads the files the same way
+//! ([`replay`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -43,10 +46,10 @@ const SEGMENT: &str = "segment-";
 /// out its interval.
 pub(super) const MAX_BATCH: usize = 2048;
 
-/// Records appended and not yet in the database (in memory and in the files)
-/// past which new records are refused: about 40 MB of memory, and at the
-/// fastest measured rate (50k requests/s) a couple of seconds' worth, so the
-/// age bound ([`super::mover::OUTAGE_GRACE`]) is what usually trips first.
+/// Records appended and not yet in the database past which new records are
+/// refused: about 10 MB of journal, and at the fastest measured rate (50k
+/// requests/s) a couple of seconds' worth, so the age bound
+/// ([`super::mover::OUTAGE_GRACE`]) is what usually trips first.
 pub(super) const MAX_BACKLOG: usize = 131_072;
 
 /// The live journal and the records in it not yet in the database.
@@ -68,8 +71,8 @@ struct State {
     /// A failed append may have left part of a frame: the next one starts
     /// with a zero byte, so that the damage stays in a frame of its own.
     resync: bool,
-    /// Appended since the mover last took a batch.
-    batch: Vec<UsageRecord>,
+    /// Records appended since the mover last took a batch.
+    batch: usize,
     /// When the first of `batch` was appended.
     batch_since: Option<Instant>,
     /// Taken by the mover and not yet written to the database.
@@ -93,9 +96,8 @@ pub(super) struct Progress {
     pub(super) error: Option<Arc<str>>,
 }
 
-/// Records the mover took from the journal, and the file that holds them.
+/// The file holding the records the mover took from the journal.
 pub(super) struct Taken {
-    pub(super) records: Vec<UsageRecord>,
     /// The segment the live file became.
     pub(super) segment: PathBuf,
     /// The segment, still open: synced before the records are written anywhere else.
@@ -112,7 +114,7 @@ impl Journal {
         let state = State {
             file,
             resync: false,
-            batch: Vec::new(),
+            batch: 0,
             batch_since: None,
             held: 0,
             held_since: None,
@@ -131,12 +133,12 @@ impl Journal {
     /// Appends `record` with one write, unless too much waits for the
     /// database already (it is unreachable, or too slow): then it refuses,
     /// and the work must not be delivered.
-    pub(super) fn append(&self, record: UsageRecord) -> Result<(), LedgerError> {
+    pub(super) fn append(&self, record: &UsageRecord) -> Result<(), LedgerError> {
         let (mut stack, mut heap) = ([0; FRAME], None);
-        let frame = match encode(&record, &mut stack) {
+        let frame = match encode(record, &mut stack) {
             Ok(frame) => frame,
             Err(postcard::Error::SerializeBufferFull) => {
-                let heap = heap.insert(postcard::to_stdvec_cobs(&record).map_err(|err| unencodable(&err))?);
+                let heap = heap.insert(postcard::to_stdvec_cobs(record).map_err(|err| unencodable(&err))?);
                 heap.insert(0, 0);
                 &heap[..]
             }
@@ -152,12 +154,12 @@ impl Journal {
             return Err(LedgerError::Unavailable(format!("cannot append to the ledger journal: {err}")));
         }
         state.resync = false;
-        if state.batch.is_empty() {
+        if state.batch == 0 {
             state.batch_since = Some(now);
         }
-        state.batch.push(record);
+        state.batch += 1;
         state.appended += 1;
-        if state.batch.len() == MAX_BATCH {
+        if state.batch == MAX_BATCH {
             self.wake.notify_one();
         }
         Ok(())
@@ -170,7 +172,7 @@ impl Journal {
 
     /// Records appended and not yet in the database.
     pub(super) fn backlog(&self) -> usize {
-        self.state.lock().map(|state| state.batch.len() + state.held).unwrap_or(0)
+        self.state.lock().map(|state| state.batch + state.held).unwrap_or(0)
     }
 
     /// When the oldest record not yet in the database was appended.
@@ -183,7 +185,7 @@ impl Journal {
     /// `None`: nothing was appended.
     pub(super) fn take(&self) -> anyhow::Result<Option<Taken>> {
         let mut state = self.lock()?;
-        if state.batch.is_empty() {
+        if state.batch == 0 {
             return Ok(None);
         }
         let live = self.dir.join(LIVE);
@@ -200,10 +202,9 @@ impl Journal {
         state.next_segment += 1;
         state.resync = false;
         let file = std::mem::replace(&mut state.file, fresh);
-        let records = std::mem::take(&mut state.batch);
-        state.held += records.len();
+        state.held += std::mem::take(&mut state.batch);
         state.held_since = state.held_since.or(state.batch_since.take());
-        Ok(Some(Taken { records, segment, file, upto: state.appended }))
+        Ok(Some(Taken { segment, file, upto: state.appended }))
     }
 
     /// Everything taken so far is in the database.
@@ -250,7 +251,7 @@ fn open_live(dir: &Path) -> anyhow::Result<File> {
 
 impl State {
     fn admit(&self, now: Instant, max_age: Duration) -> Result<(), LedgerError> {
-        let backlog = self.batch.len() + self.held;
+        let backlog = self.batch + self.held;
         if backlog >= MAX_BACKLOG {
             return Err(LedgerError::Unavailable(format!(
                 "{backlog} usage records are waiting for the database; retry once it takes them"
@@ -312,23 +313,18 @@ pub(super) fn replay(dir: &Path) -> anyhow::Result<Leftovers> {
         files.push((order, entry.path()));
     }
     files.sort();
+    let files: Vec<PathBuf> = files.into_iter().map(|(_, path)| path).collect();
+    Ok(Leftovers { records: load(&files)?, files })
+}
+
+/// The records of journal files, in order.
+pub(super) fn load(files: &[PathBuf]) -> anyhow::Result<Vec<UsageRecord>> {
     let mut records = Vec::new();
-    for (_, path) in &files {
+    for path in files {
         let mut bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         records.extend(parse(path, &mut bytes));
     }
-    Ok(Leftovers { records, files: files.into_iter().map(|(_, path)| path).collect() })
-}
-
-/// The records of one journal file; an unreadable file (logged) has none.
-pub(super) fn read(path: &Path) -> Vec<UsageRecord> {
-    match std::fs::read(path) {
-        Ok(mut bytes) => parse(path, &mut bytes),
-        Err(err) => {
-            tracing::error!(file = %path.display(), error = %err, "cannot read a ledger journal segment");
-            Vec::new()
-        }
-    }
+    Ok(records)
 }
 
 fn parse(path: &Path, bytes: &mut [u8]) -> Vec<UsageRecord> {
@@ -402,11 +398,11 @@ mod tests {
         let dir = temp_dir("torn")?;
         let journal = Journal::create(&dir, Duration::from_secs(60))?;
         for id in 0..3 {
-            journal.append(record(id))?;
+            journal.append(&record(id))?;
         }
-        let taken = journal.take()?.map(|taken| taken.records.len());
+        let taken = journal.take()?.map(|taken| load(&[taken.segment])).transpose()?.map(|records| records.len());
         assert_eq!(taken, Some(3));
-        journal.append(record(3))?;
+        journal.append(&record(3))?;
         let frame = postcard::to_stdvec_cobs(&record(4))?;
         let mut live = OpenOptions::new().append(true).open(dir.join(LIVE))?;
         live.write_all(&frame[..frame.len() / 2])?;
@@ -442,19 +438,19 @@ mod tests {
     fn records_are_refused_past_the_age_bound_until_moved() -> anyhow::Result<()> {
         let dir = temp_dir("age")?;
         let journal = Journal::create(&dir, Duration::from_millis(100))?;
-        journal.append(record(0))?;
+        journal.append(&record(0))?;
         let taken = journal.take()?.map(|taken| taken.upto);
         assert_eq!(taken, Some(1));
-        journal.append(record(1))?;
+        journal.append(&record(1))?;
         std::thread::sleep(Duration::from_millis(150));
-        let refused = journal.append(record(2));
+        let refused = journal.append(&record(2));
         assert!(matches!(refused, Err(LedgerError::Unavailable(_))), "{refused:?}");
         assert_eq!(journal.backlog(), 2, "a refused record is not appended");
         journal.moved();
-        assert!(journal.append(record(3)).is_err(), "record 1 is still waiting");
+        assert!(journal.append(&record(3)).is_err(), "record 1 is still waiting");
         journal.take()?;
         journal.moved();
-        journal.append(record(4))?;
+        journal.append(&record(4))?;
         std::fs::remove_dir_all(dir)?;
         Ok(())
     }
@@ -464,11 +460,11 @@ mod tests {
         let dir = temp_dir("oldest")?;
         let journal = Journal::create(&dir, Duration::from_secs(60))?;
         assert_eq!(journal.oldest_waiting(), None);
-        journal.append(record(0))?;
+        journal.append(&record(0))?;
         let first = journal.oldest_waiting();
         assert!(first.is_some());
         journal.take()?;
-        journal.append(record(1))?;
+        journal.append(&record(1))?;
         assert_eq!(journal.oldest_waiting(), first, "the taken record is older than the new one");
         journal.moved();
         assert!(journal.oldest_waiting() > first, "now the one appended after");
