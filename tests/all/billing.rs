@@ -16,7 +16,7 @@ crate::on_both_databases!(
     crash_loses_no_billed_response_syncing_on_an_interval,
     crash_loses_no_billed_response_always_syncing,
     a_crash_before_any_move_is_replayed_from_the_journal,
-    a_torn_last_line_is_skipped_and_the_rest_replayed,
+    a_torn_last_record_is_skipped_and_the_rest_replayed,
     the_interval_sync_runs_while_records_are_written,
 );
 
@@ -324,16 +324,17 @@ fn counted(records: &[Value]) -> HashMap<String, usize> {
     counts
 }
 
-/// Complete lines in the journal's files (the live one and any segments).
-fn journaled_lines(data_dir: &std::path::Path) -> anyhow::Result<usize> {
-    let mut lines = 0;
+/// Complete records in the journal's files (the live one and any segments):
+/// each file is a header ending in a zero byte, then records, each ending in one.
+fn journaled_records(data_dir: &std::path::Path) -> anyhow::Result<usize> {
+    let mut records = 0;
     for entry in std::fs::read_dir(data_dir.join("ledger"))? {
         let path = entry?.path();
         if path.file_name().is_some_and(|name| name != "lock") {
-            lines += std::fs::read(&path)?.iter().filter(|&&b| b == b'\n').count();
+            records += std::fs::read(&path)?.iter().filter(|&&b| b == 0).count().saturating_sub(1);
         }
     }
-    Ok(lines)
+    Ok(records)
 }
 
 /// Starts a server that moves nothing out of its journal during a test
@@ -358,7 +359,7 @@ async fn journal_then_kill(backend: Backend, n: usize) -> anyhow::Result<(Server
     while let Some(id) = calls.join_next().await {
         received.push(id??);
     }
-    assert_eq!(journaled_lines(&server.data_dir)?, n, "every answered record is in the journal");
+    assert_eq!(journaled_records(&server.data_dir)?, n, "every answered record is in the journal");
     server.signal("KILL")?;
     server.wait(Duration::from_secs(10)).await?;
     Ok((server, received, flags))
@@ -373,7 +374,7 @@ async fn a_crash_before_any_move_is_replayed_from_the_journal(backend: Backend) 
     let counts = counted(&restarted.usage_records(&restarted.http, None).await?);
     assert_eq!(counts.len(), received.len());
     assert!(received.iter().all(|id| counts.contains_key(id)), "an answered request has no record");
-    assert_eq!(journaled_lines(&server.data_dir)?, 0, "the moved journal is gone");
+    assert_eq!(journaled_records(&server.data_dir)?, 0, "the moved journal is gone");
     Ok(())
 }
 
@@ -385,23 +386,24 @@ async fn a_start_with_metering_off_still_moves_the_journal() -> anyhow::Result<(
     let restarted = Server::start_in(&server.data_dir, &["--metering", "false"], server.temp()).await?;
     let counts = counted(&restarted.usage_records(&restarted.http, None).await?);
     assert_eq!(counts.len(), received.len());
-    assert_eq!(journaled_lines(&server.data_dir)?, 0, "the moved journal is gone");
+    assert_eq!(journaled_records(&server.data_dir)?, 0, "the moved journal is gone");
     Ok(())
 }
 
-/// A power loss during an append leaves a line cut short at the end of the
+/// A power loss during an append leaves a record cut short at the end of the
 /// journal: the next start skips it, says so, and moves every other record.
-async fn a_torn_last_line_is_skipped_and_the_rest_replayed(backend: Backend) -> anyhow::Result<()> {
+async fn a_torn_last_record_is_skipped_and_the_rest_replayed(backend: Backend) -> anyhow::Result<()> {
     let (server, received, flags) = journal_then_kill(backend, 5).await?;
     let mut journal = std::fs::OpenOptions::new().append(true).open(server.data_dir.join("ledger/journal"))?;
-    std::io::Write::write_all(&mut journal, br#"{"request_id":"torn","tenant":"defa"#)?;
+    // Part of a record: no zero byte ends it.
+    std::io::Write::write_all(&mut journal, b"\x21torn\x07defa")?;
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let restarted = Server::start_in(&server.data_dir, &flags, server.temp()).await?;
     let counts = counted(&restarted.usage_records(&restarted.http, None).await?);
     assert_eq!(counts.len(), received.len(), "{counts:?}");
     assert!(received.iter().all(|id| counts.contains_key(id)), "an answered request has no record");
     let logs = restarted.logs();
-    assert!(logs.contains("cut short") && logs.contains("defa"), "no warning about the torn line: {logs}");
+    assert!(logs.contains("cut short") && logs.contains("defa"), "no warning about the torn record: {logs}");
     Ok(())
 }
 

@@ -328,6 +328,7 @@ pub use jobs::{Checkpoint, EventRow, JobRow, NewEvent, TrialChange, TrialRow, Tr
 pub use models::ModelRow;
 pub use monitor::{AlertRow, AuditRow, NewAudit, RolloutRow, SinkRow};
 pub use tenants::{KeyRecord, Revocation, TenantRecord};
+pub(crate) use usage::insert_usage_sql;
 pub use usage::{GroupBy, UsageQuery, UsageRecord, UsageTotals, UsageWriter};
 
 /// How long a SQLite writer waits for the write lock before giving up.

@@ -84,6 +84,25 @@ async fn connect(db: &Db) -> anyhow::Result<AnyConnection> {
     Ok(connection)
 }
 
+/// `INSERT` of `rows` usage records, a request id already present skipped:
+/// `?` placeholders where `positional` (SQLite), else `$n` (PostgreSQL).
+pub(crate) fn insert_usage_sql(rows: usize, positional: bool) -> String {
+    let mut sql = format!("INSERT INTO usage_records ({COLUMNS}) VALUES ");
+    for i in 0..rows {
+        let base = i * COLUMN_COUNT;
+        let placeholders: Vec<String> =
+            (1..=COLUMN_COUNT).map(|c| if positional { "?".to_owned() } else { format!("${}", base + c) }).collect();
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        sql.push_str(&placeholders.join(","));
+        sql.push(')');
+    }
+    sql.push_str(" ON CONFLICT (request_id) DO NOTHING");
+    sql
+}
+
 impl Db {
     /// A writer of usage records on a connection of its own, each batch
     /// synced to disk before the write returns.
@@ -95,35 +114,17 @@ impl Db {
         // Bounded by SQLite's 32766 bound parameters per statement.
         const ROWS_PER_STATEMENT: usize = 1000;
         if records.len() <= ROWS_PER_STATEMENT {
-            let sql = self.insert_usage_sql(records.len());
+            let sql = insert_usage_sql(records.len(), self.positional);
             bind_usage(sqlx::query(&sql), records).execute(&mut *connection).await?;
             return Ok(());
         }
         let mut tx = connection.begin().await?;
         for chunk in records.chunks(ROWS_PER_STATEMENT) {
-            let sql = self.insert_usage_sql(chunk.len());
+            let sql = insert_usage_sql(chunk.len(), self.positional);
             bind_usage(sqlx::query(&sql), chunk).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
-    }
-
-    fn insert_usage_sql(&self, rows: usize) -> String {
-        let mut sql = format!("INSERT INTO usage_records ({COLUMNS}) VALUES ");
-        for i in 0..rows {
-            let base = i * COLUMN_COUNT;
-            let placeholders: Vec<String> = (1..=COLUMN_COUNT)
-                .map(|c| if self.positional { "?".to_owned() } else { format!("${}", base + c) })
-                .collect();
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push('(');
-            sql.push_str(&placeholders.join(","));
-            sql.push(')');
-        }
-        sql.push_str(" ON CONFLICT (request_id) DO NOTHING");
-        sql
     }
 
     /// Raw records of a tenant after `after` (a request id), in id order.

@@ -2,18 +2,22 @@
 //! its response leaves, in place of a database transaction.
 //!
 //! `DATA_DIR/ledger/` holds:
-//! - `journal`: the live file, one JSON line per record, each appended with
-//!   one `write(2)` under a lock on the request's own thread (a microsecond or
-//!   two). Once written it is in the kernel's page cache, so a crash or
-//!   `kill -9` of muon loses nothing;
+//! - `journal`: the live file: a [`HEADER`], then one frame per record (the
+//!   record in postcard, COBS-encoded so that a zero byte ends it), each
+//!   appended with one `write(2)` under a lock on the request's own thread
+//!   (well under a microsecond). Once written it is in the kernel's page
+//!   cache, so a crash or `kill -9` of muon loses nothing;
 //! - `segment-N`: a former `journal`, renamed when the mover took its records
 //!   (see [`super::mover`]), synced to disk, and deleted once those records
 //!   are in the database;
 //! - `lock`: locked by the muon using the directory, so that two processes
 //!   never share (or replay) one journal.
 //!
-//! The records are kept in memory too (under the same lock), so the mover
-//! never reads the files back; only a start reads them ([`replay`]).
+//! The records are not kept in memory: the mover reads each segment back
+//! (from the page cache, where it still is) on its own thread ([`load`]), so
+//! a request's record is built, appended and dropped on the request's thread
+//! and nothing of it crosses threads; a start reads the files the same way
+//! ([`replay`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -29,6 +33,12 @@ use crate::db::UsageRecord;
 
 /// The live file's name.
 const LIVE: &str = "journal";
+/// How every journal file starts: postcard records follow. A file without it
+/// holds JSON lines, as muon wrote before (read on a start after an upgrade).
+const HEADER: &[u8] = b"muon ledger journal: postcard 1\0";
+/// Room on the stack for one frame; a larger record (never seen: names are
+/// short) is encoded on the heap.
+const FRAME: usize = 512;
 /// Segments are named `segment-` and a sequence number.
 const SEGMENT: &str = "segment-";
 
@@ -36,10 +46,10 @@ const SEGMENT: &str = "segment-";
 /// out its interval.
 pub(super) const MAX_BATCH: usize = 2048;
 
-/// Records appended and not yet in the database (in memory and in the files)
-/// past which new records are refused: about 40 MB of memory, and at the
-/// fastest measured rate (50k requests/s) a couple of seconds' worth, so the
-/// age bound ([`super::mover::OUTAGE_GRACE`]) is what usually trips first.
+/// Records appended and not yet in the database past which new records are
+/// refused: about 10 MB of journal, and at the fastest measured rate (50k
+/// requests/s) a couple of seconds' worth, so the age bound
+/// ([`super::mover::OUTAGE_GRACE`]) is what usually trips first.
 pub(super) const MAX_BACKLOG: usize = 131_072;
 
 /// The live journal and the records in it not yet in the database.
@@ -58,11 +68,11 @@ pub(super) struct Journal {
 struct State {
     /// The live file, opened for appending.
     file: File,
-    /// A failed append may have left part of a line: the next one starts with
-    /// a newline, so that the damage stays on a line of its own.
+    /// A failed append may have left part of a frame: the next one starts
+    /// with a zero byte, so that the damage stays in a frame of its own.
     resync: bool,
-    /// Appended since the mover last took a batch.
-    batch: Vec<UsageRecord>,
+    /// Records appended since the mover last took a batch.
+    batch: usize,
     /// When the first of `batch` was appended.
     batch_since: Option<Instant>,
     /// Taken by the mover and not yet written to the database.
@@ -86,9 +96,8 @@ pub(super) struct Progress {
     pub(super) error: Option<Arc<str>>,
 }
 
-/// Records the mover took from the journal, and the file that holds them.
+/// The file holding the records the mover took from the journal.
 pub(super) struct Taken {
-    pub(super) records: Vec<UsageRecord>,
     /// The segment the live file became.
     pub(super) segment: PathBuf,
     /// The segment, still open: synced before the records are written anywhere else.
@@ -100,17 +109,12 @@ pub(super) struct Taken {
 impl Journal {
     /// Starts a fresh live file in `dir`, which [`replay`] emptied.
     pub(super) fn create(dir: &Path, max_age: Duration) -> anyhow::Result<Self> {
-        let live = dir.join(LIVE);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&live)
-            .with_context(|| format!("cannot create the ledger journal {}", live.display()))?;
+        let file = open_live(dir)?;
         sync_dir(dir)?;
         let state = State {
             file,
             resync: false,
-            batch: Vec::new(),
+            batch: 0,
             batch_since: None,
             held: 0,
             held_since: None,
@@ -129,28 +133,33 @@ impl Journal {
     /// Appends `record` with one write, unless too much waits for the
     /// database already (it is unreachable, or too slow): then it refuses,
     /// and the work must not be delivered.
-    pub(super) fn append(&self, record: UsageRecord) -> Result<(), LedgerError> {
-        let mut line = Vec::with_capacity(384);
-        line.push(b'\n');
-        serde_json::to_writer(&mut line, &record)
-            .map_err(|err| LedgerError::Unavailable(format!("cannot encode the usage record: {err}")))?;
-        line.push(b'\n');
+    pub(super) fn append(&self, record: &UsageRecord) -> Result<(), LedgerError> {
+        let (mut stack, mut heap) = ([0; FRAME], None);
+        let frame = match encode(record, &mut stack) {
+            Ok(frame) => frame,
+            Err(postcard::Error::SerializeBufferFull) => {
+                let heap = heap.insert(postcard::to_stdvec_cobs(record).map_err(|err| unencodable(&err))?);
+                heap.insert(0, 0);
+                &heap[..]
+            }
+            Err(err) => return Err(unencodable(&err)),
+        };
         let mut state = self.lock()?;
         let now = Instant::now();
         state.admit(now, self.max_age)?;
-        let bytes = if state.resync { &line[..] } else { &line[1..] };
+        let bytes = if state.resync { frame } else { &frame[1..] };
         if let Err(err) = state.file.write_all(bytes) {
             state.resync = true;
             tracing::error!(error = %err, "cannot append to the ledger journal");
             return Err(LedgerError::Unavailable(format!("cannot append to the ledger journal: {err}")));
         }
         state.resync = false;
-        if state.batch.is_empty() {
+        if state.batch == 0 {
             state.batch_since = Some(now);
         }
-        state.batch.push(record);
+        state.batch += 1;
         state.appended += 1;
-        if state.batch.len() == MAX_BATCH {
+        if state.batch == MAX_BATCH {
             self.wake.notify_one();
         }
         Ok(())
@@ -163,7 +172,7 @@ impl Journal {
 
     /// Records appended and not yet in the database.
     pub(super) fn backlog(&self) -> usize {
-        self.state.lock().map(|state| state.batch.len() + state.held).unwrap_or(0)
+        self.state.lock().map(|state| state.batch + state.held).unwrap_or(0)
     }
 
     /// When the oldest record not yet in the database was appended.
@@ -176,27 +185,26 @@ impl Journal {
     /// `None`: nothing was appended.
     pub(super) fn take(&self) -> anyhow::Result<Option<Taken>> {
         let mut state = self.lock()?;
-        if state.batch.is_empty() {
+        if state.batch == 0 {
             return Ok(None);
         }
         let live = self.dir.join(LIVE);
         let segment = self.dir.join(format!("{SEGMENT}{:010}", state.next_segment));
         std::fs::rename(&live, &segment).with_context(|| format!("cannot rename {}", live.display()))?;
-        let fresh = match OpenOptions::new().create(true).append(true).open(&live) {
+        let fresh = match open_live(&self.dir) {
             Ok(file) => file,
             Err(err) => {
                 // Appends go on into the old file, so it must stay the live one.
                 drop(std::fs::rename(&segment, &live));
-                return Err(err).with_context(|| format!("cannot create {}", live.display()));
+                return Err(err);
             }
         };
         state.next_segment += 1;
         state.resync = false;
         let file = std::mem::replace(&mut state.file, fresh);
-        let records = std::mem::take(&mut state.batch);
-        state.held += records.len();
+        state.held += std::mem::take(&mut state.batch);
         state.held_since = state.held_since.or(state.batch_since.take());
-        Ok(Some(Taken { records, segment, file, upto: state.appended }))
+        Ok(Some(Taken { segment, file, upto: state.appended }))
     }
 
     /// Everything taken so far is in the database.
@@ -217,9 +225,33 @@ impl Journal {
     }
 }
 
+/// Encodes `record` into `stack`: a zero byte (which ends a frame a failed
+/// append cut short, when needed), then the record's frame.
+fn encode<'a>(record: &UsageRecord, stack: &'a mut [u8; FRAME]) -> postcard::Result<&'a [u8]> {
+    stack[0] = 0;
+    let length = postcard::to_slice_cobs(record, &mut stack[1..])?.len();
+    Ok(&stack[..=length])
+}
+
+fn unencodable(err: &postcard::Error) -> LedgerError {
+    LedgerError::Unavailable(format!("cannot encode the usage record: {err}"))
+}
+
+/// Creates a live file in `dir` and writes its header.
+fn open_live(dir: &Path) -> anyhow::Result<File> {
+    let live = dir.join(LIVE);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&live)
+        .with_context(|| format!("cannot create the ledger journal {}", live.display()))?;
+    file.write_all(HEADER).with_context(|| format!("cannot write to {}", live.display()))?;
+    Ok(file)
+}
+
 impl State {
     fn admit(&self, now: Instant, max_age: Duration) -> Result<(), LedgerError> {
-        let backlog = self.batch.len() + self.held;
+        let backlog = self.batch + self.held;
         if backlog >= MAX_BACKLOG {
             return Err(LedgerError::Unavailable(format!(
                 "{backlog} usage records are waiting for the database; retry once it takes them"
@@ -265,8 +297,8 @@ pub(super) struct Leftovers {
     pub(super) files: Vec<PathBuf>,
 }
 
-/// Reads what a previous run left in `dir`. A line cut short (a power loss
-/// during an append) is skipped with a warning; every complete line is read.
+/// Reads what a previous run left in `dir`. A record cut short (a power loss
+/// during an append) is skipped with a warning; every complete one is read.
 pub(super) fn replay(dir: &Path) -> anyhow::Result<Leftovers> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
@@ -281,29 +313,44 @@ pub(super) fn replay(dir: &Path) -> anyhow::Result<Leftovers> {
         files.push((order, entry.path()));
     }
     files.sort();
+    let files: Vec<PathBuf> = files.into_iter().map(|(_, path)| path).collect();
+    Ok(Leftovers { records: load(&files)?, files })
+}
+
+/// The records of journal files, in order.
+pub(super) fn load(files: &[PathBuf]) -> anyhow::Result<Vec<UsageRecord>> {
     let mut records = Vec::new();
-    for (_, path) in &files {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        records.extend(parse(path, &bytes));
+    for path in files {
+        let mut bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        records.extend(parse(path, &mut bytes));
     }
-    Ok(Leftovers { records, files: files.into_iter().map(|(_, path)| path).collect() })
+    Ok(records)
 }
 
-/// The records of one journal file; an unreadable file (logged) has none.
-pub(super) fn read(path: &Path) -> Vec<UsageRecord> {
-    match std::fs::read(path) {
-        Ok(bytes) => parse(path, &bytes),
-        Err(err) => {
-            tracing::error!(file = %path.display(), error = %err, "cannot read a ledger journal segment");
-            Vec::new()
-        }
+fn parse(path: &Path, bytes: &mut [u8]) -> Vec<UsageRecord> {
+    if bytes.starts_with(HEADER) {
+        let frames = &mut bytes[HEADER.len()..];
+        return split(path, frames, 0, |frame| postcard::from_bytes_cobs(frame).map_err(|err| err.to_string()));
     }
+    if HEADER.starts_with(bytes) {
+        // Created, and its header cut short: no record was appended.
+        return Vec::new();
+    }
+    split(path, bytes, b'\n', |line| serde_json::from_slice(line).map_err(|err| err.to_string()))
 }
 
-fn parse(path: &Path, bytes: &[u8]) -> Vec<UsageRecord> {
-    let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
-    // What follows the last newline: empty, or a line whose append was cut short.
-    if let Some(torn) = lines.pop().filter(|rest| !rest.is_empty()) {
+/// The records of `bytes`, each ended by `end`; what follows the last `end`
+/// is a record whose append was cut short, and is skipped with a warning, as
+/// is a record that `decode` cannot read.
+fn split(
+    path: &Path,
+    bytes: &mut [u8],
+    end: u8,
+    decode: impl Fn(&mut [u8]) -> Result<UsageRecord, String>,
+) -> Vec<UsageRecord> {
+    let mut pieces: Vec<&mut [u8]> = bytes.split_mut(|&b| b == end).collect();
+    // What follows the last end: empty, or a record whose append was cut short.
+    if let Some(torn) = pieces.pop().filter(|rest| !rest.is_empty()) {
         tracing::warn!(
             file = %path.display(),
             bytes = torn.len(),
@@ -311,16 +358,17 @@ fn parse(path: &Path, bytes: &[u8]) -> Vec<UsageRecord> {
             "skipping a usage record cut short in the ledger journal (muon stopped during its append)"
         );
     }
-    let mut records = Vec::with_capacity(lines.len());
-    for (number, line) in lines.iter().enumerate().filter(|(_, line)| !line.is_empty()) {
-        match serde_json::from_slice(line) {
+    let mut records = Vec::with_capacity(pieces.len());
+    for (number, piece) in pieces.into_iter().enumerate().filter(|(_, piece)| !piece.is_empty()) {
+        let bytes = piece.len();
+        match decode(piece) {
             Ok(record) => records.push(record),
-            Err(err) => tracing::warn!(
+            Err(error) => tracing::warn!(
                 file = %path.display(),
-                line = number + 1,
-                error = %err,
-                text = %String::from_utf8_lossy(&line[..line.len().min(200)]),
-                "skipping an unreadable line of the ledger journal"
+                record = number + 1,
+                bytes,
+                %error,
+                "skipping an unreadable record of the ledger journal"
             ),
         }
     }
@@ -346,23 +394,42 @@ mod tests {
     }
 
     #[test]
-    fn a_torn_last_line_is_skipped_and_every_complete_line_read() -> anyhow::Result<()> {
+    fn a_torn_last_record_is_skipped_and_every_complete_one_read() -> anyhow::Result<()> {
         let dir = temp_dir("torn")?;
         let journal = Journal::create(&dir, Duration::from_secs(60))?;
         for id in 0..3 {
-            journal.append(record(id))?;
+            journal.append(&record(id))?;
         }
-        let taken = journal.take()?.map(|taken| taken.records.len());
+        let taken = journal.take()?.map(|taken| load(&[taken.segment])).transpose()?.map(|records| records.len());
         assert_eq!(taken, Some(3));
-        journal.append(record(3))?;
+        journal.append(&record(3))?;
+        let frame = postcard::to_stdvec_cobs(&record(4))?;
         let mut live = OpenOptions::new().append(true).open(dir.join(LIVE))?;
-        live.write_all(br#"{"request_id":"r000000004","ten"#)?;
-        // A damaged line in the middle (a failed append) costs that line only.
-        std::fs::write(dir.join(format!("{SEGMENT}0000000007")), b"{\"request_id\n\n")?;
+        live.write_all(&frame[..frame.len() / 2])?;
+        // A damaged record in the middle (a failed append) costs that record only.
+        let damaged = [HEADER, &frame[..9], &[0], &postcard::to_stdvec_cobs(&record(5))?].concat();
+        std::fs::write(dir.join(format!("{SEGMENT}0000000007")), damaged)?;
+        // Only its header was written: no records.
+        std::fs::write(dir.join(format!("{SEGMENT}0000000008")), &HEADER[..5])?;
         let leftovers = replay(&dir)?;
         let ids: Vec<&str> = leftovers.records.iter().map(|r| r.request_id.as_str()).collect();
-        assert_eq!(ids, ["r000000000", "r000000001", "r000000002", "r000000003"]);
-        assert_eq!(leftovers.files.len(), 3, "two segments and the live file: {:?}", leftovers.files);
+        assert_eq!(ids, ["r000000000", "r000000001", "r000000002", "r000000005", "r000000003"]);
+        assert_eq!(leftovers.files.len(), 4, "three segments and the live file: {:?}", leftovers.files);
+        std::fs::remove_dir_all(dir)?;
+        Ok(())
+    }
+
+    /// Files that muon wrote before the journal was binary, JSON lines, are
+    /// read on the first start after an upgrade.
+    #[test]
+    fn a_journal_of_json_lines_is_read() -> anyhow::Result<()> {
+        let dir = temp_dir("json")?;
+        let lines: Vec<String> = (0..3).map(|id| serde_json::to_string(&record(id))).collect::<Result<_, _>>()?;
+        let torn = r#"{"request_id":"r000000009","ten"#;
+        std::fs::write(dir.join(format!("{SEGMENT}0000000000")), format!("{}\n", lines[..2].join("\n")))?;
+        std::fs::write(dir.join(LIVE), format!("{}\n{{\"request_id\n\n{torn}", lines[2]))?;
+        let leftovers = replay(&dir)?;
+        assert_eq!(leftovers.records, [record(0), record(1), record(2)]);
         std::fs::remove_dir_all(dir)?;
         Ok(())
     }
@@ -371,19 +438,19 @@ mod tests {
     fn records_are_refused_past_the_age_bound_until_moved() -> anyhow::Result<()> {
         let dir = temp_dir("age")?;
         let journal = Journal::create(&dir, Duration::from_millis(100))?;
-        journal.append(record(0))?;
+        journal.append(&record(0))?;
         let taken = journal.take()?.map(|taken| taken.upto);
         assert_eq!(taken, Some(1));
-        journal.append(record(1))?;
+        journal.append(&record(1))?;
         std::thread::sleep(Duration::from_millis(150));
-        let refused = journal.append(record(2));
+        let refused = journal.append(&record(2));
         assert!(matches!(refused, Err(LedgerError::Unavailable(_))), "{refused:?}");
         assert_eq!(journal.backlog(), 2, "a refused record is not appended");
         journal.moved();
-        assert!(journal.append(record(3)).is_err(), "record 1 is still waiting");
+        assert!(journal.append(&record(3)).is_err(), "record 1 is still waiting");
         journal.take()?;
         journal.moved();
-        journal.append(record(4))?;
+        journal.append(&record(4))?;
         std::fs::remove_dir_all(dir)?;
         Ok(())
     }
@@ -393,11 +460,11 @@ mod tests {
         let dir = temp_dir("oldest")?;
         let journal = Journal::create(&dir, Duration::from_secs(60))?;
         assert_eq!(journal.oldest_waiting(), None);
-        journal.append(record(0))?;
+        journal.append(&record(0))?;
         let first = journal.oldest_waiting();
         assert!(first.is_some());
         journal.take()?;
-        journal.append(record(1))?;
+        journal.append(&record(1))?;
         assert_eq!(journal.oldest_waiting(), first, "the taken record is older than the new one");
         journal.moved();
         assert!(journal.oldest_waiting() > first, "now the one appended after");

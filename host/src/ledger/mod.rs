@@ -166,7 +166,7 @@ impl Ledger {
     /// Writes `record`; returns once it is durable (see the module's doc).
     pub async fn record(&self, record: UsageRecord) -> Result<(), LedgerError> {
         match &self.writer {
-            Writer::Journal(journal) => journal.append(record),
+            Writer::Journal(journal) => journal.append(&record),
             _ => self.send(Some(record)).await,
         }
     }
@@ -232,8 +232,9 @@ async fn recover(db: &Db, dir: &Path) -> anyhow::Result<std::fs::File> {
     let count = rest.len();
     while !rest.is_empty() {
         let chunk = rest.split_off(rest.len().saturating_sub(REPLAY_BATCH));
-        let (_, written) = sink.write(chunk).await;
-        written.context("cannot move the usage records left in the ledger journal into the database")?;
+        sink.write(chunk)
+            .await
+            .context("cannot move the usage records left in the ledger journal into the database")?;
     }
     for file in &leftovers.files {
         std::fs::remove_file(file).with_context(|| format!("cannot delete {}", file.display()))?;

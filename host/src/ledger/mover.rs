@@ -4,14 +4,15 @@
 //! Every `ledger_sync_interval_ms`, or as soon as [`MAX_BATCH`] records wait,
 //! or when a flush asks: take the records appended since the last time and
 //! turn the live file into a segment ([`Journal::take`]), sync the segment to
-//! disk, write the records in one transaction that is synced (SQLite
-//! `synchronous=FULL`, PostgreSQL `synchronous_commit = on`), and delete the
-//! segment. A record is written twice at worst (a crash between the commit
-//! and the delete), and the request id, the primary key, keeps the second out.
+//! disk, read its records back (from the page cache), write them in one
+//! transaction that is synced (SQLite `synchronous=FULL`, PostgreSQL
+//! `synchronous_commit = on`), and delete the segment. A record is written
+//! twice at worst (a crash between the commit and the delete), and the
+//! request id, the primary key, keeps the second out.
 //!
-//! If the database fails, the taken records stay with the mover and are
-//! written with the next batch; the journal meanwhile refuses new records
-//! once the oldest waiting one is older than the interval and
+//! If the database fails, the segments stay, and their records are read and
+//! written again with the next batch; the journal meanwhile refuses new
+//! records once the oldest waiting one is older than the interval and
 //! [`OUTAGE_GRACE`], and takes them again once the database does.
 //!
 //! [`MAX_BATCH`]: super::journal::MAX_BATCH
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::journal::{Journal, Progress, Taken, read, sync_dir};
+use super::journal::{Journal, Progress, Taken, load, sync_dir};
 use super::sqlite::SqliteWriter;
 use super::{LedgerError, record_batch};
 use crate::db::{Db, UsageRecord, UsageWriter};
@@ -59,38 +60,27 @@ impl Sink {
         }
     }
 
-    /// Writes `records` in one synced transaction; returns them whatever happens.
-    pub(super) async fn write(&mut self, records: Vec<UsageRecord>) -> (Vec<UsageRecord>, anyhow::Result<()>) {
+    /// Writes `records` in one synced transaction.
+    pub(super) async fn write(&mut self, records: Vec<UsageRecord>) -> anyhow::Result<()> {
         match self {
-            Self::Postgres(writer) => {
-                let result = match tokio::time::timeout(WRITE_TIMEOUT, writer.insert(&records)).await {
-                    Ok(result) => result,
-                    Err(_) => Err(anyhow::anyhow!("the database did not answer within {WRITE_TIMEOUT:?}")),
-                };
-                (records, result)
-            }
+            Self::Postgres(writer) => match tokio::time::timeout(WRITE_TIMEOUT, writer.insert(&records)).await {
+                Ok(result) => result,
+                Err(_) => Err(anyhow::anyhow!("the database did not answer within {WRITE_TIMEOUT:?}")),
+            },
             Self::Sqlite(path, slot) => {
                 let (path, writer) = (path.clone(), slot.take());
                 let written = tokio::task::spawn_blocking(move || {
                     let mut writer = match writer {
                         Some(writer) => writer,
-                        None => match SqliteWriter::open(&path) {
-                            Ok(writer) => writer,
-                            Err(err) => return (None, records, Err(err)),
-                        },
+                        None => SqliteWriter::open(&path)?,
                     };
-                    let result = writer.write(&records);
-                    (Some(writer), records, result)
+                    writer.write(&records)?;
+                    anyhow::Ok(writer)
                 })
                 .await;
-                match written {
-                    Ok((writer, records, result)) => {
-                        *slot = writer;
-                        (records, result.map_err(anyhow::Error::from))
-                    }
-                    // The records went with the thread; the journal's files still hold them.
-                    Err(err) => (Vec::new(), Err(anyhow::anyhow!("the ledger writer thread failed: {err}"))),
-                }
+                // A writer that failed is opened afresh next time.
+                *slot = Some(written??);
+                Ok(())
             }
         }
     }
@@ -100,7 +90,7 @@ impl Sink {
 pub(super) async fn run(journal: Weak<Journal>, wake: Arc<Notify>, mut sink: Sink, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut mover = Mover { held: Vec::new(), segments: Vec::new(), upto: 0, failing: false };
+    let mut mover = Mover { segments: Vec::new(), upto: 0, failing: false };
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -115,7 +105,7 @@ pub(super) async fn run(journal: Weak<Journal>, wake: Arc<Notify>, mut sink: Sin
 
 /// What the mover took and has not yet written.
 struct Mover {
-    held: Vec<UsageRecord>,
+    /// Synced, and not yet in the database.
     segments: Vec<PathBuf>,
     /// The sequence number of the last record taken.
     upto: u64,
@@ -134,10 +124,17 @@ impl Mover {
         if self.segments.is_empty() {
             return;
         }
-        let (count, written) = (self.held.len(), Instant::now());
-        let (records, result) = sink.write(std::mem::take(&mut self.held)).await;
-        self.held = if records.len() == count { records } else { self.reread() };
-        record_batch(count, written);
+        let segments = self.segments.clone();
+        let result = match tokio::task::spawn_blocking(move || load(&segments)).await {
+            Ok(Ok(records)) => {
+                let (count, written) = (records.len(), Instant::now());
+                let result = sink.write(records).await;
+                record_batch(count, written);
+                result
+            }
+            Ok(Err(err)) => Err(err),
+            Err(err) => Err(anyhow::anyhow!("the ledger's reader thread failed: {err}")),
+        };
         if let Err(err) = result {
             self.failed(journal, &err);
             return;
@@ -148,7 +145,6 @@ impl Mover {
                 tracing::warn!(segment = %segment.display(), error = %err, "cannot delete a moved journal segment");
             }
         }
-        self.held.clear();
         metrics::counter!("muon_ledger_syncs_total").increment(1);
         metrics::histogram!("muon_ledger_sync_seconds").record(started.elapsed().as_secs_f64());
         journal.moved();
@@ -166,7 +162,7 @@ impl Mover {
     /// loss then costs at most the records of one interval, whatever the
     /// database does.
     async fn hold(&mut self, journal: &Journal, taken: Taken) {
-        let Taken { mut records, segment, file, upto } = taken;
+        let Taken { segment, file, upto } = taken;
         let dir = journal.dir().to_owned();
         let synced = tokio::task::spawn_blocking(move || {
             file.sync_data()?;
@@ -178,14 +174,8 @@ impl Mover {
             Ok(Err(err)) => tracing::error!(error = format!("{err:#}"), "cannot sync the ledger journal to disk"),
             Err(err) => tracing::error!(error = %err, "cannot sync the ledger journal to disk"),
         }
-        self.held.append(&mut records);
         self.segments.push(segment);
         self.upto = upto;
-    }
-
-    /// The held records, read back from their segments (they went with a failed writer thread).
-    fn reread(&self) -> Vec<UsageRecord> {
-        self.segments.iter().flat_map(|segment| read(segment)).collect()
     }
 
     fn failed(&mut self, journal: &Journal, err: &anyhow::Error) {
