@@ -215,8 +215,9 @@ def test_a_dataset_report_with_its_columns_and_split(dashboard: Dashboard, muon:
 
 
 def test_a_jobs_curve_grows_while_it_trains(dashboard: Dashboard, muon: Muon) -> None:
+    # One batch a call keeps the job slow enough to watch its curve grow.
     spec = {"function": "train-linear", "dataset": "linear", "epochs": 200, "batch_size": 1, "seed": 7,
-            "config": {"features": 3}, "hyper": {"learning_rate": 0.01}}
+            "steps_per_call": 1, "config": {"features": 3}, "hyper": {"learning_rate": 0.01}}
     response = muon.api.post("/v1/jobs", json=spec)
     assert response.status_code == 201, response.text
     job = response.json()["id"]
