@@ -116,7 +116,7 @@ pub struct Settings {
     /// Most host resources (streams, handles) one instance may hold [default: 10000].
     #[arg(long)]
     pub max_guest_resources: Option<usize>,
-    /// Instances that may exist at once across all functions [default: 1000].
+    /// Instances that may exist at once in each engine (WASI 0.2 and muon's worlds; WASI 0.3) [default: 1000].
     #[arg(long)]
     pub max_instances: Option<u32>,
     /// Bytes of guest stdout and stderr kept per request for the log [default: 65536].
@@ -409,7 +409,7 @@ pub struct Config {
     pub max_wasm_stack: usize,
     /// Host resources one instance may hold at once.
     pub max_guest_resources: usize,
-    /// Instances alive at once, host-wide.
+    /// Instances alive at once in each engine.
     pub max_instances: u32,
     /// Guest stdout plus stderr kept for the log, per call.
     pub guest_output_bytes: usize,

@@ -4,7 +4,8 @@
 //! metered; a 0.3 guest computes through wasi-nn; and a WASI 0.3 import muon
 //! does not provide is named at deploy.
 
-use muon_tests::{Server, error_of, record_of, repo_file};
+use muon::engine::{EngineSettings, Runtime};
+use muon_tests::{Server, component, error_of, record_of, repo_file};
 use serde_json::{Value, json};
 use wasm_encoder::{
     Component, ComponentImportSection, ComponentTypeRef, ComponentTypeSection, ComponentValType, InstanceType,
@@ -16,6 +17,31 @@ const FIXTURES: [(&str, &str); 2] = [
     ("fixture-spin-p3", "hello from a WASI 0.3 component\n"),
     ("fixture-spin-p2", "hello from a WASI 0.2 component\n"),
 ];
+
+/// Only WASI 0.3 components go to the engine with component-model async on:
+/// with it, every call takes wasmtime's concurrent path, which cost WASI 0.2
+/// components 9-22% of their requests/s.
+#[test]
+fn only_wasi_0_3_components_are_compiled_with_component_model_async() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let settings = EngineSettings {
+        compiled_dir: dir.path().to_path_buf(),
+        max_instances: 4,
+        max_memory_mb: 64,
+        max_wasm_stack: 512 << 10,
+    };
+    let runtime = Runtime::new(&settings)?;
+    for (name, needs_async) in
+        [("hello", false), ("http-hello", false), ("fixture-spin-p2", false), ("fixture-spin-p3", true)]
+    {
+        let compiled = runtime.precompile(&component(name)?)?;
+        assert_eq!(compiled.needs_async(), needs_async, "{name}");
+        let loaded = runtime.store_artifact(name, &compiled)?;
+        runtime.prepare(&loaded)?;
+        assert!(runtime.cached(name).is_some(), "{name}");
+    }
+    Ok(())
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn spin_sdk_components_of_wasi_0_3_and_0_2_deploy_and_answer() -> anyhow::Result<()> {

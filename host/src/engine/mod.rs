@@ -70,6 +70,19 @@ pub enum EntryPoint {
 }
 
 impl EntryPoint {
+    /// The engine this entry point was compiled for; its stores must be
+    /// created on it.
+    pub fn engine(&self) -> &Engine {
+        match self {
+            Self::Handler(p) => p.engine(),
+            Self::Streaming(p) => p.engine(),
+            Self::Preprocessor(p) => p.engine(),
+            Self::TrainingStep(p) => p.engine(),
+            Self::Http(p) => p.engine(),
+            Self::HttpService(p) => p.engine(),
+        }
+    }
+
     /// The kind of function behind this entry point.
     pub fn kind(&self) -> FunctionKind {
         match self {
@@ -103,7 +116,7 @@ const PROVIDED_IMPORTS: &[&str] = &[
 pub struct EngineSettings {
     /// Where compiled artifacts are cached.
     pub compiled_dir: PathBuf,
-    /// Instances alive at once (the pooling allocator's size).
+    /// Instances alive at once in each engine (its pooling allocator's size).
     pub max_instances: u32,
     /// The largest memory limit any function may have, in MiB.
     pub max_memory_mb: u32,
@@ -111,28 +124,41 @@ pub struct EngineSettings {
     pub max_wasm_stack: usize,
 }
 
-/// The engine with its linker and compiled-artifact cache.
+/// The engines with their linkers and the compiled-artifact cache.
+///
+/// Two engines, because turning component-model async on makes every call
+/// of every component go through wasmtime's concurrent task machinery, which
+/// cost WASI 0.2 `hello` 9-22% of its throughput: components that validate
+/// without it (WASI 0.2 and muon's worlds) run on the `plain` engine, and
+/// only WASI 0.3 components, which need it, on the `concurrent` one.
 pub struct Runtime {
+    plain: Flavor,
+    concurrent: Flavor,
+    compiled_dir: PathBuf,
+}
+
+/// One engine, the linker over it, and the hash that names its artifacts.
+struct Flavor {
     engine: Engine,
     linker: Linker<HostState>,
-    compiled_dir: PathBuf,
     compatibility: u64,
 }
 
-impl Runtime {
-    /// Builds the engine (Cranelift, pooling allocator, epochs) and the linker.
-    pub fn new(config: &EngineSettings) -> anyhow::Result<Self> {
-        let engine = Engine::new(&wasmtime_config(config)?)
+impl Flavor {
+    fn new(config: &EngineSettings, concurrent: bool) -> anyhow::Result<Self> {
+        let engine = Engine::new(&wasmtime_config(config, concurrent)?)
             .map_err(anyhow::Error::from)
             .context("cannot create the wasm engine")?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        // WASI 0.3 beside 0.2: the interfaces differ by version, so one
-        // linker serves both, and a 0.3 guest built with Rust's 0.2 std
-        // gets both.
-        wasmtime_wasi::p3::add_to_linker(&mut linker)?;
-        wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+        if concurrent {
+            // WASI 0.3 beside 0.2: the interfaces differ by version, so one
+            // linker serves both, and a 0.3 guest built with Rust's 0.2 std
+            // gets both.
+            wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+            wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+        }
         crate::nn::wasi::add_to_linker(&mut linker, HostState::nn)?;
         bindings::streaming::muon::function::response_stream::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
             &mut linker,
@@ -140,23 +166,55 @@ impl Runtime {
         )?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
+        Ok(Self { engine, linker, compatibility: hasher.finish() })
+    }
+}
+
+/// A component compiled by one of the runtime's engines, not yet cached.
+pub struct Precompiled {
+    concurrent: bool,
+    serialized: Vec<u8>,
+}
+
+impl Precompiled {
+    /// Whether the component needs component-model async (a WASI 0.3
+    /// component) and so was compiled on the concurrent engine.
+    pub fn needs_async(&self) -> bool {
+        self.concurrent
+    }
+}
+
+impl Runtime {
+    /// Builds the engines (Cranelift, pooling allocator, epochs) and linkers.
+    pub fn new(config: &EngineSettings) -> anyhow::Result<Self> {
+        let plain = Flavor::new(config, false)?;
+        let concurrent = Flavor::new(config, true)?;
         let compiled_dir = config.compiled_dir.clone();
         std::fs::create_dir_all(&compiled_dir).with_context(|| format!("cannot create {}", compiled_dir.display()))?;
-        Ok(Self { engine, linker, compiled_dir, compatibility: hasher.finish() })
+        Ok(Self { plain, concurrent, compiled_dir })
     }
 
-    /// The underlying wasmtime engine.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    fn flavors(&self) -> [&Flavor; 2] {
+        [&self.plain, &self.concurrent]
+    }
+
+    fn flavor(&self, concurrent: bool) -> &Flavor {
+        if concurrent { &self.concurrent } else { &self.plain }
     }
 
     /// Starts the process-wide epoch ticker that drives guest deadlines.
     pub fn start_epoch_ticker(&self, tick: Duration) {
-        let engine = self.engine.weak();
+        let engines = self.flavors().map(|flavor| flavor.engine.weak());
         let spawned = std::thread::Builder::new().name("muon-epoch".into()).spawn(move || {
-            while let Some(engine) = engine.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
+            loop {
+                let mut alive = false;
+                for engine in engines.iter().filter_map(|weak| weak.upgrade()) {
+                    engine.increment_epoch();
+                    alive = true;
+                }
+                if !alive {
+                    break;
+                }
                 std::thread::sleep(tick);
             }
         });
@@ -168,18 +226,20 @@ impl Runtime {
     /// The compiled artifact cached for `digest`, if there is a readable one
     /// (an unreadable one is removed).
     pub fn cached(&self, digest: &str) -> Option<Component> {
-        let path = self.artifact_path(digest);
-        if !path.exists() {
-            return None;
-        }
-        match self.load_artifact(&path) {
-            Ok(component) => Some(component),
-            Err(err) => {
-                tracing::warn!(error = format!("{err:#}"), path = %path.display(), "discarding unreadable compiled artifact");
-                self.remove_artifact(digest);
-                None
+        for flavor in self.flavors() {
+            let path = self.artifact_path(flavor, digest);
+            if !path.exists() {
+                continue;
+            }
+            match load_artifact(flavor, &path) {
+                Ok(component) => return Some(component),
+                Err(err) => {
+                    tracing::warn!(error = format!("{err:#}"), path = %path.display(), "discarding unreadable compiled artifact");
+                    crate::files::remove_if_present(&path);
+                }
             }
         }
+        None
     }
 
     /// Checks that `bytes` are a component within [`limits`], without compiling.
@@ -189,52 +249,58 @@ impl Runtime {
     }
 
     /// Checks that `bytes` are a component within [`limits`], then compiles
-    /// it to the serialized form [`Runtime::store_artifact`] takes.
+    /// it to the serialized form [`Runtime::store_artifact`] takes: on the
+    /// plain engine when it validates there, else on the concurrent one.
     ///
     /// Blocking and CPU-heavy: call from a blocking thread.
-    pub fn precompile(&self, bytes: &[u8]) -> Result<Vec<u8>, ComponentError> {
+    pub fn precompile(&self, bytes: &[u8]) -> Result<Precompiled, ComponentError> {
         Self::check(bytes)?;
-        self.engine
+        // Validation fails before Cranelift runs, so a WASI 0.3 component
+        // costs one extra validation, not an extra compile.
+        if let Ok(serialized) = self.plain.engine.precompile_component(bytes) {
+            return Ok(Precompiled { concurrent: false, serialized });
+        }
+        self.concurrent
+            .engine
             .precompile_component(bytes)
+            .map(|serialized| Precompiled { concurrent: true, serialized })
             .map_err(|err| ComponentError::Invalid(format!("the component does not validate: {err:#}")))
     }
 
     /// Writes a compiled artifact into the cache and loads it.
-    pub fn store_artifact(&self, digest: &str, serialized: &[u8]) -> anyhow::Result<Component> {
-        let path = self.artifact_path(digest);
-        crate::files::write_atomically(&path, serialized).context("cannot cache the compiled component")?;
-        self.load_artifact(&path)
+    pub fn store_artifact(&self, digest: &str, compiled: &Precompiled) -> anyhow::Result<Component> {
+        let flavor = self.flavor(compiled.concurrent);
+        let path = self.artifact_path(flavor, digest);
+        crate::files::write_atomically(&path, &compiled.serialized).context("cannot cache the compiled component")?;
+        load_artifact(flavor, &path)
     }
 
-    /// Removes the cached artifact of `digest`, if any.
+    /// Removes the cached artifacts of `digest`, if any.
     pub fn remove_artifact(&self, digest: &str) {
-        crate::files::remove_if_present(&self.artifact_path(digest));
+        for flavor in self.flavors() {
+            crate::files::remove_if_present(&self.artifact_path(flavor, digest));
+        }
     }
 
     /// Removes what a crash left in the artifact cache (temporary files),
     /// artifacts an older engine compiled, and those of digests `keep` refuses.
     pub fn sweep_artifacts(&self, keep: impl Fn(&str) -> bool) -> anyhow::Result<usize> {
-        let suffix = format!("-{:016x}.cwasm", self.compatibility);
-        crate::files::sweep(&self.compiled_dir, |name| name.strip_suffix(&suffix).is_some_and(&keep))
+        let suffixes = self.flavors().map(|flavor| format!("-{:016x}.cwasm", flavor.compatibility));
+        crate::files::sweep(&self.compiled_dir, |name| {
+            suffixes.iter().any(|suffix| name.strip_suffix(suffix.as_str()).is_some_and(&keep))
+        })
     }
 
-    fn load_artifact(&self, path: &Path) -> anyhow::Result<Component> {
-        // SAFETY: only files this process wrote with `precompile_component`
-        // live in `compiled_dir`, named by the engine's compatibility hash;
-        // uploads of precompiled code are refused in `check_component_bytes`.
-        unsafe { Component::deserialize_file(&self.engine, path) }
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("cannot load compiled component {}", path.display()))
-    }
-
-    fn artifact_path(&self, digest: &str) -> PathBuf {
-        self.compiled_dir.join(format!("{digest}-{:016x}.cwasm", self.compatibility))
+    fn artifact_path(&self, flavor: &Flavor, digest: &str) -> PathBuf {
+        self.compiled_dir.join(format!("{digest}-{:016x}.cwasm", flavor.compatibility))
     }
 
     /// Checks the imports, links the component and finds its kind.
     pub fn prepare(&self, component: &Component) -> Result<EntryPoint, ComponentError> {
+        let concurrent = Engine::same(component.engine(), &self.concurrent.engine);
+        let flavor = self.flavor(concurrent);
         let component_type = component.component_type();
-        for (name, _) in component_type.imports(&self.engine) {
+        for (name, _) in component_type.imports(&flavor.engine) {
             if !PROVIDED_IMPORTS.iter().any(|prefix| name.starts_with(prefix)) {
                 let detail = "; muon provides wasi:cli, wasi:io, wasi:clocks, wasi:random, wasi:filesystem, \
                      wasi:sockets, wasi:http/types, wasi:http/outgoing-handler (0.2), wasi:http/client (0.3), \
@@ -243,12 +309,21 @@ impl Runtime {
                 return Err(ComponentError::UnknownImport { import: name.to_owned(), detail });
             }
         }
-        let pre = self.linker.instantiate_pre(component).map_err(|err| ComponentError::UnknownImport {
+        let pre = flavor.linker.instantiate_pre(component).map_err(|err| ComponentError::UnknownImport {
             import: "(see detail)".to_owned(),
             detail: format!(": {err:#}"),
         })?;
         entry_point(pre)
     }
+}
+
+fn load_artifact(flavor: &Flavor, path: &Path) -> anyhow::Result<Component> {
+    // SAFETY: only files this process wrote with `precompile_component`
+    // live in `compiled_dir`, named by the engine's compatibility hash;
+    // uploads of precompiled code are refused in `check_component_bytes`.
+    unsafe { Component::deserialize_file(&flavor.engine, path) }
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("cannot load compiled component {}", path.display()))
 }
 
 fn entry_point(pre: InstancePre<HostState>) -> Result<EntryPoint, ComponentError> {
@@ -301,7 +376,7 @@ fn check_component_bytes(bytes: &[u8]) -> Result<(), ComponentError> {
     Ok(())
 }
 
-fn wasmtime_config(config: &EngineSettings) -> anyhow::Result<WasmtimeConfig> {
+fn wasmtime_config(config: &EngineSettings, concurrent: bool) -> anyhow::Result<WasmtimeConfig> {
     let instances = config.max_instances;
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(instances)
@@ -323,8 +398,9 @@ fn wasmtime_config(config: &EngineSettings) -> anyhow::Result<WasmtimeConfig> {
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         .epoch_interruption(true)
         // WASI 0.3 guests: async lifts and lowers, streams and futures.
-        .wasm_component_model_async(true)
-        .wasm_component_model_error_context(true)
+        .concurrency_support(concurrent)
+        .wasm_component_model_async(concurrent)
+        .wasm_component_model_error_context(concurrent)
         .max_wasm_stack(config.max_wasm_stack)
         .async_stack_size(config.max_wasm_stack + (256 << 10))
         .cranelift_opt_level(wasmtime::OptLevel::Speed);

@@ -92,7 +92,7 @@ pub enum PostError {
     #[error("the host resolves to a private, loopback or link-local address; the operator has not allowed those")]
     PrivateAddress,
     /// No answer in time.
-    #[error("no answer within {0:?}")]
+    #[error("timeout: no answer within {0:?}")]
     Timeout(Duration),
     /// The name did not resolve, the connection or TLS failed, and so on.
     #[error("{0}")]

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use crate::engine::{EntryPoint, HostState, InstanceLimits, NamedTensor, OutboundPolicy, RawRecord, Runtime};
+use crate::engine::{EntryPoint, HostState, InstanceLimits, NamedTensor, OutboundPolicy, RawRecord};
 use crate::metering::{Measurement, timed};
 use crate::nn::ModelStore;
 use crate::nn::wasi::NnCtx;
@@ -158,19 +158,18 @@ pub enum Output {
     Evaluation(Evaluation),
 }
 
-/// Runs functions: owns the engine, the loaded models and the limits every
-/// instance gets. Cloning is cheap; a streamed call's guest task owns a clone.
+/// Runs functions: owns the loaded models and the limits every instance
+/// gets; each version's entry point carries the engine it was compiled for. Cloning is cheap; a streamed call's guest task owns a clone.
 #[derive(Clone)]
 pub struct Invoker {
-    runtime: Arc<Runtime>,
     models: Arc<ModelStore>,
     settings: InvokeSettings,
 }
 
 impl Invoker {
-    /// An invoker over `runtime`'s engine and `models`.
-    pub fn new(runtime: Arc<Runtime>, models: Arc<ModelStore>, settings: InvokeSettings) -> Self {
-        Self { runtime, models, settings }
+    /// An invoker over `models`.
+    pub fn new(models: Arc<ModelStore>, settings: InvokeSettings) -> Self {
+        Self { models, settings }
     }
 
     /// The largest response or output a function may return, in bytes.
@@ -301,7 +300,7 @@ impl Invoker {
             Arc::clone(&version.nn_scope),
             u64::from(version.limits.memory_mb) << 20,
         );
-        let mut store = Store::new(self.runtime.engine(), HostState::new(limits, outbound, nn));
+        let mut store = Store::new(version.entry.engine(), HostState::new(limits, outbound, nn));
         store.limiter(|state| &mut state.limiter);
         let deadline = Instant::now() + deadline;
         // Every epoch tick the guest yields to the executor, so a spinning

@@ -118,7 +118,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         None
     };
     let settler = Arc::new(Settler::new(ledger, Arc::clone(&tenancy)));
-    let invoker = Arc::new(Invoker::new(runtime, Arc::clone(&models), config.invoke()));
+    let invoker = Arc::new(Invoker::new(Arc::clone(&models), config.invoke()));
     let datasets = Arc::new(DatasetStore::open(db.clone(), &config.data_dir).await?);
     let jobs = Jobs::open(
         JobDeps {
