@@ -166,6 +166,11 @@ impl Flavor {
         )?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
+        // Named by flavor too: the concurrent engine's settings are those of
+        // the one engine before it, whose artifacts include WASI 0.2
+        // components; those are swept and recompiled on the plain engine
+        // instead of staying on the slower one.
+        concurrent.hash(&mut hasher);
         Ok(Self { engine, linker, compatibility: hasher.finish() })
     }
 }
