@@ -159,7 +159,8 @@ pub enum Output {
 }
 
 /// Runs functions: owns the loaded models and the limits every instance
-/// gets; each version's entry point carries the engine it was compiled for. Cloning is cheap; a streamed call's guest task owns a clone.
+/// gets; each version's entry point carries the engine it was compiled for.
+/// Cloning is cheap; a streamed call's guest task owns a clone.
 #[derive(Clone)]
 pub struct Invoker {
     models: Arc<ModelStore>,
