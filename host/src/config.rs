@@ -132,13 +132,13 @@ pub struct Settings {
     #[arg(long)]
     pub metering: Option<bool>,
     /// When usage records reach the disk: `interval` (in muon's journal before the response, so
-    /// a crash of muon loses nothing; moved into the database and synced to disk every
-    /// `ledger_sync_interval_ms`) or `always` (synced into the database before the response)
-    /// [default: interval].
+    /// a crash of muon loses nothing; synced to disk every `ledger_sync_interval_ms` and moved
+    /// into the database once a second) or `always` (synced into the database before the
+    /// response) [default: interval].
     #[arg(long, value_enum)]
     pub ledger_sync: Option<LedgerSync>,
-    /// With `ledger_sync = "interval"`, the longest a usage record waits to be moved into the
-    /// database and synced to disk, in milliseconds: what a power loss can lose [default: 50].
+    /// With `ledger_sync = "interval"`, the longest a usage record waits in muon's journal to
+    /// be synced to disk, in milliseconds: what a power loss can lose [default: 50].
     #[arg(long)]
     pub ledger_sync_interval_ms: Option<u64>,
     /// Versions of a function kept, newest first [default: 10]. The active

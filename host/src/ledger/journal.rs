@@ -42,9 +42,11 @@ const FRAME: usize = 512;
 /// Segments are named `segment-` and a sequence number.
 const SEGMENT: &str = "segment-";
 
-/// Records in memory that the mover wakes up early for, rather than waiting
-/// out its interval.
-pub(super) const MAX_BATCH: usize = 2048;
+/// Records not yet in the database that the mover moves at once, rather than
+/// waiting out [`super::mover::MOVE_EVERY`]: big enough that a transaction's
+/// own cost is small beside its records', small enough to read back in a few
+/// megabytes.
+pub(super) const MOVE_BATCH: usize = 16_384;
 
 /// Records appended and not yet in the database past which new records are
 /// refused: about 10 MB of journal, and at the fastest measured rate (50k
@@ -56,7 +58,7 @@ pub(super) const MAX_BACKLOG: usize = 131_072;
 pub(super) struct Journal {
     dir: PathBuf,
     state: Mutex<State>,
-    /// Wakes the mover before its interval is out: a full batch, or a flush.
+    /// Wakes the mover to move at once: a full batch, or a flush.
     pub(super) wake: Arc<Notify>,
     /// What the mover has done, for flushes to wait on.
     pub(super) progress: watch::Sender<Progress>,
@@ -159,7 +161,7 @@ impl Journal {
         }
         state.batch += 1;
         state.appended += 1;
-        if state.batch == MAX_BATCH {
+        if state.batch + state.held == MOVE_BATCH {
             self.wake.notify_one();
         }
         Ok(())
