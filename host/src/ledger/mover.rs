@@ -15,7 +15,7 @@
 //!
 //! If the database fails, the segments stay, and their records are read and
 //! written again with the next batch; the journal meanwhile refuses new
-//! records once the oldest waiting one is older than the interval and
+//! records once the oldest waiting one is older than [`move_every`] and
 //! [`OUTAGE_GRACE`], and takes them again once the database does.
 //!
 //! [`MOVE_BATCH`]: super::journal::MOVE_BATCH
