@@ -21,7 +21,7 @@
 //! }
 //! ```
 
-use super::{ErrorCode, Model, NnError, Outputs};
+use super::{ErrorCode, Model, NnError, Outputs, from_wit, to_wit, wit};
 use crate::{Evaluation, NamedTensor, StepOutput, StepsOutput, Tensor, TensorType};
 
 /// Parameters whose names start with this are optimizer state (momentum
@@ -46,50 +46,75 @@ impl Model {
         batch: &[NamedTensor],
         hyper_parameters: &[(&str, f64)],
     ) -> Result<StepOutput, NnError> {
-        // Graphs compute in fp32; the host hands hyper-parameters as f64.
-        let hyper: Vec<(&str, Tensor)> =
-            hyper_parameters.iter().map(|(name, value)| (*name, Tensor::from_f32([1], &[*value as f32]))).collect();
-        let inputs = parameters.iter().chain(batch).map(|t| (t.name.as_str(), &t.tensor));
-        let outputs = self.compute(inputs.chain(hyper.iter().map(|(name, tensor)| (*name, tensor))))?;
-        let mut metrics = figures(&outputs, |name| !name.ends_with(NEXT));
-        let at = metrics.iter().position(|(name, _)| name == "loss").ok_or_else(|| {
-            contract("no output `loss` (fp32, one element): the batch's loss before the step".to_owned())
-        })?;
+        let names: Vec<&str> = parameters.iter().map(|t| t.name.as_str()).collect();
+        let held = parameters.iter().map(|t| to_wit(&t.tensor)).collect();
+        let (updated, others) = self.step_held(&names, held, batch, hyper_parameters)?;
+        let others =
+            Outputs(others.into_iter().map(|(name, tensor)| NamedTensor::new(name, from_wit(&tensor))).collect());
+        let mut metrics = figures(&others, |_| true);
+        let at = metrics.iter().position(|(name, _)| name == "loss").ok_or_else(no_loss)?;
         let (_, loss) = metrics.remove(at);
-        // Moved out rather than cloned: the parameters are most of the bytes.
-        let mut outputs = outputs.into_vec();
-        let updated = parameters
-            .iter()
-            .map(|parameter| {
-                let name = format!("{}{NEXT}", parameter.name);
-                let at = outputs
-                    .iter()
-                    .position(|output| output.name == name)
-                    .ok_or_else(|| contract(format!("no output `{name}`")))?;
-                Ok(NamedTensor::new(parameter.name.clone(), outputs.swap_remove(at).tensor))
-            })
-            .collect::<Result<Vec<_>, NnError>>()?;
-        Ok(StepOutput { parameters: updated, loss, metrics })
+        Ok(StepOutput { parameters: read_held(&names, updated), loss, metrics })
     }
 
     /// [`Model::train_step`] on each of `batches` in order, each from the
     /// parameters the one before returned: a
     /// [`TrainingStep::steps`](crate::TrainingStep::steps) that loads its
     /// graph once for all of them.
+    ///
+    /// The parameters stay in the host from one step to the next: each
+    /// step's `<name>.next` outputs go back in as the next step's inputs
+    /// without being copied into the guest and out again. Each step reads
+    /// back only its loss, and the parameters are read once, at the end.
     pub fn train_steps(
         &self,
         parameters: Vec<NamedTensor>,
         batches: &[Vec<NamedTensor>],
         hyper_parameters: &[(&str, f64)],
     ) -> Result<StepsOutput, NnError> {
-        let mut parameters = parameters;
+        let names: Vec<String> = parameters.iter().map(|t| t.name.clone()).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut held: Vec<wit::Tensor> = parameters.iter().map(|t| to_wit(&t.tensor)).collect();
+        drop(parameters);
         let mut losses = Vec::with_capacity(batches.len());
         for batch in batches {
-            let step = self.train_step(&parameters, batch, hyper_parameters)?;
-            parameters = step.parameters;
-            losses.push(step.loss);
+            let (updated, others) = self.step_held(&names, held, batch, hyper_parameters)?;
+            held = updated;
+            let (_, loss) = others.iter().find(|(name, _)| name == "loss").ok_or_else(no_loss)?;
+            losses.push(scalar(&from_wit(loss)).ok_or_else(no_loss)?);
         }
-        Ok(StepsOutput { parameters, losses })
+        Ok(StepsOutput { parameters: read_held(&names, held), losses })
+    }
+
+    /// One step on parameters the host holds (`held`, in the order of
+    /// `names`): the updated parameters in the same order, and the graph's
+    /// other outputs, unread.
+    fn step_held(
+        &self,
+        names: &[&str],
+        held: Vec<wit::Tensor>,
+        batch: &[NamedTensor],
+        hyper_parameters: &[(&str, f64)],
+    ) -> Result<(Vec<wit::Tensor>, Vec<(String, wit::Tensor)>), NnError> {
+        let parameters = names.iter().map(|name| (*name).to_owned()).zip(held);
+        let batch = batch.iter().map(|t| (t.name.clone(), to_wit(&t.tensor)));
+        // Graphs compute in fp32; the host hands hyper-parameters as f64.
+        let hyper = hyper_parameters
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), to_wit(&Tensor::from_f32([1], &[*value as f32]))));
+        let mut outputs = self.context.compute(parameters.chain(batch).chain(hyper).collect())?;
+        let updated = names
+            .iter()
+            .map(|name| {
+                let next = format!("{name}{NEXT}");
+                let at = outputs
+                    .iter()
+                    .position(|(output, _)| *output == next)
+                    .ok_or_else(|| contract(format!("no output `{next}`")))?;
+                Ok(outputs.swap_remove(at).1)
+            })
+            .collect::<Result<Vec<_>, NnError>>()?;
+        Ok((updated, outputs))
     }
 
     /// The figures of `parameters` on `batch` from an evaluation graph: its
@@ -113,12 +138,29 @@ impl Model {
 fn figures(outputs: &Outputs, keep: impl Fn(&str) -> bool) -> Vec<(String, f64)> {
     outputs
         .iter()
-        .filter(|output| keep(&output.name) && output.tensor.ty == TensorType::Fp32)
-        .filter_map(|output| match output.tensor.to_f32().as_deref() {
-            Ok([value]) => Some((output.name.clone(), f64::from(*value))),
-            _ => None,
-        })
+        .filter(|output| keep(&output.name))
+        .filter_map(|output| Some((output.name.clone(), scalar(&output.tensor)?)))
         .collect()
+}
+
+/// The value of a one-element fp32 tensor.
+fn scalar(tensor: &Tensor) -> Option<f64> {
+    if tensor.ty != TensorType::Fp32 {
+        return None;
+    }
+    match tensor.to_f32().as_deref() {
+        Ok([value]) => Some(f64::from(*value)),
+        _ => None,
+    }
+}
+
+/// The parameters the host held, read back under their names.
+fn read_held(names: &[&str], held: Vec<wit::Tensor>) -> Vec<NamedTensor> {
+    names.iter().zip(held).map(|(name, tensor)| NamedTensor::new(*name, from_wit(&tensor))).collect()
+}
+
+fn no_loss() -> NnError {
+    contract("no output `loss` (fp32, one element): the batch's loss before the step".to_owned())
 }
 
 /// A graph that does not keep the train-step or evaluation convention.

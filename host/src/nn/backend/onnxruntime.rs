@@ -156,28 +156,34 @@ impl LoadedModel for OrtModel {
     }
 }
 
+// wasi-nn's tensor bytes are little-endian; on a little-endian host they are
+// the elements' own bytes, which lets a tensor cross to and from ONNX Runtime
+// in one copy instead of a conversion per element.
+const _: () = assert!(cfg!(target_endian = "little"), "muon's tensor conversions assume a little-endian host");
+
 fn to_ort(tensor: HostTensor) -> Result<DynValue, NnError> {
     let shape: Vec<i64> = tensor.dimensions.iter().map(|&d| i64::from(d)).collect();
-    fn typed<T: ort::value::PrimitiveTensorElementType + Clone + std::fmt::Debug + 'static, const N: usize>(
-        shape: Vec<i64>,
-        data: &[u8],
-        // Generic rather than a `fn` pointer, so that the conversion is
-        // inlined instead of an indirect call per element.
-        decode: impl Fn([u8; N]) -> T,
-    ) -> Result<DynValue, NnError> {
-        let values: Vec<T> = data.chunks_exact(N).map(|chunk| decode(chunk.try_into().unwrap_or([0; N]))).collect();
+    fn typed<T>(shape: Vec<i64>, data: &[u8]) -> Result<DynValue, NnError>
+    where
+        T: ort::value::PrimitiveTensorElementType + bytemuck::Pod + std::fmt::Debug + 'static,
+    {
+        // A vector of `T`, not of bytes, so that it is aligned for `T`.
+        let count = data.len() / size_of::<T>();
+        let mut values = vec![T::zeroed(); count];
+        let whole = data.get(..count * size_of::<T>()).unwrap_or_default();
+        bytemuck::cast_slice_mut::<T, u8>(&mut values).copy_from_slice(whole);
         Tensor::from_array((shape, values))
             .map(|tensor| tensor.into_dyn())
             .map_err(|err| NnError::new(ErrorCode::InvalidArgument, err.to_string()))
     }
     match tensor.ty {
-        ElementType::Fp32 => typed(shape, &tensor.data, f32::from_le_bytes),
-        ElementType::Fp64 => typed(shape, &tensor.data, f64::from_le_bytes),
-        ElementType::U8 => typed(shape, &tensor.data, u8::from_le_bytes),
-        ElementType::I32 => typed(shape, &tensor.data, i32::from_le_bytes),
-        ElementType::I64 => typed(shape, &tensor.data, i64::from_le_bytes),
-        ElementType::Fp16 => typed(shape, &tensor.data, half::f16::from_le_bytes),
-        ElementType::Bf16 => typed(shape, &tensor.data, half::bf16::from_le_bytes),
+        ElementType::Fp32 => typed::<f32>(shape, &tensor.data),
+        ElementType::Fp64 => typed::<f64>(shape, &tensor.data),
+        ElementType::U8 => typed::<u8>(shape, &tensor.data),
+        ElementType::I32 => typed::<i32>(shape, &tensor.data),
+        ElementType::I64 => typed::<i64>(shape, &tensor.data),
+        ElementType::Fp16 => typed::<half::f16>(shape, &tensor.data),
+        ElementType::Bf16 => typed::<half::bf16>(shape, &tensor.data),
     }
 }
 
@@ -193,28 +199,21 @@ fn from_ort(value: ort::value::DynValueRef<'_>) -> Result<HostTensor, NnError> {
     let ValueType::Tensor { ty, .. } = value.dtype() else {
         return Err(NnError::new(ErrorCode::UnsupportedOperation, "the model produced a non-tensor output"));
     };
-    fn bytes<T: ort::value::PrimitiveTensorElementType + Copy, const N: usize>(
+    fn bytes<T: ort::value::PrimitiveTensorElementType + bytemuck::Pod>(
         value: &ort::value::DynValueRef<'_>,
-        encode: impl Fn(T) -> [u8; N],
     ) -> Result<(Vec<u32>, Vec<u8>), ort::Error> {
         let (shape, data) = value.try_extract_tensor::<T>()?;
         let dimensions = shape.iter().map(|&d| u32::try_from(d).unwrap_or(u32::MAX)).collect();
-        // Sized once and filled by slices: collecting a flat_map grows the
-        // vector byte by byte, which costs more than a small model's run.
-        let mut bytes = Vec::with_capacity(data.len() * N);
-        for &value in data {
-            bytes.extend_from_slice(&encode(value));
-        }
-        Ok((dimensions, bytes))
+        Ok((dimensions, bytemuck::cast_slice::<T, u8>(data).to_vec()))
     }
     let (element, (dimensions, data)) = match ty {
-        TensorElementType::Float32 => (ElementType::Fp32, bytes(&value, f32::to_le_bytes).map_err(failed)?),
-        TensorElementType::Float64 => (ElementType::Fp64, bytes(&value, f64::to_le_bytes).map_err(failed)?),
-        TensorElementType::Uint8 => (ElementType::U8, bytes(&value, u8::to_le_bytes).map_err(failed)?),
-        TensorElementType::Int32 => (ElementType::I32, bytes(&value, i32::to_le_bytes).map_err(failed)?),
-        TensorElementType::Int64 => (ElementType::I64, bytes(&value, i64::to_le_bytes).map_err(failed)?),
-        TensorElementType::Float16 => (ElementType::Fp16, bytes(&value, half::f16::to_le_bytes).map_err(failed)?),
-        TensorElementType::Bfloat16 => (ElementType::Bf16, bytes(&value, half::bf16::to_le_bytes).map_err(failed)?),
+        TensorElementType::Float32 => (ElementType::Fp32, bytes::<f32>(&value).map_err(failed)?),
+        TensorElementType::Float64 => (ElementType::Fp64, bytes::<f64>(&value).map_err(failed)?),
+        TensorElementType::Uint8 => (ElementType::U8, bytes::<u8>(&value).map_err(failed)?),
+        TensorElementType::Int32 => (ElementType::I32, bytes::<i32>(&value).map_err(failed)?),
+        TensorElementType::Int64 => (ElementType::I64, bytes::<i64>(&value).map_err(failed)?),
+        TensorElementType::Float16 => (ElementType::Fp16, bytes::<half::f16>(&value).map_err(failed)?),
+        TensorElementType::Bfloat16 => (ElementType::Bf16, bytes::<half::bf16>(&value).map_err(failed)?),
         other => {
             return Err(NnError::new(
                 ErrorCode::UnsupportedOperation,

@@ -26,14 +26,15 @@ mod proto;
 mod rules;
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use tract_onnx::pb;
 use tract_onnx::prelude::Framework as _;
 
 use super::error::{ErrorCode, NnError};
 use super::signature::{Dim, Signature};
-use super::tensor::HostTensor;
-use proto::{build_node, element_bytes, input_fact, sparse_fact, tensor_fact};
+use super::tensor::{ElementType, HostTensor};
+use proto::{build_node, element_bytes, input_fact, shape_fact, sparse_fact, tensor_fact};
 use rules::infer;
 
 /// Integer and float tensors up to this many elements have their values
@@ -62,7 +63,16 @@ pub struct ModelBounds {
     /// Whether the graph has control flow or custom operators, whose work
     /// the inputs' dimensions do not fix.
     opaque: bool,
+    /// Inputs' element types and dimensions, with a memory limit, that a
+    /// compute passes sized whatever the inputs' values: the walk need not
+    /// be repeated for them. Kept exact, not hashed, so that no crafted
+    /// dimensions can pass for ones that were checked.
+    passed: Mutex<Vec<(Vec<(ElementType, Vec<u32>)>, u64)>>,
 }
+
+/// How many of a model's checked input shapes are remembered: enough for
+/// a training loop's full batches, its last one and an evaluation.
+const PASSED_KEPT: usize = 8;
 
 /// What is known of one tensor.
 #[derive(Debug, Clone, Default)]
@@ -177,7 +187,7 @@ impl ModelBounds {
         let nodes = topological(nodes, slots.len(), &constants)?;
         let opaque =
             nodes.iter().any(|node| matches!(node.op.as_str(), "Loop" | "Scan" | "If") || node.op.contains('.'));
-        Ok(Self { nodes, slots: slots.len(), constants, inputs, opaque })
+        Ok(Self { nodes, slots: slots.len(), constants, inputs, opaque, passed: Mutex::default() })
     }
 
     /// Refuses tensors that constant folding at load would make too large.
@@ -242,7 +252,21 @@ impl ModelBounds {
     /// control flow or custom operator, and every tensor's size known from
     /// them (none hangs on the inputs' values, as `NonZero`'s does).
     pub fn check_run(&self, inputs: &[HostTensor], limit: u64) -> Result<bool, NnError> {
-        let facts = inputs.iter().map(input_fact).collect();
+        if self.has_passed(inputs, limit) {
+            return Ok(true);
+        }
+        let sized = self.size_run(inputs.iter().map(input_fact).collect(), limit)?;
+        // Sized from the dimensions alone, the same dimensions pass for any
+        // values: a training loop's every step need not walk the graph.
+        if sized && matches!(self.size_run(inputs.iter().map(shape_fact).collect(), limit), Ok(true)) {
+            self.remember_passed(inputs, limit);
+        }
+        Ok(sized)
+    }
+
+    /// Sizes every tensor of a compute from its inputs' `facts`, refusing
+    /// one larger than `limit`; says whether every size was known.
+    fn size_run(&self, facts: Vec<Fact>, limit: u64) -> Result<bool, NnError> {
         let mut sized = !self.opaque;
         self.walk(facts, |node, fact| match fact.bytes() {
             Some(bytes) if fact.from_input && bytes > u128::from(limit) => Err(NnError::new(
@@ -263,6 +287,23 @@ impl ModelBounds {
             }
         })?;
         Ok(sized)
+    }
+
+    fn has_passed(&self, inputs: &[HostTensor], limit: u64) -> bool {
+        let same = |shapes: &[(ElementType, Vec<u32>)]| {
+            shapes.len() == inputs.len()
+                && shapes.iter().zip(inputs).all(|((ty, dims), input)| *ty == input.ty && *dims == input.dimensions)
+        };
+        self.passed.lock().is_ok_and(|passed| passed.iter().any(|(shapes, at)| *at == limit && same(shapes)))
+    }
+
+    fn remember_passed(&self, inputs: &[HostTensor], limit: u64) {
+        if let Ok(mut passed) = self.passed.lock() {
+            if passed.len() >= PASSED_KEPT {
+                passed.remove(0);
+            }
+            passed.push((inputs.iter().map(|input| (input.ty, input.dimensions.clone())).collect(), limit));
+        }
     }
 
     /// Infers every node's outputs in order, calling `check` on each.

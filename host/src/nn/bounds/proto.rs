@@ -113,10 +113,20 @@ fn constant_fact(attributes: &[pb::AttributeProto]) -> Option<Fact> {
     })
 }
 
+/// What is known of a guest's input from its type and dimensions alone.
+pub(super) fn shape_fact(tensor: &HostTensor) -> Fact {
+    Fact {
+        shape: Some(tensor.dimensions.iter().map(|&d| u64::from(d)).collect()),
+        value: None,
+        dtype: tensor.ty.onnx_data_type(),
+        from_input: true,
+    }
+}
+
+/// What is known of a guest's input: its type and dimensions, and the
+/// values of a small one.
 pub(super) fn input_fact(tensor: &HostTensor) -> Fact {
-    let dtype = tensor.ty.onnx_data_type();
-    let shape: Vec<u64> = tensor.dimensions.iter().map(|&d| u64::from(d)).collect();
-    let count: u64 = shape.iter().product();
+    let count: u64 = tensor.dimensions.iter().map(|&d| u64::from(d)).product();
     let chunks = |n: usize| tensor.data.chunks_exact(n);
     let value = (count <= SMALL).then(|| match tensor.ty {
         ElementType::I64 => {
@@ -131,5 +141,5 @@ pub(super) fn input_fact(tensor: &HostTensor) -> Fact {
         ElementType::Fp64 => Some(chunks(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect()),
         _ => None,
     });
-    Fact { shape: Some(shape), value: value.flatten(), dtype, from_input: true }
+    Fact { value: value.flatten(), ..shape_fact(tensor) }
 }
