@@ -14,7 +14,8 @@ use crate::invoke::GuestLog;
 use crate::nn::ModelOptions;
 use crate::settle::Outcome;
 
-use super::runner::{Classes, Stop, TrialRun};
+use super::evaluate::Classes;
+use super::runner::{Stop, TrialRun};
 use super::{Jobs, checkpoint};
 
 /// What a finished job stores as its result.

@@ -15,6 +15,8 @@
 
 mod checkpoint;
 mod error;
+mod evaluate;
+mod feed;
 mod finish;
 pub mod report;
 mod runner;

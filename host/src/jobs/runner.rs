@@ -6,7 +6,9 @@
 //! `max_retries` times.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -14,14 +16,15 @@ use std::time::{Duration, Instant};
 use crate::api::ErrorCode;
 use crate::api::datasets::Split;
 use crate::api::jobs::{EarlyStopping, JobEvent, JobSpec, JobState, TrialState};
-use crate::datasets::{Batch, Cursor, SplitReader};
 use crate::db::{Checkpoint, JobRow, NewEvent, TrialChange, TrialUsage};
 use crate::engine::{FunctionKind, NamedTensor};
-use crate::invoke::{Caller, Evaluation, GuestLog, Input, InvokeError, Output};
+use crate::invoke::{Caller, GuestLog, Input, InvokeError, Output};
 use crate::metering::Measurement;
 use crate::registry::Version;
 use crate::settle::{Outcome, Work};
 
+use super::evaluate;
+use super::feed::Feed;
 use super::{Jobs, checkpoint, event_json, metrics_json, search};
 
 /// How long a node waits for a deploy made on another node to reach it.
@@ -137,6 +140,8 @@ pub(super) struct TrialRun<'a> {
     renewed_ms: AtomicI64,
     /// How fast the last training call went, to size the next one.
     pace: Pace,
+    /// The validation split, once read.
+    pub(super) validation: std::sync::Mutex<evaluate::Held>,
 }
 
 /// What the last call of `steps` showed: its wall time per batch, and a
@@ -158,8 +163,30 @@ impl<'a> TrialRun<'a> {
         hyper: Vec<(String, f64)>,
         log: &'a GuestLog,
     ) -> Self {
-        Self { jobs, job, spec, trial, hyper, log, renewed_ms: AtomicI64::new(0), pace: Pace::default() }
+        Self {
+            jobs,
+            job,
+            spec,
+            trial,
+            hyper,
+            log,
+            renewed_ms: AtomicI64::new(0),
+            pace: Pace::default(),
+            validation: std::sync::Mutex::default(),
+        }
     }
+}
+
+/// A checkpoint being stored.
+type Saving<'a> = Pin<Box<dyn Future<Output = Result<(), Stop>> + Send + 'a>>;
+
+/// A checkpoint to store: an interval's end, already billed.
+struct Saved {
+    epoch: i64,
+    bytes: Vec<u8>,
+    metrics: String,
+    usage: TrialUsage,
+    events: Vec<NewEvent>,
 }
 
 /// What one checkpoint interval did, to settle and store at its end.
@@ -189,12 +216,26 @@ impl TrialRun<'_> {
             return Ok(TrialState::Stopped);
         }
         let epochs = i64::from(self.spec.epochs);
+        let mut feed = self.feed(&version, dataset.clone(), epoch + 1..=epochs);
+        // An epoch's checkpoint is written while the next epoch trains.
+        let mut saving: Option<Saving<'_>> = None;
         while epoch < epochs {
             epoch += 1;
-            self.check_job().await?;
+            let train = async {
+                self.check_job().await?;
+                self.train_epoch(&version, &mut feed, epoch, &mut parameters, &mut interval, attempt).await
+            };
+            // The checkpoint lands even when the epoch fails: a retry
+            // resumes from it, as it would have without the overlap.
+            let (trained, saved) = tokio::join!(train, async {
+                match saving.take() {
+                    Some(save) => save.await,
+                    None => Ok(()),
+                }
+            });
+            saved?;
+            let (train_loss, _) = trained?;
             let mut metrics = BTreeMap::new();
-            let (train_loss, _) =
-                self.train_epoch(&version, &dataset, epoch, &mut parameters, &mut interval, attempt).await?;
             metrics.insert("loss".to_owned(), train_loss);
             let (validation, _) =
                 self.evaluate_split(&version, &dataset, Split::Validation, &parameters, &mut interval, attempt).await?;
@@ -209,7 +250,20 @@ impl TrialRun<'_> {
             interval.events.push(NewEvent { trial: Some(self.trial), epoch: Some(epoch), data: event_json(&event)? });
             let rung = self.asha_rung(epoch);
             if epoch % i64::from(self.spec.checkpoint_every_epochs) == 0 || epoch == epochs || rung {
-                self.save(&version, epoch, &parameters, &metrics, &mut interval, attempt).await?;
+                let usage = self.settle(&version, &mut interval, &format!("{epoch}:{attempt}"), Outcome::Ok).await?;
+                let checkpoint = Saved {
+                    epoch,
+                    bytes: checkpoint::encode(&parameters)?,
+                    metrics: metrics_json(&metrics)?,
+                    usage,
+                    events: std::mem::take(&mut interval.events),
+                };
+                let save = Box::pin(self.save(checkpoint));
+                if epoch == epochs || rung {
+                    save.await?;
+                } else {
+                    saving = Some(save);
+                }
             }
             if rung && !self.asha_continues(epoch, &metrics).await? {
                 return Ok(TrialState::Stopped);
@@ -291,18 +345,15 @@ impl TrialRun<'_> {
     async fn train_epoch(
         &self,
         version: &Arc<Version>,
-        dataset: &Path,
+        feed: &mut Feed,
         epoch: i64,
         parameters: &mut Vec<NamedTensor>,
         interval: &mut Interval,
         attempt: i64,
     ) -> Result<(f64, u64), Stop> {
-        let seed = epoch_seed(self.spec.seed, self.trial, epoch);
-        let reader = open(dataset, Split::Train, self.spec.batch_size, Some(seed)).await?;
-        let mut reading = tokio::task::spawn_blocking(read_batches(reader, self.batches_per_call(version)));
         let (mut loss_sum, mut rows) = (0.0, 0u64);
         loop {
-            let (reader, batches) = read(reading).await?;
+            let batches = feed.next(self.batches_per_call(version)).await?;
             if batches.is_empty() {
                 break;
             }
@@ -310,8 +361,6 @@ impl TrialRun<'_> {
                 return Err(Stop::Abandoned);
             }
             self.renew().await?;
-            // The next batches are read while the guest trains on these.
-            reading = tokio::task::spawn_blocking(read_batches(reader, self.batches_per_call(version)));
             let sizes: Vec<usize> = batches.iter().map(|batch| batch.rows).collect();
             let bytes = batches.iter().map(|batch| tensor_bytes(&batch.tensors)).max().unwrap_or(0);
             let input = Input::TrainSteps {
@@ -347,6 +396,14 @@ impl TrialRun<'_> {
         Ok((loss_sum / rows as f64, rows))
     }
 
+    /// The train split's batches for `epochs`, read ahead of the guest by
+    /// as much as one call may take (a sixteenth of the function's memory).
+    fn feed(&self, version: &Version, dataset: PathBuf, epochs: std::ops::RangeInclusive<i64>) -> Feed {
+        let (seed, trial) = (self.spec.seed, self.trial);
+        let budget = (u64::from(version.limits.memory_mb) << 20) / 16;
+        Feed::start(dataset, self.spec.batch_size, epochs, move |epoch| epoch_seed(seed, trial, epoch), budget)
+    }
+
     /// How many batches the next call of `steps` takes: the spec's
     /// `steps_per_call` at most, and no more than fill a sixteenth of the
     /// function's memory or, at the last call's pace, a quarter of its
@@ -364,52 +421,9 @@ impl TrialRun<'_> {
         usize::try_from(most).unwrap_or(1)
     }
 
-    /// `evaluate` over a split in file order: each metric averaged by rows,
-    /// and the rows' true and predicted classes.
-    pub(super) async fn evaluate_split(
-        &self,
-        version: &Arc<Version>,
-        dataset: &Path,
-        split: Split,
-        parameters: &[NamedTensor],
-        interval: &mut Interval,
-        attempt: i64,
-    ) -> Result<(BTreeMap<String, f64>, Classes), Stop> {
-        let mut reader = open(dataset, split, self.spec.batch_size.max(256), None).await?;
-        let mut sums: BTreeMap<String, f64> = BTreeMap::new();
-        let mut rows = 0u64;
-        let mut classes = Classes::default();
-        loop {
-            let (back, batch) = read(tokio::task::spawn_blocking(read_batches(reader, 1))).await?;
-            reader = back;
-            let Some(batch) = batch.into_iter().next() else { break };
-            let labels = labels(&batch.tensors);
-            let input = Input::TrainEvaluate { parameters: parameters.to_vec(), batch: batch.tensors };
-            let Evaluation { metrics, predictions } = match self.call(version, input, interval, attempt).await? {
-                Output::Evaluation(evaluation) => evaluation,
-                _ => return Err(Stop::Failed("`evaluate` returned something other than an evaluation".to_owned())),
-            };
-            for (name, value) in metrics {
-                *sums.entry(name).or_default() += value * batch.rows as f64;
-            }
-            if let Some(labels) = labels
-                && predictions.len() == labels.len()
-            {
-                classes.truth.extend(labels);
-                classes.predicted.extend(predictions);
-            }
-            rows += batch.rows as u64;
-        }
-        if rows > 0 {
-            sums.values_mut().for_each(|sum| *sum /= rows as f64);
-        }
-        classes.rows = rows;
-        Ok((sums, classes))
-    }
-
     /// One guest call of the trial, its use added to the interval; a
     /// failure is billed at once and fails the attempt.
-    async fn call(
+    pub(super) async fn call(
         &self,
         version: &Arc<Version>,
         input: Input,
@@ -471,28 +485,18 @@ impl TrialRun<'_> {
         })
     }
 
-    /// Ends a checkpoint interval: bills it, then stores the checkpoint, the
+    /// Stores a checkpoint, whose interval has been billed, with the
     /// progress and the interval's events together.
-    async fn save(
-        &self,
-        version: &Arc<Version>,
-        epoch: i64,
-        parameters: &[NamedTensor],
-        metrics: &BTreeMap<String, f64>,
-        interval: &mut Interval,
-        attempt: i64,
-    ) -> Result<(), Stop> {
-        let usage = self.settle(version, interval, &format!("{epoch}:{attempt}"), Outcome::Ok).await?;
-        let bytes = checkpoint::encode(parameters)?;
+    async fn save(&self, saved: Saved) -> Result<(), Stop> {
         let (stdout, stderr) = self.log.contents();
         let checkpoint = Checkpoint {
-            epoch,
-            bytes: &bytes,
-            metrics: &metrics_json(metrics)?,
-            usage,
+            epoch: saved.epoch,
+            bytes: &saved.bytes,
+            metrics: &saved.metrics,
+            usage: saved.usage,
             stdout: &stdout,
             stderr: &stderr,
-            events: std::mem::take(&mut interval.events),
+            events: saved.events,
         };
         if !self.jobs.deps.db.save_checkpoint(&self.job.id, self.trial, &self.jobs.node, checkpoint).await? {
             return Err(Stop::Abandoned);
@@ -590,36 +594,10 @@ impl Interval {
     }
 }
 
-/// A split's true and predicted classes, for a confusion matrix.
-#[derive(Debug, Default)]
-pub(super) struct Classes {
-    /// Rows evaluated.
-    pub rows: u64,
-    /// Each row's label.
-    pub truth: Vec<i64>,
-    /// Each row's predicted class.
-    pub predicted: Vec<i64>,
-}
-
 /// The seed of one epoch's shuffle: a function of the job's seed, the trial
 /// and the epoch alone, so a resumed trial sees the same batches.
 fn epoch_seed(seed: u64, trial: i64, epoch: i64) -> u64 {
     seed ^ (trial as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (epoch as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
-}
-
-/// A batch's `y` as class indices, when the label is categorical.
-fn labels(tensors: &[NamedTensor]) -> Option<Vec<i64>> {
-    let y = tensors.iter().find(|t| t.name == "y")?;
-    if y.tensor.ty != crate::engine::TensorType::I64 {
-        return None;
-    }
-    Some(
-        y.tensor
-            .data
-            .chunks_exact(8)
-            .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
-            .collect(),
-    )
 }
 
 fn describe(err: &InvokeError) -> String {
@@ -629,42 +607,7 @@ fn describe(err: &InvokeError) -> String {
     }
 }
 
-async fn open(dataset: &Path, split: Split, batch_size: u32, seed: Option<u64>) -> Result<SplitReader, Stop> {
-    let path = dataset.to_owned();
-    tokio::task::spawn_blocking(move || SplitReader::open(&path, split, batch_size as usize, seed, None::<Cursor>))
-        .await
-        .map_err(|err| Stop::Internal(anyhow::anyhow!(err)))?
-        .map_err(|err| Stop::Failed(format!("the dataset cannot be read: {err}")))
-}
-
-/// Reading up to `count` batches, for a blocking task; none at the end of the pass.
-fn read_batches(
-    mut reader: SplitReader,
-    count: usize,
-) -> impl FnOnce() -> (SplitReader, Result<Vec<Batch>, crate::datasets::DatasetError>) {
-    move || {
-        let mut batches = Vec::with_capacity(count);
-        while batches.len() < count {
-            match reader.next_batch() {
-                Ok(Some(batch)) => batches.push(batch),
-                Ok(None) => break,
-                Err(err) => return (reader, Err(err)),
-            }
-        }
-        (reader, Ok(batches))
-    }
-}
-
-/// The reader and the batches a blocking task of [`read_batches`] read.
-async fn read(
-    task: tokio::task::JoinHandle<(SplitReader, Result<Vec<Batch>, crate::datasets::DatasetError>)>,
-) -> Result<(SplitReader, Vec<Batch>), Stop> {
-    let (reader, batches) = task.await.map_err(|err| Stop::Internal(anyhow::anyhow!(err)))?;
-    let batches = batches.map_err(|err| Stop::Failed(format!("the dataset cannot be read: {err}")))?;
-    Ok((reader, batches))
-}
-
 /// The bytes of a batch's tensors.
-fn tensor_bytes(tensors: &[NamedTensor]) -> u64 {
+pub(super) fn tensor_bytes(tensors: &[NamedTensor]) -> u64 {
     tensors.iter().map(|tensor| tensor.tensor.data.len() as u64).sum()
 }

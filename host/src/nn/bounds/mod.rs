@@ -67,8 +67,11 @@ pub struct ModelBounds {
     /// compute passes sized whatever the inputs' values: the walk need not
     /// be repeated for them. Kept exact, not hashed, so that no crafted
     /// dimensions can pass for ones that were checked.
-    passed: Mutex<Vec<(Vec<(ElementType, Vec<u32>)>, u64)>>,
+    passed: Mutex<Vec<(InputShapes, u64)>>,
 }
+
+/// Each input's element type and dimensions.
+type InputShapes = Vec<(ElementType, Vec<u32>)>;
 
 /// How many of a model's checked input shapes are remembered: enough for
 /// a training loop's full batches, its last one and an evaluation.
