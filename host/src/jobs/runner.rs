@@ -6,9 +6,7 @@
 //! `max_retries` times.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -177,9 +175,6 @@ impl<'a> TrialRun<'a> {
     }
 }
 
-/// A checkpoint being stored.
-type Saving<'a> = Pin<Box<dyn Future<Output = Result<(), Stop>> + Send + 'a>>;
-
 /// A checkpoint to store: an interval's end, already billed.
 struct Saved {
     epoch: i64,
@@ -218,18 +213,21 @@ impl TrialRun<'_> {
         let epochs = i64::from(self.spec.epochs);
         let mut feed = self.feed(&version, dataset.clone(), epoch + 1..=epochs);
         // An epoch's checkpoint is written while the next epoch trains.
-        let mut saving: Option<Saving<'_>> = None;
+        let mut saving: Option<tokio::task::JoinHandle<Result<(), Stop>>> = None;
         while epoch < epochs {
             epoch += 1;
+            // The job is checked while the epoch trains (the check may wait
+            // on the database behind the last checkpoint); a failed check
+            // drops the epoch's work.
             let train = async {
-                self.check_job().await?;
-                self.train_epoch(&version, &mut feed, epoch, &mut parameters, &mut interval, attempt).await
+                let epoch = self.train_epoch(&version, &mut feed, epoch, &mut parameters, &mut interval, attempt);
+                tokio::try_join!(self.check_job(), epoch).map(|((), trained)| trained)
             };
             // The checkpoint lands even when the epoch fails: a retry
             // resumes from it, as it would have without the overlap.
             let (trained, saved) = tokio::join!(train, async {
                 match saving.take() {
-                    Some(save) => save.await,
+                    Some(save) => save.await.map_err(|err| Stop::Internal(anyhow::anyhow!(err)))?,
                     None => Ok(()),
                 }
             });
@@ -258,9 +256,9 @@ impl TrialRun<'_> {
                     usage,
                     events: std::mem::take(&mut interval.events),
                 };
-                let save = Box::pin(self.save(checkpoint));
+                let save = self.save(checkpoint);
                 if epoch == epochs || rung {
-                    save.await?;
+                    save.await.map_err(|err| Stop::Internal(anyhow::anyhow!(err)))??;
                 } else {
                     saving = Some(save);
                 }
@@ -486,23 +484,27 @@ impl TrialRun<'_> {
     }
 
     /// Stores a checkpoint, whose interval has been billed, with the
-    /// progress and the interval's events together.
-    async fn save(&self, saved: Saved) -> Result<(), Stop> {
+    /// progress and the interval's events together. On a task of its own,
+    /// so that it goes on while the guest runs on this one.
+    fn save(&self, saved: Saved) -> tokio::task::JoinHandle<Result<(), Stop>> {
         let (stdout, stderr) = self.log.contents();
-        let checkpoint = Checkpoint {
-            epoch: saved.epoch,
-            bytes: &saved.bytes,
-            metrics: &saved.metrics,
-            usage: saved.usage,
-            stdout: &stdout,
-            stderr: &stderr,
-            events: saved.events,
-        };
-        if !self.jobs.deps.db.save_checkpoint(&self.job.id, self.trial, &self.jobs.node, checkpoint).await? {
-            return Err(Stop::Abandoned);
-        }
-        self.jobs.events_appended();
-        Ok(())
+        let (jobs, job, trial) = (Arc::clone(self.jobs), self.job.id.clone(), self.trial);
+        tokio::spawn(async move {
+            let checkpoint = Checkpoint {
+                epoch: saved.epoch,
+                bytes: &saved.bytes,
+                metrics: &saved.metrics,
+                usage: saved.usage,
+                stdout: &stdout,
+                stderr: &stderr,
+                events: saved.events,
+            };
+            if !jobs.deps.db.save_checkpoint(&job, trial, &jobs.node, checkpoint).await? {
+                return Err(Stop::Abandoned);
+            }
+            jobs.events_appended();
+            Ok(())
+        })
     }
 
     /// The metrics the trial's last checkpoint was written with.

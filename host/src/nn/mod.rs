@@ -435,35 +435,50 @@ fn timed_run(
     outputs
 }
 
-/// A model's last compute: the inputs' dimensions, and how long it took.
+/// A model's last computes: the inputs' dimensions, and how long each took.
 ///
-/// A compute on the same dimensions as the last one, which took at most
-/// [`NnConfig::inline_compute`], is quick: it runs on the calling thread.
-/// Only graphs whose work the dimensions fix are paced (no control flow,
-/// custom operators or value-dependent sizes: [`ModelBounds::check_run`]),
-/// so a quick compute stays quick whatever the values. It overruns a
-/// deadline by no more than that (nothing can stop it there), and holds an
-/// async worker no longer than a guest does between two epoch ticks; one
-/// that turns out slower sends the next to the pool.
+/// A compute on the same dimensions as one of the last few, which took at
+/// most [`NnConfig::inline_compute`], is quick: it runs on the calling
+/// thread. A few, not one, because a training loop alternates between its
+/// full batches and a smaller last one. Only graphs whose work the
+/// dimensions fix are paced (no control flow, custom operators or
+/// value-dependent sizes: [`ModelBounds::check_run`]), so a quick compute
+/// stays quick whatever the values. It overruns a deadline by no more than
+/// that (nothing can stop it there), and holds an async worker no longer
+/// than a guest does between two epoch ticks; one that turns out slower
+/// sends the next on those dimensions to the pool.
 #[derive(Debug, Default)]
 struct ComputePace {
-    /// The last compute's dimensions (hashed) and microseconds; `None`
-    /// after one whose work they do not fix.
-    last: std::sync::Mutex<Option<(u64, u64)>>,
+    /// Recent computes' dimensions (hashed) and microseconds, oldest first;
+    /// emptied by one whose work they do not fix.
+    recent: std::sync::Mutex<Vec<(u64, u64)>>,
 }
+
+/// How many dimensions a model's pace remembers.
+const PACED_SHAPES: usize = 4;
 
 impl ComputePace {
     fn is_quick(&self, shapes: u64, limit: Duration) -> bool {
         let limit = u64::try_from(limit.as_micros()).unwrap_or(0);
         limit > 0
-            && matches!(self.last.lock().as_deref(), Ok(Some((last, micros))) if *last == shapes && *micros <= limit)
+            && self
+                .recent
+                .lock()
+                .is_ok_and(|recent| recent.iter().any(|&(seen, micros)| seen == shapes && micros <= limit))
     }
 
     fn record(&self, shapes: Option<u64>, elapsed: Duration) {
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        if let Ok(mut last) = self.last.lock() {
-            *last = shapes.map(|shapes| (shapes, micros));
+        let Ok(mut recent) = self.recent.lock() else { return };
+        let Some(shapes) = shapes else {
+            recent.clear();
+            return;
+        };
+        recent.retain(|&(seen, _)| seen != shapes);
+        if recent.len() >= PACED_SHAPES {
+            recent.remove(0);
         }
+        recent.push((shapes, micros));
     }
 }
 
@@ -530,7 +545,7 @@ mod tests {
     }
 
     #[test]
-    fn only_a_quick_compute_on_the_same_dimensions_is_quick() {
+    fn only_a_quick_compute_on_dimensions_seen_lately_is_quick() {
         let limit = Duration::from_micros(200);
         let pace = ComputePace::default();
         let batch = shapes_key(&[tensor(vec![32, 64]), tensor(vec![64, 10])]);
@@ -540,8 +555,15 @@ mod tests {
         assert!(!pace.is_quick(batch, Duration::ZERO), "a zero limit sends every compute to the pool");
         let last_batch = shapes_key(&[tensor(vec![17, 64]), tensor(vec![64, 10])]);
         assert!(!pace.is_quick(last_batch, limit), "other dimensions are other work");
+        pace.record(Some(last_batch), Duration::from_micros(30));
+        assert!(pace.is_quick(batch, limit) && pace.is_quick(last_batch, limit), "a loop's two shapes are both known");
         pace.record(Some(batch), Duration::from_micros(900));
         assert!(!pace.is_quick(batch, limit), "a slow compute sends the next to the pool");
+        pace.record(Some(batch), Duration::from_micros(80));
+        for rows in 1..=PACED_SHAPES as u32 {
+            pace.record(Some(shapes_key(&[tensor(vec![rows, 3])])), Duration::from_micros(10));
+        }
+        assert!(!pace.is_quick(batch, limit), "only the last few dimensions are remembered");
         pace.record(Some(batch), Duration::from_micros(80));
         pace.record(None, Duration::from_micros(80));
         assert!(!pace.is_quick(batch, limit), "a compute whose work its dimensions do not fix forgets the pace");
