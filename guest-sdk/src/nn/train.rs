@@ -48,7 +48,7 @@ impl Model {
     ) -> Result<StepOutput, NnError> {
         let names: Vec<&str> = parameters.iter().map(|t| t.name.as_str()).collect();
         let held = parameters.iter().map(|t| to_wit(&t.tensor)).collect();
-        let (updated, others) = self.step_held(&names, held, batch, hyper_parameters)?;
+        let HeldStep { parameters: updated, others } = self.step_held(&names, held, batch, hyper_parameters)?;
         let others =
             Outputs(others.into_iter().map(|(name, tensor)| NamedTensor::new(name, from_wit(&tensor))).collect());
         let mut metrics = figures(&others, |_| true);
@@ -78,7 +78,7 @@ impl Model {
         drop(parameters);
         let mut losses = Vec::with_capacity(batches.len());
         for batch in batches {
-            let (updated, others) = self.step_held(&names, held, batch, hyper_parameters)?;
+            let HeldStep { parameters: updated, others } = self.step_held(&names, held, batch, hyper_parameters)?;
             held = updated;
             let (_, loss) = others.iter().find(|(name, _)| name == "loss").ok_or_else(no_loss)?;
             losses.push(scalar(&from_wit(loss)).ok_or_else(no_loss)?);
@@ -95,7 +95,7 @@ impl Model {
         held: Vec<wit::Tensor>,
         batch: &[NamedTensor],
         hyper_parameters: &[(&str, f64)],
-    ) -> Result<(Vec<wit::Tensor>, Vec<(String, wit::Tensor)>), NnError> {
+    ) -> Result<HeldStep, NnError> {
         let parameters = names.iter().map(|name| (*name).to_owned()).zip(held);
         let batch = batch.iter().map(|t| (t.name.clone(), to_wit(&t.tensor)));
         // Graphs compute in fp32; the host hands hyper-parameters as f64.
@@ -114,7 +114,7 @@ impl Model {
                 Ok(outputs.swap_remove(at).1)
             })
             .collect::<Result<Vec<_>, NnError>>()?;
-        Ok((updated, outputs))
+        Ok(HeldStep { parameters: updated, others: outputs })
     }
 
     /// The figures of `parameters` on `batch` from an evaluation graph: its
@@ -132,6 +132,14 @@ impl Model {
         };
         Ok(Evaluation { metrics: figures(&outputs, |name| name != "predictions"), predictions })
     }
+}
+
+/// A step's outputs, all still in the host.
+struct HeldStep {
+    /// The updated parameters, in the order of their names.
+    parameters: Vec<wit::Tensor>,
+    /// The graph's other outputs, unread.
+    others: Vec<(String, wit::Tensor)>,
 }
 
 /// The one-element fp32 outputs whose names pass `keep`, as figures.

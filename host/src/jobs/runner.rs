@@ -2,6 +2,8 @@
 //! epoch the train split's shuffled batches through `step` and the
 //! validation split through `evaluate`, with a checkpoint, the epoch's
 //! events and the interval's bill at the end of each checkpoint interval.
+//! The batches are read ahead ([`Feed`]), and a checkpoint is stored while
+//! the next epoch trains, so the guest waits on neither.
 //! A failed attempt is retried from the last checkpoint up to
 //! `max_retries` times.
 
