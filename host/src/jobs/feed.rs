@@ -89,21 +89,28 @@ impl Feed {
             return Ok(Vec::new());
         }
         let mut batches = Vec::with_capacity(count);
-        while batches.len() < count.max(1) {
+        // Handed back once for all the batches taken, not batch by batch:
+        // each return wakes the reading thread.
+        let mut taken = 0usize;
+        let outcome = loop {
+            if batches.len() >= count.max(1) {
+                break Ok(());
+            }
             let Some((fed, permits)) = self.queue.recv().await else {
-                return Err(Stop::Internal(anyhow::anyhow!("the dataset's reading thread stopped")));
+                break Err(Stop::Internal(anyhow::anyhow!("the dataset's reading thread stopped")));
             };
-            self.budget.add_permits(permits as usize);
+            taken += permits as usize;
             match fed {
                 Fed::Batch(batch) => batches.push(batch),
                 Fed::EpochEnd => {
                     self.ended = !batches.is_empty();
-                    break;
+                    break Ok(());
                 }
-                Fed::Failed(err) => return Err(Stop::Failed(format!("the dataset cannot be read: {err}"))),
+                Fed::Failed(err) => break Err(Stop::Failed(format!("the dataset cannot be read: {err}"))),
             }
-        }
-        Ok(batches)
+        };
+        self.budget.add_permits(taken);
+        outcome.map(|()| batches)
     }
 }
 
