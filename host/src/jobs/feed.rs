@@ -15,7 +15,7 @@ use tokio::sync::{Semaphore, mpsc};
 use crate::api::datasets::Split;
 use crate::datasets::{Batch, Cursor, SplitReader};
 
-use super::runner::Stop;
+use super::runner::{Stop, tensor_bytes};
 
 /// Budget permits are kibibytes, so that a budget fits in a `u32`.
 const PERMIT_BYTES: u64 = 1024;
@@ -66,7 +66,7 @@ impl Feed {
                         Ok(None) => break,
                         Err(err) => return drop(sender.send((Fed::Failed(err.to_string()), 0))),
                     };
-                    let bytes: u64 = batch.tensors.iter().map(|t| t.tensor.data.len() as u64).sum();
+                    let bytes = tensor_bytes(&batch.tensors);
                     let wanted = u32::try_from(bytes.div_ceil(PERMIT_BYTES)).unwrap_or(u32::MAX).clamp(1, permits);
                     // Closed when the feed is dropped: the trial has stopped.
                     let Ok(permit) = runtime.block_on(reader_budget.acquire_many(wanted)) else { return };
