@@ -42,11 +42,16 @@ pub fn linear_csv(rows: usize) -> Vec<u8> {
 /// Deploys train-linear and uploads the synthetic dataset as `linear`.
 pub async fn linear_setup(server: &Server) -> anyhow::Result<()> {
     server.deploy_ok("train-linear", "train-linear", "").await?;
+    upload_linear(server, "linear", 400, "0.8,0.1,0.1").await
+}
+
+/// Uploads `rows` rows of the synthetic dataset as `name`, split as `split`.
+async fn upload_linear(server: &Server, name: &str, rows: usize, split: &str) -> anyhow::Result<()> {
     let response = server
         .http
-        .put(server.url("/v1/datasets/linear?label=y&split=0.8,0.1,0.1&seed=3"))
+        .put(server.url(&format!("/v1/datasets/{name}?label=y&split={split}&seed=3")))
         .header("content-type", "text/csv")
-        .body(linear_csv(400))
+        .body(linear_csv(rows))
         .send()
         .await?;
     anyhow::ensure!(response.status() == 201, "dataset upload: {}", response.text().await?);
@@ -602,14 +607,7 @@ async fn instantiations(server: &Server) -> anyhow::Result<u64> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_validation_split_held_or_read_each_epoch_gives_the_same_curves() -> anyhow::Result<()> {
     let server = Server::start(&[]).await?;
-    let response = server
-        .http
-        .put(server.url("/v1/datasets/wide?label=y&split=0.5,0.45,0.05&seed=3"))
-        .header("content-type", "text/csv")
-        .body(linear_csv(20_000))
-        .send()
-        .await?;
-    anyhow::ensure!(response.status() == 201, "dataset upload: {}", response.text().await?);
+    upload_linear(&server, "wide", 20_000, "0.5,0.45,0.05").await?;
     let mut outcomes = Vec::new();
     for (name, memory) in [("held", 64), ("read", 2)] {
         server.deploy_ok(name, "train-linear", &format!("memory_mb={memory}")).await?;

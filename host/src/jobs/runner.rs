@@ -177,6 +177,11 @@ impl<'a> TrialRun<'a> {
     }
 }
 
+/// What a checkpoint's task ([`TrialRun::save`]) came to.
+async fn landed(save: tokio::task::JoinHandle<Result<(), Stop>>) -> Result<(), Stop> {
+    save.await.map_err(|err| Stop::Internal(anyhow::anyhow!(err)))?
+}
+
 /// A checkpoint to store: an interval's end, already billed.
 struct Saved {
     epoch: i64,
@@ -229,7 +234,7 @@ impl TrialRun<'_> {
             // resumes from it, as it would have without the overlap.
             let (trained, saved) = tokio::join!(train, async {
                 match saving.take() {
-                    Some(save) => save.await.map_err(|err| Stop::Internal(anyhow::anyhow!(err)))?,
+                    Some(save) => landed(save).await,
                     None => Ok(()),
                 }
             });
@@ -260,7 +265,7 @@ impl TrialRun<'_> {
                 };
                 let save = self.save(checkpoint);
                 if epoch == epochs || rung {
-                    save.await.map_err(|err| Stop::Internal(anyhow::anyhow!(err)))??;
+                    landed(save).await?;
                 } else {
                     saving = Some(save);
                 }
