@@ -268,6 +268,11 @@ impl TrialRun<'_> {
                     landed(save).await?;
                 } else {
                     saving = Some(save);
+                    // A task spawned from a worker waits in that worker's
+                    // next-task slot, which no other worker takes from, until
+                    // this task yields: without this, the save would start
+                    // only once the next epoch had trained, and hold up its end.
+                    tokio::task::yield_now().await;
                 }
             }
             if rung && !self.asha_continues(epoch, &metrics).await? {

@@ -26,7 +26,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
-use super::backend::{Device, LoadedModel, check_output_bytes};
+use super::backend::{Device, LoadedModel, RunBudget, check_output_bytes};
 use super::error::{ErrorCode, NnError};
 use super::signature::{Dim, Signature, TensorSpec};
 use super::tensor::HostTensor;
@@ -352,7 +352,7 @@ async fn compute_batch(
     counters.widest.fetch_max(total, Ordering::Relaxed);
     metrics::histogram!("muon_nn_batch_rows").record(total as f64);
     let billed = Arc::clone(&counters);
-    let work = inference.run_timed(&tenant, model, inputs, limit, move |device, elapsed| {
+    let work = inference.run_timed(&tenant, model, inputs, RunBudget::outputs(limit), move |device, elapsed| {
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         billed.compute_us.fetch_add(micros, Ordering::Relaxed);
         bill(&shares, device, micros);

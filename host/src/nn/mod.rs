@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
-use backend::{Backend, BackendKind, Cancel, Device, LoadedModel, OnnxRuntime, Tract};
+use backend::{Backend, BackendKind, Cancel, Device, LoadedModel, OnnxRuntime, RunBudget, Tract};
 use batch::Hold;
 pub use batch::{BatchCounts, Batching, DEFAULT_BATCH_WAIT_US};
 use bounds::{LoadLimits, ModelBounds};
@@ -363,14 +363,14 @@ impl Inference {
         meter: Arc<ComputeMeter>,
     ) -> Result<Vec<(String, HostTensor)>, NnError> {
         let ordered = bind_inputs(&graph.signature, inputs)?;
-        let sized = graph.bounds.check_run(&ordered, caller.memory_limit)?;
+        let size = graph.bounds.check_run(&ordered, caller.memory_limit)?;
         let model = Arc::clone(&graph.model);
         let batch = graph.batcher.as_ref().map(|hold| hold.batcher()).and_then(|b| Some((b, b.rows_of(&ordered)?)));
         let outputs = match batch {
             Some((batcher, rows)) => batcher.compute(model, ordered, rows, caller, meter).await?,
             None => {
                 // Only a compute whose work the dimensions fix is paced.
-                let shapes = sized.then(|| shapes_key(&ordered));
+                let shapes = size.fixed.then(|| shapes_key(&ordered));
                 let inline = shapes.is_some_and(|key| graph.pace.is_quick(key, self.config.inline_compute));
                 let pace = Arc::clone(&graph.pace);
                 let spent = move |device, elapsed: Duration| {
@@ -382,10 +382,11 @@ impl Inference {
                     }
                     pace.record(shapes, elapsed);
                 };
+                let budget = RunBudget { max_output_bytes: caller.memory_limit, made_bytes: size.made_bytes };
                 if inline {
-                    timed_run(model.as_ref(), ordered, caller.memory_limit, &Cancel::default(), spent)?
+                    timed_run(model.as_ref(), ordered, budget, &Cancel::default(), spent)?
                 } else {
-                    self.run_timed(&caller.tenant, model, ordered, caller.memory_limit, spent).await?
+                    self.run_timed(&caller.tenant, model, ordered, budget, spent).await?
                 }
             }
         };
@@ -393,7 +394,7 @@ impl Inference {
     }
 
     /// Runs checked `inputs` on `model` on the inference pool in `tenant`'s
-    /// turn, refusing outputs over `max_output_bytes`. `spent` is told the
+    /// turn, within `budget`. `spent` is told the
     /// device and the compute time as the compute ends, on the inference
     /// thread, even if the caller has gone by then.
     async fn run_timed(
@@ -401,10 +402,10 @@ impl Inference {
         tenant: &str,
         model: Arc<dyn LoadedModel>,
         inputs: Vec<HostTensor>,
-        max_output_bytes: u64,
+        budget: RunBudget,
         spent: impl FnOnce(Device, Duration) + Send + 'static,
     ) -> Result<Vec<HostTensor>, NnError> {
-        self.pool.run(tenant, move |cancel| timed_run(model.as_ref(), inputs, max_output_bytes, cancel, spent)).await?
+        self.pool.run(tenant, move |cancel| timed_run(model.as_ref(), inputs, budget, cancel, spent)).await?
     }
 
     /// Runs blocking work (model parsing) on the load threads, in `tenant`'s
@@ -423,12 +424,12 @@ impl Inference {
 fn timed_run(
     model: &dyn LoadedModel,
     inputs: Vec<HostTensor>,
-    max_output_bytes: u64,
+    budget: RunBudget,
     cancel: &Cancel,
     spent: impl FnOnce(Device, Duration),
 ) -> Result<Vec<HostTensor>, NnError> {
     let started = Instant::now();
-    let outputs = model.run(inputs, max_output_bytes, cancel);
+    let outputs = model.run(inputs, budget, cancel);
     let elapsed = started.elapsed();
     spent(model.device(), elapsed);
     metrics::histogram!("muon_nn_compute_seconds", "device" => model.device().as_str()).record(elapsed.as_secs_f64());

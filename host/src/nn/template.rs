@@ -156,7 +156,7 @@ mod tests {
     use anyhow::{Context as _, Result, ensure};
 
     use super::*;
-    use crate::nn::backend::{Backend as _, Cancel, Device, Tract};
+    use crate::nn::backend::{Backend as _, Cancel, Device, RunBudget, Tract};
     use crate::nn::signature::inspect_onnx;
     use crate::nn::tensor::ElementType;
 
@@ -220,7 +220,7 @@ mod tests {
         let signature = inspect_onnx(model)?;
         let loaded = Tract.load(model, &signature, Device::Cpu)?;
         let rows = (x.len() / 64) as u32;
-        let outputs = loaded.run(vec![fp32(&[rows, 64], x)], u64::MAX, &Cancel::default())?;
+        let outputs = loaded.run(vec![fp32(&[rows, 64], x)], RunBudget::outputs(u64::MAX), &Cancel::default())?;
         Ok(floats(outputs.first().context("no output")?))
     }
 

@@ -26,7 +26,7 @@ use anyhow::{Context, bail, ensure};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
-use muon::nn::backend::{Backend, Cancel, Device, LoadedModel, OnnxRuntime, Tract};
+use muon::nn::backend::{Backend, Cancel, Device, LoadedModel, OnnxRuntime, RunBudget, Tract};
 use muon::nn::{ElementType, HostTensor, inspect_onnx};
 use muon_tests::{Server, generated_model, repo_file, target_dir};
 use serde_json::{Value, json};
@@ -265,7 +265,7 @@ impl Target {
     /// first request also loads the model on the server).
     async fn check_against(&self, model: &dyn LoadedModel, input: &HostTensor) -> anyhow::Result<()> {
         let answer = self.call().await?;
-        let expected = model.run(vec![input.clone()], u64::MAX, &Cancel::default())?;
+        let expected = model.run(vec![input.clone()], RunBudget::outputs(u64::MAX), &Cancel::default())?;
         let outputs = answer["outputs"].as_array().context("no outputs")?;
         ensure!(outputs.len() == expected.len(), "muon gave {} outputs, direct {}", outputs.len(), expected.len());
         for (output, tensor) in outputs.iter().zip(&expected) {
@@ -396,13 +396,13 @@ impl std::fmt::Display for Inside {
 fn direct_latency(model: &dyn LoadedModel, input: &HostTensor, cell: Duration) -> anyhow::Result<Stats> {
     let warm = Instant::now();
     while warm.elapsed() < WARM_UP {
-        model.run(vec![input.clone()], u64::MAX, &Cancel::default())?;
+        model.run(vec![input.clone()], RunBudget::outputs(u64::MAX), &Cancel::default())?;
     }
     let mut samples = Vec::new();
     let started = Instant::now();
     while started.elapsed() < cell || samples.len() < MIN_SAMPLES {
         let one = Instant::now();
-        model.run(vec![input.clone()], u64::MAX, &Cancel::default())?;
+        model.run(vec![input.clone()], RunBudget::outputs(u64::MAX), &Cancel::default())?;
         samples.push(one.elapsed());
     }
     Ok(Stats::of(samples))
@@ -423,7 +423,7 @@ fn direct_throughput(
                 .map(|_| {
                     scope.spawn(|| {
                         while started.elapsed() < length {
-                            model.run(vec![input.clone()], u64::MAX, &Cancel::default())?;
+                            model.run(vec![input.clone()], RunBudget::outputs(u64::MAX), &Cancel::default())?;
                             done.fetch_add(1, Ordering::Relaxed);
                         }
                         anyhow::Ok(())

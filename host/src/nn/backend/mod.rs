@@ -88,10 +88,29 @@ pub trait LoadedModel: Send + Sync {
     fn device(&self) -> Device;
 
     /// Runs one inference on checked `inputs` (in signature order) and
-    /// returns every output in signature order, refusing outputs of more than
-    /// `max_output_bytes` in all before copying them. Blocking; stops early,
-    /// with a `timeout` error, once `cancel` is set.
-    fn run(&self, inputs: Vec<HostTensor>, max_output_bytes: u64, cancel: &Cancel) -> Result<Vec<HostTensor>, NnError>;
+    /// returns every output in signature order, refusing outputs of more
+    /// than the budget's `max_output_bytes` in all before copying them.
+    /// Blocking; stops early, with a `timeout` error, once `cancel` is set.
+    fn run(&self, inputs: Vec<HostTensor>, budget: RunBudget, cancel: &Cancel) -> Result<Vec<HostTensor>, NnError>;
+}
+
+/// What one run may use, as far as the host knows before it starts.
+#[derive(Debug, Clone, Copy)]
+pub struct RunBudget {
+    /// Most bytes the outputs may take in all: the caller's memory limit.
+    pub max_output_bytes: u64,
+    /// The bytes of every tensor the run makes, added up, when the model's
+    /// bounds could tell: a backend may keep that much memory for its next
+    /// run instead of handing it back.
+    pub made_bytes: Option<u64>,
+}
+
+impl RunBudget {
+    /// A run that may return `max_output_bytes` and whose other tensors
+    /// are not known.
+    pub fn outputs(max_output_bytes: u64) -> Self {
+        Self { max_output_bytes, made_bytes: None }
+    }
 }
 
 /// Refuses outputs of `total` bytes when the caller may hold only `limit`.

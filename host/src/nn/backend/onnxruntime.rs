@@ -10,10 +10,10 @@ use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 
 use ort::environment::Environment;
-use ort::session::{RunOptions, Session};
-use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
+use ort::session::{RunOptions, Session, SessionInputValue};
+use ort::value::{Tensor, TensorElementType, TensorRef, ValueType};
 
-use super::{Backend, Cancel, Device, LoadedModel};
+use super::{Backend, Cancel, Device, LoadedModel, RunBudget};
 use crate::nn::error::{ErrorCode, NnError};
 use crate::nn::signature::Signature;
 use crate::nn::tensor::{ElementType, HostTensor};
@@ -73,9 +73,9 @@ impl Backend for OnnxRuntime {
             }
             Err(err) => return Err(err),
         };
-        let spare = (1..self.sessions_per_model).map(|_| self.session(bytes, device)).collect::<Result<Vec<_>, _>>()?;
-        let mut idle = spare;
-        idle.push(first);
+        let spare = (1..self.sessions_per_model).map(|_| self.session(bytes, device).and_then(PooledSession::new));
+        let mut idle = spare.collect::<Result<Vec<_>, _>>()?;
+        idle.push(PooledSession::new(first)?);
         Ok(Arc::new(OrtModel {
             idle: Mutex::new(idle),
             returned: Condvar::new(),
@@ -86,14 +86,40 @@ impl Backend for OnnxRuntime {
 }
 
 struct OrtModel {
-    idle: Mutex<Vec<Session>>,
+    idle: Mutex<Vec<PooledSession>>,
     returned: Condvar,
     input_names: Vec<String>,
     device: Device,
 }
 
+/// A session with the run options its runs use, made once: a deadline
+/// terminates a run through them.
+struct PooledSession {
+    session: Session,
+    /// For a run known to make little: the arena keeps its memory.
+    keeping: Arc<RunOptions>,
+    /// For any other run: the arena gives its memory back at the end, or
+    /// one large run would keep its peak for the life of the session.
+    shrinking: Arc<RunOptions>,
+}
+
+/// A run whose tensors take at most this much in all leaves the arena as it
+/// is, since handing memory back and taking it again costs a small run
+/// (a training step of a small model) a twentieth of its time.
+const KEPT_RUN_BYTES: u64 = 16 << 20;
+
+impl PooledSession {
+    fn new(session: Session) -> Result<Self, NnError> {
+        let failed = |err: ort::Error| NnError::runtime("ONNX Runtime run options", err);
+        let keeping = RunOptions::new().map_err(failed)?;
+        let mut shrinking = RunOptions::new().map_err(failed)?;
+        shrinking.set("memory.enable_memory_arena_shrinkage", "cpu:0").map_err(failed)?;
+        Ok(Self { session, keeping: Arc::new(keeping), shrinking: Arc::new(shrinking) })
+    }
+}
+
 impl OrtModel {
-    fn checkout(&self) -> Result<Session, NnError> {
+    fn checkout(&self) -> Result<PooledSession, NnError> {
         let poisoned = |_| NnError::new(ErrorCode::RuntimeError, "the session pool is unusable after a crash");
         let mut idle = self.idle.lock().map_err(poisoned)?;
         loop {
@@ -104,7 +130,7 @@ impl OrtModel {
         }
     }
 
-    fn give_back(&self, session: Session) {
+    fn give_back(&self, session: PooledSession) {
         if let Ok(mut idle) = self.idle.lock() {
             idle.push(session);
             self.returned.notify_one();
@@ -117,26 +143,22 @@ impl LoadedModel for OrtModel {
         self.device
     }
 
-    fn run(&self, inputs: Vec<HostTensor>, max_output_bytes: u64, cancel: &Cancel) -> Result<Vec<HostTensor>, NnError> {
+    fn run(&self, inputs: Vec<HostTensor>, budget: RunBudget, cancel: &Cancel) -> Result<Vec<HostTensor>, NnError> {
         let values = self
             .input_names
             .iter()
-            .zip(inputs)
-            .map(|(name, tensor)| Ok((name.clone(), to_ort(tensor)?)))
-            .collect::<Result<Vec<(String, DynValue)>, NnError>>()?;
-        let mut options = RunOptions::new().map_err(|err| NnError::runtime("ONNX Runtime run options", err))?;
-        // Give the arena's memory back after every run: otherwise one large
-        // run keeps its peak for the life of the session.
-        options
-            .set("memory.enable_memory_arena_shrinkage", "cpu:0")
-            .map_err(|err| NnError::runtime("ONNX Runtime run options", err))?;
-        let options = Arc::new(options);
+            .zip(&inputs)
+            .map(|(name, tensor)| Ok((name.as_str(), input_value(tensor)?)))
+            .collect::<Result<Vec<(&str, SessionInputValue<'_>)>, NnError>>()?;
+        let mut pooled = self.checkout()?;
+        let small = budget.made_bytes.is_some_and(|bytes| bytes <= KEPT_RUN_BYTES);
+        let options = Arc::clone(if small { &pooled.keeping } else { &pooled.shrinking });
         let terminate = Arc::clone(&options);
         cancel.set_hook(Some(Box::new(move || {
             let _ = terminate.terminate();
         })));
-        let mut session = self.checkout()?;
-        let result = session
+        let result = pooled
+            .session
             .run_with_options(values, &options)
             .map_err(|err| {
                 if cancel.is_cancelled() {
@@ -147,35 +169,45 @@ impl LoadedModel for OrtModel {
             })
             .and_then(|outputs| {
                 let total = outputs.values().map(|value| output_bytes(&value)).sum();
-                super::check_output_bytes(total, max_output_bytes)?;
+                super::check_output_bytes(total, budget.max_output_bytes)?;
                 outputs.values().map(from_ort).collect()
             });
-        self.give_back(session);
         cancel.set_hook(None);
+        if cancel.is_cancelled() {
+            // The next run on these options must not find them terminated.
+            let _ = options.unterminate();
+        }
+        self.give_back(pooled);
         result
     }
 }
 
 // wasi-nn's tensor bytes are little-endian; on a little-endian host they are
-// the elements' own bytes, which lets a tensor cross to and from ONNX Runtime
-// in one copy instead of a conversion per element.
+// the elements' own bytes, which lets a tensor reach ONNX Runtime without a
+// copy (or in one copy, when its bytes are not aligned for its elements),
+// and come back in one copy, instead of a conversion per element.
 const _: () = assert!(cfg!(target_endian = "little"), "muon's tensor conversions assume a little-endian host");
 
-fn to_ort(tensor: HostTensor) -> Result<DynValue, NnError> {
-    let shape: Vec<i64> = tensor.dimensions.iter().map(|&d| i64::from(d)).collect();
-    fn typed<T>(shape: Vec<i64>, data: &[u8]) -> Result<DynValue, NnError>
+/// `tensor` as a run's input: a view of its bytes where they are aligned
+/// for its elements (as the allocator's are), else a copy.
+fn input_value(tensor: &HostTensor) -> Result<SessionInputValue<'_>, NnError> {
+    fn typed<T>(shape: Vec<i64>, data: &[u8]) -> Result<SessionInputValue<'_>, NnError>
     where
         T: ort::value::PrimitiveTensorElementType + bytemuck::Pod + std::fmt::Debug + 'static,
     {
-        // A vector of `T`, not of bytes, so that it is aligned for `T`.
-        let count = data.len() / size_of::<T>();
-        let mut values = vec![T::zeroed(); count];
-        let whole = data.get(..count * size_of::<T>()).unwrap_or_default();
-        bytemuck::cast_slice_mut::<T, u8>(&mut values).copy_from_slice(whole);
-        Tensor::from_array((shape, values))
-            .map(|tensor| tensor.into_dyn())
-            .map_err(|err| NnError::new(ErrorCode::InvalidArgument, err.to_string()))
+        let invalid = |err: ort::Error| NnError::new(ErrorCode::InvalidArgument, err.to_string());
+        match bytemuck::try_cast_slice::<u8, T>(data) {
+            Ok(elements) => Ok(TensorRef::from_array_view((shape, elements)).map_err(invalid)?.into()),
+            Err(_) => {
+                // A vector of `T`, not of bytes, so that it is aligned for `T`.
+                let mut values = vec![T::zeroed(); data.len() / size_of::<T>()];
+                let whole = data.get(..values.len() * size_of::<T>()).unwrap_or_default();
+                bytemuck::cast_slice_mut::<T, u8>(&mut values).copy_from_slice(whole);
+                Ok(Tensor::from_array((shape, values)).map_err(invalid)?.into())
+            }
+        }
     }
+    let shape: Vec<i64> = tensor.dimensions.iter().map(|&d| i64::from(d)).collect();
     match tensor.ty {
         ElementType::Fp32 => typed::<f32>(shape, &tensor.data),
         ElementType::Fp64 => typed::<f64>(shape, &tensor.data),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::plan::{EvalContext, eval};
 
-use super::{Backend, Cancel, Device, LoadedModel};
+use super::{Backend, Cancel, Device, LoadedModel, RunBudget};
 use crate::nn::error::{ErrorCode, NnError};
 use crate::nn::signature::Signature;
 use crate::nn::tensor::{ElementType, HostTensor};
@@ -43,7 +43,7 @@ impl LoadedModel for TractModel {
         Device::Cpu
     }
 
-    fn run(&self, inputs: Vec<HostTensor>, max_output_bytes: u64, cancel: &Cancel) -> Result<Vec<HostTensor>, NnError> {
+    fn run(&self, inputs: Vec<HostTensor>, budget: RunBudget, cancel: &Cancel) -> Result<Vec<HostTensor>, NnError> {
         let inputs = inputs.iter().map(to_tract).collect::<Result<TVec<TValue>, _>>()?;
         let mut state = self.plan.spawn().map_err(|err| NnError::runtime("tract cannot start a run", err))?;
         let outputs = state
@@ -60,7 +60,10 @@ impl LoadedModel for TractModel {
                     NnError::runtime("tract inference failed", format!("{err:#}"))
                 }
             })?;
-        super::check_output_bytes(outputs.iter().map(|value| value.as_bytes().len() as u128).sum(), max_output_bytes)?;
+        super::check_output_bytes(
+            outputs.iter().map(|value| value.as_bytes().len() as u128).sum(),
+            budget.max_output_bytes,
+        )?;
         outputs.iter().map(from_tract).collect()
     }
 }

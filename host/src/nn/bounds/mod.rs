@@ -67,7 +67,26 @@ pub struct ModelBounds {
     /// compute passes sized whatever the inputs' values: the walk need not
     /// be repeated for them. Kept exact, not hashed, so that no crafted
     /// dimensions can pass for ones that were checked.
-    passed: Mutex<Vec<(InputShapes, u64)>>,
+    passed: Mutex<Vec<Passed>>,
+}
+
+/// What sizing a compute found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunSize {
+    /// Whether the inputs' dimensions fix the compute's work: no control
+    /// flow or custom operator, and every tensor's size known from them
+    /// (none hangs on the inputs' values, as `NonZero`'s does).
+    pub fixed: bool,
+    /// The bytes of every tensor the compute makes, added up, when each is
+    /// known: more than the backend holds for them at once.
+    pub made_bytes: Option<u64>,
+}
+
+/// Input shapes that passed sized by themselves under a memory limit.
+struct Passed {
+    shapes: InputShapes,
+    limit: u64,
+    made_bytes: u64,
 }
 
 /// Each input's element type and dimensions.
@@ -251,26 +270,32 @@ impl ModelBounds {
 
     /// Refuses a compute on `inputs` that would make a tensor larger than
     /// `limit` bytes (the calling function's memory limit). Otherwise says
-    /// whether the compute's work is fixed by the inputs' dimensions: no
-    /// control flow or custom operator, and every tensor's size known from
-    /// them (none hangs on the inputs' values, as `NonZero`'s does).
-    pub fn check_run(&self, inputs: &[HostTensor], limit: u64) -> Result<bool, NnError> {
-        if self.has_passed(inputs, limit) {
-            return Ok(true);
+    /// what the compute makes ([`RunSize`]).
+    pub fn check_run(&self, inputs: &[HostTensor], limit: u64) -> Result<RunSize, NnError> {
+        if let Some(made_bytes) = self.passed(inputs, limit) {
+            return Ok(RunSize { fixed: true, made_bytes: Some(made_bytes) });
         }
-        let sized = self.size_run(inputs.iter().map(input_fact).collect(), limit)?;
+        let made = self.size_run(inputs.iter().map(input_fact).collect(), limit)?;
         // Sized from the dimensions alone, the same dimensions pass for any
         // values: a training loop's every step need not walk the graph.
-        if sized && matches!(self.size_run(inputs.iter().map(shape_fact).collect(), limit), Ok(true)) {
-            self.remember_passed(inputs, limit);
-        }
-        Ok(sized)
+        let fixed = match made {
+            Some(_) => match self.size_run(inputs.iter().map(shape_fact).collect(), limit) {
+                Ok(Some(by_shape)) => {
+                    self.remember_passed(inputs, limit, by_shape);
+                    true
+                }
+                _ => false,
+            },
+            None => false,
+        };
+        Ok(RunSize { fixed, made_bytes: made })
     }
 
     /// Sizes every tensor of a compute from its inputs' `facts`, refusing
-    /// one larger than `limit`; says whether every size was known.
-    fn size_run(&self, facts: Vec<Fact>, limit: u64) -> Result<bool, NnError> {
-        let mut sized = !self.opaque;
+    /// one larger than `limit`; the bytes of all of them, when every size
+    /// was known and the work is fixed by them.
+    fn size_run(&self, facts: Vec<Fact>, limit: u64) -> Result<Option<u64>, NnError> {
+        let mut made = (!self.opaque).then_some(0u64);
         self.walk(facts, |node, fact| match fact.bytes() {
             Some(bytes) if fact.from_input && bytes > u128::from(limit) => Err(NnError::new(
                 ErrorCode::TooLarge,
@@ -283,29 +308,36 @@ impl ModelBounds {
                     human(u128::from(limit))
                 ),
             )),
-            Some(_) => Ok(()),
+            Some(bytes) => {
+                made = made.map(|made| made.saturating_add(u64::try_from(bytes).unwrap_or(u64::MAX)));
+                Ok(())
+            }
             None => {
-                sized = false;
+                made = None;
                 Ok(())
             }
         })?;
-        Ok(sized)
+        Ok(made)
     }
 
-    fn has_passed(&self, inputs: &[HostTensor], limit: u64) -> bool {
-        let same = |shapes: &[(ElementType, Vec<u32>)]| {
+    /// The bytes a compute on inputs of these shapes was found to make, if
+    /// it passed under `limit` sized by the shapes alone.
+    fn passed(&self, inputs: &[HostTensor], limit: u64) -> Option<u64> {
+        let same = |shapes: &InputShapes| {
             shapes.len() == inputs.len()
                 && shapes.iter().zip(inputs).all(|((ty, dims), input)| *ty == input.ty && *dims == input.dimensions)
         };
-        self.passed.lock().is_ok_and(|passed| passed.iter().any(|(shapes, at)| *at == limit && same(shapes)))
+        let passed = self.passed.lock().ok()?;
+        passed.iter().find(|pass| pass.limit == limit && same(&pass.shapes)).map(|pass| pass.made_bytes)
     }
 
-    fn remember_passed(&self, inputs: &[HostTensor], limit: u64) {
+    fn remember_passed(&self, inputs: &[HostTensor], limit: u64, made_bytes: u64) {
         if let Ok(mut passed) = self.passed.lock() {
             if passed.len() >= PASSED_KEPT {
                 passed.remove(0);
             }
-            passed.push((inputs.iter().map(|input| (input.ty, input.dimensions.clone())).collect(), limit));
+            let shapes = inputs.iter().map(|input| (input.ty, input.dimensions.clone())).collect();
+            passed.push(Passed { shapes, limit, made_bytes });
         }
     }
 
@@ -448,6 +480,44 @@ fn topological(nodes: Vec<Node>, slots: usize, constants: &[(usize, Fact)]) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use anyhow::Context as _;
+
+    /// The digits MLP's train-step graph, with a batch of `rows`.
+    fn train_step(rows: u32) -> anyhow::Result<(ModelBounds, Vec<HostTensor>)> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/training/digits-mlp-train.onnx");
+        let bytes = std::fs::read(path).context("the example train-step graph")?;
+        let signature = super::super::signature::inspect_onnx(&bytes)?;
+        let limits = LoadLimits { max_nodes: 10_000, max_fold_bytes: 1 << 20, max_tensor_bytes: 1 << 30 };
+        let bounds = ModelBounds::analyse(&bytes, &signature, limits)?;
+        let inputs = signature
+            .inputs
+            .iter()
+            .map(|spec| {
+                let dimensions: Vec<u32> =
+                    spec.shape.iter().map(|dim| if let Dim::Fixed(n) = dim { *n as u32 } else { rows }).collect();
+                let bytes = dimensions.iter().product::<u32>() as usize * spec.ty.size();
+                HostTensor { dimensions, ty: spec.ty, data: vec![0; bytes] }
+            })
+            .collect();
+        Ok((bounds, inputs))
+    }
+
+    #[test]
+    fn a_run_sized_by_its_dimensions_says_what_it_makes_and_is_remembered() -> anyhow::Result<()> {
+        let (bounds, inputs) = train_step(32)?;
+        let first = bounds.check_run(&inputs, 64 << 20)?;
+        assert!(first.fixed, "an MLP's work is fixed by its inputs' dimensions");
+        let made = first.made_bytes.context("every tensor is sized")?;
+        // At least the updated parameters and velocities (2 x 4810 fp32).
+        assert!((2 * 4810 * 4..1 << 20).contains(&made), "{made} bytes");
+        assert_eq!(bounds.check_run(&inputs, 64 << 20)?, first, "the remembered pass says the same");
+        let (_, wider) = train_step(256)?;
+        let wider = bounds.check_run(&wider, 64 << 20)?.made_bytes;
+        assert!(wider.is_some_and(|wider| wider > made), "a wider batch makes more: {wider:?} against {made}");
+        assert!(bounds.check_run(&inputs, 1024).is_err(), "a 1 KiB limit refuses a 32-row batch's activations");
+        Ok(())
+    }
 
     #[test]
     fn human_sizes_read_well() {
