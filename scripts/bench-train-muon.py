@@ -53,11 +53,12 @@ def main():
     steps = epochs * math.ceil(rows / 32)
     wall = report["wall_time_s"]
     accuracy = report["test"]["metrics"]["accuracy"]
+    last_loss = report["trials"][0]["curves"]["loss"][-1]
     print(f"muon job (train-digits through wasi-nn, ONNX Runtime CPU): {rows} training rows, {epochs} epochs, "
           f"{steps} steps in {wall:.3f} s")
     print(f"  {steps / wall:.0f} steps/s, {epochs / wall:.2f} epochs/s, {wall * 1e6 / steps:.1f} us/step; "
           f"guest CPU {report['cpu_time_s']:.3f} s, wasi-nn compute {report['nn_cpu_time_s']:.3f} s; "
-          f"test accuracy {accuracy:.4f}")
+          f"last epoch's loss {last_loss:.6f}, test accuracy {accuracy:.4f}")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ use crate::settle::Settler;
 use crate::tenancy::Tenancy;
 
 pub use error::JobError;
+pub use runner::epoch_seed;
 
 /// How jobs run on this node.
 #[derive(Debug, Clone)]

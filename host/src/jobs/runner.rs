@@ -608,9 +608,10 @@ impl Interval {
     }
 }
 
-/// The seed of one epoch's shuffle: a function of the job's seed, the trial
-/// and the epoch alone, so a resumed trial sees the same batches.
-fn epoch_seed(seed: u64, trial: i64, epoch: i64) -> u64 {
+/// The seed of one epoch's shuffle of the train split: a function of the
+/// job's seed, the trial (from 0) and the epoch (from 1) alone, so a resumed
+/// trial sees the same batches, and so does a benchmark that replays a job's.
+pub fn epoch_seed(seed: u64, trial: i64, epoch: i64) -> u64 {
     seed ^ (trial as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (epoch as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
 }
 

@@ -7,13 +7,20 @@
 //!
 //! Each step does what any caller of the graph must: build the inputs from
 //! the parameters, run, and copy the updated parameters out for the next
-//! step (the host keeps them between steps the same way). The work is the
-//! muon job's (`scripts/bench-train-muon.py`), because the graph's speed
-//! depends on the numbers (subnormal floats are slow): the MLP starts from
-//! the weights that functions/train-digits' `init` makes for seed 0, and it
-//! trains on 98% of the rows (1,761, the job's train split) in a fixed
-//! shuffle. After timing, it reports the accuracy on the other 2% through
-//! the evaluation graph, so a run that measures a broken graph shows it.
+//! step (the host keeps them between steps the same way). The batches are
+//! read before the clock starts, as the job's feed reads ahead of its steps.
+//!
+//! The arithmetic is the muon job's (`scripts/bench-train-muon.py`), number
+//! for number, because the graph's speed depends on the numbers (subnormal
+//! floats are slow): the MLP starts from the weights that
+//! functions/train-digits' `init` makes for seed 0, and it trains on the
+//! very batches the job does, in the same order: the dataset is built by
+//! muon's own `datasets::build` with the bench's upload options, and each
+//! epoch is read by muon's `SplitReader` with the job's shuffle seed
+//! (`jobs::epoch_seed`). Both sides print the last epoch's loss, which
+//! agree when they did the same work. After timing, it reports the
+//! accuracy on the test split through the evaluation graph, so a run that
+//! measures a broken graph shows it.
 //!
 //! Run it with `scripts/bench-train.sh`, which builds what it needs.
 //! `TRAIN_BENCH_EPOCHS` (default 100), `TRAIN_BENCH_THREADS` (intra-op
@@ -23,9 +30,14 @@
 
 use std::time::Instant;
 
+use std::path::Path;
+
 use anyhow::{Context, ensure};
+use muon::api::datasets::{DatasetOptions, Split};
+use muon::datasets::{Format, SplitReader};
+use muon::jobs::epoch_seed;
 use muon_tests::{repo_file, target_dir};
-use ort::session::Session;
+use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Tensor};
 
 const FEATURES: usize = 64;
@@ -35,6 +47,9 @@ const BATCH: usize = 32;
 const LEARNING_RATE: f32 = 0.02;
 const MOMENTUM: f32 = 0.9;
 const PARAMETERS: [&str; 4] = ["w1", "b1", "w2", "b2"];
+/// The bench's upload of digits.csv (scripts/bench-train-muon.py): 98% to
+/// train on, and one call's worth of validation.
+const DIGITS_OPTIONS: &str = "label=target&categorical=target&split=0.98,0.01,0.01&seed=0";
 
 /// A named fp32 tensor held as Rust values between steps.
 struct Named {
@@ -67,41 +82,50 @@ fn main() -> anyhow::Result<()> {
     let mut train = session("examples/training/digits-mlp-train.onnx")?;
     let mut evaluate = session("examples/training/digits-mlp-eval.onnx")?;
 
-    let (x, y) = digits()?;
-    let mut order: Vec<usize> = (0..y.len()).collect();
-    let mut rng = SplitMix(7);
-    rng.shuffle(&mut order);
-    let (train_rows, test_rows) = order.split_at(y.len() * 98 / 100);
+    let dataset = tempfile::tempdir()?;
+    let stored = dataset.path().join("digits.parquet");
+    let options = DatasetOptions::parse(DIGITS_OPTIONS).map_err(|err| anyhow::anyhow!(err.0))?;
+    let csv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/datasets/digits.csv");
+    muon::datasets::build(&csv, Format::Csv, &options, None, &stored)?;
+    // Read before timing, as the job's feed reads ahead of its steps.
+    let epochs_batches = (1..=epochs as i64)
+        .map(|epoch| read_split(&stored, Split::Train, BATCH, Some(epoch_seed(0, 0, epoch))))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let train_rows: usize = epochs_batches.first().map_or(0, |batches| batches.iter().map(|b| b.rows).sum());
     // The job's only trial initialises from the spec's seed, 0.
     let mut state = initial_state(&mut SplitMix(0));
 
-    let mut rows: Vec<usize> = train_rows.to_vec();
     let mut steps = 0usize;
-    let mut last_loss = f32::NAN;
+    let mut last_epoch_loss = f64::NAN;
     let started = Instant::now();
-    for _ in 0..epochs {
-        rng.shuffle(&mut rows);
-        for batch in rows.chunks(BATCH) {
-            let mut inputs = batch_inputs(&x, &y, batch)?;
+    for batches in &epochs_batches {
+        let mut loss_sum = 0.0;
+        for batch in batches {
+            let mut inputs: Vec<(String, SessionInputValue<'_>)> =
+                vec![("x".to_owned(), (&batch.x).into()), ("y".to_owned(), (&batch.y).into())];
             for tensor in &state {
-                inputs.push((tensor.name.clone(), tensor_value(&tensor.shape, tensor.values.clone())?));
+                inputs.push((tensor.name.clone(), tensor_value(&tensor.shape, tensor.values.clone())?.into()));
             }
-            inputs.push(("learning_rate".to_owned(), tensor_value(&[1], vec![LEARNING_RATE])?));
-            inputs.push(("momentum".to_owned(), tensor_value(&[1], vec![MOMENTUM])?));
+            inputs.push(("learning_rate".to_owned(), tensor_value(&[1], vec![LEARNING_RATE])?.into()));
+            inputs.push(("momentum".to_owned(), tensor_value(&[1], vec![MOMENTUM])?.into()));
             let outputs = train.run(inputs)?;
             for tensor in &mut state {
                 let (_, values) = outputs[format!("{}.next", tensor.name).as_str()].try_extract_tensor::<f32>()?;
                 tensor.values = values.to_vec();
             }
-            last_loss = outputs["loss"].try_extract_tensor::<f32>()?.1[0];
+            loss_sum += f64::from(outputs["loss"].try_extract_tensor::<f32>()?.1[0]) * batch.rows as f64;
             steps += 1;
         }
+        last_epoch_loss = loss_sum / train_rows as f64;
     }
     let elapsed = started.elapsed().as_secs_f64();
 
-    let mut inputs = batch_inputs(&x, &y, test_rows)?;
+    let test = read_split(&stored, Split::Test, usize::MAX >> 1, None)?;
+    let test = test.first().context("the test split is empty")?;
+    let mut inputs: Vec<(String, SessionInputValue<'_>)> =
+        vec![("x".to_owned(), (&test.x).into()), ("y".to_owned(), (&test.y).into())];
     for tensor in state.iter().filter(|t| PARAMETERS.contains(&t.name.as_str())) {
-        inputs.push((tensor.name.clone(), tensor_value(&tensor.shape, tensor.values.clone())?));
+        inputs.push((tensor.name.clone(), tensor_value(&tensor.shape, tensor.values.clone())?.into()));
     }
     let outputs = evaluate.run(inputs)?;
     let accuracy = outputs["accuracy"].try_extract_tensor::<f32>()?.1[0];
@@ -109,16 +133,15 @@ fn main() -> anyhow::Result<()> {
 
     println!(
         "ONNX Runtime directly (ort crate, {} with {threads} intra-op thread(s)): digits MLP 64-{HIDDEN}-10, batch {BATCH}, \
-         {} training rows, {epochs} epochs, {steps} steps in {elapsed:.3} s",
+         {train_rows} training rows, {epochs} epochs, {steps} steps in {elapsed:.3} s",
         if gpu { "CUDA" } else { "CPU" },
-        train_rows.len(),
     );
     println!(
-        "  {:.0} steps/s, {:.2} epochs/s, {:.1} us/step; last batch loss {last_loss:.4}, test accuracy {accuracy:.4} ({} rows)",
+        "  {:.0} steps/s, {:.2} epochs/s, {:.1} us/step; last epoch's loss {last_epoch_loss:.6}, test accuracy {accuracy:.4} ({} rows)",
         steps as f64 / elapsed,
         epochs as f64 / elapsed,
         elapsed * 1e6 / steps as f64,
-        test_rows.len()
+        test.rows
     );
     Ok(())
 }
@@ -138,33 +161,34 @@ where
     Ok(Tensor::from_array((shape.to_vec(), values))?.into_dyn())
 }
 
-/// `x` and `y` of the given rows.
-fn batch_inputs(x: &[f32], y: &[i64], rows: &[usize]) -> anyhow::Result<Vec<(String, DynValue)>> {
-    let xs: Vec<f32> = rows.iter().flat_map(|&r| x[r * FEATURES..(r + 1) * FEATURES].iter().copied()).collect();
-    let ys: Vec<i64> = rows.iter().map(|&r| y[r]).collect();
-    let n = rows.len() as i64;
-    Ok(vec![("x".to_owned(), tensor_value(&[n, FEATURES as i64], xs)?), ("y".to_owned(), tensor_value(&[n], ys)?)])
+/// One batch of the dataset, as ONNX Runtime values.
+struct Batch {
+    x: DynValue,
+    y: DynValue,
+    rows: usize,
 }
 
-/// The pixels (raw, 0..16) and labels of `examples/datasets/digits.csv`.
-fn digits() -> anyhow::Result<(Vec<f32>, Vec<i64>)> {
-    let text = String::from_utf8(repo_file("examples/datasets/digits.csv")?)?;
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().context("digits.csv is empty")?.split(',').collect();
-    let label = header.iter().position(|&c| c == "target").context("digits.csv has no `target` column")?;
-    let (mut x, mut y) = (Vec::new(), Vec::new());
-    for line in lines.filter(|line| !line.is_empty()) {
-        for (column, field) in line.split(',').enumerate() {
-            let value: f64 = field.parse().with_context(|| format!("digits.csv: `{field}` is not a number"))?;
-            if column == label {
-                y.push(value as i64);
-            } else {
-                x.push(value as f32);
-            }
-        }
+/// The batches of `split` of the stored dataset at `path`, shuffled with
+/// `seed`: what muon's reader gives a job.
+fn read_split(path: &Path, split: Split, batch_size: usize, seed: Option<u64>) -> anyhow::Result<Vec<Batch>> {
+    let mut reader = SplitReader::open(path, split, batch_size, seed, None)?;
+    let mut batches = Vec::new();
+    while let Some(batch) = reader.next_batch()? {
+        let tensor = |name: &str| {
+            batch.tensors.iter().find(|t| t.name == name).map(|t| &t.tensor).with_context(|| format!("no `{name}`"))
+        };
+        let (x, y) = (tensor("x")?, tensor("y")?);
+        let shape = |t: &muon::engine::Tensor| t.dimensions.iter().map(|&d| i64::from(d)).collect::<Vec<_>>();
+        let xs: Vec<f32> = x.data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let ys: Vec<i64> = y
+            .data
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+            .collect();
+        ensure!(y.ty == muon::engine::TensorType::I64, "the digits' labels should be class indices");
+        batches.push(Batch { x: tensor_value(&shape(x), xs)?, y: tensor_value(&shape(y), ys)?, rows: batch.rows });
     }
-    ensure!(x.len() == y.len() * FEATURES, "digits.csv: expected {FEATURES} pixels a row");
-    Ok((x, y))
+    Ok(batches)
 }
 
 /// He-initialised weights, zero biases, zero velocities: what
@@ -195,7 +219,7 @@ fn initial_state(rng: &mut SplitMix) -> Vec<Named> {
     state
 }
 
-/// A seeded generator, enough for shuffles and an initialisation.
+/// The seeded generator train-digits initialises with.
 struct SplitMix(u64);
 
 impl SplitMix {
@@ -213,12 +237,5 @@ impl SplitMix {
 
     fn normal(&mut self) -> f64 {
         (-2.0 * self.uniform().ln()).sqrt() * (std::f64::consts::TAU * self.uniform()).cos()
-    }
-
-    fn shuffle(&mut self, items: &mut [usize]) {
-        for i in (1..items.len()).rev() {
-            let j = (self.next() % (i as u64 + 1)) as usize;
-            items.swap(i, j);
-        }
     }
 }
