@@ -46,7 +46,7 @@ impl Model {
         batch: &[NamedTensor],
         hyper_parameters: &[(&str, f64)],
     ) -> Result<StepOutput, NnError> {
-        let names: Vec<&str> = parameters.iter().map(|t| t.name.as_str()).collect();
+        let names = StepNames::of(parameters.iter().map(|t| t.name.as_str()));
         let held = parameters.iter().map(|t| to_wit(&t.tensor)).collect();
         let HeldStep { parameters: updated, others } = self.step_held(&names, held, batch, hyper_parameters)?;
         let others =
@@ -54,7 +54,7 @@ impl Model {
         let mut metrics = figures(&others, |_| true);
         let at = metrics.iter().position(|(name, _)| name == "loss").ok_or_else(no_loss)?;
         let (_, loss) = metrics.remove(at);
-        Ok(StepOutput { parameters: read_held(&names, updated), loss, metrics })
+        Ok(StepOutput { parameters: names.read_held(updated), loss, metrics })
     }
 
     /// [`Model::train_step`] on each of `batches` in order, each from the
@@ -72,8 +72,7 @@ impl Model {
         batches: &[Vec<NamedTensor>],
         hyper_parameters: &[(&str, f64)],
     ) -> Result<StepsOutput, NnError> {
-        let names: Vec<String> = parameters.iter().map(|t| t.name.clone()).collect();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let names = StepNames::of(parameters.iter().map(|t| t.name.as_str()));
         let mut held: Vec<wit::Tensor> = parameters.iter().map(|t| to_wit(&t.tensor)).collect();
         drop(parameters);
         let mut losses = Vec::with_capacity(batches.len());
@@ -81,9 +80,9 @@ impl Model {
             let HeldStep { parameters: updated, others } = self.step_held(&names, held, batch, hyper_parameters)?;
             held = updated;
             let (_, loss) = others.iter().find(|(name, _)| name == "loss").ok_or_else(no_loss)?;
-            losses.push(scalar(&from_wit(loss)).ok_or_else(no_loss)?);
+            losses.push(held_scalar(loss).ok_or_else(no_loss)?);
         }
-        Ok(StepsOutput { parameters: read_held(&names, held), losses })
+        Ok(StepsOutput { parameters: names.read_held(held), losses })
     }
 
     /// One step on parameters the host holds (`held`, in the order of
@@ -91,25 +90,26 @@ impl Model {
     /// other outputs, unread.
     fn step_held(
         &self,
-        names: &[&str],
+        names: &StepNames,
         held: Vec<wit::Tensor>,
         batch: &[NamedTensor],
         hyper_parameters: &[(&str, f64)],
     ) -> Result<HeldStep, NnError> {
-        let parameters = names.iter().map(|name| (*name).to_owned()).zip(held);
+        let parameters = names.parameters.iter().cloned().zip(held);
         let batch = batch.iter().map(|t| (t.name.clone(), to_wit(&t.tensor)));
         // Graphs compute in fp32; the host hands hyper-parameters as f64.
-        let hyper = hyper_parameters
-            .iter()
-            .map(|(name, value)| ((*name).to_owned(), to_wit(&Tensor::from_f32([1], &[*value as f32]))));
+        let hyper = hyper_parameters.iter().map(|(name, value)| {
+            let bytes = (*value as f32).to_le_bytes();
+            ((*name).to_owned(), wit::Tensor::new(&[1], wit::TensorType::Fp32, &bytes))
+        });
         let mut outputs = self.context.compute(parameters.chain(batch).chain(hyper).collect())?;
         let updated = names
+            .next
             .iter()
-            .map(|name| {
-                let next = format!("{name}{NEXT}");
+            .map(|next| {
                 let at = outputs
                     .iter()
-                    .position(|(output, _)| *output == next)
+                    .position(|(output, _)| output == next)
                     .ok_or_else(|| contract(format!("no output `{next}`")))?;
                 Ok(outputs.swap_remove(at).1)
             })
@@ -132,6 +132,40 @@ impl Model {
         };
         Ok(Evaluation { metrics: figures(&outputs, |name| name != "predictions"), predictions })
     }
+}
+
+/// The parameters' names, and the names of their outputs after a step,
+/// made once for every step of a call.
+struct StepNames {
+    parameters: Vec<String>,
+    next: Vec<String>,
+}
+
+impl StepNames {
+    fn of<'a>(names: impl Iterator<Item = &'a str>) -> Self {
+        let parameters: Vec<String> = names.map(str::to_owned).collect();
+        let next = parameters.iter().map(|name| format!("{name}{NEXT}")).collect();
+        Self { parameters, next }
+    }
+
+    /// The parameters the host held, read back under their names.
+    fn read_held(&self, held: Vec<wit::Tensor>) -> Vec<NamedTensor> {
+        self.parameters
+            .iter()
+            .zip(held)
+            .map(|(name, tensor)| NamedTensor::new(name.clone(), from_wit(&tensor)))
+            .collect()
+    }
+}
+
+/// The value of a one-element fp32 tensor the host holds, read with two
+/// calls (its type and its four bytes) rather than three.
+fn held_scalar(tensor: &wit::Tensor) -> Option<f64> {
+    if tensor.ty() != wit::TensorType::Fp32 {
+        return None;
+    }
+    let bytes: [u8; 4] = tensor.data().try_into().ok()?;
+    Some(f64::from(f32::from_le_bytes(bytes)))
 }
 
 /// A step's outputs, all still in the host.
@@ -160,11 +194,6 @@ fn scalar(tensor: &Tensor) -> Option<f64> {
         Ok([value]) => Some(f64::from(*value)),
         _ => None,
     }
-}
-
-/// The parameters the host held, read back under their names.
-fn read_held(names: &[&str], held: Vec<wit::Tensor>) -> Vec<NamedTensor> {
-    names.iter().zip(held).map(|(name, tensor)| NamedTensor::new(*name, from_wit(&tensor))).collect()
 }
 
 fn no_loss() -> NnError {
