@@ -37,6 +37,35 @@ fn i64_input(name: &str, dims: Value, n: i64) -> Value {
     json!({ "name": name, "type": "i64", "dims": dims, "data_base64": B64.encode(n.to_le_bytes()) })
 }
 
+/// ONNX Runtime keeps its arena's memory after a run the bounds size as
+/// small, but hands it back after a large one: a tenant that makes a large
+/// tensor once does not leave the host holding it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_compute_gives_its_memory_back_on_onnxruntime() -> anyhow::Result<()> {
+    let server = Server::start(&[]).await?;
+    server.deploy_ok("probe", "fixture-nn-probe", "memory_mb=128").await?;
+    server.push_model_ok("sized", generated_model("fill.onnx")?, "backend=onnxruntime").await?;
+    let fill = |n: i64| json!({ "model": "sized", "inputs": [i64_input("n", json!([1]), n)] });
+    let small = server.post_json(&server.http, "/fn/default/probe", &fill(1000)).await?;
+    assert_eq!(scalar_output(&small)?, 1000.0, "{small}");
+    let before = server.memory()?.rss_bytes;
+    // ConstantOfShape(2^24) of float: 64 MiB, over the 16 MiB a run may leave in the arena.
+    for _ in 0..3 {
+        let large = server.post_json(&server.http, "/fn/default/probe", &fill(1 << 24)).await?;
+        assert_eq!(large["ok"], true, "{large}");
+    }
+    let after = server.memory()?.rss_bytes;
+    assert!(
+        after < before + 32 * MIB,
+        "RSS {} MiB before three 64 MiB computes, {} MiB after: the arena kept the memory",
+        before / MIB,
+        after / MIB
+    );
+    let small = server.post_json(&server.http, "/fn/default/probe", &fill(10)).await?;
+    assert_eq!(scalar_output(&small)?, 10.0, "{small}");
+    Ok(())
+}
+
 /// A model whose size is an input (`Range(0, n)`, `ConstantOfShape(n)`):
 /// small n computes, a large n is refused before anything is allocated,
 /// under the function's 64 MB, and the model keeps working.

@@ -152,14 +152,14 @@ impl LoadedModel for OrtModel {
             .collect::<Result<Vec<(&str, SessionInputValue<'_>)>, NnError>>()?;
         let mut pooled = self.checkout()?;
         let small = budget.made_bytes.is_some_and(|bytes| bytes <= KEPT_RUN_BYTES);
-        let options = Arc::clone(if small { &pooled.keeping } else { &pooled.shrinking });
-        let terminate = Arc::clone(&options);
+        let options = if small { &pooled.keeping } else { &pooled.shrinking };
+        let terminate = Arc::clone(options);
         cancel.set_hook(Some(Box::new(move || {
             let _ = terminate.terminate();
         })));
         let result = pooled
             .session
-            .run_with_options(values, &options)
+            .run_with_options(values, options)
             .map_err(|err| {
                 if cancel.is_cancelled() {
                     NnError::new(ErrorCode::Timeout, "the compute was stopped at the request's deadline")

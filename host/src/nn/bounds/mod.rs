@@ -78,7 +78,8 @@ pub struct RunSize {
     /// (none hangs on the inputs' values, as `NonZero`'s does).
     pub fixed: bool,
     /// The bytes of every tensor the compute makes, added up, when each is
-    /// known: more than the backend holds for them at once.
+    /// known: more than the backend holds for them at once, though a
+    /// kernel's own scratch space is not counted.
     pub made_bytes: Option<u64>,
 }
 
