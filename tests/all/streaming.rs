@@ -193,8 +193,16 @@ async fn the_response_cap_the_deadline_and_traps_still_apply() -> anyhow::Result
     let (status, code, message) = error_of(server.get_fn("s", "?trap=before").await?).await?;
     assert_eq!((status, code.as_str()), (500, "trap"));
     assert!(message.contains("panicked before its response"), "{message}");
-    let (status, code, _) = error_of(server.get_fn("s", "?events=3&trap=after").await?).await?;
-    assert_eq!((status, code.as_str()), (500, "trap"));
+    // Without the sleep the guest usually traps in the poll that gave its
+    // head, but an epoch tick can yield it first: then the head is out and
+    // the body is cut. Either way it is never a clean answer.
+    let quick = server.get_fn("s", "?events=3&trap=after").await?;
+    if quick.status() == 200 {
+        assert!(quick.bytes().await.is_err(), "a body cut by a trap must not end cleanly");
+    } else {
+        let (status, code, _) = error_of(quick).await?;
+        assert_eq!((status, code.as_str()), (500, "trap"));
+    }
     let (status, code, _) = error_of(server.get_fn("s", "?bad_header").await?).await?;
     assert_eq!((status, code.as_str()), (500, "invalid_response"));
     Ok(())

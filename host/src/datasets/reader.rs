@@ -10,7 +10,8 @@
 //! file order is the usual trade of a bounded shuffle buffer. A [`Cursor`]
 //! is the rows handed out so far in the pass: the order is a function of the
 //! seed, so resuming recomputes it and skips that many rows. Use another
-//! seed for each epoch (`seed + epoch`, say).
+//! seed for each epoch (`seed + epoch`, say), through [`SplitReader::restart`]:
+//! a split of one row group is then decoded once, not once an epoch.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -55,10 +56,14 @@ pub struct Batch {
 
 /// The row group being read, and the order its rows go out in.
 struct Loaded {
+    /// Its index in the file.
+    group: usize,
     batch: RecordBatch,
-    /// The feature columns, looked up by name once per row group rather
-    /// than once per batch.
-    features: Vec<Float64Array>,
+    /// The feature columns as fp32, row after row: made once per row group,
+    /// so that a batch's `x` is a copy of whole rows.
+    x: Vec<f32>,
+    /// Features a row.
+    width: usize,
     order: Vec<u32>,
     next: usize,
 }
@@ -125,6 +130,22 @@ impl SplitReader {
         Ok(reader)
     }
 
+    /// Starts a new pass over the split, shuffled with `seed` (or in file
+    /// order), as a reader opened afresh would read it. The row group in
+    /// memory is kept for the new pass, so a split of one group is read
+    /// from the file once, however many passes.
+    pub fn restart(&mut self, seed: Option<u64>) {
+        self.groups.sort_unstable();
+        if let Some(seed) = seed {
+            shuffle(&mut self.groups, &mut rng(seed));
+        }
+        self.next_group = 0;
+        self.cursor = Cursor { split: self.cursor.split, seed, position: 0 };
+        if let Some(loaded) = &mut self.loaded {
+            loaded.next = loaded.order.len();
+        }
+    }
+
     /// The layout of the file read.
     pub fn layout(&self) -> &StoredLayout {
         &self.layout
@@ -160,13 +181,32 @@ impl SplitReader {
         Ok(())
     }
 
-    /// Reads the next row group into memory (dropping the last one).
+    /// Makes the next row group the one read (reading it into memory, and
+    /// dropping the last one, unless it is the same group); false at the
+    /// end of the pass, which keeps the last group for a restart.
     fn load(&mut self) -> Result<bool, DatasetError> {
-        let Some(&(group, rows)) = self.groups.get(self.next_group) else {
-            self.loaded = None;
+        let Some(&(group, _)) = self.groups.get(self.next_group) else {
             return Ok(false);
         };
         self.next_group += 1;
+        let (batch, x, width) = match self.loaded.take() {
+            Some(kept) if kept.group == group => (kept.batch, kept.x, kept.width),
+            _ => {
+                self.loaded = None;
+                self.read_group(group)?
+            }
+        };
+        let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
+        if let Some(seed) = self.cursor.seed {
+            shuffle(&mut order, &mut rng(seed ^ (group as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+        }
+        self.loaded = Some(Loaded { group, batch, x, width, order, next: 0 });
+        Ok(true)
+    }
+
+    /// Row group `group` from the file, with its features as fp32 rows.
+    fn read_group(&self, group: usize) -> Result<(RecordBatch, Vec<f32>, usize), DatasetError> {
+        let rows = self.groups.iter().find(|(g, _)| *g == group).map_or(0, |(_, rows)| *rows);
         let file = File::open(&self.path).map_err(|e| DatasetError::io("opening the stored dataset", e))?;
         let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata.clone())
             .with_row_groups(vec![group])
@@ -178,21 +218,23 @@ impl SplitReader {
             1 => batches.remove(0),
             _ => return Err(DatasetError::storage("a row group did not read as one batch")),
         };
-        let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
-        if let Some(seed) = self.cursor.seed {
-            shuffle(&mut order, &mut rng(seed ^ (group as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
-        }
         let features = self
             .layout
             .features
             .iter()
             .map(|name| {
                 let column = batch.column_by_name(name).ok_or_else(|| missing(name))?;
-                column.as_primitive_opt::<Float64Type>().cloned().ok_or_else(|| wrong_type(name))
+                column.as_primitive_opt::<Float64Type>().ok_or_else(|| wrong_type(name))
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        self.loaded = Some(Loaded { batch, features, order, next: 0 });
-        Ok(true)
+            .collect::<Result<Vec<&Float64Array>, _>>()?;
+        let width = features.len();
+        let mut x = vec![0f32; batch.num_rows() * width];
+        for (row, values) in x.chunks_exact_mut(width.max(1)).enumerate() {
+            for (value, feature) in values.iter_mut().zip(&features) {
+                *value = feature.values().get(row).map_or(0.0, |&v| v as f32);
+            }
+        }
+        Ok((batch, x, width))
     }
 
     /// The next batch, or `None` at the end of the pass.
@@ -218,6 +260,10 @@ impl SplitReader {
     }
 }
 
+// A batch's tensor bytes are little-endian: on a little-endian host, the
+// elements' own bytes.
+const _: () = assert!(cfg!(target_endian = "little"), "the reader copies fp32 rows as their bytes");
+
 /// Builds a batch's tensors row by row.
 struct TensorBuilder<'a> {
     layout: &'a StoredLayout,
@@ -235,11 +281,12 @@ impl<'a> TensorBuilder<'a> {
     fn add(&mut self, loaded: &Loaded, rows: &[u32]) -> Result<(), DatasetError> {
         let batch = &loaded.batch;
         let column = |name: &str| batch.column_by_name(name).ok_or_else(|| missing(name));
-        self.x.reserve(rows.len() * loaded.features.len() * 4);
+        let width = loaded.width;
+        self.x.reserve(rows.len() * width * 4);
         for &row in rows {
-            for feature in &loaded.features {
-                self.x.extend_from_slice(&(feature.value(row as usize) as f32).to_le_bytes());
-            }
+            let start = row as usize * width;
+            let values = loaded.x.get(start..start + width).ok_or_else(|| wrong_type("a feature"))?;
+            self.x.extend_from_slice(bytemuck::cast_slice(values));
         }
         if let Some(label) = &self.layout.label {
             let values = column(&label.name)?;

@@ -363,6 +363,36 @@ fn parquet_uploads_report_rows_by_index() -> Result<()> {
 }
 
 #[test]
+fn a_restarted_reader_reads_each_pass_as_a_fresh_one_would() -> Result<()> {
+    let built = csv(&numbers_csv(300), "label=y&categorical=y&split=1,0&seed=1")?;
+    // Each batch's x and y bytes, and its cursor.
+    type Pass = Vec<(Vec<u8>, Vec<u8>, Cursor)>;
+    let pass = |reader: &mut SplitReader| -> Result<Pass> {
+        let mut batches = Vec::new();
+        while let Some(batch) = reader.next_batch()? {
+            batches.push((batch.tensors[0].tensor.data.clone(), batch.tensors[1].tensor.data.clone(), batch.cursor));
+        }
+        Ok(batches)
+    };
+    let seeds = [Some(2), Some(3), None, Some(3)];
+    let fresh = seeds
+        .iter()
+        .map(|&seed| pass(&mut SplitReader::open(&built.output, Split::Train, 64, seed, None)?))
+        .collect::<Result<Vec<_>>>()?;
+    let mut reused = SplitReader::open(&built.output, Split::Train, 64, Some(1), None)?;
+    // Half a pass, then the next ones: nothing of the first carries over.
+    reused.next_batch()?.context("a first batch")?;
+    // The split is one row group, in memory now: the passes never read the file again.
+    std::fs::remove_file(&built.output)?;
+    for (seed, fresh) in seeds.into_iter().zip(fresh) {
+        reused.restart(seed);
+        assert_eq!(fresh.len(), 5);
+        assert_eq!(pass(&mut reused)?, fresh, "seed {seed:?}");
+    }
+    Ok(())
+}
+
+#[test]
 fn the_reader_covers_a_split_once_and_resumes_from_a_cursor() -> Result<()> {
     let built = csv(&numbers_csv(300), "label=y&categorical=y&split=1,0&seed=1")?;
     let read_all = |seed: Option<u64>, resume: Option<Cursor>| -> Result<(Vec<f32>, Vec<Cursor>)> {

@@ -4,7 +4,9 @@
 //! seed, into a queue that holds at most a byte budget. So the guest never
 //! waits on the dataset file: not for the next call's batches, and not for
 //! the first batches of the next epoch, which are read while it trains on
-//! this one. The batches are exactly those a reader opened per epoch gives.
+//! this one. One reader serves every epoch ([`SplitReader::restart`]), so a
+//! small split is decoded once; the batches are exactly those a reader
+//! opened per epoch gives.
 
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
@@ -53,13 +55,14 @@ impl Feed {
         let reader_budget = Arc::clone(&budget);
         let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
+            let first = seed(*epochs.start());
+            let opened = SplitReader::open(&dataset, Split::Train, batch_size as usize, Some(first), None::<Cursor>);
+            let mut reader = match opened {
+                Ok(reader) => reader,
+                Err(err) => return drop(sender.send((Fed::Failed(err.to_string()), 0))),
+            };
             for epoch in epochs {
-                let opened =
-                    SplitReader::open(&dataset, Split::Train, batch_size as usize, Some(seed(epoch)), None::<Cursor>);
-                let mut reader = match opened {
-                    Ok(reader) => reader,
-                    Err(err) => return drop(sender.send((Fed::Failed(err.to_string()), 0))),
-                };
+                reader.restart(Some(seed(epoch)));
                 loop {
                     let batch = match reader.next_batch() {
                         Ok(Some(batch)) => batch,
