@@ -4,11 +4,12 @@ that runs the train-step graph through wasi-nn (ONNX Runtime, CPU).
 
 Uploads examples/datasets/digits.csv (split 0.98/0.01/0.01, so that the
 per-epoch validation is one call), the train-step and evaluation graphs, and
-the component; runs one job of EPOCHS epochs with batches of 32; and prints
+the component; runs one job of EPOCHS epochs with batches of BATCH rows
+(default 32); and prints
 the training steps and epochs per second over the job's wall time (the
 report's), which includes the tiny validation and the host's checkpoints.
 
-    python bench-train-muon.py URL ADMIN_KEY_FILE COMPONENT.wasm EPOCHS
+    python bench-train-muon.py URL ADMIN_KEY_FILE COMPONENT.wasm EPOCHS [BATCH]
 """
 
 import json
@@ -29,6 +30,7 @@ def call(url, key, method, path, body=None, content_type=None):
 
 def main():
     url, key_file, component, epochs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    batch = int(sys.argv[5]) if len(sys.argv) > 5 else 32
     key = open(key_file).read().strip()
     with open("examples/datasets/digits.csv", "rb") as f:
         query = "label=target&categorical=target&split=0.98,0.01,0.01&seed=0"
@@ -39,7 +41,7 @@ def main():
     with open(component, "rb") as f:
         call(url, key, "PUT", "/v1/functions/train-digits", f.read())
     spec = {
-        "function": "train-digits", "dataset": "digits", "epochs": epochs, "batch_size": 32, "seed": 0,
+        "function": "train-digits", "dataset": "digits", "epochs": epochs, "batch_size": batch, "seed": 0,
         "config": {"hidden": 64}, "hyper": {"learning_rate": 0.02, "momentum": 0.9},
         "objective": {"metric": "val_accuracy", "mode": "max"},
     }
@@ -50,7 +52,7 @@ def main():
     if report["state"] != "succeeded":
         sys.exit(f"the job ended {report['state']}: {report}")
     rows = dataset["splits"]["train"]
-    steps = epochs * math.ceil(rows / 32)
+    steps = epochs * math.ceil(rows / batch)
     wall = report["wall_time_s"]
     accuracy = report["test"]["metrics"]["accuracy"]
     last_loss = report["trials"][0]["curves"]["loss"][-1]

@@ -4,10 +4,12 @@
 # sandboxed call of functions/train-digits through wasi-nn
 # (scripts/bench-train-muon.py, over HTTP to a fresh release server); the same
 # graph on ONNX Runtime called directly from Rust (tests/src/bin/train-bench.rs);
-# and the same MLP in numpy (scripts/bench-train-numpy.py); batches of 32 and
+# and the same MLP in numpy (scripts/bench-train-numpy.py, batches of 32);
 # one ONNX Runtime thread throughout.
 # TRAIN_BENCH_EPOCHS sets the epochs (default 100, about half a second for
-# each side); TRAIN_BENCH_DEVICE=gpu runs the Rust side on CUDA.
+# each side); TRAIN_BENCH_BATCH the rows a step on both sides (default 32:
+# the smaller the batch, the more a step's fixed cost weighs);
+# TRAIN_BENCH_DEVICE=gpu runs the Rust side on CUDA.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log=$(mktemp)
@@ -25,7 +27,7 @@ epochs="${TRAIN_BENCH_EPOCHS:-100}"
 for round in $(seq 1 "$rounds"); do
     echo "round $round"
     url=$(start_muon "muon-$round" "$target/release/muon" --nn-intra-op-threads 1 --jobs-workers 1)
-    "$python" scripts/bench-train-muon.py "$url" "$work/muon-$round/admin.key" "$guest/train_digits.wasm" "$epochs"
+    "$python" scripts/bench-train-muon.py "$url" "$work/muon-$round/admin.key" "$guest/train_digits.wasm" "$epochs" "${TRAIN_BENCH_BATCH:-32}"
     kill "$(cat "$work/muon-$round.pid")"
     "$target/release/train-bench"
 done

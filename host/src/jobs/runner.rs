@@ -138,6 +138,10 @@ pub(super) struct TrialRun<'a> {
     pub log: &'a GuestLog,
     /// When this node last renewed the trial's lease (Unix milliseconds).
     renewed_ms: AtomicI64,
+    /// When this node last read the job's state (Unix milliseconds).
+    checked_ms: AtomicI64,
+    /// When the job started running (Unix milliseconds), once read; 0 before.
+    started_ms: AtomicI64,
     /// How fast the last training call went, to size the next one.
     pace: Pace,
     /// The validation split, once read.
@@ -171,6 +175,8 @@ impl<'a> TrialRun<'a> {
             hyper,
             log,
             renewed_ms: AtomicI64::new(0),
+            checked_ms: AtomicI64::new(0),
+            started_ms: AtomicI64::new(0),
             pace: Pace::default(),
             validation: std::sync::Mutex::default(),
         }
@@ -551,18 +557,29 @@ impl TrialRun<'_> {
         Ok(search::continues(asha, self.spec.objective.mode, &recorded, mine))
     }
 
-    /// Stops the attempt when the job is over, past its runtime, or out of budget.
+    /// Stops the attempt when the job is over, past its runtime, or out of
+    /// budget. The job's state is read at most every [`JOB_CHECK_MS`]: a
+    /// small model's epochs come hundreds a second, and a read each would
+    /// cost the training a database round trip an epoch, for a change
+    /// (another node's cancel, another trial's failure) that a quarter of a
+    /// second later stops it all the same. A cancel on this node stops it
+    /// at once.
     async fn check_job(&self) -> Result<(), Stop> {
         if self.jobs.cancelled.contains(&self.job.id) {
             return Err(Stop::Abandoned);
         }
         self.renew().await?;
-        let Some(job) = self.jobs.deps.db.job_by_id(&self.job.id).await? else { return Err(Stop::Abandoned) };
-        if JobState::parse(&job.state).is_none_or(JobState::is_final) {
-            return Err(Stop::Abandoned);
-        }
         let now = crate::clock::now_ms();
-        if let (Some(limit), Some(started)) = (self.spec.max_runtime_s, job.started_at_ms)
+        if now - self.checked_ms.load(Ordering::Relaxed) >= JOB_CHECK_MS {
+            let Some(job) = self.jobs.deps.db.job_by_id(&self.job.id).await? else { return Err(Stop::Abandoned) };
+            if JobState::parse(&job.state).is_none_or(JobState::is_final) {
+                return Err(Stop::Abandoned);
+            }
+            self.started_ms.store(job.started_at_ms.unwrap_or(0), Ordering::Relaxed);
+            self.checked_ms.store(now, Ordering::Relaxed);
+        }
+        let started = Some(self.started_ms.load(Ordering::Relaxed)).filter(|&ms| ms > 0);
+        if let (Some(limit), Some(started)) = (self.spec.max_runtime_s, started)
             && now - started > i64::try_from(limit.saturating_mul(1000)).unwrap_or(i64::MAX)
         {
             let error = format!("the job ran past its max_runtime_s of {limit} s");
@@ -592,6 +609,9 @@ impl TrialRun<'_> {
         }
     }
 }
+
+/// How often a trial reads its job's state, at most (milliseconds).
+const JOB_CHECK_MS: i64 = 250;
 
 impl Pace {
     /// A call of `steps` on `batches` batches of at most `bytes` each took `elapsed`.

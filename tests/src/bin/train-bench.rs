@@ -1,7 +1,7 @@
 //! The training benchmark's baseline: a plain Rust loop that runs the digits
 //! MLP's train-step graph (`examples/training/digits-mlp-train.onnx`) on ONNX
-//! Runtime directly through the `ort` crate, over shuffled batches of 32
-//! rows of `examples/datasets/digits.csv`, and prints steps and epochs per
+//! Runtime directly through the `ort` crate, over shuffled batches (32 rows
+//! unless told) of `examples/datasets/digits.csv`, and prints steps and epochs per
 //! second. This is what a training step through Wasm and wasi-nn is
 //! measured against (issue 12's acceptance: at least 0.8 of this).
 //!
@@ -23,9 +23,10 @@
 //! measures a broken graph shows it.
 //!
 //! Run it with `scripts/bench-train.sh`, which builds what it needs.
-//! `TRAIN_BENCH_EPOCHS` (default 100), `TRAIN_BENCH_THREADS` (intra-op
-//! threads, default 1, as muon's benchmarks run ONNX Runtime) and
-//! `TRAIN_BENCH_DEVICE` (`cpu` or `gpu`, default `cpu`) set the run;
+//! `TRAIN_BENCH_EPOCHS` (default 100), `TRAIN_BENCH_BATCH` (rows a step,
+//! default 32), `TRAIN_BENCH_THREADS` (intra-op threads, default 1, as
+//! muon's benchmarks run ONNX Runtime) and `TRAIN_BENCH_DEVICE` (`cpu` or
+//! `gpu`, default `cpu`) set the run;
 //! `MUON_ORT_DYLIB` the library (default `target/onnxruntime/`).
 
 use std::time::Instant;
@@ -43,7 +44,6 @@ use ort::value::{DynValue, Tensor};
 const FEATURES: usize = 64;
 const CLASSES: usize = 10;
 const HIDDEN: usize = 64;
-const BATCH: usize = 32;
 const LEARNING_RATE: f32 = 0.02;
 const MOMENTUM: f32 = 0.9;
 const PARAMETERS: [&str; 4] = ["w1", "b1", "w2", "b2"];
@@ -61,6 +61,7 @@ struct Named {
 fn main() -> anyhow::Result<()> {
     let epochs: usize = setting("TRAIN_BENCH_EPOCHS", "100")?.parse().context("TRAIN_BENCH_EPOCHS")?;
     let threads: usize = setting("TRAIN_BENCH_THREADS", "1")?.parse().context("TRAIN_BENCH_THREADS")?;
+    let batch_size: usize = setting("TRAIN_BENCH_BATCH", "32")?.parse().context("TRAIN_BENCH_BATCH")?;
     let gpu = setting("TRAIN_BENCH_DEVICE", "cpu")? == "gpu";
     let library = std::env::var_os("MUON_ORT_DYLIB")
         .map_or_else(|| target_dir().join("onnxruntime/libonnxruntime.so"), std::path::PathBuf::from);
@@ -89,7 +90,7 @@ fn main() -> anyhow::Result<()> {
     muon::datasets::build(&csv, Format::Csv, &options, None, &stored)?;
     // Read before timing, as the job's feed reads ahead of its steps.
     let epochs_batches = (1..=epochs as i64)
-        .map(|epoch| read_split(&stored, Split::Train, BATCH, Some(epoch_seed(0, 0, epoch))))
+        .map(|epoch| read_split(&stored, Split::Train, batch_size, Some(epoch_seed(0, 0, epoch))))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let train_rows: usize = epochs_batches.first().map_or(0, |batches| batches.iter().map(|b| b.rows).sum());
     // The job's only trial initialises from the spec's seed, 0.
@@ -132,7 +133,7 @@ fn main() -> anyhow::Result<()> {
     ensure!(accuracy > 0.9, "the trained MLP reached only {accuracy} test accuracy: the graph or the loop is broken");
 
     println!(
-        "ONNX Runtime directly (ort crate, {} with {threads} intra-op thread(s)): digits MLP 64-{HIDDEN}-10, batch {BATCH}, \
+        "ONNX Runtime directly (ort crate, {} with {threads} intra-op thread(s)): digits MLP 64-{HIDDEN}-10, batch {batch_size}, \
          {train_rows} training rows, {epochs} epochs, {steps} steps in {elapsed:.3} s",
         if gpu { "CUDA" } else { "CPU" },
     );
