@@ -357,7 +357,7 @@ impl Db {
         checkpoint: Checkpoint<'_>,
     ) -> anyhow::Result<bool> {
         let mut tx = self.begin_write().await?;
-        lock_job(&mut tx, job).await?;
+        let Some(numbers) = lock_job(&mut tx, job, checkpoint.events.len()).await? else { return Ok(false) };
         let updated = sqlx::query(
             "UPDATE trials SET epoch = $1, metrics = $2, cpu_us = cpu_us + $3, nn_cpu_us = nn_cpu_us + $4,
              nn_gpu_us = nn_gpu_us + $5, cost_micros = cost_micros + $6, stdout = $7, stderr = $8
@@ -380,19 +380,17 @@ impl Db {
         if updated != 1 {
             return Ok(false);
         }
-        sqlx::query("DELETE FROM checkpoints WHERE job_id = $1 AND trial = $2")
-            .bind(job)
-            .bind(trial)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO checkpoints (job_id, trial, epoch, bytes) VALUES ($1, $2, $3, $4)")
-            .bind(job)
-            .bind(trial)
-            .bind(checkpoint.epoch)
-            .bind(checkpoint.bytes.to_vec())
-            .execute(&mut *tx)
-            .await?;
-        append_events(&mut tx, job, &checkpoint.events).await?;
+        sqlx::query(
+            "INSERT INTO checkpoints (job_id, trial, epoch, bytes) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (job_id, trial) DO UPDATE SET epoch = excluded.epoch, bytes = excluded.bytes",
+        )
+        .bind(job)
+        .bind(trial)
+        .bind(checkpoint.epoch)
+        .bind(checkpoint.bytes.to_vec())
+        .execute(&mut *tx)
+        .await?;
+        insert_events(&mut tx, job, numbers, &checkpoint.events).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -407,7 +405,7 @@ impl Db {
         change: TrialChange<'_>,
     ) -> anyhow::Result<bool> {
         let mut tx = self.begin_write().await?;
-        lock_job(&mut tx, job).await?;
+        let Some(numbers) = lock_job(&mut tx, job, 1).await? else { return Ok(false) };
         let ended = change.state != "running";
         let updated = sqlx::query(
             "UPDATE trials SET state = $1, error = $2, attempt = $3, stdout = $4, stderr = $5,
@@ -431,7 +429,7 @@ impl Db {
             return Ok(false);
         }
         let event = NewEvent { trial: Some(trial), epoch: None, data: change.event.to_owned() };
-        append_events(&mut tx, job, &[event]).await?;
+        insert_events(&mut tx, job, numbers, &[event]).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -553,15 +551,28 @@ impl Db {
     }
 }
 
-/// Locks job `id`'s row for the transaction. Every transaction that writes
-/// a job's trials takes its job's row first (ending a job locks the job,
-/// then its trials), so two of them never wait on each other in a circle.
-async fn lock_job(tx: &mut sqlx::Transaction<'static, sqlx::Any>, id: &str) -> anyhow::Result<()> {
-    sqlx::query("UPDATE jobs SET next_seq = next_seq WHERE id = $1").bind(id).execute(&mut **tx).await?;
-    Ok(())
+/// Locks job `id`'s row for the transaction and reserves numbers for
+/// `events` events of its log: the first of them, or `None` when there is
+/// no such job. Every transaction that writes a job's trials takes its
+/// job's row first (ending a job locks the job, then its trials), so two of
+/// them never wait on each other in a circle; the numbers are handed out in
+/// commit order, since the row stays locked until the commit.
+async fn lock_job(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    id: &str,
+    events: usize,
+) -> anyhow::Result<Option<i64>> {
+    let count = i64::try_from(events)?;
+    let row = sqlx::query("UPDATE jobs SET next_seq = next_seq + $1 WHERE id = $2 RETURNING next_seq")
+        .bind(count)
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let last: i64 = row.try_get("next_seq")?;
+    Ok(Some(last - count + 1))
 }
 
-/// Appends `events` to job `id`'s log, numbering them from the job's row.
 /// The `job_state` entry of the audit log for job `id` reaching `state`,
 /// written in the transaction that changes the state, so that the log has
 /// each job's states in the order they happened.
@@ -582,6 +593,7 @@ async fn audit_job_state(
     super::monitor::audit_in(tx, &entry, at_ms).await
 }
 
+/// Appends `events` to job `id`'s log, numbering them from the job's row.
 async fn append_events(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     id: &str,
@@ -590,21 +602,20 @@ async fn append_events(
     if events.is_empty() {
         return Ok(());
     }
-    let count = i64::try_from(events.len())?;
-    // The update locks the job's row until the commit, so numbers are
-    // handed out in commit order.
-    sqlx::query("UPDATE jobs SET next_seq = next_seq + $1 WHERE id = $2")
-        .bind(count)
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
-    let last: i64 = sqlx::query("SELECT next_seq FROM jobs WHERE id = $1")
-        .bind(id)
-        .fetch_one(&mut **tx)
-        .await?
-        .try_get("next_seq")?;
+    let first =
+        anyhow::Context::with_context(lock_job(tx, id, events.len()).await?, || format!("job {id} does not exist"))?;
+    insert_events(tx, id, first, events).await
+}
+
+/// Writes `events` to job `id`'s log, numbered from `first` (reserved by [`lock_job`]).
+async fn insert_events(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    id: &str,
+    first: i64,
+    events: &[NewEvent],
+) -> anyhow::Result<()> {
     let now = crate::clock::now_ms();
-    for (seq, event) in (last - count + 1..).zip(events) {
+    for (seq, event) in (first..).zip(events) {
         sqlx::query("INSERT INTO job_events (job_id, seq, trial, epoch, at_ms, data) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(id)
             .bind(seq)
