@@ -5,11 +5,11 @@ that runs the train-step graph through wasi-nn (ONNX Runtime, CPU).
 Uploads examples/datasets/digits.csv (split 0.98/0.01/0.01, so that the
 per-epoch validation is one call), the train-step and evaluation graphs, and
 the component; runs one job of EPOCHS epochs with batches of BATCH rows
-(default 32); and prints
+(default 32) and a hidden layer HIDDEN wide (default 64); and prints
 the training steps and epochs per second over the job's wall time (the
 report's), which includes the tiny validation and the host's checkpoints.
 
-    python bench-train-muon.py URL ADMIN_KEY_FILE COMPONENT.wasm EPOCHS [BATCH]
+    python bench-train-muon.py URL ADMIN_KEY_FILE COMPONENT.wasm EPOCHS [BATCH [HIDDEN]]
 """
 
 import json
@@ -31,6 +31,7 @@ def call(url, key, method, path, body=None, content_type=None):
 def main():
     url, key_file, component, epochs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     batch = int(sys.argv[5]) if len(sys.argv) > 5 else 32
+    hidden = int(sys.argv[6]) if len(sys.argv) > 6 else 64
     key = open(key_file).read().strip()
     with open("examples/datasets/digits.csv", "rb") as f:
         query = "label=target&categorical=target&split=0.98,0.01,0.01&seed=0"
@@ -42,7 +43,7 @@ def main():
         call(url, key, "PUT", "/v1/functions/train-digits", f.read())
     spec = {
         "function": "train-digits", "dataset": "digits", "epochs": epochs, "batch_size": batch, "seed": 0,
-        "config": {"hidden": 64}, "hyper": {"learning_rate": 0.02, "momentum": 0.9},
+        "config": {"hidden": hidden}, "hyper": {"learning_rate": 0.02, "momentum": 0.9},
         "objective": {"metric": "val_accuracy", "mode": "max"},
     }
     job = call(url, key, "POST", "/v1/jobs", json.dumps(spec).encode(), "application/json")["id"]

@@ -9,7 +9,8 @@
 # TRAIN_BENCH_EPOCHS sets the epochs (default 100, about half a second for
 # each side); TRAIN_BENCH_BATCH the rows a step on both sides (default 32:
 # the smaller the batch, the more a step's fixed cost weighs);
-# TRAIN_BENCH_DEVICE=gpu runs the Rust side on CUDA.
+# TRAIN_BENCH_HIDDEN the hidden layer's width (default 64: the graphs'
+# hidden width is symbolic); TRAIN_BENCH_DEVICE=gpu runs the Rust side on CUDA.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log=$(mktemp)
@@ -27,7 +28,7 @@ epochs="${TRAIN_BENCH_EPOCHS:-100}"
 for round in $(seq 1 "$rounds"); do
     echo "round $round"
     url=$(start_muon "muon-$round" "$target/release/muon" --nn-intra-op-threads 1 --jobs-workers 1)
-    "$python" scripts/bench-train-muon.py "$url" "$work/muon-$round/admin.key" "$guest/train_digits.wasm" "$epochs" "${TRAIN_BENCH_BATCH:-32}"
+    "$python" scripts/bench-train-muon.py "$url" "$work/muon-$round/admin.key" "$guest/train_digits.wasm" "$epochs" "${TRAIN_BENCH_BATCH:-32}" "${TRAIN_BENCH_HIDDEN:-64}"
     kill "$(cat "$work/muon-$round.pid")"
     "$target/release/train-bench"
 done

@@ -215,8 +215,10 @@ def test_a_dataset_report_with_its_columns_and_split(dashboard: Dashboard, muon:
 
 
 def test_a_jobs_curve_grows_while_it_trains(dashboard: Dashboard, muon: Muon) -> None:
-    # One batch a call keeps the job slow enough to watch its curve grow.
-    spec = {"function": "train-linear", "dataset": "linear", "epochs": 200, "batch_size": 1, "seed": 7,
+    # One batch a call, and enough epochs, keep the job slow enough to watch
+    # its curve grow (200 epochs took about a second once the feed kept the
+    # split decoded).
+    spec = {"function": "train-linear", "dataset": "linear", "epochs": 1000, "batch_size": 1, "seed": 7,
             "steps_per_call": 1, "config": {"features": 3}, "hyper": {"learning_rate": 0.01}}
     response = muon.api.post("/v1/jobs", json=spec)
     assert response.status_code == 201, response.text
@@ -237,7 +239,7 @@ def test_a_jobs_curve_grows_while_it_trains(dashboard: Dashboard, muon: Muon) ->
     grew_while_running = sorted({p for p, s in zip(seen, states[-len(seen):]) if s == "running" and p > 0})
     assert len(grew_while_running) >= 2, (seen, states)
     assert states[-1] == "succeeded", states
-    expect(loss).to_have_attribute("data-points", "200", timeout=15_000)
+    expect(loss).to_have_attribute("data-points", "1000", timeout=15_000)
     expect(page.locator("#report h2")).to_have_text("Report", timeout=15_000)
     report = muon.get(f"/v1/jobs/{job}/report")
     assert dashboard.value("best-trial", "#report") == str(report["best_trial"])

@@ -24,7 +24,8 @@
 //!
 //! Run it with `scripts/bench-train.sh`, which builds what it needs.
 //! `TRAIN_BENCH_EPOCHS` (default 100), `TRAIN_BENCH_BATCH` (rows a step,
-//! default 32), `TRAIN_BENCH_THREADS` (intra-op threads, default 1, as
+//! default 32), `TRAIN_BENCH_HIDDEN` (the hidden layer's width, default
+//! 64), `TRAIN_BENCH_THREADS` (intra-op threads, default 1, as
 //! muon's benchmarks run ONNX Runtime) and `TRAIN_BENCH_DEVICE` (`cpu` or
 //! `gpu`, default `cpu`) set the run;
 //! `MUON_ORT_DYLIB` the library (default `target/onnxruntime/`).
@@ -43,7 +44,6 @@ use ort::value::{DynValue, Tensor};
 
 const FEATURES: usize = 64;
 const CLASSES: usize = 10;
-const HIDDEN: usize = 64;
 const LEARNING_RATE: f32 = 0.02;
 const MOMENTUM: f32 = 0.9;
 const PARAMETERS: [&str; 4] = ["w1", "b1", "w2", "b2"];
@@ -62,6 +62,7 @@ fn main() -> anyhow::Result<()> {
     let epochs: usize = setting("TRAIN_BENCH_EPOCHS", "100")?.parse().context("TRAIN_BENCH_EPOCHS")?;
     let threads: usize = setting("TRAIN_BENCH_THREADS", "1")?.parse().context("TRAIN_BENCH_THREADS")?;
     let batch_size: usize = setting("TRAIN_BENCH_BATCH", "32")?.parse().context("TRAIN_BENCH_BATCH")?;
+    let hidden: usize = setting("TRAIN_BENCH_HIDDEN", "64")?.parse().context("TRAIN_BENCH_HIDDEN")?;
     let gpu = setting("TRAIN_BENCH_DEVICE", "cpu")? == "gpu";
     let library = std::env::var_os("MUON_ORT_DYLIB")
         .map_or_else(|| target_dir().join("onnxruntime/libonnxruntime.so"), std::path::PathBuf::from);
@@ -94,7 +95,7 @@ fn main() -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let train_rows: usize = epochs_batches.first().map_or(0, |batches| batches.iter().map(|b| b.rows).sum());
     // The job's only trial initialises from the spec's seed, 0.
-    let mut state = initial_state(&mut SplitMix(0));
+    let mut state = initial_state(&mut SplitMix(0), hidden);
 
     let mut steps = 0usize;
     let mut last_epoch_loss = f64::NAN;
@@ -133,7 +134,7 @@ fn main() -> anyhow::Result<()> {
     ensure!(accuracy > 0.9, "the trained MLP reached only {accuracy} test accuracy: the graph or the loop is broken");
 
     println!(
-        "ONNX Runtime directly (ort crate, {} with {threads} intra-op thread(s)): digits MLP 64-{HIDDEN}-10, batch {batch_size}, \
+        "ONNX Runtime directly (ort crate, {} with {threads} intra-op thread(s)): digits MLP 64-{hidden}-10, batch {batch_size}, \
          {train_rows} training rows, {epochs} epochs, {steps} steps in {elapsed:.3} s",
         if gpu { "CUDA" } else { "CPU" },
     );
@@ -195,11 +196,11 @@ fn read_split(path: &Path, split: Split, batch_size: usize, seed: Option<u64>) -
 /// He-initialised weights, zero biases, zero velocities: what
 /// functions/train-digits' `init` makes, number for number, from the same
 /// seed (the same generator, draws in the same order).
-fn initial_state(rng: &mut SplitMix) -> Vec<Named> {
+fn initial_state(rng: &mut SplitMix, hidden: usize) -> Vec<Named> {
     let shapes: [(&str, Vec<i64>, usize); 4] = [
-        ("w1", vec![FEATURES as i64, HIDDEN as i64], FEATURES),
-        ("b1", vec![HIDDEN as i64], 0),
-        ("w2", vec![HIDDEN as i64, CLASSES as i64], HIDDEN),
+        ("w1", vec![FEATURES as i64, hidden as i64], FEATURES),
+        ("b1", vec![hidden as i64], 0),
+        ("w2", vec![hidden as i64, CLASSES as i64], hidden),
         ("b2", vec![CLASSES as i64], 0),
     ];
     let mut state = Vec::new();
