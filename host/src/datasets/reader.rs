@@ -1,8 +1,8 @@
 //! Reading a stored split back: [`SplitReader`] for training, in batches of
 //! named tensors, and [`rows_page`] for the rows route.
 //!
-//! The reader holds one row group (at most [`ROW_GROUP_ROWS`] rows) and
-//! the batch it is building, never more. Shuffling stays bounded that way:
+//! The reader holds one row group (at most [`ROW_GROUP_ROWS`] rows, its
+//! features as fp32 rows) and the batch it is building, never more. Shuffling stays bounded that way:
 //! with a seed, the split's row groups are visited in a seeded order and the
 //! rows of each group in a seeded order of their own (seeded by the seed and
 //! the group). Every row comes once per pass; rows of different row groups
@@ -234,6 +234,12 @@ impl SplitReader {
                 *value = feature.values().get(row).map_or(0.0, |&v| v as f32);
             }
         }
+        // The fp64 feature columns are not needed once they are rows: the
+        // group in memory is no larger than it was read.
+        let others: Vec<usize> = (0..batch.num_columns())
+            .filter(|&i| !self.layout.features.iter().any(|name| name == batch.schema_ref().field(i).name()))
+            .collect();
+        let batch = batch.project(&others).map_err(DatasetError::storage)?;
         Ok((batch, x, width))
     }
 
