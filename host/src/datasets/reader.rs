@@ -2,16 +2,17 @@
 //! named tensors, and [`rows_page`] for the rows route.
 //!
 //! The reader holds one row group (at most [`ROW_GROUP_ROWS`] rows, its
-//! features as fp32 rows) and the batch it is building, never more. Shuffling stays bounded that way:
-//! with a seed, the split's row groups are visited in a seeded order and the
-//! rows of each group in a seeded order of their own (seeded by the seed and
-//! the group). Every row comes once per pass; rows of different row groups
-//! never mix within a group's span, which with 65,536-row groups written in
-//! file order is the usual trade of a bounded shuffle buffer. A [`Cursor`]
-//! is the rows handed out so far in the pass: the order is a function of the
-//! seed, so resuming recomputes it and skips that many rows. Use another
-//! seed for each epoch (`seed + epoch`, say), through [`SplitReader::restart`]:
-//! a split of one row group is then decoded once, not once an epoch.
+//! features as fp32 rows) and the batch it is building, never more.
+//! Shuffling stays bounded that way: with a seed, the split's row groups
+//! are visited in a seeded order and the rows of each group in a seeded
+//! order of their own (seeded by the seed and the group). Every row comes
+//! once per pass; rows of different row groups never mix within a group's
+//! span, which with 65,536-row groups written in file order is the usual
+//! trade of a bounded shuffle buffer. A [`Cursor`] is the rows handed out
+//! so far in the pass: the order is a function of the seed, so resuming
+//! recomputes it and skips that many rows. Use another seed for each epoch
+//! (`seed + epoch`, say), through [`SplitReader::restart`]: a split of one
+//! row group is then decoded once, not once an epoch.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -191,10 +192,7 @@ impl SplitReader {
         self.next_group += 1;
         let (batch, x, width) = match self.loaded.take() {
             Some(kept) if kept.group == group => (kept.batch, kept.x, kept.width),
-            _ => {
-                self.loaded = None;
-                self.read_group(group)?
-            }
+            _ => self.read_group(group)?,
         };
         let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
         if let Some(seed) = self.cursor.seed {
