@@ -483,8 +483,11 @@ async fn outcome(server: &Server, id: &str) -> anyhow::Result<(Vec<Value>, Vec<(
 async fn a_job_killed_mid_run_resumes_to_the_same_result() -> anyhow::Result<()> {
     let mut server = Server::start(&[]).await?;
     linear_setup(&server).await?;
-    let epochs = 150;
-    let spec = linear_spec(epochs, json!({"hyper": {"learning_rate": 0.01}}));
+    // A call a batch, and enough epochs, keep the job running for a second
+    // or more, so that the kill lands mid-run (150 epochs of 20 batches a
+    // call once took 90 ms).
+    let epochs = 1000;
+    let spec = linear_spec(epochs, json!({"steps_per_call": 1, "hyper": {"learning_rate": 0.01}}));
     let id = submit(&server, &server.http, &spec).await?;
     let midway = |job: &Value| job["trials"][0]["epoch"].as_u64().is_some_and(|e| e >= 10);
     let before = wait_until(&server, &server.http, &id, Duration::from_secs(60), midway).await?;
@@ -520,7 +523,9 @@ async fn another_node_finishes_the_trials_of_a_killed_one() -> anyhow::Result<()
     let second = Server::start(&flags).await?;
     linear_setup(&first).await?;
     let epochs = 200;
-    let spec = linear_spec(epochs, json!({"search": {"trials": 2, "parallel": 2}, "hyper": {"learning_rate": 0.01}}));
+    // A call a batch keeps the trials running well past the kill.
+    let extra = json!({"search": {"trials": 2, "parallel": 2}, "steps_per_call": 1, "hyper": {"learning_rate": 0.01}});
+    let spec = linear_spec(epochs, extra);
     let id = submit(&first, &first.http, &spec).await?;
     // One worker each: each node holds one of the two trials.
     let both =
