@@ -8,6 +8,7 @@
 //! numbering transaction locks: numbers are handed out in commit order, and a
 //! reader resuming after number `n` never misses one committed later.
 
+use anyhow::Context as _;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -602,8 +603,7 @@ async fn append_events(
     if events.is_empty() {
         return Ok(());
     }
-    let first =
-        anyhow::Context::with_context(lock_job(tx, id, events.len()).await?, || format!("job {id} does not exist"))?;
+    let first = lock_job(tx, id, events.len()).await?.with_context(|| format!("job {id} does not exist"))?;
     insert_events(tx, id, first, events).await
 }
 

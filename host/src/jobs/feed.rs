@@ -55,8 +55,8 @@ impl Feed {
         let reader_budget = Arc::clone(&budget);
         let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            let first = seed(*epochs.start());
-            let opened = SplitReader::open(&dataset, Split::Train, batch_size as usize, Some(first), None::<Cursor>);
+            // In file order until each epoch's restart sets its shuffle.
+            let opened = SplitReader::open(&dataset, Split::Train, batch_size as usize, None, None::<Cursor>);
             let mut reader = match opened {
                 Ok(reader) => reader,
                 Err(err) => return drop(sender.send((Fed::Failed(err.to_string()), 0))),
